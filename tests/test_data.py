@@ -1,0 +1,389 @@
+"""Tests of ssdbook.data (chapter 1): VOC reading, the shapes set, collate, transforms, bad input."""
+import re
+import shutil
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from ssdbook.data import (IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, BaseTransform, VOCDetection,
+                          anno_to_target, check_dataset, denormalize, detection_collate, download_voc, draw_boxes,
+                          make_shapes_voc, parse_voc_xml, show_batch, write_voc_xml)
+
+N_TRAIN, N_TEST = 60, 10
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes_voc(root, n_train=N_TRAIN, n_test=N_TEST, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def train_set(shapes_root):
+    return VOCDetection(shapes_root, [("shapes", "train")], classes=SHAPES_CLASSES)
+
+
+def obj_xml(name, box, difficult=0):
+    coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    return f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>"
+
+
+def anno_xml(*objects, width=300, height=300):
+    return (f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+            f"{''.join(objects)}</annotation>")
+
+
+def small_copy(shapes_root, tmp_path, n=4):
+    "A private copy of the first n training images of the shapes set, to break."
+    src, dst = shapes_root / "VOCshapes", tmp_path / "VOCshapes"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (dst / sub).mkdir(parents=True)
+    ids = [f"train{j:06d}" for j in range(n)]
+    for i in ids:
+        shutil.copy(src / "JPEGImages" / f"{i}.jpg", dst / "JPEGImages")
+        shutil.copy(src / "Annotations" / f"{i}.xml", dst / "Annotations")
+    (dst / "ImageSets/Main/train.txt").write_text("\n".join(ids) + "\n")
+    return tmp_path, dst, ids
+
+
+# ---------------------------------------------------------------- a batch
+def test_collated_batch_of_15(train_set):
+    ds = VOCDetection(train_set.root, [("shapes", "train")], transform=BaseTransform(), classes=SHAPES_CLASSES)
+    loader = torch.utils.data.DataLoader(ds, batch_size=15, collate_fn=detection_collate)
+    images, targets = next(iter(loader))
+    assert images.shape == (15, 3, 300, 300) and images.dtype == torch.float32
+    assert isinstance(targets, list) and len(targets) == 15
+    for t in targets:
+        assert t.dtype == torch.float32 and t.dim() == 2 and t.shape[1] == 5 and len(t) <= 6
+        assert (t[:, :4] >= 0).all() and (t[:, :4] <= 1).all()
+        assert (t[:, 2] > t[:, 0]).all() and (t[:, 3] > t[:, 1]).all()
+        labels = t[:, 4]
+        assert torch.equal(labels, labels.round()) and ((labels >= 0) & (labels < len(SHAPES_CLASSES))).all()
+
+
+def test_item_without_transform(train_set):
+    image, target = train_set[0]
+    anno = train_set.pull_anno(0)
+    assert image.shape == (3, 300, 300) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
+    assert torch.allclose(target[:, :4] * 300, anno["boxes"]) and torch.equal(target[:, 4].long(), anno["labels"])
+    assert anno["labels"].dtype == torch.int64 and anno["difficult"].dtype == torch.bool
+
+
+def test_collate_edge_cases():
+    imgs = [torch.rand(3, 8, 8) for _ in range(3)]
+    images, targets = detection_collate([(imgs[0], torch.zeros(0, 5)), (imgs[1], np.zeros((0,))),
+                                         (imgs[2], np.array([[0.1, 0.1, 0.5, 0.5, 3]]))])
+    assert images.shape == (3, 3, 8, 8) and [tuple(t.shape) for t in targets] == [(0, 5), (0, 5), (1, 5)]
+    assert all(t.dtype == torch.float32 for t in targets)
+    with pytest.raises(ValueError, match="image 1 has shape"):
+        detection_collate([(imgs[0], torch.zeros(0, 5)), (torch.rand(3, 9, 8), torch.zeros(0, 5))])
+    with pytest.raises(ValueError, match=r"target 0 has shape \(2, 4\)"):
+        detection_collate([(imgs[0], torch.zeros(2, 4))])
+    with pytest.raises(ValueError, match="empty batch"):
+        detection_collate([])
+
+
+# ---------------------------------------------------------------- XML round trip
+def test_xml_round_trip(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    for k in range(20):
+        w, h = int(torch.randint(50, 600, (1,), generator=g)), int(torch.randint(50, 600, (1,), generator=g))
+        n = int(torch.randint(0, 5, (1,), generator=g))
+        x = torch.randint(0, w, (n, 2), generator=g).sort(1).values
+        y = torch.randint(0, h, (n, 2), generator=g).sort(1).values
+        x[:, 1] = torch.maximum(x[:, 1], x[:, 0] + 1).clamp(max=w - 1)
+        x[:, 0] = torch.minimum(x[:, 0], x[:, 1] - 1)
+        y[:, 1] = torch.maximum(y[:, 1], y[:, 0] + 1).clamp(max=h - 1)
+        y[:, 0] = torch.minimum(y[:, 0], y[:, 1] - 1)
+        anno = dict(id="a", width=w, height=h, boxes=torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1).float(),
+                    labels=torch.randint(0, 20, (n,), generator=g), difficult=torch.rand(n, generator=g) < 0.3)
+        write_voc_xml(tmp_path / "a.xml", anno)
+        back, problems = parse_voc_xml(tmp_path / "a.xml")
+        assert problems == []
+        for key in ("boxes", "labels", "difficult"):
+            assert torch.equal(back[key], anno[key]), key
+        assert (back["id"], back["width"], back["height"]) == ("a", w, h)
+        # XML -> target -> XML: the target (fractions) gives the same file back
+        target = anno_to_target(back)
+        anno2 = dict(id="a", width=w, height=h, boxes=target[:, :4] * torch.tensor([w, h, w, h]),
+                     labels=target[:, 4].long(), difficult=back["difficult"])
+        write_voc_xml(tmp_path / "b.xml", anno2)
+        assert (tmp_path / "a.xml").read_text() == (tmp_path / "b.xml").read_text()
+
+
+def test_generated_xml_round_trip(shapes_root, tmp_path):
+    ann = shapes_root / "VOCshapes" / "Annotations"
+    for xml in sorted(ann.glob("*.xml"))[:10]:
+        anno, problems = parse_voc_xml(xml, SHAPES_CLASSES)
+        assert problems == []
+        write_voc_xml(tmp_path / xml.name, anno, SHAPES_CLASSES, folder="VOCshapes")
+        assert (tmp_path / xml.name).read_text() == xml.read_text()
+
+
+def test_voc_pixel_convention(tmp_path):
+    (tmp_path / "x.xml").write_text(anno_xml(obj_xml("dog", (1, 1, 300, 150)), width=300, height=150))
+    anno, problems = parse_voc_xml(tmp_path / "x.xml")
+    assert problems == [] and anno["boxes"].tolist() == [[0, 0, 299, 149]] and anno["labels"].tolist() == [11]
+    # real VOC has a few non-integer coordinates; they are read as floats
+    (tmp_path / "y.xml").write_text(anno_xml(obj_xml("Person", (10.5, 20, 40.5, 60))))
+    anno, problems = parse_voc_xml(tmp_path / "y.xml")
+    assert problems == [] and anno["boxes"].tolist() == [[9.5, 19, 39.5, 59]] and anno["labels"].tolist() == [14]
+
+
+def test_keep_difficult(shapes_root, tmp_path):
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=1)
+    (dst / "Annotations" / f"{ids[0]}.xml").write_text(
+        anno_xml(obj_xml("star", (10, 10, 50, 50)), obj_xml("ring", (60, 60, 90, 90), difficult=1)))
+    ds = VOCDetection(root, [("shapes", "train")], classes=SHAPES_CLASSES)
+    assert ds[0][1].shape == (1, 5) and ds[0][1][0, 4] == SHAPES_CLASSES.index("star")
+    assert ds.pull_anno(0)["difficult"].tolist() == [False, True]
+    ds = VOCDetection(root, [("shapes", "train")], classes=SHAPES_CLASSES, keep_difficult=True)
+    assert ds[0][1].shape == (2, 5)
+
+
+# ---------------------------------------------------------------- bad input
+BAD_ANNOTATIONS = {
+    "malformed": ("<annotation><size><width>300", r"malformed XML"),
+    "xmax_le_xmin": (anno_xml(obj_xml("star", (10, 10, 50, 50)), obj_xml("circle", (60, 10, 60, 50))),
+                     r"object 1 \('circle'\): xmax 60 <= xmin 60"),
+    "ymax_le_ymin": (anno_xml(obj_xml("square", (10, 80, 50, 40))), r"object 0 \('square'\): ymax 40 <= ymin 80"),
+    "outside_right": (anno_xml(obj_xml("ring", (200, 10, 301, 50))), r"object 0 \('ring'\): box .* outside the 300x300"),
+    "outside_negative": (anno_xml(obj_xml("ring", (-5, 10, 30, 50))), r"object 0 \('ring'\): box .* outside"),
+    "outside_bottom": (anno_xml(obj_xml("cross", (10, 10, 30, 500))), r"object 0 \('cross'\): box .* outside"),
+    "unknown_class": (anno_xml(obj_xml("hexagon", (10, 10, 50, 50))), r"object 0 \('hexagon'\): unknown class name"),
+    "no_bndbox_value": (anno_xml("<object><name>star</name><bndbox><xmin>1</xmin></bndbox></object>"),
+                        r"object 0 \('star'\): <bndbox> needs numeric"),
+    "no_size": ("<annotation><object><name>star</name></object></annotation>", r"<size> needs positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANNOTATIONS))
+def test_bad_annotation_raises(case, shapes_root, tmp_path):
+    text, pattern = BAD_ANNOTATIONS[case]
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=2)
+    (dst / "Annotations" / f"{ids[1]}.xml").write_text(text)
+    ds = VOCDetection(root, [("shapes", "train")], classes=SHAPES_CLASSES)
+    ds[0]  # the untouched image still loads
+    with pytest.raises(ValueError, match=re.escape(f"{ids[1]}.xml") + ".*" + pattern):
+        ds[1]
+    with pytest.raises(ValueError, match=pattern):
+        ds.pull_anno(1)
+    problems = check_dataset(root, [("shapes", "train")], SHAPES_CLASSES)
+    assert len(problems) == 1 and ids[1] in problems[0]
+
+
+def test_missing_image_and_annotation(shapes_root, tmp_path):
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=3)
+    (dst / "JPEGImages" / f"{ids[1]}.jpg").unlink()
+    (dst / "Annotations" / f"{ids[2]}.xml").unlink()
+    ds = VOCDetection(root, [("shapes", "train")], classes=SHAPES_CLASSES)
+    with pytest.raises(ValueError, match=re.escape(f"{ids[1]}.jpg") + ": image file is missing"):
+        ds[1]
+    with pytest.raises(ValueError, match=re.escape(f"{ids[2]}.xml") + ": annotation file is missing"):
+        ds[2]
+
+
+def test_corrupt_image_and_size_mismatch(shapes_root, tmp_path):
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=2)
+    (dst / "JPEGImages" / f"{ids[0]}.jpg").write_bytes(b"not a jpeg")
+    (dst / "Annotations" / f"{ids[1]}.xml").write_text(anno_xml(width=320, height=240))
+    ds = VOCDetection(root, [("shapes", "train")], classes=SHAPES_CLASSES)
+    with pytest.raises(ValueError, match=re.escape(f"{ids[0]}.jpg") + ": cannot decode image"):
+        ds[0]
+    with pytest.raises(ValueError, match=re.escape(f"{ids[1]}.jpg") + r": image is 300x300 but its annotation says 320x240"):
+        ds[1]
+    problems = check_dataset(root, [("shapes", "train")], SHAPES_CLASSES)
+    assert len(problems) == 2
+
+
+def test_missing_image_set_never_downloads(tmp_path):
+    with pytest.raises(ValueError, match="download=True"):
+        VOCDetection(tmp_path, [("2007", "trainval")])
+    with pytest.raises(ValueError, match="make_shapes_voc"):
+        VOCDetection(tmp_path, [("shapes", "train")], classes=SHAPES_CLASSES)
+    with pytest.raises(ValueError, match="known years"):
+        download_voc(tmp_path, years=("1999",))
+
+
+def test_check_dataset_reports_everything_at_once(shapes_root, tmp_path):
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=4)
+    ann = dst / "Annotations"
+    (ann / f"{ids[0]}.xml").write_text("<annotation>")
+    (dst / "JPEGImages" / f"{ids[1]}.jpg").unlink()
+    (ann / f"{ids[2]}.xml").write_text(anno_xml(obj_xml("hexagon", (1, 1, 9, 9)), obj_xml("star", (5, 5, 4, 9)),
+                                               obj_xml("ring", (5, 5, 9, 900))))
+    (ann / f"{ids[3]}.xml").write_text(anno_xml())  # no objects: valid
+    with open(dst / "ImageSets/Main/train.txt", "a") as f:
+        f.write(f"{ids[3]}\n")
+    problems = check_dataset(root, [("shapes", "train"), ("shapes", "test")], SHAPES_CLASSES)
+    expected = [f"{ids[0]}.xml: malformed XML", f"{ids[1]}.jpg: image file is missing", "'hexagon'): unknown class",
+                "'star'): xmax 4 <= xmin 5", "'ring'): box", f"id {ids[3]} is listed twice", "test.txt: image set file is missing"]
+    assert len(problems) == len(expected)
+    for e in expected:
+        assert sum(e in p for p in problems) == 1, (e, problems)
+    with pytest.raises(ValueError, match=r"7 problem\(s\)") as info:
+        check_dataset(root, [("shapes", "train"), ("shapes", "test")], SHAPES_CLASSES, strict=True)
+    assert all(p in str(info.value) for p in problems)
+    assert check_dataset(root, [("shapes", "train")], SHAPES_CLASSES, check_images=False) != []
+
+
+def test_check_dataset_clean(shapes_root):
+    assert check_dataset(shapes_root, [("shapes", "train"), ("shapes", "test"), ("shapes", "trainval")],
+                         SHAPES_CLASSES) == []
+
+
+# ---------------------------------------------------------------- the shapes generator
+def _files(d):
+    return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_generator_is_deterministic(tmp_path):
+    a = _files(make_shapes_voc(tmp_path / "a", n_train=12, n_test=4, seed=7))
+    b = _files(make_shapes_voc(tmp_path / "b", n_train=12, n_test=4, seed=7))
+    assert a == b and len(a) == 2 * 16 + 3 + 1
+    c = _files(make_shapes_voc(tmp_path / "c", n_train=12, n_test=4, seed=8))
+    assert sum(a[k] != c[k] for k in a if k.suffix == ".jpg") == 16
+    # image j depends only on (seed, split, j): a larger set starts with the same images
+    d = _files(make_shapes_voc(tmp_path / "d", n_train=5, n_test=2, seed=7))
+    assert all(d[k] == a[k] for k in d if k.parent.name in ("JPEGImages", "Annotations"))
+
+
+def test_generator_reuses_and_rebuilds(tmp_path):
+    out = make_shapes_voc(tmp_path, n_train=3, n_test=1)
+    jpg = out / "JPEGImages" / "train000000.jpg"
+    mtime = jpg.stat().st_mtime_ns
+    assert make_shapes_voc(tmp_path, n_train=3, n_test=1) == out and jpg.stat().st_mtime_ns == mtime
+    make_shapes_voc(tmp_path, n_train=2, n_test=1)  # other arguments: rebuilt, stale files removed
+    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["test000000.jpg", "train000000.jpg", "train000001.jpg"]
+    (out / "ImageSets/Main/train.txt").unlink()
+    make_shapes_voc(tmp_path, n_train=2, n_test=1, overwrite=True)
+    assert (out / "ImageSets/Main/train.txt").read_text().split() == ["train000000", "train000001"]
+
+
+def test_generator_arguments_checked(tmp_path):
+    with pytest.raises(ValueError, match="n_train"):
+        make_shapes_voc(tmp_path, n_train=-1)
+    with pytest.raises(ValueError, match="min_size"):
+        make_shapes_voc(tmp_path, min_size=5)
+
+
+def test_generator_content(shapes_root):
+    ds = VOCDetection(shapes_root, [("shapes", "train"), ("shapes", "test")], classes=SHAPES_CLASSES)
+    assert len(ds) == N_TRAIN + N_TEST
+    assert (shapes_root / "VOCshapes/ImageSets/Main/trainval.txt").read_text() == \
+        (shapes_root / "VOCshapes/ImageSets/Main/train.txt").read_text()
+    annos = [ds.pull_anno(i) for i in range(len(ds))]
+    counts = torch.tensor([len(a["labels"]) for a in annos])
+    boxes = torch.cat([a["boxes"] for a in annos])
+    labels = torch.cat([a["labels"] for a in annos])
+    scale = ((boxes[:, 2:] - boxes[:, :2] + 1).prod(1)).sqrt()
+    assert counts.max() <= 6 and (counts == 0).any() and (counts >= 4).any()
+    assert set(labels.tolist()) == set(range(len(SHAPES_CLASSES)))
+    assert scale.min() >= 12 and scale.max() <= 271 and (scale < 30).any() and (scale > 150).any()
+    assert not torch.cat([a["difficult"] for a in annos]).any()
+    assert (boxes >= 0).all() and (boxes <= 299).all()
+    assert "<difficult>0</difficult>" in next((shapes_root / "VOCshapes/Annotations").glob("train*.xml")).read_text() \
+        or counts[0] == 0
+    # some objects overlap, but at most 40 % of a box is covered by later objects
+    overlaps = 0
+    for a in annos:
+        b = a["boxes"]
+        for i in range(len(b)):
+            for j in range(i + 1, len(b)):
+                iw = (torch.minimum(b[i, 2], b[j, 2]) - torch.maximum(b[i, 0], b[j, 0]) + 1).clamp(min=0)
+                ih = (torch.minimum(b[i, 3], b[j, 3]) - torch.maximum(b[i, 1], b[j, 1]) + 1).clamp(min=0)
+                inter = iw * ih
+                overlaps += bool(inter > 0)
+                assert inter <= 0.4 * (b[i, 2:] - b[i, :2] + 1).prod() + 1e-3
+    assert overlaps > 0
+
+
+def test_empty_images(shapes_root, train_set):
+    empty = [i for i in range(len(train_set)) if len(train_set.pull_anno(i)["labels"]) == 0]
+    assert empty, "the set should contain images without objects"
+    i = empty[0]
+    anno = train_set.pull_anno(i)
+    assert anno["boxes"].shape == (0, 4) and anno["labels"].shape == (0,) and anno["difficult"].shape == (0,)
+    image, target = train_set[i]
+    assert image.shape == (3, 300, 300) and target.shape == (0, 5) and target.dtype == torch.float32
+    ds = VOCDetection(shapes_root, [("shapes", "train")], transform=BaseTransform(), classes=SHAPES_CLASSES)
+    images, targets = detection_collate([ds[i], ds[i]])
+    assert images.shape == (2, 3, 300, 300) and [tuple(t.shape) for t in targets] == [(0, 5), (0, 5)]
+
+
+# ---------------------------------------------------------------- transforms and pictures
+def test_base_transform_matches_torchvision():
+    from torchvision.transforms import v2
+    x = torch.rand(3, 200, 400)
+    y, t = BaseTransform(300)(x, "target")
+    ref = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(v2.Resize((300, 300), antialias=True)(x))
+    assert t == "target" and y.shape == (3, 300, 300) and torch.allclose(y, ref, atol=1e-4)
+    assert torch.allclose(denormalize(BaseTransform(200)(x[:, :, :200])[0]), x[:, :, :200], atol=1e-5)
+    u8 = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(BaseTransform()(u8)[0], BaseTransform()(u8.float() / 255)[0])
+    assert BaseTransform(64)(torch.rand(2, 3, 50, 70))[0].shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="expects an image"):
+        BaseTransform()(torch.rand(300, 300))
+
+
+def test_pictures(train_set):
+    items = [train_set[i] for i in range(6)]
+    images, targets = detection_collate([BaseTransform()(im, t) for im, t in items])
+    fig = show_batch(images, targets, SHAPES_CLASSES, ncols=3,
+                     predictions=[{"boxes": t[:, :4], "labels": t[:, 4], "scores": torch.ones(len(t))} for t in targets])
+    assert fig._suptitle.get_text() == "images (6, 3, 300, 300)"
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [f"targets[{i}] {tuple(t.shape)}" for i, t in enumerate(targets)]
+    assert sum(len(ax.patches) for ax in fig.axes) == 2 * sum(len(t) for t in targets)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    draw_boxes(ax, items[0][0], torch.tensor([[10., 20., 100., 200.]]), [3], SHAPES_CLASSES, [0.9])
+    assert ax.texts[0].get_text() == "star 0.90" and ax.patches[0].get_width() == 90
+    with pytest.raises(ValueError, match="image=None"):
+        draw_boxes(plt.subplots()[1], None, torch.zeros(0, 4))
+    plt.close("all")
+
+
+def test_constants():
+    assert len(VOC_CLASSES) == 20 and VOC_CLASSES[14] == "person" and len(set(VOC_CLASSES)) == 20
+    assert len(SHAPES_CLASSES) == len(set(SHAPES_CLASSES)) >= 5
+    assert len(IMAGENET_MEAN) == len(IMAGENET_STD) == 3
+
+
+def test_image_set_lines_with_flags(shapes_root, tmp_path):
+    root, dst, ids = small_copy(shapes_root, tmp_path, n=2)
+    (dst / "ImageSets/Main/star_train.txt").write_text(f"{ids[0]}  1\n{ids[1]} -1\n\n")  # VOC per-class file format
+    ds = VOCDetection(root, ("shapes", "star_train"), classes=SHAPES_CLASSES)
+    assert [i for _, i in ds.ids] == ids
+
+
+def test_download_voc_layout_without_network(tmp_path, monkeypatch):
+    """download_voc unpacks VOCdevkit/VOC2007 from both 2007 archives into root/VOC2007 (network faked)."""
+    import torchvision.datasets.utils as tv_utils
+    calls = []
+
+    def fake_download(url, download_root, filename=None, md5=None, remove_finished=False):
+        calls.append(filename)
+        split = "test" if "test" in filename else "trainval"
+        main = tmp_path.joinpath(download_root, "VOCdevkit", "VOC2007", "ImageSets", "Main")
+        main.mkdir(parents=True)
+        (main / f"{split}.txt").write_text("000001\n")
+        (main.parent.parent / "Annotations").mkdir()
+        (main.parent.parent / "Annotations" / f"{split}.xml").write_text("<annotation/>")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    download_voc(tmp_path, years=("2007",))
+    assert calls == ["VOCtrainval_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar"]
+    main = tmp_path / "VOC2007" / "ImageSets" / "Main"
+    assert sorted(p.name for p in main.iterdir()) == ["test.txt", "trainval.txt"]
+    assert sorted(p.name for p in (tmp_path / "VOC2007" / "Annotations").iterdir()) == ["test.xml", "trainval.xml"]
+    assert not (tmp_path / ".voc_download").exists()
+    download_voc(tmp_path, years=("2007",))  # already there: nothing fetched
+    assert len(calls) == 2
+    ds = VOCDetection(tmp_path, [("2007", "test")], download=True)  # opt-in, but nothing missing
+    assert len(ds) == 1 and len(calls) == 2
