@@ -1,0 +1,230 @@
+"""The MultiBox loss (chapter 6, ssdbook.loss) against the reference golden data, torchvision and edge cases."""
+import functools
+
+import pytest
+import torch
+
+from ssdbook.loss import MultiBoxLoss, hard_negative_mining, multibox_loss
+from ssdbook.matching import match_batch, point_form
+from ssdbook.priors import PriorBox, voc
+
+
+@pytest.fixture(scope="module")
+def priors():
+    return PriorBox(voc).forward()
+
+
+@pytest.fixture(scope="module")
+def criterion():
+    return MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False)   # the reference's call
+
+
+def _batch(B=3, seed=0, n=(3, 1, 4)):
+    g = torch.Generator().manual_seed(seed)
+    targets = []
+    for k in n:
+        xy = torch.rand(k, 2, generator=g) * 0.6
+        wh = 0.1 + torch.rand(k, 2, generator=g) * 0.3
+        targets.append(torch.cat([xy, xy + wh, torch.randint(0, 20, (k, 1), generator=g).float()], 1))
+    return torch.randn(B, 8732, 4, generator=g), torch.randn(B, 8732, 21, generator=g), targets
+
+
+def _rel(a, b):
+    return abs(float(a) / float(b) - 1.0)
+
+
+def test_every_golden_loss_case(golden, criterion):
+    priors = golden["priors_voc300"]
+    assert len(golden["loss_cases"]) == 5
+    for case in golden["loss_cases"]:
+        loss_l, loss_c, pos, neg = criterion((case["loc_data"], case["conf_data"], priors), case["targets"],
+                                             return_masks=True)
+        assert _rel(loss_l, case["loss_l"]) < 1e-5, case["name"]
+        assert _rel(loss_c, case["loss_c"]) < 1e-5, case["name"]
+        assert torch.equal(pos.sum(1), case["num_pos"]), case["name"]
+        assert int(pos.sum()) == case["N"], case["name"]
+        assert torch.equal(neg, case["neg_mask"]), case["name"]
+        assert torch.equal(neg.sum(1), case["num_neg"]), case["name"]
+        _, conf_t = match_batch(case["targets"], priors, 0.5, (0.1, 0.2))
+        assert torch.equal(conf_t, case["conf_t"]), case["name"]
+
+
+def test_golden_from_matched_targets(golden):
+    """The loss core alone, fed the reference's own conf_t / loc_t intermediates."""
+    for case in golden["loss_cases"]:
+        loss_l, loss_c = multibox_loss(case["loc_data"], case["conf_data"], case["loc_t"], case["conf_t"])
+        assert _rel(loss_l, case["loss_l"]) < 1e-5 and _rel(loss_c, case["loss_c"]) < 1e-5, case["name"]
+
+
+def test_tie_sensitive_case_is_reproduced(golden, criterion):
+    case = next(c for c in golden["loss_cases"] if c["tie_sensitive"])
+    loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], golden["priors_voc300"]), case["targets"])
+    assert _rel(loss_l, 4.026580) < 1e-5 and _rel(loss_c, 22.603992) < 1e-5
+
+
+@functools.lru_cache(maxsize=1)
+def _torchvision_ssd():
+    from torchvision.models.detection import ssd300_vgg16
+    with torch.device("meta"):        # compute_loss uses no weights: build the network without allocating them
+        return ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)
+
+
+def _torchvision_loss(loc, conf, priors, targets):
+    from torchvision.ops import box_iou
+    model = _torchvision_ssd()
+    anchors = point_form(priors) * 300
+    tv_targets = [dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets]
+    matched = []
+    for t in tv_targets:
+        if t["boxes"].numel() == 0:
+            matched.append(torch.full((anchors.shape[0],), -1, dtype=torch.int64))
+        else:
+            matched.append(model.proposal_matcher(box_iou(t["boxes"], anchors)))
+    out = model.compute_loss(tv_targets, dict(bbox_regression=loc, cls_logits=conf), [anchors] * len(targets),
+                             matched)
+    return out["bbox_regression"], out["classification"]
+
+
+def test_agrees_with_torchvision_on_tie_free_case(golden, criterion):
+    case = next(c for c in golden["loss_cases"] if c["name"] == "batch4")
+    priors = golden["priors_voc300"]
+    tv_l, tv_c = _torchvision_loss(case["loc_data"], case["conf_data"], priors, case["targets"])
+    loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], priors), case["targets"])
+    assert _rel(loss_l, tv_l) < 1e-4 and _rel(loss_c, tv_c) < 1e-4
+    # and with an empty image in the batch (torchvision: no positives, no negatives for it)
+    targets = case["targets"][:3] + [torch.zeros(0, 5)]
+    tv_l, tv_c = _torchvision_loss(case["loc_data"], case["conf_data"], priors, targets)
+    loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], priors), targets)
+    assert _rel(loss_l, tv_l) < 1e-4 and _rel(loss_c, tv_c) < 1e-4
+
+
+def test_empty_image_contributes_nothing(priors, criterion):
+    loc, conf, targets = _batch()
+    l1, c1 = criterion((loc, conf, priors), targets)
+    loc2 = torch.cat([loc, torch.randn(1, 8732, 4)])
+    conf2 = torch.cat([conf, torch.randn(1, 8732, 21)])
+    l2, c2 = criterion((loc2, conf2, priors), targets + [torch.zeros(0, 5)])
+    torch.testing.assert_close(l1, l2)
+    torch.testing.assert_close(c1, c2)
+
+
+def test_all_empty_batch_gives_zero_finite_loss(priors, criterion):
+    loc = torch.randn(2, 8732, 4, requires_grad=True)
+    conf = torch.randn(2, 8732, 21, requires_grad=True)
+    loss_l, loss_c = criterion((loc, conf, priors), [torch.zeros(0, 5), torch.zeros(0, 5)])
+    assert float(loss_l.detach()) == 0.0 and float(loss_c.detach()) == 0.0
+    (loss_l + loss_c).backward()
+    assert (loc.grad == 0).all() and (conf.grad == 0).all()
+
+
+def test_gradients_finite_and_only_on_used_priors(priors, criterion):
+    loc, conf, targets = _batch()
+    loc.requires_grad_(True); conf.requires_grad_(True)
+    loss_l, loss_c, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
+    (loss_l + loss_c).backward()
+    assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
+    assert (loc.grad[~pos] == 0).all() and (loc.grad[pos] != 0).any()
+    assert (conf.grad[~(pos | neg)] == 0).all() and (conf.grad[pos | neg] != 0).all()
+
+
+def test_gradcheck_small():
+    g = torch.Generator().manual_seed(1)
+    B, P, C = 2, 16, 3
+    loc = torch.randn(B, P, 4, dtype=torch.double, generator=g, requires_grad=True)
+    conf = torch.randn(B, P, C, dtype=torch.double, generator=g, requires_grad=True)
+    loc_t = torch.randn(B, P, 4, dtype=torch.double, generator=g)
+    conf_t = torch.zeros(B, P, dtype=torch.long)
+    conf_t[0, :3] = torch.tensor([1, 2, 2]); conf_t[1, 5] = 2
+    assert torch.autograd.gradcheck(lambda a, b: sum(multibox_loss(a, b, loc_t, conf_t)), (loc, conf), fast_mode=True)
+
+
+def test_huge_logit_gives_finite_loss(priors, criterion):
+    loc, conf, targets = _batch()
+    conf[0, 100, 5] = 150.0
+    conf[1, 7, 0] = -150.0
+    loss_l, loss_c, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
+    assert torch.isfinite(loss_l) and torch.isfinite(loss_c)
+    if not pos[0, 100]:
+        assert neg[0, 100]                      # a negative predicted as class 5 with logit 150 is the hardest
+
+
+def test_mining_count_and_reexport(priors, criterion):
+    loc, conf, targets = _batch()
+    _, _, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
+    assert torch.equal(neg.sum(1), 3 * pos.sum(1))
+    import ssdbook.mining
+    assert hard_negative_mining is ssdbook.mining.hard_negative_mining
+
+
+def test_no_mining_uses_every_negative(priors):
+    loc, conf, targets = _batch()
+    crit = MultiBoxLoss(21, 0.5, True, 0, False, 3, 0.5, False)
+    loss_l, loss_c, pos, neg = crit((loc, conf, priors), targets, return_masks=True)
+    assert torch.equal(neg, ~pos)
+    loss_l2, loss_c2 = MultiBoxLoss(21)((loc, conf, priors), targets)
+    torch.testing.assert_close(loss_l, loss_l2)
+    assert loss_c > 10 * loss_c2
+
+
+def test_nan_logit_is_not_hidden(priors, criterion):
+    loc, conf, targets = _batch()
+    conf[0, 3, 2] = float("nan")
+    _, loss_c = criterion((loc, conf, priors), targets)
+    assert torch.isnan(loss_c)
+
+
+def test_nonfinite_loc_t_on_negatives_does_not_leak():
+    loc = torch.randn(1, 10, 4, requires_grad=True)
+    loc_t = torch.randn(1, 10, 4)
+    conf_t = torch.zeros(1, 10, dtype=torch.long); conf_t[0, 0] = 1
+    loc_t[0, 5] = float("inf"); loc_t[0, 6] = float("nan")
+    loss_l, _ = multibox_loss(loc, torch.randn(1, 10, 3), loc_t, conf_t)
+    loss_l.backward()
+    assert torch.isfinite(loss_l) and torch.isfinite(loc.grad).all()
+
+
+def test_float64_inputs(priors, criterion):
+    loc, conf, targets = _batch()
+    l32, c32 = criterion((loc, conf, priors), targets)
+    l64, c64 = criterion((loc.double(), conf.double(), priors.double()), [t.double() for t in targets])
+    assert _rel(l32, l64) < 1e-5 and _rel(c32, c64) < 1e-5
+
+
+@pytest.mark.parametrize("what", ["loc", "conf", "priors", "count", "label", "box"])
+def test_bad_input_raises_value_error(priors, criterion, what):
+    loc, conf, targets = _batch()
+    if what == "loc":
+        loc = loc[..., :3]
+    elif what == "conf":
+        conf = conf[..., :20]
+    elif what == "priors":
+        priors = priors[:100]
+    elif what == "count":
+        targets = targets[:2]
+    elif what == "label":
+        targets[1] = targets[1].clone(); targets[1][0, 4] = 20.0
+    else:
+        targets[2] = targets[2].clone(); targets[2][1, 2] = targets[2][1, 0]      # zero width
+    with pytest.raises(ValueError) as err:
+        criterion((loc, conf, priors), targets)
+    if what == "label":
+        assert "image 1, box 0" in str(err.value)
+    if what == "box":
+        assert "image 2, box 1" in str(err.value)
+
+
+def test_constructor_rejects_other_background_label():
+    with pytest.raises(ValueError):
+        MultiBoxLoss(21, 0.5, True, 3, True, 3, 0.5, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(priors, criterion):
+    loc, conf, targets = _batch()
+    l_cpu, c_cpu = criterion((loc, conf, priors), targets)
+    l_gpu, c_gpu = criterion((loc.cuda(), conf.cuda(), priors.cuda()), [t.cuda() for t in targets])
+    assert l_gpu.device.type == "cuda"
+    assert _rel(l_cpu, l_gpu.cpu()) < 1e-5 and _rel(c_cpu, c_gpu.cpu()) < 1e-5
+    # priors left on the CPU (use_gpu is ignored): the loss follows the predictions' device
+    l2, c2 = criterion((loc.cuda(), conf.cuda(), priors), [t.cuda() for t in targets])
+    assert _rel(l2.cpu(), l_cpu) < 1e-5
