@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from ssdbook.detect import evaluate_detections
+from ssdbook.evaluate import evaluate_detections
 
 
 def make_data(n_images, max_dets=200, num_classes=20, seed=0):

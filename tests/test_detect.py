@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from ssdbook.detect import Detect, nms
+from ssdbook.detect import Detect, nms, noisy_oracle
 from ssdbook.encoding import decode
 
 
@@ -150,3 +150,16 @@ def test_test_phase_model_returns_detections():
         out = net(torch.randn(2, 3, 300, 300))
     assert out.shape == (2, 7, 200, 5)
     assert (out[:, 0] == 0).all()
+
+
+def test_noisy_oracle_shapes_probabilities_and_determinism(golden):
+    priors = golden["priors_voc300"]
+    targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.5, 0.5, 0.9, 0.8, 0.0]]), torch.zeros(0, 5)]
+    loc, conf = noisy_oracle(targets, priors, 4, seed=3)
+    assert loc.shape == (2, priors.shape[0], 4) and conf.shape == (2, priors.shape[0], 4)
+    assert torch.allclose(conf.sum(-1), torch.ones(2, priors.shape[0]))
+    loc2, conf2 = noisy_oracle(targets[:1], priors, 4, seed=3)           # image 0's noise depends on image 0 only
+    assert torch.equal(loc2[0], loc[0]) and torch.equal(conf2[0], conf[0])
+    dets = Detect.to_list(Detect(4)(loc, conf, priors), score_thresh=0.9)
+    assert len(dets[0]["scores"]) > len(dets[1]["scores"])              # the empty image gets only noise
+    assert set(dets[0]["labels"][:2].tolist()) == {0, 2}                 # the best two: the two objects

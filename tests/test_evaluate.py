@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdbook.detect import evaluate_detections, voc_ap
+from ssdbook.evaluate import evaluate_detections, voc_ap
 
 
 # ---------------------------------------------------------------- reference implementations (slow, obvious)
@@ -144,6 +144,34 @@ def test_equals_per_detection_reference(seed, use07):
     assert res["map"] == pytest.approx(np.nanmean(ref))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("seed", range(3))
+def test_ties_and_both_sort_paths_equal_reference(seed, dtype):
+    # coarse scores make many ties (they must keep the input order, as the devkit's stable sort does);
+    # float32-valued scores take the one-sort path, 0.1-multiples in float64 the two-sort path;
+    # negative scores (logits) and -0.0 must sort like numbers too
+    dets, annos = random_case(seed=seed, overlapping=True, difficult=0.2)
+    for d in dets:
+        s = (d["scores"] * 10).round() / 10 - 0.3
+        s[s == 0] = -0.0
+        d["scores"] = s.to(dtype).double() if dtype == torch.float32 else s
+    for use07 in (True, False):
+        res = evaluate_detections(dets, annos, 4, use_07_metric=use07)
+        ref = [devkit_voc_eval(dets, annos, k, 0.5, use07) for k in range(4)]
+        np.testing.assert_allclose(res["ap"].numpy(), ref, atol=1e-12)
+
+
+def test_float32_inputs_lists_and_missing_difficult():
+    dets, annos = random_case(seed=5, overlapping=True, difficult=0.0)
+    ref = evaluate_detections(dets, annos, 4)
+    dets32 = [dict(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].int()) for d in dets]
+    annos_plain = [dict(boxes=a["boxes"].tolist(), labels=a["labels"].tolist()) for a in annos]   # no 'difficult'
+    res = evaluate_detections(dets32, annos_plain, 4)
+    exp = [devkit_voc_eval(dets32, annos, k) for k in range(4)]
+    np.testing.assert_allclose(res["ap"].numpy(), exp, atol=1e-12)
+    assert torch.equal(res["npos"], ref["npos"])
+
+
 def _coco_ap50(dets, annos, K):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -238,10 +266,22 @@ def test_bad_input_raises():
         evaluate_detections([dict(boxes=torch.zeros(2, 4), scores=torch.zeros(3), labels=torch.zeros(2))], annos, 1)
 
 
+def test_bad_method_and_bad_entries():
+    annos = [dict(boxes=torch.tensor([[0, 0, 1, 1.]]), labels=torch.tensor([0]))]
+    with pytest.raises(ValueError, match="method"):
+        evaluate_detections([_d([], [], [])], annos, 1, method="nope")
+    with pytest.raises(ValueError, match="image 0.*scores"):
+        evaluate_detections([dict(boxes=torch.zeros(1, 4), labels=torch.zeros(1))], annos, 1)
+    with pytest.raises(ValueError, match="annotations of image 0, box 0"):
+        evaluate_detections([_d([], [], [])], [dict(boxes=torch.tensor([[2, 0, 1, 1.]]), labels=torch.tensor([0]))], 1)
+    with pytest.raises(ValueError, match="image 1.*boxes"):
+        evaluate_detections([_d([], [], [])] * 2, annos + [dict(boxes=torch.zeros(5), labels=torch.zeros(1))], 1)
+
+
 def test_evaluate_model_and_save_detections(tmp_path):
     data = pytest.importorskip("ssdbook.data")
     model = pytest.importorskip("ssdbook.model")
-    from ssdbook.detect import evaluate_model, format_results, save_detections
+    from ssdbook.evaluate import evaluate_model, format_results, save_detections
     data.make_shapes_voc(tmp_path, n_train=0, n_test=6, seed=0)
     ds = data.VOCDetection(tmp_path, [("shapes", "test")], transform=data.BaseTransform(),
                            classes=data.SHAPES_CLASSES)
