@@ -28,7 +28,12 @@ def multibox_loss(loc_data: Tensor, conf_data: Tensor, loc_t: Tensor, conf_t: Te
     n = pos.sum().clamp(min=1)                                        # N, never 0 (stays on the device)
     with torch.no_grad():                                             # ranking: no autograd graph
         if neg_mining:
-            neg = hard_negative_mining(prior_conf_loss(conf_data.detach(), conf_t), pos, neg_pos_ratio)
+            # a negative's score is its cross-entropy against class 0: -log_softmax(conf)[..., 0], the
+            # numbers prior_conf_loss gives on the negatives (positives are never ranked), in one pass
+            logp = F.log_softmax(conf_data.detach().reshape(-1, conf_data.shape[-1]), dim=-1)   # (B*P,C)
+            score = logp[:, 0].neg().view(pos.shape)                  # (B,P)
+            del logp                                                  # free (B,P,C) before mining
+            neg = hard_negative_mining(score, pos, neg_pos_ratio)
         else:
             neg = ~pos
     idx = (pos | neg).reshape(-1).nonzero().squeeze(1)                # (K,) flat indices of pos | neg
@@ -78,24 +83,14 @@ class MultiBoxLoss(nn.Module):
             raise ValueError(f"priors must be (P, 4) = {(P, 4)}, got {tuple(priors.shape)}")
         if len(targets) != B:
             raise ValueError(f"got {len(targets)} targets for a batch of {B} images")
-        labels = [t[:, 4] for t in targets if isinstance(t, Tensor) and t.dim() == 2 and t.shape[-1] == 5]
-        if len(labels) == B and sum(len(l) for l in labels):
-            top = torch.cat([l.to(loc.device) for l in labels])
-            if bool((top > self.num_classes - 2).any()):                    # one host sync
-                for i, l in enumerate(labels):
-                    bad = (l > self.num_classes - 2).nonzero()
-                    if len(bad):
-                        j = int(bad[0, 0])
-                        raise ValueError(f"image {i}, box {j}: label {float(l[j])} does not fit num_classes="
-                                         f"{self.num_classes} (labels are 0-based object classes, at most "
-                                         f"{self.num_classes - 2})")
+        # the targets' values (boxes, labels < num_classes - 1) are checked by match_batch, in one host sync
 
     def forward(self, predictions, targets, return_masks: bool = False):
         "`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` -> `(loss_l, loss_c)` (each divided by N)."
         loc_data, conf_data, priors = predictions
         self._check(loc_data, conf_data, priors, targets)
-        with torch.no_grad():
+        with torch.no_grad():   # loc_t only where the loss looks (positives); labels checked in the same sync
             loc_t, conf_t = match_batch(targets, priors.detach().to(loc_data.device), self.threshold,
-                                        self.variance)
+                                        self.variance, positives_only=True, num_classes=self.num_classes)
         return multibox_loss(loc_data, conf_data, loc_t, conf_t, self.negpos_ratio, self.do_neg_mining,
                              return_masks)

@@ -29,10 +29,14 @@ def intersect(box_a: Tensor, box_b: Tensor) -> Tensor:
 
     Computed coordinate by coordinate, in the reference's order (so float results are bit-identical).
     """
-    a, b = box_a[..., :, None, :], box_b[..., None, :, :]               # (..., A, 1, 4), (..., 1, B, 4)
-    w = torch.minimum(a[..., 2], b[..., 2]).sub_(torch.maximum(a[..., 0], b[..., 0])).clamp_(min=0)
-    h = torch.minimum(a[..., 3], b[..., 3]).sub_(torch.maximum(a[..., 1], b[..., 1])).clamp_(min=0)
-    return w.mul_(h)                                                    # in place: big tensors, fewer copies
+    a = box_a[..., :, None, :].unbind(-1)                              # 4 x (..., A, 1)
+    b = box_b.movedim(-1, 0).contiguous()[..., None, :]               # (4, ..., 1, B): each coordinate a
+    w = torch.minimum(a[2], b[2])                                      # contiguous row, so the (A, B) loops
+    tmp = torch.maximum(a[0], b[0])                                    # run over contiguous memory
+    w.sub_(tmp).clamp_(min=0)                                          # width of the intersection
+    h = torch.minimum(a[3], b[3])
+    h.sub_(torch.maximum(a[1], b[1], out=tmp)).clamp_(min=0)           # height (reusing tmp)
+    return w.mul_(h)                                                   # in place: big tensors, fewer copies
 
 
 def jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
@@ -50,21 +54,27 @@ def jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
     return torch.div(inter, union, out=union)
 
 # %% ../nbs/04_jaccard_match.ipynb #c017
-def _box_problems(truths: Tensor, labels: Tensor | None = None) -> Tensor:
-    """Bool mask `(...,)`: boxes that are not finite, have zero/negative width or height, or a negative label."""
+def _box_problems(truths: Tensor, labels: Tensor | None = None, num_classes: int | None = None) -> Tensor:
+    """Bool mask `(...,)`: boxes that are not finite, have zero/negative width or height, a negative label,
+    or (with `num_classes`, which counts the background) a label above `num_classes - 2`."""
     bad = ~torch.isfinite(truths).all(dim=-1)
     bad |= ~(truths[..., 2] > truths[..., 0]) | ~(truths[..., 3] > truths[..., 1])
     if labels is not None:
         bad |= labels < 0
+        if num_classes is not None:
+            bad |= labels > num_classes - 2
     return bad
 
 
-def _raise_box_error(truths: Tensor, labels: Tensor | None, image: int, box: int):
+def _raise_box_error(truths: Tensor, labels: Tensor | None, image: int, box: int, num_classes: int | None = None):
     t = truths[box].tolist()
     if not all(map(lambda v: v == v and abs(v) != float("inf"), t)):
         what = "is not finite"
     elif labels is not None and float(labels[box]) < 0:
         what = f"has a negative label {float(labels[box])} (labels are 0-based object classes)"
+    elif labels is not None and num_classes is not None and float(labels[box]) > num_classes - 2:
+        what = (f"has label {float(labels[box])}, which does not fit num_classes={num_classes} (labels are "
+                f"0-based object classes, at most {num_classes - 2})")
     else:
         what = (f"is degenerate (width {t[2] - t[0]:.4g}, height {t[3] - t[1]:.4g}): a box needs "
                 "x_max > x_min and y_max > y_min, or encoding it would take log(0)")
@@ -79,23 +89,23 @@ def _check_shapes(targets) -> None:
                              f"[x_min, y_min, x_max, y_max, label], got {shape}")
 
 
-def _check_values(truths: Tensor, labels: Tensor, valid: Tensor) -> None:
+def _check_values(truths: Tensor, labels: Tensor, valid: Tensor, num_classes: int | None = None) -> None:
     """Vectorised check of padded targets (one host sync); raises naming the first bad image and box."""
-    bad = valid & _box_problems(truths, labels)
+    bad = valid & _box_problems(truths, labels, num_classes)
     if bad.any():
         b, j = bad.nonzero()[0].tolist()
-        _raise_box_error(truths[b], labels[b], b, j)
+        _raise_box_error(truths[b], labels[b], b, j, num_classes)
 
 
-def check_targets(targets) -> None:
+def check_targets(targets, num_classes: int | None = None) -> None:
     """Raise a `ValueError` naming the image and the box if a target is malformed.
 
     `targets` is a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]`. An image with no
     objects (`n_i = 0`) is valid. Rejected: a wrong shape, a non-finite coordinate, a box with zero or
-    negative width or height (encoding it would take `log(0)`), a negative label. `match_batch` runs
-    these checks itself.
+    negative width or height (encoding it would take `log(0)`), a negative label, and, when `num_classes`
+    (background included) is given, a label above `num_classes - 2`. `match_batch` runs these checks itself.
     """
-    _check_values(*pad_targets(targets))
+    _check_values(*pad_targets(targets), num_classes=num_classes)
 
 # %% ../nbs/04_jaccard_match.ipynb #c019
 def match(threshold: float, truths: Tensor, priors: Tensor, variances, labels: Tensor,
@@ -152,23 +162,28 @@ def pad_targets(targets) -> tuple[Tensor, Tensor, Tensor]:
 
 # %% ../nbs/04_jaccard_match.ipynb #c026
 def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2),
-                return_details: bool = False):
+                return_details: bool = False, positives_only: bool = False, num_classes: int | None = None):
     """Match a whole batch at once: `targets` (list of `(n_i, 5)`), `priors (P, 4)` centre form ->
     `loc_t (B, P, 4)`, `conf_t (B, P)` int64.
 
     Same semantics as `match`, bit for bit, without a Python loop over images; runs on the priors' device.
     An image with no objects gets all-background priors (`conf_t` 0, `loc_t` 0). A degenerate box (zero
     width or height), a non-finite coordinate or a negative label raises a `ValueError` naming the image
-    and the box. With `return_details=True` it also returns a dict with `overlaps (B, M, P)`,
-    `best_truth_idx (B, P)`, `best_truth_overlap (B, P)` (2 on forced priors), `best_prior_idx (B, M)` and
-    `valid (B, M)`, for pictures and diagnostics.
+    and the box; so does a label above `num_classes - 2` when `num_classes` (background included) is given.
+    All of it costs one host sync.
+
+    `positives_only=True` encodes `loc_t` only where `conf_t > 0` and leaves 0 on the background priors:
+    the same values where the loss looks, at a fraction of the cost (`MultiBoxLoss` uses it). With
+    `return_details=True` it also returns a dict with `overlaps (B, M, P)`, `best_truth_idx (B, P)`,
+    `best_truth_overlap (B, P)` (2 on forced priors), `best_prior_idx (B, M)` and `valid (B, M)`, for
+    pictures and diagnostics.
     """
     truths, labels, valid = pad_targets(targets)
     truths = truths.to(device=priors.device, dtype=priors.dtype)
     labels, valid = labels.to(priors.device), valid.to(priors.device)
     B, M = valid.shape
     P = priors.shape[0]
-    _check_values(truths, labels, valid)
+    _check_values(truths, labels, valid, num_classes)                  # the one host sync
     if M == 0:                                                         # every image is empty
         loc_t = priors.new_zeros(B, P, 4)
         conf_t = torch.zeros(B, P, dtype=torch.long, device=priors.device)
@@ -178,9 +193,9 @@ def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1,
                                        best_truth_overlap=priors.new_zeros(B, P),
                                        best_prior_idx=conf_t.new_zeros(B, 0))
         return loc_t, conf_t
-    overlaps = jaccard(truths, point_form(priors))                     # (B, M, P)
-    overlaps = overlaps.masked_fill(~valid[..., None], -1.0)           # padding never wins
-    best_prior_overlap, best_prior_idx = overlaps.max(2)               # (B, M): each truth's best prior
+    overlaps = jaccard(truths, point_form(priors))                     # (B, M, P), a fresh tensor
+    overlaps.masked_fill_(~valid[..., None], -1.0)                     # padding never wins
+    _, best_prior_idx = overlaps.max(2)                                # (B, M): each truth's best prior
     best_truth_overlap, best_truth_idx = overlaps.max(1)               # (B, P): each prior's best truth
     # forced matches: each valid truth claims its best prior; the later truth wins = scatter amax of index
     gt_index = torch.arange(M, device=priors.device).expand(B, M).masked_fill(~valid, -1)
@@ -188,13 +203,19 @@ def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1,
     forced.scatter_reduce_(1, best_prior_idx, gt_index, reduce="amax")  # (B, P): -1 = not forced
     is_forced = forced >= 0
     best_truth_idx = torch.where(is_forced, forced, best_truth_idx)
-    best_truth_overlap = best_truth_overlap.masked_fill(is_forced, 2.0)
-    matches = truths.gather(1, best_truth_idx[..., None].expand(B, P, 4))   # (B, P, 4)
-    conf_t = labels.gather(1, best_truth_idx) + 1                       # (B, P)
-    conf_t = conf_t.masked_fill(best_truth_overlap < threshold, 0)
-    loc_t = encode(matches, priors, variances)                         # (B, P, 4)
-    has_obj = valid.any(1)                                             # (B,)
-    loc_t = loc_t.masked_fill(~has_obj[:, None, None], 0.0)
+    best_truth_overlap.masked_fill_(is_forced, 2.0)
+    conf_t = labels.gather(1, best_truth_idx).add_(1)                   # (B, P)
+    conf_t.masked_fill_(best_truth_overlap < threshold, 0)
+    if positives_only:                                                 # encode the N positives only
+        b, p = conf_t.nonzero(as_tuple=True)                           # (N,), (N,)
+        loc_t = priors.new_zeros(B, P, 4)
+        loc_t[b, p] = encode(truths[b, best_truth_idx[b, p]], priors[p], variances)   # (N, 4)
+    else:
+        # gather and encode coordinate planes (4, B, P): the same numbers, but every elementwise loop of
+        # encode runs over contiguous memory (a (B, P, 4) tensor would be read 2 floats at a time)
+        planes = truths.movedim(-1, 0).gather(2, best_truth_idx.expand(4, B, P))      # (4, B, P)
+        loc_t = encode(planes.movedim(0, -1), priors.t().contiguous().t(), variances)  # (B, P, 4)
+        loc_t.masked_fill_(~valid.any(1)[:, None, None], 0.0)          # images without objects: 0
     if return_details:
         return loc_t, conf_t, dict(overlaps=overlaps, best_truth_idx=best_truth_idx,
                                    best_truth_overlap=best_truth_overlap, best_prior_idx=best_prior_idx,

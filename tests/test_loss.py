@@ -156,6 +156,29 @@ def test_mining_count_and_reexport(priors, criterion):
     assert hard_negative_mining is ssdbook.mining.hard_negative_mining
 
 
+def test_ranking_equals_prior_conf_loss_ranking(priors):
+    # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 7 by prior_conf_loss: the same masks
+    from ssdbook.mining import prior_conf_loss
+    for seed in range(3):
+        loc, conf, targets = _batch(seed=seed)
+        loc_t, conf_t = match_batch(targets, priors)
+        _, _, pos, neg = multibox_loss(loc, conf, loc_t, conf_t, return_masks=True)
+        assert torch.equal(neg, hard_negative_mining(prior_conf_loss(conf, conf_t), pos, 3))
+
+
+def test_criterion_equals_multibox_loss_on_full_targets(priors, criterion):
+    # MultiBoxLoss encodes loc_t only on the positives; the losses and gradients are the same
+    loc, conf, targets = _batch(seed=4)
+    loc_t, conf_t = match_batch(targets, priors)
+    loc.requires_grad_(True); conf.requires_grad_(True)
+    l1, c1 = multibox_loss(loc, conf, loc_t, conf_t)
+    g1 = torch.autograd.grad(l1 + c1, (loc, conf))
+    l2, c2 = criterion((loc, conf, priors), targets)
+    g2 = torch.autograd.grad(l2 + c2, (loc, conf))
+    assert torch.equal(l1, l2) and torch.equal(c1, c2)
+    assert torch.equal(g1[0], g2[0]) and torch.equal(g1[1], g2[1])
+
+
 def test_no_mining_uses_every_negative(priors):
     loc, conf, targets = _batch()
     crit = MultiBoxLoss(21, 0.5, True, 0, False, 3, 0.5, False)

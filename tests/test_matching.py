@@ -139,6 +139,19 @@ def test_loss_cases_targets(golden, priors, i):
     assert int(pos.sum()) == case["N"]
 
 
+def test_jaccard_leading_dims_on_both_sides(priors):
+    # box_b with its own batch dimension broadcasts too: (4, 3, 4) against (4, 50, 4) -> (4, 3, 50)
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(4, 3, 2, generator=g) * 0.6
+    truths = torch.cat([xy, xy + 0.05 + torch.rand(4, 3, 2, generator=g) * 0.35], -1)
+    boxes = point_form(priors)[torch.randint(0, priors.shape[0], (4, 50), generator=g)]
+    batched = jaccard(truths, boxes)
+    assert batched.shape == (4, 3, 50)
+    for b in range(4):
+        assert torch.equal(batched[b], jaccard(truths[b], boxes[b]))
+        torch.testing.assert_close(batched[b], box_iou(truths[b], boxes[b]))
+
+
 # ---------------------------------------------------------------- batched == loop
 def random_targets(seed, batch, max_obj, tiny):
     g = torch.Generator().manual_seed(seed)
@@ -236,3 +249,44 @@ def test_match_batch_cuda_equals_cpu(golden, priors):
     tie_free = [i for i, c in enumerate(cases) if c["tie_free"]] + [len(cases)]
     assert torch.equal(conf_g.cpu()[tie_free], conf_c[tie_free])
     torch.testing.assert_close(loc_g.cpu(), loc_c, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- options used by the loss
+@pytest.mark.parametrize("i", range(5))
+def test_positives_only_equals_full_on_positives(golden, priors, i):
+    targets = golden["loss_cases"][i]["targets"] + [torch.zeros(0, 5)]     # plus an empty image
+    loc_full, conf_full = match_batch(targets, priors)
+    loc_pos, conf_pos = match_batch(targets, priors, positives_only=True)
+    assert torch.equal(conf_pos, conf_full)
+    pos = conf_full > 0
+    assert torch.equal(loc_pos[pos], loc_full[pos])                  # bit for bit where the loss looks
+    assert (loc_pos[~pos] == 0).all()                                 # 0 on the background priors
+    assert loc_pos.shape == loc_full.shape and loc_pos.is_contiguous()
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 5), max_obj=st.integers(0, 5), tiny=st.booleans())
+def test_positives_only_random(priors, seed, batch, max_obj, tiny):
+    targets = random_targets(seed, batch, max_obj, tiny)
+    loc_full, conf_full = match_batch(targets, priors)
+    loc_pos, conf_pos, d = match_batch(targets, priors, positives_only=True, return_details=True)
+    pos = conf_full > 0
+    assert torch.equal(conf_pos, conf_full) and torch.equal(loc_pos[pos], loc_full[pos])
+    assert (loc_pos[~pos] == 0).all() and d["best_truth_idx"].shape == conf_pos.shape
+
+
+def test_full_loc_t_is_contiguous(golden, priors):
+    loc_t, _ = match_batch(golden["loss_cases"][0]["targets"], priors)
+    assert loc_t.is_contiguous() and loc_t.shape[-1] == 4
+
+
+def test_num_classes_check(priors):
+    good = torch.tensor([[0.1, 0.1, 0.4, 0.5, 19.0]])                  # label 19 fits 21 classes
+    bad = torch.tensor([[0.1, 0.1, 0.4, 0.5, 3.0], [0.2, 0.2, 0.6, 0.6, 20.0]])
+    match_batch([good], priors, num_classes=21)
+    check_targets([good], num_classes=21)
+    match_batch([good, bad], priors)                                  # no num_classes: not checked
+    for call in (lambda: match_batch([good, bad], priors, num_classes=21),
+                 lambda: check_targets([good, bad], num_classes=21)):
+        with pytest.raises(ValueError, match=r"image 1, box 1 .*label 20.0.*num_classes=21"):
+            call()
