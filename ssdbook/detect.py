@@ -15,7 +15,7 @@ from torch import Tensor
 from .encoding import decode, encode
 from .matching import point_form
 
-# %% ../nbs/10_detect_evaluate.ipynb #c006
+# %% ../nbs/10_detect_evaluate.ipynb #c007
 def noisy_oracle(targets: Sequence[Tensor], priors: Tensor, num_classes: int, seed: int = 0,
                  loc_noise: float = 0.35, miss: float = 0.1, gain: float = 12.0) -> Tuple[Tensor, Tensor]:
     """Fake SSD outputs made from the ground truth -- a teaching helper, **not a model**.
@@ -42,7 +42,7 @@ def noisy_oracle(targets: Sequence[Tensor], priors: Tensor, num_classes: int, se
         logits[b, torch.arange(P), t[j, 4].long() + 1] += gain * iou * seen[j]
     return loc, logits.softmax(-1)
 
-# %% ../nbs/10_detect_evaluate.ipynb #c010
+# %% ../nbs/10_detect_evaluate.ipynb #c012
 def nms(boxes: Tensor, scores: Tensor, overlap: float = 0.45, top_k: int = 200) -> Tensor:
     """Greedy non-maximum suppression, written out as the reference does it (one class, one image).
 
@@ -74,7 +74,7 @@ def nms(boxes: Tensor, scores: Tensor, overlap: float = 0.45, top_k: int = 200) 
         idx = idx[iou <= overlap]                # suppress IoU > overlap
     return torch.stack(keep)
 
-# %% ../nbs/10_detect_evaluate.ipynb #c015
+# %% ../nbs/10_detect_evaluate.ipynb #c018
 class Detect(nn.Module):
     """Turn SSD's raw outputs into detections: decode, threshold, top-k, per-class NMS.
 
