@@ -189,3 +189,24 @@ def test_ddp_two_processes_gloo(shapes, tmp_path):
     ck = load_checkpoint(out / "last.pth")
     assert ck["iteration"] == 2 and ck["world_size"] == 2
     assert "trained 2 iterations" in r.stdout
+
+
+def test_device_and_mixed_precision_choice(monkeypatch):
+    """The GPU path is chosen automatically: CUDA when present; bf16 autocast where the GPU supports it,
+    else fp16 (which train() pairs with a GradScaler); plain fp32 on the CPU. (No GPU here: CUDA is faked.)"""
+    from ssdbook.train import amp_dtype, pick_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda")
+    assert pick_device("cpu") == torch.device("cpu")
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype(cuda) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert amp_dtype(cuda) is torch.float16
+    assert amp_dtype(cuda, "fp16") is torch.float16
+    assert amp_dtype(cuda, "off") is None
+    assert amp_dtype(torch.device("cpu")) is None
+    with pytest.warns(UserWarning, match="ignored"):
+        assert amp_dtype(torch.device("cpu"), "bf16") is None
