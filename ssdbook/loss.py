@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .matching import match_batch
-from .mining import hard_negative_mining, log_sum_exp, prior_conf_loss
+from .mining import hard_negative_mining
 
 _all_ = ["hard_negative_mining"]                 # chapter 7's mining, re-exported by ssdbook.loss
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['SIZE', 'LOG_FIELDS', 'TrainConfig', 'shapes_recipe', 'voc_recipe', 'pick_device', 'amp_dtype', 'LRSchedule',
-           'make_optimizer', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'CachedDataset', 'collate', 'batch_augment',
+           'make_optimizer', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'CachedDataset', 'batch_augment',
            'normalize_batch', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'unwrap',
            'shapes_root', 'build_train_set', 'build_test_set', 'NonFiniteLossError', 'make_loader', 'build_model',
            'train', 'read_log', 'plot_log']
@@ -280,22 +280,7 @@ def _progress(it, enabled, **kw):
     return tqdm(it, **kw)
 
 
-def collate(batch):
-    "Stack images (any dtype) and keep the targets as a list of (n_i, 5) tensors."
-    return torch.stack([b[0] for b in batch]), [torch.as_tensor(b[1]).reshape(-1, 5) for b in batch]
-
 # %% ../nbs/09_training.ipynb #c021
-def _pad(targets, device):
-    "list of (n_i,5) -> boxes (B,M,4), labels (B,M), valid (B,M)"
-    M = max([len(t) for t in targets] + [1])
-    out = torch.zeros(len(targets), M, 5, device=device)
-    valid = torch.zeros(len(targets), M, dtype=torch.bool, device=device)
-    for b, t in enumerate(targets):
-        out[b, :len(t)] = t.to(device)
-        valid[b, :len(t)] = True
-    return out[..., :4], out[..., 4], valid
-
-
 def batch_augment(images, targets, generator, mean, std, flip=0.5, photometric=0.5,
                   zoom=0.5, zoom_range=(0.6, 1.6), min_keep=0.4):
     """The 'light' augmentation, applied to a whole batch at once on its device.
@@ -320,7 +305,8 @@ def batch_augment(images, targets, generator, mean, std, flip=0.5, photometric=0
         x.mul_(sat).add_(gray.mul_(1 - sat))                      # gray + (x - gray) * s
     x = _normalise_(x.clamp_(0, 1), mean, std)
     # the window (ox, oy, sw, sh) in fractions of the image; sw > 1 zooms out
-    boxes, labels, valid = _pad(targets, dev)
+    from ssdbook.matching import pad_targets                   # (B,M,4), (B,M), (B,M): chapter 4's padding
+    boxes, labels, valid = (t.to(dev) for t in pad_targets(targets))
     lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
     s = torch.exp(lo + (hi - lo) * rnd(B))
     aspect = torch.exp((rnd(B) - 0.5) * 0.4)
@@ -356,8 +342,8 @@ def batch_augment(images, targets, generator, mean, std, flip=0.5, photometric=0
         x.index_copy_(0, fi, x[fi].flip(-1))
     fb = torch.stack([1 - cb[..., 2], cb[..., 1], 1 - cb[..., 0], cb[..., 3]], -1)
     cb = torch.where(f[:, None, None], fb, cb)
-    out = torch.cat([cb, labels[..., None]], -1)
-    return x, [out[b][keep[b]] for b in range(B)]
+    out = torch.cat([cb, labels[..., None].to(cb.dtype)], -1)  # (B,M,5)
+    return x, list(out[keep].split(keep.sum(1).tolist()))      # the kept boxes of each image, (n_b, 5)
 
 
 def _unit(images, scale=None):
@@ -501,7 +487,7 @@ def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size
     With `augment='ssd'` every image goes through ch. 8's `SSDAugmentation` in a worker (normalised float
     batches come out); otherwise the loader yields uint8 batches and `batch_augment` runs on the device.
     """
-    from ssdbook.data import IMAGENET_MEAN, IMAGENET_STD
+    from ssdbook.data import IMAGENET_MEAN, IMAGENET_STD, detection_collate
     if cfg.augment == "ssd":
         from ssdbook.augment import SSDAugmentation
         ds = _Transformed(dataset, SSDAugmentation(SIZE, IMAGENET_MEAN, IMAGENET_STD))
@@ -512,7 +498,7 @@ def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size
     per_rank = cfg.batch_size // world_size
     sampler = StreamSampler(len(dataset), per_rank, cfg.seed, start, cfg.iterations, rank, world_size)
     workers = _auto_workers(cfg, device)
-    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=collate,
+    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=detection_collate,
                                        num_workers=workers, pin_memory=device.type == "cuda",
                                        prefetch_factor=4 if workers else None)
 
