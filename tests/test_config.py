@@ -1,0 +1,128 @@
+"""Chapter 9: the run's config (ssdbook.config): field metadata -> checks and argparse options; device choice."""
+import argparse
+import contextlib
+import io
+
+import pytest
+import torch
+
+from ssdbook.config import (TrainConfig, add_config_arguments, amp_dtype, config_from_args, pick_device,
+                            resume_changes, shapes_recipe, voc_recipe)
+
+
+def test_config_validates_naming_the_field():
+    for kw, field in ((dict(optimizer="adam"), "optimizer"), (dict(iterations=0), "iterations"),
+                      (dict(lr=-1e-3), "lr"), (dict(lr=float("nan")), "lr"), (dict(device="gpu"), "device"),
+                      (dict(batch_size=2.5), "batch_size"), (dict(cache="yes"), "cache"),
+                      (dict(pretrained="download"), "pretrained")):
+        with pytest.raises(ValueError, match=rf"TrainConfig\.{field}"):
+            TrainConfig(**kw)
+    cfg = TrainConfig()
+    cfg.lr = 0                                   # validate() also checks a config changed after construction
+    with pytest.raises(ValueError, match=r"TrainConfig\.lr: must be > 0"):
+        cfg.validate()
+
+
+def test_recipes_round_trip():
+    assert TrainConfig.from_dict(voc_recipe().to_dict()) == voc_recipe()
+    assert TrainConfig.from_dict(shapes_recipe(steps=(5, 9)).to_dict()) == shapes_recipe(steps=(5, 9))
+    v = voc_recipe()
+    assert (v.iterations, v.batch_size, v.lr, v.steps, v.momentum, v.weight_decay) == (
+        120_000, 32, 1e-3, (80_000, 100_000), 0.9, 5e-4)
+
+
+def _parse(argv):
+    p = add_config_arguments(argparse.ArgumentParser(prog="ssdbook train"))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            return p.parse_args(argv), ""
+        except SystemExit as e:
+            assert e.code == 2
+            return None, err.getvalue()
+
+
+def test_every_field_is_an_option_with_its_help():
+    p = add_config_arguments(argparse.ArgumentParser(prog="ssdbook train"))
+    text = p.format_help()
+    for f in TrainConfig.__dataclass_fields__.values():
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "may grow" in text                       # the resume rule is in --help
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--device", "gpu"], "argument --device: 'gpu' is not a device"),
+    (["--lr", "-1"], "argument --lr: must be > 0"),
+    (["--lr", "fast"], "argument --lr: expected float"),
+    (["--optimizer", "adam"], "argument --optimizer: invalid choice: 'adam'"),
+    (["--batch-size", "0"], "argument --batch-size: must be >= 1"),
+    (["--cache", "maybe"], "argument --cache: expected yes or no"),
+    (["--steps", "8e4"], "argument --steps: expected comma-separated integers"),
+    (["--image-sets", "2007"], "argument --image-sets: image set '2007': expected YEAR:NAME"),
+])
+def test_bad_options_are_one_line_argparse_errors(argv, says):
+    args, err = _parse(argv)
+    assert args is None
+    last = err.strip().splitlines()[-1]
+    assert says in last and "Traceback" not in err
+
+
+def test_config_from_args_takes_the_recipe_and_the_given_options():
+    args, _ = _parse(["--data", "voc", "--iterations", "1000", "--steps", "600,800", "--cache", "yes",
+                      "--image-sets", "2007:trainval"])
+    cfg = config_from_args(args)
+    assert cfg == voc_recipe(iterations=1000, steps=(600, 800), cache=True, image_sets=(("2007", "trainval"),))
+    args, _ = _parse([])
+    assert config_from_args(args) == shapes_recipe()
+
+
+def test_resume_rules():
+    saved = shapes_recipe(iterations=30).to_dict()
+    assert resume_changes(saved, shapes_recipe(iterations=30)) == {}
+    assert resume_changes(saved, shapes_recipe(iterations=45, device="cpu", num_workers=0)) == {
+        "iterations": [30, 45], "device": ["auto", "cpu"], "num_workers": [-1, 0]}
+    with pytest.raises(ValueError, match=r"cannot resume .* lr=0\.01: the run was trained with lr=0\.003"):
+        resume_changes(saved, shapes_recipe(iterations=30, lr=0.01))
+    with pytest.raises(ValueError, match="iterations=20.*may only grow"):
+        resume_changes(saved, shapes_recipe(iterations=20))
+    saved.pop("check_every")                       # an older checkpoint without a newer field: fine
+    assert resume_changes(saved, shapes_recipe(iterations=30)) == {}
+
+
+def test_device_choice_picks_cuda_when_present(monkeypatch):
+    """Chapter 9's `device="auto"`: CUDA when torch sees a GPU (faked here), else the CPU; bf16 autocast where
+    the GPU supports it, else fp16 (which the loop pairs with a GradScaler); fp32 on the CPU unless asked."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto") == torch.device("cuda")
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="only 1 CUDA device"):
+        pick_device("cuda:1")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a device"):
+        pick_device("gpu")
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_dtype(cuda) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert amp_dtype(cuda) is torch.float16
+    assert amp_dtype(cuda, "fp16") is torch.float16 and amp_dtype(cuda, "off") is None
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu) is None and amp_dtype(cpu, "bf16") is torch.bfloat16
+
+
+def test_chapter9_notebook_uses_auto_device():
+    "No cell of the training chapters pins the device: the book runs on the GPU when there is one."
+    import json
+    from pathlib import Path
+    nbs = Path(__file__).resolve().parents[1] / "nbs"
+    for name in ("09_training.ipynb", "09a_input_pipeline.ipynb", "09c_training_loop.ipynb"):
+        p = nbs / name
+        if not p.exists():
+            continue
+        src = "".join("".join(c["source"]) for c in json.load(open(p))["cells"] if c["cell_type"] == "code")
+        assert 'device="cpu"' not in src and "device='cpu'" not in src, name
