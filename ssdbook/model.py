@@ -13,7 +13,8 @@ from .priors import PriorBox, boxes_per_location, voc, ssd512
 
 # %% auto #0
 __all__ = ['VGG16_CFG', 'CONV4_3_RELU', 'EXTRAS_300', 'EXTRAS_512', 'PHASES', 'VGG16_CONV_INDICES', 'vgg_base', 'extra_layers',
-           'L2Norm', 'SSD', 'VGGSSD', 'conv_bn_relu', 'MiniSSD', 'build_ssd', 'subsample_fc', 'load_vgg16_imagenet']
+           'L2Norm', 'set_default_detector', 'SSD', 'VGGSSD', 'conv_bn_relu', 'MiniSSD', 'build_ssd', 'subsample_fc',
+           'load_vgg16_imagenet']
 
 # %% ../nbs/03_model.ipynb #c005
 VGG16_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'C', 512, 512, 512, 'M', 512, 512, 512]
@@ -74,17 +75,30 @@ class L2Norm(nn.Module):
 
 # %% ../nbs/03_model.ipynb #c011
 PHASES = ('train', 'test')
+_default_detector = None     # a factory `num_classes -> detector`, registered by ssdbook.detect (chapter 10)
+
+
+def set_default_detector(factory) -> None:
+    """Register `factory(num_classes) -> detector` as the `'test'` phase's post-processing for networks built
+    without `detector=`. A detector is called as `detector(loc (B,P,4), conf (B,P,C) probabilities,
+    priors (P,4))`. `ssdbook.detect` registers its `Detect` when imported; `None` unregisters."""
+    global _default_detector
+    if factory is not None and not callable(factory):
+        raise ValueError(f"the default detector must be a callable num_classes -> detector, got {type(factory).__name__}")
+    _default_detector = factory
 
 
 class SSD(nn.Module):
     """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf heads.
 
-    `forward(images (B, 3, S, S))` returns `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` in the
-    `'train'` phase and `Detect`'s `(B, C, 200, 5)` detections in the `'test'` phase.
+    `raw(images (B, 3, S, S))` returns `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))`; so does
+    `forward` in the `'train'` phase. In the `'test'` phase `forward` returns
+    `detector(loc, softmax(conf), priors)`: `detector` if given, else the default registered with
+    `set_default_detector` (chapter 10's `Detect`: `(B, C, 200, 5)` detections).
     Subclasses build their layers, call `_make_heads(source_channels)` last, and implement `features`.
     """
 
-    def __init__(self, phase: str, size: int, num_classes: int, cfg: dict):
+    def __init__(self, phase: str, size: int, num_classes: int, cfg: dict, detector=None):
         super().__init__()
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
@@ -96,7 +110,9 @@ class SSD(nn.Module):
         self.phase, self.size, self.num_classes, self.cfg = phase, size, num_classes, cfg
         self.priorbox = PriorBox(cfg)
         self.register_buffer('priors', self.priorbox.forward(), persistent=False)
-        self.__dict__['_detector'] = None   # built on first use in the test phase (not a submodule)
+        if detector is not None and not callable(detector):
+            raise ValueError(f"detector must be callable as detector(loc, conf, priors), got {type(detector).__name__}")
+        self.__dict__['_detector'] = detector   # not a submodule: the state_dict keeps the reference's keys
 
     def _make_heads(self, channels: list[int]):
         anchors = boxes_per_location(self.cfg)
@@ -128,23 +144,30 @@ class SSD(nn.Module):
         return loc.view(B, -1, 4), conf.view(B, -1, self.num_classes)
 
     @property
-    def detect(self):
-        "The `ssdbook.detect.Detect` used in the test phase (imported lazily)."
+    def detector(self):
+        "The post-processing of the `'test'` phase: the one given to the constructor, else the registered default."
         if self._detector is None:
-            from ssdbook.detect import Detect
-            self.__dict__['_detector'] = Detect(self.num_classes, 0, 200, 0.01, 0.45)
+            if _default_detector is None:
+                raise ValueError("the 'test' phase needs a detector: import ssdbook.detect (chapter 10), which "
+                                 "registers Detect as the default, or pass build_ssd(..., detector=...)")
+            self.__dict__['_detector'] = _default_detector(self.num_classes)
         return self._detector
 
-    def forward(self, x: torch.Tensor):
+    def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        "`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images `(B, 3, S, S)`, whatever the phase."
         self.check_input(x)
         sources = self.features(x)
         sizes = [s.shape[-1] for s in sources]
         if sizes != list(self.cfg['feature_maps']):
             raise RuntimeError(f"source maps are {sizes}, the prior config expects {self.cfg['feature_maps']}")
         loc, conf = self.heads(sources)
-        if self.phase == 'test':
-            return self.detect(loc, F.softmax(conf, dim=-1), self.priors)
         return loc, conf, self.priors
+
+    def forward(self, x: torch.Tensor):
+        loc, conf, priors = self.raw(x)
+        if self.phase == 'test':
+            return self.detector(loc, F.softmax(conf, dim=-1), priors)
+        return loc, conf, priors
 
     def extra_repr(self) -> str:
         return f"phase={self.phase!r}, size={self.size}, num_classes={self.num_classes}, priors={len(self.priors)}"
@@ -161,10 +184,11 @@ def _init_xavier(modules):
 class VGGSSD(SSD):
     "SSD300 / SSD512 on VGG16 with the reference's module names (`vgg`, `L2Norm`, `extras`, `loc`, `conf`)."
 
-    def __init__(self, phase: str = 'train', size: int = 300, num_classes: int = 21, cfg: dict | None = None):
+    def __init__(self, phase: str = 'train', size: int = 300, num_classes: int = 21, cfg: dict | None = None,
+                 detector=None):
         if size not in (300, 512):
             raise ValueError(f"the VGG16 SSD comes in sizes 300 and 512, got {size}")
-        super().__init__(phase, size, num_classes, cfg or (voc if size == 300 else ssd512))
+        super().__init__(phase, size, num_classes, cfg or (voc if size == 300 else ssd512), detector)
         self.vgg = nn.ModuleList(vgg_base())
         self.L2Norm = L2Norm(512, 20)
         self.extras = nn.ModuleList(extra_layers(EXTRAS_300 if size == 300 else EXTRAS_512))
@@ -204,8 +228,9 @@ class MiniSSD(SSD):
     per channel and image: batch statistics would be meaningless, and fail for a batch of one).
     """
 
-    def __init__(self, phase: str = 'train', num_classes: int = 21, cfg: dict | None = None, width: int = 16):
-        super().__init__(phase, 300, num_classes, cfg or voc)
+    def __init__(self, phase: str = 'train', num_classes: int = 21, cfg: dict | None = None, width: int = 16,
+                 detector=None):
+        super().__init__(phase, 300, num_classes, cfg or voc, detector)
         w = width
         self.base = nn.ModuleList([
             nn.Sequential(conv_bn_relu(3, w, stride=2)),                                   # 150
@@ -236,16 +261,18 @@ class MiniSSD(SSD):
 
 # %% ../nbs/03_model.ipynb #c015
 def build_ssd(phase: str = 'train', size: int = 300, num_classes: int = 21, base: str = 'vgg16',
-              cfg: dict | None = None) -> SSD:
-    "Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or `base='mini'` (CPU, 300 only)."
+              cfg: dict | None = None, detector=None) -> SSD:
+    """Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or `base='mini'` (CPU, 300 only).
+
+    `detector` is the `'test'` phase's post-processing (default: the one `ssdbook.detect` registers)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     if base == 'vgg16':
-        return VGGSSD(phase, size, num_classes, cfg)
+        return VGGSSD(phase, size, num_classes, cfg, detector=detector)
     if base == 'mini':
         if size != 300:
             raise ValueError(f"the mini base is SSD300-shaped; size must be 300, got {size}")
-        return MiniSSD(phase, num_classes, cfg)
+        return MiniSSD(phase, num_classes, cfg, detector=detector)
     raise ValueError(f"base must be 'vgg16' or 'mini', got {base!r}")
 
 # %% ../nbs/03_model.ipynb #c017

@@ -180,15 +180,63 @@ def test_types(mini, vgg300):
     assert isinstance(vgg300, SSD) and isinstance(vgg300, VGGSSD)
 
 
-def test_test_phase_builds_without_detect():
-    net = build_ssd('test', base='mini', num_classes=4)   # must not need ssdbook.detect to construct
-    assert net.phase == 'test'
+def test_test_phase_without_detector_is_a_one_line_error(monkeypatch):
+    import ssdbook.model as model
+    monkeypatch.setattr(model, "_default_detector", None)        # as if ssdbook.detect were never imported
+    net = build_ssd('test', base='mini', num_classes=4)          # building needs no detector
+    x = torch.randn(1, 3, 300, 300)
+    with pytest.raises(ValueError, match="import ssdbook.detect") as err:
+        net(x)
+    assert "\n" not in str(err.value)
+    loc, conf, priors = net.raw(x)                              # raw outputs need none either
+    assert loc.shape == (1, 8732, 4) and conf.shape == (1, 8732, 4) and priors.shape == (8732, 4)
+
+
+def test_raw_is_the_train_phase_output_whatever_the_phase():
+    torch.manual_seed(0)
+    train_net = build_ssd('train', base='mini', num_classes=4).eval()
+    test_net = build_ssd('test', base='mini', num_classes=4, detector=lambda *a: None).eval()
+    test_net.load_state_dict(train_net.state_dict())
+    x = torch.randn(2, 3, 300, 300)
+    with torch.no_grad():
+        for a, b in zip(train_net(x), test_net.raw(x)):
+            assert torch.equal(a, b)
+
+
+def test_detector_argument_receives_probabilities():
+    seen = {}
+
+    def spy(loc, conf, priors):
+        seen.update(loc=loc, conf=conf, priors=priors)
+        return "detections"
+
+    net = build_ssd('test', base='mini', num_classes=4, detector=spy).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 300, 300)) == "detections"
+    assert seen['loc'].shape == (2, 8732, 4) and seen['priors'] is net.priors
+    torch.testing.assert_close(seen['conf'].sum(-1), torch.ones(2, 8732))
+    with pytest.raises(ValueError, match="detector"):
+        build_ssd('test', base='mini', num_classes=4, detector="Detect")
+
+
+def test_set_default_detector_is_used_per_network(monkeypatch):
+    import ssdbook.model as model
+    made = []
+    monkeypatch.setattr(model, "_default_detector", None)
+    model.set_default_detector(lambda num_classes: made.append(num_classes) or (lambda l, c, p: c.shape))
+    net = build_ssd('test', base='mini', num_classes=5).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 300, 300)) == (1, 8732, 5)
+        net(torch.randn(1, 3, 300, 300))
+    assert made == [5]                                           # built once, for this network's classes
+    with pytest.raises(ValueError, match="callable"):
+        model.set_default_detector(42)
 
 
 def test_test_phase_returns_detections():
-    pytest.importorskip("ssdbook.detect")
+    from ssdbook.detect import Detect
     torch.manual_seed(0)
-    net = build_ssd('test', base='mini', num_classes=4).eval()
+    net = build_ssd('test', base='mini', num_classes=4, detector=Detect(4)).eval()
     with torch.no_grad():
         out = net(torch.randn(2, 3, 300, 300))
     assert out.shape == (2, 4, 200, 5)
