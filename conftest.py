@@ -1,7 +1,7 @@
 """Root pytest configuration, shared by tests/ and the nbval run of nbs/.
 
 Notebooks check `SSDBOOK_QUICK`: under the test run they use small budgets (iterations, images) so
-the whole suite stays fast. The committed outputs come from full runs (`make book-run`).
+the whole suite stays fast. The committed outputs come from full runs (`make run-nbs`).
 nbval starts each notebook's kernel from this process, so the variable reaches the kernels.
 """
 import os

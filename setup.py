@@ -17,6 +17,8 @@ setup(
     url=c['git_url'],
     license='Apache-2.0',
     packages=find_packages(include=['ssdbook', 'ssdbook.*']),
+    package_data={'ssdbook': ['reference_data/*.pt', 'reference_data/*.json', 'reference_data/*.md']},
+    include_package_data=True,
     python_requires='>=' + c['min_python'],
     install_requires=c['requirements'].split(),
     extras_require={'dev': c['dev_requirements'].split()},
