@@ -94,7 +94,6 @@ class PriorBox:
         self.min_sizes, self.max_sizes = list(cfg['min_sizes']), list(cfg['max_sizes'])
         self.steps = list(cfg['steps'])
         self.aspect_ratios = [list(a) for a in cfg['aspect_ratios']]
-        self.variance = list(cfg.get('variance') or [0.1])
         n = len(self.feature_maps)
         for key in ('steps', 'min_sizes', 'max_sizes', 'aspect_ratios'):
             if len(cfg[key]) != n:
