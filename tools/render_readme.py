@@ -75,6 +75,24 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def _numbers(e: dict) -> str:
+    """The headline numbers of one entry: times and rates, in CPU time when both clocks were recorded."""
+    keys = [k for k, v in e.items() if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and _SHOWN.search(k)]
+    tokens = [set(k.split("_")) for k in keys]
+    clock = "cpu" if any("cpu" in t for t in tokens) and any("wall" in t for t in tokens) else None
+    out = []
+    for k, t in zip(keys, tokens):
+        if clock and "wall" in t:
+            continue
+        words = [w for w in k.split("_") if w not in ("cpu", "wall")]
+        unit = {"ms": " ms", "s": " s", "seconds": " s", "mb": " MB", "gb": " GB"}.get(words[-1])
+        if unit:
+            words = words[:-1]
+        out.append(f"{' '.join(words)} {_fmt(e[k])}{unit or ''}")
+    return ", ".join(out) + (" (CPU time)" if clock and out else "")
+
+
 def render_results(results: dict) -> str:
     """A Markdown table of every recorded measurement, sorted by name."""
     if not results:
@@ -83,13 +101,11 @@ def render_results(results: dict) -> str:
     for name in sorted(results):
         e = results[name]
         what = DESCRIPTIONS.get(name) or e.get("what") or name
-        numbers = ", ".join(f"{k} {_fmt(v)}" for k, v in e.items()
-                            if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
-                            and _SHOWN.search(k))
         ratio = f"{e['ratio']:.2f}×" if isinstance(e.get("ratio"), (int, float)) else "—"
-        cells = [f"`{name}`", what, ratio, numbers or "—", str(e.get("measured", "—")), str(e.get("machine", "—"))]
+        cells = [f"`{name}`", what, ratio, _numbers(e) or "—", str(e.get("measured", "—")), str(e.get("machine", "—"))]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(rows) + "\n\nEach row: `python benchmarks/<name>.py` (or `make main` for `demo`); ratio > 1 means ssdbook is faster."
+    return "\n".join(rows) + ("\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); a ratio above 1 "
+                              "means ssdbook is faster than the baseline measured in the same run.")
 
 
 # ---------------------------------------------------------------- chapters
