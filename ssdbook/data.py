@@ -3,7 +3,6 @@
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -14,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'parse_voc_xml', 'anno_to_target', 'write_voc_xml',
-           'download_voc', 'read_image', 'VOCDetection', 'BaseTransform', 'denormalize', 'detection_collate',
-           'make_shapes_voc', 'draw_boxes', 'show_batch', 'check_dataset']
+__all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'IMAGE_EXTENSIONS', 'check_classes', 'read_classes',
+           'write_classes', 'check_targets', 'to_float_image', 'normalize', 'denormalize', 'parse_voc_xml',
+           'anno_to_target', 'write_voc_xml', 'write_coco_json', 'download_voc', 'read_image', 'find_image',
+           'VOCDetection', 'BaseTransform', 'detection_collate', 'draw_boxes', 'show_batch', 'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c006
 VOC_CLASSES = (
@@ -29,29 +29,183 @@ VOC_CLASSES = (
 "The 20 Pascal VOC object classes; a target's label is the index into this tuple (0-based, no background)."
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
-"The 6 classes of the synthetic shapes set made by `make_shapes_voc`."
+"The 6 classes of the synthetic shapes set (chapter 1a)."
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # %% ../nbs/01_data.ipynb #c008
+def check_classes(classes, source="classes") -> tuple:
+    "Validate a class list (non-empty, no empty or duplicate names, case-insensitive); return it as a tuple."
+    if isinstance(classes, str):
+        raise ValueError(f"{source}: expected a list of class names, got the string {classes!r} "
+                         f"(use read_classes for a file, or split 'a,b,c' on commas)")
+    classes = tuple(classes)
+    if not classes:
+        raise ValueError(f"{source}: the class list is empty")
+    seen = {}
+    for k, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
+            raise ValueError(f"{source}: class {k + 1} is {name!r}; a class name is a non-empty string "
+                             "without surrounding spaces or newlines")
+        if name.lower() in seen:
+            raise ValueError(f"{source}: class {k + 1} {name!r} repeats class {seen[name.lower()] + 1}")
+        seen[name.lower()] = k
+    return classes
+
+
+def read_classes(path) -> tuple:
+    "Read a `classes.txt` (one class name per line; blank lines only at the end); `ValueError` naming the file."
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: class list file is missing")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return check_classes([line.strip() if line.strip() else "" for line in lines], str(path))
+
+
+def write_classes(path, classes) -> Path:
+    "Write `classes` (validated) to `path`, one name per line; return the path."
+    path = Path(path)
+    text = "".join(f"{c}\n" for c in check_classes(classes, str(path)))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+# %% ../nbs/01_data.ipynb #c011
+def _problem(row, num_classes):
+    "A description of what is wrong with one target row (a list of 5 floats)."
+    *box, label = row
+    finite = all(math.isfinite(v) for v in box)
+    if not finite:
+        return "has a coordinate that is not finite"
+    if max(box) > 1.01:
+        return ("has coordinates above 1: they look like pixels; targets are fractions of the image "
+                "(divide x by the image width and y by its height)")
+    if min(box) < -0.01:
+        return "has a coordinate below 0: targets are fractions of the image, in [0, 1]"
+    if not (box[2] > box[0] and box[3] > box[1]):
+        return (f"is degenerate (width {box[2] - box[0]:.4g}, height {box[3] - box[1]:.4g}): "
+                "a box needs x_max > x_min and y_max > y_min")
+    if math.isnan(label):
+        return "has label NaN"
+    if math.isinf(label):
+        return f"has an infinite label ({label})"
+    if label != round(label):
+        return f"has label {label:g}, which is not a whole number (labels are 0-based class indices)"
+    if label < 0:
+        return f"has a negative label {label:g} (labels are 0-based object classes, no background)"
+    return (f"has label {label:g}, too large for num_classes={num_classes} (background included: labels "
+            f"are 0 .. {num_classes - 2})")
+
+
+def _as_target_list(targets):
+    if isinstance(targets, torch.Tensor) and targets.dim() == 2:
+        targets = [targets]
+    out = []
+    for i, t in enumerate(targets):
+        t = torch.as_tensor(t)
+        if t.numel() == 0 and t.dim() <= 2:
+            t = t.reshape(0, 5)
+        if t.dim() != 2 or t.shape[1] != 5:
+            raise ValueError(f"image {i}: a target must be a (num_objects, 5) tensor "
+                             f"[x_min, y_min, x_max, y_max, label], got shape {tuple(t.shape)}")
+        out.append(t)
+    return out
+
+
+def check_targets(targets, num_classes: int | None = None, names=None) -> None:
+    """Raise one `ValueError` naming the image and the box if a target breaks the contract; else return None.
+
+    `targets`: a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (or one `(n, 5)` tensor).
+    Coordinates must be finite fractions in [-0.01, 1.01] with `x_max > x_min` and `y_max > y_min`; labels
+    whole numbers >= 0 and, when `num_classes` (background included) is given, <= `num_classes - 2`.
+    An image with no objects is valid. One host sync when all is well. `names` (one per image, e.g. file
+    names) replace "image i" in the message."""
+    targets = _as_target_list(targets)
+    if not targets or sum(len(t) for t in targets) == 0:
+        return
+    dtype = torch.float64 if targets[0].dtype == torch.float64 else torch.float32
+    t = torch.cat([x.to(targets[0].device, dtype) for x in targets])              # (N, 5)
+    box, label = t[:, :4], t[:, 4]
+    bad = ~torch.isfinite(t).all(1) | (box < -0.01).any(1) | (box > 1.01).any(1)
+    bad |= ~(box[:, 2] > box[:, 0]) | ~(box[:, 3] > box[:, 1]) | (label != label.round()) | (label < 0)
+    if num_classes is not None:
+        bad |= label > num_classes - 2
+    if not bool(bad.any()):                                                       # the one host sync
+        return
+    row = int(bad.nonzero()[0])
+    counts = torch.tensor([len(x) for x in targets])
+    image = int((counts.cumsum(0) <= row).sum())
+    j = row - int(counts[:image].sum())
+    values = [round(v, 6) for v in t[row].tolist()]
+    where = f"image {image}" if names is None else str(names[image])
+    raise ValueError(f"{where}, box {j} {values} {_problem(t[row].tolist(), num_classes)}")
+
+# %% ../nbs/01_data.ipynb #c015
+def to_float_image(image) -> torch.Tensor:
+    "uint8 pixels (0..255) as float32 in [0, 1]; a float image is returned as float32 unchanged."
+    image = torch.as_tensor(image)
+    return image.float().div(255) if image.dtype == torch.uint8 else image.float()
+
+
+def _channel_stats(images, mean, std):
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"expected an image (3, H, W) or a batch (B, 3, H, W), got {tuple(images.shape)}")
+    shape = (3, 1, 1)
+    mean = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
+    return mean, torch.tensor(std, dtype=images.dtype, device=images.device).view(shape)
+
+
+def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    "`(images - mean) / std` per channel, for `(3, H, W)` or `(B, 3, H, W)` float images in [0, 1]."
+    images = to_float_image(images)
+    mean, std = _channel_stats(images, mean, std)
+    return (images - mean) / std
+
+
+def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    "Undo `normalize` for pictures: `(3, H, W)` or `(B, 3, H, W)` back to [0, 1] (clamped)."
+    images = torch.as_tensor(images).float()
+    mean, std = _channel_stats(images, mean, std)
+    return (images * std + mean).clamp(0, 1)
+
+# %% ../nbs/01_data.ipynb #c018
 def _text(node, tag):
-    child = node.find(tag)
+    child = None if node is None else node.find(tag)
     return None if child is None or child.text is None else child.text.strip()
+
+
+def _parse_object(obj, where, index, classes, width, height):
+    "`(box, label, difficult)` of one `<object>`, or a string saying what is wrong with it."
+    name = _text(obj, "name")
+    if name is None:
+        return f"{where} has no <name>"
+    where = f"{where} ({name!r})"
+    if name.lower() not in index:
+        return f"{where}: class {name!r} is not in the class list ({', '.join(classes)})"
+    try:
+        x1, y1, x2, y2 = (float(_text(obj.find("bndbox"), t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+    except (TypeError, ValueError):
+        return f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"
+    bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + ([f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else [])
+    if min(x1, y1) < 0 or x2 > width or y2 > height:
+        bad.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image")
+    if bad:
+        return f"{where}: " + "; ".join(bad)
+    return [max(x1 - 1, 0.0), max(y1 - 1, 0.0), x2 - 1, y2 - 1], index[name.lower()], _text(obj, "difficult") == "1"
 
 
 def parse_voc_xml(path, classes=VOC_CLASSES):
     """Read one VOC annotation file and check it; return `(anno, problems)`.
 
-    `anno` is `dict(id, width, height, boxes (n,4) float pixels, labels (n,) int64 0-based,
-    difficult (n,) bool)`. Boxes use 0-based pixel coordinates: VOC's XML counts pixels from 1, so
-    1 is subtracted (the reference does the same). `problems` lists every defect found, each naming
-    the file and the object; an empty list means the annotation is valid. Objects with a problem are
-    left out of `anno`.
-    """
+    `anno` is `dict(id, filename, width, height, boxes (n,4) float pixels, labels (n,) int64 0-based,
+    difficult (n,) bool)`; `filename` is the XML's `<filename>` (None when absent). Boxes use 0-based pixel
+    coordinates: VOC's XML counts pixels from 1, so 1 is subtracted (the reference does the same).
+    `problems` lists every defect found, each naming the file and the object; an empty list means the
+    annotation is valid. Objects with a problem are left out of `anno`."""
     path = Path(path)
-    problems = []
-    anno = dict(id=path.stem, width=0, height=0, boxes=torch.zeros(0, 4),
+    anno = dict(id=path.stem, filename=None, width=0, height=0, boxes=torch.zeros(0, 4),
                 labels=torch.zeros(0, dtype=torch.int64), difficult=torch.zeros(0, dtype=torch.bool))
     if not path.is_file():
         return anno, [f"{path}: annotation file is missing"]
@@ -59,45 +213,24 @@ def parse_voc_xml(path, classes=VOC_CLASSES):
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
         return anno, [f"{path}: malformed XML ({e})"]
-    size = root.find("size")
     try:
-        width, height = int(float(_text(size, "width"))), int(float(_text(size, "height")))
-        if width <= 0 or height <= 0:
-            raise ValueError
-    except (TypeError, ValueError, AttributeError):
+        width, height = (int(float(_text(root.find("size"), t))) for t in ("width", "height"))
+        assert width > 0 and height > 0
+    except (TypeError, ValueError, AssertionError):
         return anno, [f"{path}: <size> needs positive <width> and <height>"]
-    anno.update(width=width, height=height)
+    anno.update(filename=_text(root, "filename"), width=width, height=height)
     index = {name.lower(): i for i, name in enumerate(classes)}
-    boxes, labels, difficult = [], [], []
-    for k, obj in enumerate(root.iter("object")):
-        name = _text(obj, "name")
-        where = f"{path}: object {k} ({name!r})"
-        if name is None:
-            problems.append(f"{path}: object {k} has no <name>"); continue
-        name = name.lower()
-        if name not in index:
-            problems.append(f"{where}: unknown class name (expected one of {', '.join(classes)})"); continue
-        bb = obj.find("bndbox")
-        try:
-            x1, y1, x2, y2 = (float(_text(bb, t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-        except (TypeError, ValueError, AttributeError):
-            problems.append(f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"); continue
-        bad = []
-        if x2 <= x1: bad.append(f"xmax {x2:g} <= xmin {x1:g}")
-        if y2 <= y1: bad.append(f"ymax {y2:g} <= ymin {y1:g}")
-        if min(x1, y1) < 0 or x2 > width or y2 > height:
-            bad.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image")
-        if bad:
-            problems.append(f"{where}: " + "; ".join(bad)); continue
-        boxes.append([max(x1 - 1, 0.0), max(y1 - 1, 0.0), x2 - 1, y2 - 1])
-        labels.append(index[name])
-        difficult.append(_text(obj, "difficult") == "1")
-    if boxes:
+    parsed = [_parse_object(obj, f"{path}: object {k}", index, classes, width, height)
+              for k, obj in enumerate(root.iter("object"))]
+    problems = [p for p in parsed if isinstance(p, str)]
+    objects = [p for p in parsed if not isinstance(p, str)]
+    if objects:
+        boxes, labels, difficult = zip(*objects)
         anno.update(boxes=torch.tensor(boxes, dtype=torch.float32), labels=torch.tensor(labels),
                     difficult=torch.tensor(difficult))
     return anno, problems
 
-# %% ../nbs/01_data.ipynb #c009
+# %% ../nbs/01_data.ipynb #c019
 def anno_to_target(anno, keep_difficult=True):
     "`(n, 5)` float32 target `x_min, y_min, x_max, y_max, label` with coordinates as fractions of the image."
     keep = torch.ones_like(anno["difficult"]) if keep_difficult else ~anno["difficult"]
@@ -105,14 +238,15 @@ def anno_to_target(anno, keep_difficult=True):
     boxes = anno["boxes"][keep] / scale
     return torch.cat([boxes, anno["labels"][keep, None].float()], 1)
 
-# %% ../nbs/01_data.ipynb #c010
+# %% ../nbs/01_data.ipynb #c020
 def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
     """Write `anno` (the dict `parse_voc_xml` returns, 0-based pixel boxes) as a VOC annotation file.
 
-    Coordinates are written 1-based and rounded to whole pixels, as VOC does."""
+    Coordinates are written 1-based and rounded to whole pixels, as VOC does. `<filename>` is
+    `anno['filename']` when given, else `<id>.jpg`."""
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = folder
-    ET.SubElement(root, "filename").text = f"{anno['id']}.jpg"
+    ET.SubElement(root, "filename").text = anno.get("filename") or f"{anno['id']}.jpg"
     size = ET.SubElement(root, "size")
     for tag, v in (("width", anno["width"]), ("height", anno["height"]), ("depth", 3)):
         ET.SubElement(size, tag).text = str(int(v))
@@ -123,16 +257,34 @@ def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
                                 torch.as_tensor(difficult).tolist()):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = classes[int(label)]
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = str(int(bool(diff)))
+        for tag, v in (("pose", "Unspecified"), ("truncated", "0"), ("difficult", str(int(bool(diff))))):
+            ET.SubElement(obj, tag).text = v
         bb = ET.SubElement(obj, "bndbox")
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ET.SubElement(bb, tag).text = str(int(round(v)) + 1)
     ET.indent(root)
     Path(path).write_text(ET.tostring(root, encoding="unicode") + "\n")
 
-# %% ../nbs/01_data.ipynb #c015
+# %% ../nbs/01_data.ipynb #c025
+def write_coco_json(path, annos, classes) -> Path:
+    """Write annotations (`parse_voc_xml`/`pull_anno` dicts: 0-based pixel boxes, 0-based labels) as a COCO
+    instances JSON: category ids are 1-based in the order of `classes`; `bbox` is `[x, y, w, h]` in pixels;
+    difficult objects get `iscrowd: 1`. Image `file_name` is `anno['filename']` or `<id>.jpg`."""
+    classes = check_classes(classes, str(path))
+    images, annotations = [], []
+    for i, a in enumerate(annos, 1):
+        images.append(dict(id=i, file_name=a.get("filename") or f"{a['id']}.jpg", width=int(a["width"]),
+                           height=int(a["height"])))
+        difficult = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))
+        for (x1, y1, x2, y2), label, diff in zip(torch.as_tensor(a["boxes"]).tolist(),
+                                                 torch.as_tensor(a["labels"]).tolist(), torch.as_tensor(difficult).tolist()):
+            annotations.append(dict(id=len(annotations) + 1, image_id=i, category_id=int(label) + 1,
+                                    bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=int(diff)))
+    categories = [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
+    Path(path).write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
+    return Path(path)
+
+# %% ../nbs/01_data.ipynb #c028
 _VOC_ARCHIVES = {  # (url, md5, a file the archive provides, relative to VOC{year})
     "2007": [("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
               "c52e279531787c972589f7e41ab4ae64", "ImageSets/Main/trainval.txt"),
@@ -176,7 +328,10 @@ def download_voc(root, years=("2007", "2012")):
             shutil.rmtree(staging, ignore_errors=True)
     return root
 
-# %% ../nbs/01_data.ipynb #c016
+# %% ../nbs/01_data.ipynb #c029
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
+
+
 def read_image(path):
     "Read an image file as a float tensor `(3, H, W)` in [0, 1]; `ValueError` naming the file if it cannot."
     path = Path(path)
@@ -184,45 +339,85 @@ def read_image(path):
         raise ValueError(f"{path}: image file is missing")
     try:
         with Image.open(path) as im:
-            pixels = np.array(im.convert("RGB"))  # (H, W, 3) uint8, a writable copy
-    except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt files
+            pixels = np.array(im.convert("RGB"))  # (H, W, 3) uint8, a writable copy; decodes every pixel
+    except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
         raise ValueError(f"{path}: cannot decode image ({e})") from None
-    return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255).contiguous()
+    return to_float_image(torch.from_numpy(pixels).permute(2, 0, 1)).contiguous()
 
-# %% ../nbs/01_data.ipynb #c017
+
+def find_image(folder, img_id, filename=None):
+    "The image file of `img_id` in `folder`: the XML's `filename` if it exists, else `<id>` + a known extension."
+    folder = Path(folder)
+    candidates = ([folder / filename] if filename else []) + [folder / f"{img_id}{ext}" for ext in IMAGE_EXTENSIONS]
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise ValueError(f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "
+                     "extensions PIL reads)")
+
+# %% ../nbs/01_data.ipynb #c030
 def _as_image_sets(image_sets):
+    "Normalise `image_sets` to a list of `(year, name)` string pairs; a one-line error for anything else."
     if isinstance(image_sets, tuple) and len(image_sets) == 2 and all(isinstance(s, str) for s in image_sets):
         image_sets = [image_sets]
+    if isinstance(image_sets, str) or not all(
+            isinstance(s, (tuple, list)) and len(s) == 2 and all(isinstance(v, (str, int)) for v in s) for s in image_sets):
+        raise ValueError(f"image_sets must be a list of (year, name) pairs such as [('2007', 'trainval')] or "
+                         f"[('shapes', 'train')], got {image_sets!r}")
     return [(str(year), str(name)) for year, name in image_sets]
 
 
+def _folder_classes(root, years):
+    "The class list stored with the data (`VOC{year}/classes.txt`, else `root/classes.txt`), or None."
+    found = {}
+    for year in years:
+        for p in (root / f"VOC{year}" / "classes.txt", root / "classes.txt"):
+            if p.is_file():
+                found[p] = read_classes(p)
+                break
+    lists = list(found.items())
+    for p, c in lists[1:]:
+        if [x.lower() for x in c] != [x.lower() for x in lists[0][1]]:
+            raise ValueError(f"{p} lists classes {', '.join(c)} but {lists[0][0]} lists {', '.join(lists[0][1])}")
+    return lists[0][1] if lists else None
+
+
+def _read_ids(list_file, year, root):
+    if not list_file.is_file():
+        hint = ("make it with ssdbook.shapes.make_shapes_voc or shapes_set" if year == "shapes" else
+                "pass download=True to fetch VOC2007/VOC2012")
+        raise ValueError(f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
+                         f"under {root}; {hint})")
+    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"{list_file}: the image set is empty (no image ids)")
+    return ids
+
+# %% ../nbs/01_data.ipynb #c031
 class VOCDetection(torch.utils.data.Dataset):
-    """Pascal VOC detection data from the VOC folder layout (real VOC or the synthetic shapes set).
+    """Detection data in the Pascal VOC folder layout (real VOC, the shapes set or a folder of your own).
 
     Reads `root/VOC{year}/{JPEGImages, Annotations, ImageSets/Main}` for each `(year, image_set)` of
     `image_sets`. `ds[i]` is `(image, target)`: without a transform `image` is a float `(3, H, W)` tensor
-    in [0, 1] and `target` a float `(num_obj, 5)` tensor `x_min, y_min, x_max, y_max, label` with
-    coordinates as fractions of the width/height and a 0-based label (an index into `classes`).
-    `transform(image, target) -> (image, target)` is applied last. Objects marked difficult are left out
-    unless `keep_difficult`; `pull_anno` always returns them (evaluation needs them).
-    `download=True` fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in).
-    """
+    in [0, 1] and `target` a float `(n_i, 5)` tensor `x_min, y_min, x_max, y_max, label` with coordinates as
+    fractions and a 0-based label (an index into `classes`). `classes=None` reads the `classes.txt` stored
+    with the data (`VOC{year}/` or `root/`), else `VOC_CLASSES`. `transform(image, target) -> (image,
+    target)` is applied last. Difficult objects are left out unless `keep_difficult`; `pull_anno` always
+    returns them. `download=True` fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in)."""
     def __init__(self, root, image_sets=(("2007", "trainval"),), transform=None, keep_difficult=False,
-                 classes=VOC_CLASSES, download=False):
+                 classes=None, download=False):
         self.root = Path(root).expanduser()
         self.image_sets = _as_image_sets(image_sets)
-        self.transform, self.keep_difficult, self.classes = transform, keep_difficult, tuple(classes)
+        self.transform, self.keep_difficult = transform, keep_difficult
         if download:
             download_voc(self.root, sorted({y for y, _ in self.image_sets}))
+        if classes is None:
+            classes = _folder_classes(self.root, [y for y, _ in self.image_sets]) or VOC_CLASSES
+        self.classes = check_classes(classes, "classes")
         self.ids = []
         for year, name in self.image_sets:
             base = self.root / f"VOC{year}"
-            list_file = base / "ImageSets" / "Main" / f"{name}.txt"
-            if not list_file.is_file():
-                hint = ("make it with make_shapes_voc(root)" if year == "shapes" else
-                        "pass download=True to fetch VOC2007/VOC2012")
-                raise ValueError(f"{list_file} not found: no image set {name!r} for VOC{year} under {self.root} ({hint})")
-            self.ids += [(base, line.split()[0]) for line in list_file.read_text().splitlines() if line.strip()]
+            self.ids += [(base, i) for i in _read_ids(base / "ImageSets" / "Main" / f"{name}.txt", year, self.root)]
 
     def __len__(self):
         return len(self.ids)
@@ -231,16 +426,19 @@ class VOCDetection(torch.utils.data.Dataset):
         return (f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, {len(self)} images, "
                 f"{len(self.classes)} classes, transform={self.transform})")
 
-    def image_path(self, i):
+    def image_path(self, i, anno=None):
+        "The image file of item `i` (the XML's `<filename>` wins, then `<id>.jpg/.jpeg/.png/...`)."
         base, img_id = self.ids[i]
-        return base / "JPEGImages" / f"{img_id}.jpg"
+        anno = anno or parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)[0]
+        return find_image(base / "JPEGImages", img_id, anno.get("filename"))
 
     def pull_anno(self, i):
-        "The annotation of image `i`: `dict(id, width, height, boxes (n,4) pixels, labels (n,) int64, difficult (n,) bool)`."
+        "The annotation of image `i`: `dict(id, filename, width, height, boxes (n,4) pixels, labels (n,), difficult (n,))`."
         base, img_id = self.ids[i]
         anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)
         if problems:
-            raise ValueError("\n".join(problems))
+            more = f" (and {len(problems) - 1} more problem(s): run check_dataset)" if len(problems) > 1 else ""
+            raise ValueError(problems[0] + more)
         return anno
 
     def pull_image(self, i):
@@ -249,9 +447,10 @@ class VOCDetection(torch.utils.data.Dataset):
 
     def pull_item(self, i):
         anno = self.pull_anno(i)
-        image = self.pull_image(i)
+        path = self.image_path(i, anno)
+        image = read_image(path)
         if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
-            raise ValueError(f"{self.image_path(i)}: image is {image.shape[2]}x{image.shape[1]} but its annotation "
+            raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but its annotation "
                              f"says {anno['width']}x{anno['height']}")
         target = anno_to_target(anno, self.keep_difficult)
         if self.transform is not None:
@@ -261,12 +460,7 @@ class VOCDetection(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.pull_item(i)
 
-# %% ../nbs/01_data.ipynb #c019
-def _as_float_image(image):
-    image = torch.as_tensor(image)
-    return image.float().div(255) if image.dtype == torch.uint8 else image.float()
-
-
+# %% ../nbs/01_data.ipynb #c033
 class BaseTransform:
     """Resize to `size x size` and normalise with `mean`/`std` (no augmentation): the test-time transform.
 
@@ -276,31 +470,19 @@ class BaseTransform:
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
 
     def __call__(self, image, target=None):
-        image = _as_float_image(image)
-        batched = image.dim() == 4
-        x = image if batched else image[None]
+        image = to_float_image(image)
+        x = image if image.dim() == 4 else image[None]
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"BaseTransform expects an image (3, H, W) or a batch (B, 3, H, W), got {tuple(image.shape)}")
         if tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
-        return (x if batched else x[0]), target
+        x = normalize(x, self.mean, self.std)
+        return (x if image.dim() == 4 else x[0]), target
 
     def __repr__(self):
         return f"BaseTransform(size={self.size})"
 
-
-def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    "Undo the normalisation of `BaseTransform` for pictures: `(3,H,W)` or `(B,3,H,W)` back to [0, 1]."
-    images = torch.as_tensor(images).float()
-    shape = (3, 1, 1) if images.dim() == 3 else (1, 3, 1, 1)
-    mean = torch.tensor(mean, device=images.device).view(shape)
-    std = torch.tensor(std, device=images.device).view(shape)
-    return (images * std + mean).clamp(0, 1)
-
-# %% ../nbs/01_data.ipynb #c022
+# %% ../nbs/01_data.ipynb #c036
 def detection_collate(batch):
     """Stack a list of `(image (3,H,W), target (n_i,5))` pairs into `images (B,3,H,W)` and a list of B targets.
 
@@ -308,169 +490,15 @@ def detection_collate(batch):
     number of objects, zero included: an image with no objects gives a `(0, 5)` tensor."""
     if len(batch) == 0:
         raise ValueError("detection_collate: empty batch")
-    images, targets = [], []
-    for k, (image, target) in enumerate(batch):
-        image = torch.as_tensor(image)
-        if image.shape != torch.as_tensor(batch[0][0]).shape:
+    images = [torch.as_tensor(image) for image, _ in batch]
+    for k, image in enumerate(images):
+        if image.shape != images[0].shape:
             raise ValueError(f"detection_collate: image {k} has shape {tuple(image.shape)} but image 0 has "
-                             f"{tuple(torch.as_tensor(batch[0][0]).shape)}; resize them first (BaseTransform)")
-        target = torch.as_tensor(target, dtype=torch.float32)
-        if target.numel() == 0:
-            target = target.reshape(0, 5)
-        if target.dim() != 2 or target.shape[1] != 5:
-            raise ValueError(f"detection_collate: target {k} has shape {tuple(target.shape)}, expected (num_obj, 5)")
-        images.append(image)
-        targets.append(target)
+                             f"{tuple(images[0].shape)}; resize them first (BaseTransform)")
+    targets = _as_target_list([torch.as_tensor(t, dtype=torch.float32) for _, t in batch])
     return torch.stack(images), targets
 
-# %% ../nbs/01_data.ipynb #c024
-def _unit_polygon(kind):
-    "The outline of a shape class as points in the unit square, touching all four sides."
-    if kind == "square":
-        pts = [(0, 0), (1, 0), (1, 1), (0, 1)]
-    elif kind == "triangle":
-        pts = [(0.5, 0), (1, 1), (0, 1)]
-    elif kind == "star":
-        pts = [((1 if k % 2 == 0 else 0.42) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                (1 if k % 2 == 0 else 0.42) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]
-    elif kind == "cross":
-        a, b = 0.33, 0.67
-        pts = [(a, 0), (b, 0), (b, a), (1, a), (1, b), (b, b), (b, 1), (a, 1), (a, b), (0, b), (0, a), (a, a)]
-    else:
-        raise ValueError(f"no polygon for shape {kind!r}")
-    p = np.array(pts, dtype=np.float64)
-    p -= p.min(0)
-    return p / p.max(0)
-
-
-def _draw_shape(draw, kind, box, color):
-    x0, y0, x1, y1 = box  # inclusive 0-based pixel bounds
-    if kind == "circle":
-        draw.ellipse([x0, y0, x1, y1], fill=color)
-    elif kind == "ring":
-        width = max(2, round(0.22 * min(x1 - x0, y1 - y0)))
-        draw.ellipse([x0, y0, x1, y1], outline=color, width=width)
-    else:
-        p = _unit_polygon(kind) * [x1 - x0, y1 - y0] + [x0, y0]
-        draw.polygon([tuple(q) for q in p.round().tolist()], fill=color)
-
-
-def _hsv(h, s, v):
-    import colorsys
-    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, s, v))
-
-# %% ../nbs/01_data.ipynb #c025
-def _sample_box(rng, size, min_size, max_size):
-    "A box `(x0, y0, x1, y1)` (inclusive pixels): scale log-uniform-ish in [min_size, max_size], aspect 0.6..1.7."
-    scale = min_size * (max_size / min_size) ** (rng.random() ** 0.6)  # skewed towards larger objects
-    aspect = math.exp(rng.uniform(math.log(0.6), -math.log(0.6)))
-    w = int(round(min(max(scale * math.sqrt(aspect), 12), size)))
-    h = int(round(min(max(scale / math.sqrt(aspect), 12), size)))
-    x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-    return x0, y0, x0 + w - 1, y0 + h - 1
-
-
-def _overlap_ok(box, others, max_iou=0.3, max_cover=0.4):
-    "Allow some overlap, but keep 60 % of every earlier object's box uncovered and no near-duplicates."
-    x0, y0, x1, y1 = box
-    area = (x1 - x0 + 1) * (y1 - y0 + 1)
-    for a0, b0, a1, b1 in others:
-        iw, ih = min(x1, a1) - max(x0, a0) + 1, min(y1, b1) - max(y0, b0) + 1
-        if iw <= 0 or ih <= 0:
-            continue
-        inter, other = iw * ih, (a1 - a0 + 1) * (b1 - b0 + 1)
-        if inter / (area + other - inter) > max_iou or inter / other > max_cover:
-            return False
-    return True
-
-
-_OBJECTS_PER_IMAGE = np.array([0.08, 0.17, 0.19, 0.17, 0.15, 0.13, 0.11])  # P(0 objects) ... P(6 objects)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(size):
-    return np.mgrid[0:size, 0:size].astype(np.float32)
-
-
-def _make_shapes_image(rng, size, min_size, max_frac):
-    "One synthetic image (H, W, 3) uint8 and its objects: a list of `(box, label)`."
-    # textured background: a smooth field of muted colours, a few stripes and lines of clutter
-    g = int(rng.integers(2, 7))
-    cells = np.array([_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.25, 0.8)) for _ in range(g * g)],
-                     dtype=np.uint8).reshape(g, g, 3)
-    img = Image.fromarray(cells).resize((size, size), Image.BILINEAR)
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(0, 5))):
-        color = _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.2, 0.85))
-        draw.line([tuple(rng.integers(0, size, 2).tolist()), tuple(rng.integers(0, size, 2).tolist())],
-                  fill=color, width=int(rng.integers(1, 4)))
-    boxes, labels = [], []
-    for _ in range(int(rng.choice(len(_OBJECTS_PER_IMAGE), p=_OBJECTS_PER_IMAGE))):
-        for _attempt in range(20):
-            box = _sample_box(rng, size, min_size, max_frac * size)
-            if _overlap_ok(box, boxes):
-                boxes.append(box)
-                labels.append(int(rng.integers(0, len(SHAPES_CLASSES))))
-                break
-    for box, label in zip(boxes, labels):
-        _draw_shape(draw, SHAPES_CLASSES[label], box, _hsv(rng.random(), rng.uniform(0.6, 1), rng.uniform(0.6, 1)))
-    # texture: a faint stripe pattern and pixel noise over everything (objects included), in int16 for speed
-    yy, xx = _grid(size)
-    theta, freq = rng.uniform(0, math.pi), rng.uniform(0.05, 0.4)
-    stripes = (rng.uniform(0, 12) * np.sin(freq * (xx * math.cos(theta) + yy * math.sin(theta)))).astype(np.int16)
-    noise = int(rng.integers(3, 17))
-    arr = np.asarray(img, dtype=np.int16) + stripes[..., None] + rng.integers(-noise, noise + 1, (size, size, 3), dtype=np.int16)
-    return np.clip(arr, 0, 255).astype(np.uint8), list(zip(boxes, labels))
-
-# %% ../nbs/01_data.ipynb #c027
-def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9,
-                    overwrite=False):
-    """Write the synthetic shapes detection set to `root/VOCshapes/` in the Pascal VOC layout; return that path.
-
-    JPEGImages/*.jpg, Annotations/*.xml and ImageSets/Main/{train,test,trainval}.txt, read back with
-    `VOCDetection(root, [('shapes', 'train')], classes=SHAPES_CLASSES)`. Each image is `size x size` with
-    0..6 objects of the `SHAPES_CLASSES` over a textured background; object scale (square root of the box
-    area) runs from `min_size` px to `max_frac * size`, log-uniform skewed towards large objects. Image `j`
-    of a split depends only on `(seed, split, j)`, so the set is deterministic. If the folder already holds
-    a set made with the same arguments it is kept (pass `overwrite=True` to rebuild).
-    """
-    for name, v in (("n_train", n_train), ("n_test", n_test)):
-        if int(v) < 0:
-            raise ValueError(f"make_shapes_voc: {name} must be >= 0, got {v}")
-    if not 12 <= min_size < max_frac * size <= size:
-        raise ValueError(f"make_shapes_voc: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})")
-    out = Path(root).expanduser() / "VOCshapes"
-    params = dict(version=2,  # bump when the generator changes, so old sets are rebuilt
-                  n_train=int(n_train), n_test=int(n_test), seed=int(seed), size=int(size),
-                  min_size=min_size, max_frac=max_frac, classes=list(SHAPES_CLASSES))
-    stamp = out / "shapes.json"
-    if not overwrite and stamp.is_file() and json.loads(stamp.read_text()) == params:
-        return out
-    for sub in ("JPEGImages", "Annotations", "ImageSets"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
-    (out / "ImageSets" / "Main").mkdir(exist_ok=True)
-    for split_code, (split, n) in enumerate((("train", n_train), ("test", n_test))):
-        ids = []
-        for j in range(int(n)):
-            rng = np.random.default_rng([int(seed), split_code, j])
-            pixels, objects = _make_shapes_image(rng, size, min_size, max_frac)
-            img_id = f"{split}{j:06d}"
-            Image.fromarray(pixels).save(out / "JPEGImages" / f"{img_id}.jpg", quality=92)
-            anno = dict(id=img_id, width=size, height=size,
-                        boxes=torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4),
-                        labels=torch.tensor([l for _, l in objects], dtype=torch.int64),
-                        difficult=torch.zeros(len(objects), dtype=torch.bool))
-            write_voc_xml(out / "Annotations" / f"{img_id}.xml", anno, SHAPES_CLASSES, folder="VOCshapes")
-            ids.append(img_id)
-        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
-        if split == "train":
-            (out / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
-    stamp.write_text(json.dumps(params, indent=1))
-    return out
-
-# %% ../nbs/01_data.ipynb #c030
+# %% ../nbs/01_data.ipynb #c038
 def _to_hwc(image, denorm, mean, std):
     "A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not) or an (H,W,3) array."
     if isinstance(image, Image.Image):
@@ -486,7 +514,7 @@ def _to_hwc(image, denorm, mean, std):
 
 
 def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coords="auto", denorm="auto",
-               mean=IMAGENET_MEAN, std=IMAGENET_STD, color=None, linestyle="-", linewidth=1.5, fontsize=7,
+               mean=IMAGENET_MEAN, std=IMAGENET_STD, color=None, linestyle="-", linewidth=1.5, fontsize=9,
                axis_off=True):
     """Draw `image` and its `boxes (n, 4)` (x_min, y_min, x_max, y_max) on the matplotlib axes `ax`.
 
@@ -526,19 +554,20 @@ def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coor
         ax.axis("off")
     return ax
 
-# %% ../nbs/01_data.ipynb #c031
-def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=5, max_images=15,
-               figsize=None, title=None, denorm="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD):
+# %% ../nbs/01_data.ipynb #c039
+def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=3, max_images=15,
+               figsize=None, title=None, denorm="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD, fontsize=9):
     """A grid of images with their target boxes and class names; each panel's title is `targets[i].shape`.
 
     `images` is `(B, 3, H, W)` (or a list); `targets` a list of `(n_i, 5)` (or `(n_i, 4)`) tensors.
     `predictions`, a list of dicts with `boxes`, `labels`, `scores` (fractions), are drawn dashed.
-    The figure's title is `images.shape` unless `title` is given. Returns the figure."""
+    The figure's title is `images.shape` unless `title` is given. The default size is 7 in wide (the book's
+    column at 100 dpi), so `fontsize` points are what the reader sees. Returns the figure."""
     import matplotlib.pyplot as plt
     n = min(len(images), max_images)
     ncols = min(ncols, n) if n else 1
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (2.3 * ncols, 2.45 * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (7, nrows * 7 / ncols * 1.1 + 0.4), squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")
@@ -546,58 +575,71 @@ def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=
         t = torch.as_tensor(targets[k], dtype=torch.float32) if targets is not None else torch.zeros(0, 5)
         t2 = t.reshape(-1, t.shape[-1]) if t.numel() else t.reshape(0, max(t.shape[-1], 4))
         draw_boxes(ax, images[k], t2[:, :4], t2[:, 4] if t2.shape[1] > 4 else None, classes, denorm=denorm,
-                   mean=mean, std=std, coords="fraction")
+                   mean=mean, std=std, coords="fraction", fontsize=fontsize)
         if predictions is not None:
             p = predictions[k]
             draw_boxes(ax, None, p["boxes"], p.get("labels"), classes, p.get("scores"), coords="fraction",
-                       linestyle="--", linewidth=1)
-        ax.set_title(f"targets[{k}] {tuple(t.shape)}", fontsize=8)
+                       linestyle="--", linewidth=1, fontsize=fontsize)
+        ax.set_title(f"targets[{k}] {tuple(t.shape)}", fontsize=fontsize)
     shape = tuple(images.shape) if hasattr(images, "shape") else f"{len(images)} images"
-    fig.suptitle(title if title is not None else f"images {shape}", fontsize=10)
+    fig.suptitle(title if title is not None else f"images {shape}", fontsize=fontsize + 1)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_data.ipynb #c043
-def check_dataset(root, image_sets=(("2007", "trainval"),), classes=VOC_CLASSES, check_images=True,
-                  strict=False):
+# %% ../nbs/01_data.ipynb #c047
+def _check_image(path, anno):
+    "Problems of one image file: missing, undecodable (decoded in full) or of another size than its XML."
+    try:
+        image = read_image(path)
+    except ValueError as e:
+        return [str(e)]
+    h, w = image.shape[1:]
+    if anno["width"] and (w, h) != (anno["width"], anno["height"]):
+        return [f"{path}: image is {w}x{h} but its annotation says {anno['width']}x{anno['height']}"]
+    return []
+
+
+def _check_split(root, year, name, classes, check_images):
+    base = root / f"VOC{year}"
+    list_file = base / "ImageSets" / "Main" / f"{name}.txt"
+    try:
+        ids = _read_ids(list_file, year, root)
+    except ValueError as e:
+        return [str(e)]
+    problems, seen = [], set()
+    for img_id in ids:
+        if img_id in seen:
+            problems.append(f"{list_file}: id {img_id} is listed twice")
+        seen.add(img_id)
+        anno, found = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
+        problems += found
+        if check_images:
+            try:
+                problems += _check_image(find_image(base / "JPEGImages", img_id, anno["filename"]), anno)
+            except ValueError as e:
+                problems.append(str(e))
+    return problems
+
+
+def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False):
     """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
 
-    Checks that each image set exists, that each listed id has a well-formed annotation (XML parses,
-    known class names, x_max > x_min, y_max > y_min, boxes inside the image) and, with `check_images`,
-    that its JPEG exists and has the size its annotation states (only the file header is read).
-    `strict=True` raises one `ValueError` listing every problem instead of returning them."""
+    Checks that each image set exists and is not empty, that each listed id has a well-formed annotation
+    (XML parses, known class names, x_max > x_min, y_max > y_min, boxes inside the image) and, with
+    `check_images`, that its image exists, decodes in full and has the size its annotation states.
+    `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`). `strict=True` raises one
+    `ValueError` listing every problem instead of returning them."""
     root = Path(root).expanduser()
-    problems = []
-    for year, name in _as_image_sets(image_sets):
-        base = root / f"VOC{year}"
-        list_file = base / "ImageSets" / "Main" / f"{name}.txt"
-        if not list_file.is_file():
-            problems.append(f"{list_file}: image set file is missing")
-            continue
-        seen = set()
-        for line in list_file.read_text().splitlines():
-            if not line.strip():
-                continue
-            img_id = line.split()[0]
-            if img_id in seen:
-                problems.append(f"{list_file}: id {img_id} is listed twice")
-            seen.add(img_id)
-            anno, found = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
-            problems += found
-            if not check_images:
-                continue
-            image_path = base / "JPEGImages" / f"{img_id}.jpg"
-            if not image_path.is_file():
-                problems.append(f"{image_path}: image file is missing")
-                continue
-            try:
-                with Image.open(image_path) as im:
-                    w, h = im.size
-            except Exception as e:
-                problems.append(f"{image_path}: cannot read image ({e})")
-                continue
-            if anno["width"] and (w, h) != (anno["width"], anno["height"]):
-                problems.append(f"{image_path}: image is {w}x{h} but its annotation says {anno['width']}x{anno['height']}")
+    image_sets = _as_image_sets(image_sets)
+    try:
+        classes = check_classes(classes or _folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES)
+    except ValueError as e:
+        return _report([str(e)], root, strict)
+    problems = [p for year, name in image_sets for p in _check_split(root, year, name, classes, check_images)]
+    return _report(problems, root, strict)
+
+
+def _report(problems, root, strict):
     if strict and problems:
         raise ValueError(f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems))
     return problems

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .data import SHAPES_CLASSES, write_voc_xml
+import socket
+
+from .data import SHAPES_CLASSES, to_float_image, write_classes, write_coco_json, write_voc_xml
 
 # %% auto #0
-__all__ = ['walkthrough_batch', 'make_shapes_voc']
+__all__ = ['SHAPES_VERSION', 'walkthrough_batch', 'shapes_set', 'make_shapes_voc']
 
 # %% ../nbs/01a_shapes.ipynb #c006
 def _unit_polygon(kind):
@@ -135,53 +137,133 @@ def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
         boxes = torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4) / size
         labels = torch.tensor([l for _, l in objects], dtype=torch.float32).reshape(-1, 1)
         targets.append(torch.cat([boxes, labels], 1))
-    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255).contiguous()
+    images = to_float_image(torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)).contiguous()
     return images, targets
 
-# %% ../nbs/01a_shapes.ipynb #c014
-def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9,
-                    overwrite=False):
-    """Write the synthetic shapes detection set to `root/VOCshapes/` in the Pascal VOC layout; return that path.
+# %% ../nbs/01a_shapes.ipynb #c017
+SHAPES_VERSION = 3
+"Version of the generator and of the folder layout; part of every shapes folder's name and stamp."
 
-    JPEGImages/*.jpg, Annotations/*.xml and ImageSets/Main/{train,test,trainval}.txt, read back with
-    `VOCDetection(root, [('shapes', 'train')], classes=SHAPES_CLASSES)`. Each image is `size x size` with
-    0..6 objects of the `SHAPES_CLASSES` over a textured background; object scale (square root of the box
-    area) runs from `min_size` px to `max_frac * size`, log-uniform skewed towards large objects. Image `j`
-    of a split depends only on `(seed, split, j)`, so the set is deterministic. If the folder already holds
-    a set made with the same arguments it is kept (pass `overwrite=True` to rebuild).
-    """
+
+def _shapes_params(n_train, n_test, seed, size, min_size, max_frac):
+    "The stamp of a set (validated arguments + version): two sets are the same set iff their stamps are equal."
     for name, v in (("n_train", n_train), ("n_test", n_test)):
         if int(v) < 0:
-            raise ValueError(f"make_shapes_voc: {name} must be >= 0, got {v}")
+            raise ValueError(f"shapes set: {name} must be >= 0, got {v}")
     if not 12 <= min_size < max_frac * size <= size:
-        raise ValueError(f"make_shapes_voc: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})")
+        raise ValueError(f"shapes set: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})")
+    return dict(version=SHAPES_VERSION, n_train=int(n_train), n_test=int(n_test), seed=int(seed), size=int(size),
+                min_size=min_size, max_frac=max_frac, classes=list(SHAPES_CLASSES))
+
+
+def _write_split(out, split, split_code, p):
+    "Write the images, XML files, image-set file and COCO JSON of one split into `out`."
+    annos = []
+    for j in range(p[f"n_{split}"]):
+        pixels, objects = _make_shapes_image(np.random.default_rng([p["seed"], split_code, j]), p["size"],
+                                             p["min_size"], p["max_frac"])
+        img_id = f"{split}{j:06d}"
+        Image.fromarray(pixels).save(out / "JPEGImages" / f"{img_id}.jpg", quality=92)
+        anno = dict(id=img_id, filename=f"{img_id}.jpg", width=p["size"], height=p["size"],
+                    boxes=torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4),
+                    labels=torch.tensor([l for _, l in objects], dtype=torch.int64),
+                    difficult=torch.zeros(len(objects), dtype=torch.bool))
+        write_voc_xml(out / "Annotations" / f"{img_id}.xml", anno, SHAPES_CLASSES, folder="VOCshapes")
+        annos.append(anno)
+    (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{a['id']}\n" for a in annos))
+    write_coco_json(out / "annotations" / f"instances_{split}.json", annos, SHAPES_CLASSES)
+
+
+def _write_shapes(out, p):
+    "Write a complete shapes set into the new folder `out`; `shapes.json` is written last."
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
+        (out / sub).mkdir(parents=True)
+    _write_split(out, "train", 0, p)
+    _write_split(out, "test", 1, p)
+    shutil.copy(out / "ImageSets/Main/train.txt", out / "ImageSets/Main/trainval.txt")
+    write_classes(out / "classes.txt", SHAPES_CLASSES)
+    (out / "shapes.json").write_text(json.dumps(p, indent=1))
+
+# %% ../nbs/01a_shapes.ipynb #c018
+def _read_stamp(folder):
+    try:
+        return json.loads((Path(folder) / "shapes.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_stale_temps(dest):
+    "Delete temporary folders left next to `dest` by killed processes of this host."
+    for p in dest.parent.glob(f".{dest.name}.tmp-*"):
+        host, pid = p.name.rsplit(".tmp-", 1)[1].rsplit("-", 2)[:2]
+        if host != socket.gethostname() or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _build_atomically(dest, p, inner=None):
+    """Write the set into a temporary sibling of `dest` and rename it into place. An existing `dest` is never
+    touched: if another process renamed its copy first, ours is deleted and theirs is used."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(dest)
+    tmp = dest.parent / f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_shapes(tmp / inner if inner else tmp, p)
+        os.rename(tmp, dest)                       # atomic; fails when dest exists and is not empty
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _read_stamp(dest / inner if inner else dest) != p:
+            raise
+    return dest
+
+# %% ../nbs/01a_shapes.ipynb #c019
+def _describe(p):
+    return f"version {p.get('version')}, seed {p.get('seed')}, {p.get('n_train')} train + {p.get('n_test')} test, {p.get('size')} px"
+
+
+def shapes_set(root=None, n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9) -> Path:
+    """The shapes set as a dataset root: `VOCDetection(shapes_set(...), [("shapes", "train")])` reads it.
+
+    Generated on first use into `root/shapes-v{SHAPES_VERSION}-seed{seed}-{n_train}+{n_test}-{size}px/VOCshapes`
+    (`root`: `$SSDBOOK_CACHE` or `~/.cache/ssdbook`), atomically; an existing folder is used as it is, never
+    rebuilt or deleted, so concurrent runs with any seeds are safe. Also holds `classes.txt` and COCO JSON."""
+    p = _shapes_params(n_train, n_test, seed, size, min_size, max_frac)
+    root = Path(root or os.environ.get("SSDBOOK_CACHE") or Path.home() / ".cache" / "ssdbook").expanduser()
+    extra = "" if (min_size, max_frac) == (15, 0.9) else f"-min{min_size:g}-max{max_frac:g}"
+    dest = root / f"shapes-v{SHAPES_VERSION}-seed{p['seed']}-{p['n_train']}+{p['n_test']}-{p['size']}px{extra}"
+    if _read_stamp(dest / "VOCshapes") == p:
+        return dest
+    if dest.exists():
+        raise ValueError(f"{dest} exists but is not a complete shapes set of these arguments; it is left alone "
+                         "(delete it yourself if no run is using it)")
+    return _build_atomically(dest, p, inner="VOCshapes")
+
+
+def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9,
+                    overwrite=False) -> Path:
+    """Write the shapes set to `root/VOCshapes` (VOC layout, `classes.txt`, COCO JSON); return that path.
+
+    Read it with `VOCDetection(root, [("shapes", "train")])`. Written atomically; a set with the same arguments
+    is reused; a different set there is an error unless `overwrite=True` (which replaces it: make sure no
+    other run reads it), and a `VOCshapes` folder not made by ssdbook is never touched. Prefer `shapes_set`,
+    which keeps one folder per seed and version."""
+    p = _shapes_params(n_train, n_test, seed, size, min_size, max_frac)
     out = Path(root).expanduser() / "VOCshapes"
-    params = dict(version=2,  # bump when the generator changes, so old sets are rebuilt
-                  n_train=int(n_train), n_test=int(n_test), seed=int(seed), size=int(size),
-                  min_size=min_size, max_frac=max_frac, classes=list(SHAPES_CLASSES))
-    stamp = out / "shapes.json"
-    if not overwrite and stamp.is_file() and json.loads(stamp.read_text()) == params:
+    stamp = _read_stamp(out)
+    if stamp == p:
         return out
-    for sub in ("JPEGImages", "Annotations", "ImageSets"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    stamp.unlink(missing_ok=True)
-    (out / "ImageSets" / "Main").mkdir(exist_ok=True)
-    for split_code, (split, n) in enumerate((("train", n_train), ("test", n_test))):
-        ids = []
-        for j in range(int(n)):
-            rng = np.random.default_rng([int(seed), split_code, j])
-            pixels, objects = _make_shapes_image(rng, size, min_size, max_frac)
-            img_id = f"{split}{j:06d}"
-            Image.fromarray(pixels).save(out / "JPEGImages" / f"{img_id}.jpg", quality=92)
-            anno = dict(id=img_id, width=size, height=size,
-                        boxes=torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4),
-                        labels=torch.tensor([l for _, l in objects], dtype=torch.int64),
-                        difficult=torch.zeros(len(objects), dtype=torch.bool))
-            write_voc_xml(out / "Annotations" / f"{img_id}.xml", anno, SHAPES_CLASSES, folder="VOCshapes")
-            ids.append(img_id)
-        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
-        if split == "train":
-            (out / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in ids))
-    stamp.write_text(json.dumps(params, indent=1))
-    return out
+    if out.exists():
+        if stamp is None:
+            raise ValueError(f"{out} exists and was not made by make_shapes_voc; it is left alone (choose another root)")
+        if not overwrite:
+            raise ValueError(f"{out} holds another shapes set ({_describe(stamp)}; asked for {_describe(p)}); it is "
+                             "left alone in case a run reads it: use shapes_set(), another root, or overwrite=True")
+        old = out.parent / f".VOCshapes.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(out, old)
+        shutil.rmtree(old, ignore_errors=True)
+    return _build_atomically(out, p)

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from ssdbook.data import (IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, BaseTransform, VOCDetection,
-                          anno_to_target, check_dataset, denormalize, detection_collate, download_voc, draw_boxes,
-                          make_shapes_voc, parse_voc_xml, show_batch, write_voc_xml)
+                          anno_to_target, check_classes, check_dataset, check_targets, denormalize, detection_collate,
+                          download_voc, draw_boxes, find_image, normalize, parse_voc_xml, read_classes, read_image,
+                          show_batch, to_float_image, write_classes, write_coco_json, write_voc_xml)
+from ssdbook.shapes import make_shapes_voc
 
 N_TRAIN, N_TEST = 60, 10
 
@@ -82,7 +84,7 @@ def test_collate_edge_cases():
     assert all(t.dtype == torch.float32 for t in targets)
     with pytest.raises(ValueError, match="image 1 has shape"):
         detection_collate([(imgs[0], torch.zeros(0, 5)), (torch.rand(3, 9, 8), torch.zeros(0, 5))])
-    with pytest.raises(ValueError, match=r"target 0 has shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"image 0: a target must be a \(num_objects, 5\) tensor .* got shape \(2, 4\)"):
         detection_collate([(imgs[0], torch.zeros(2, 4))])
     with pytest.raises(ValueError, match="empty batch"):
         detection_collate([])
@@ -155,7 +157,7 @@ BAD_ANNOTATIONS = {
     "outside_right": (anno_xml(obj_xml("ring", (200, 10, 301, 50))), r"object 0 \('ring'\): box .* outside the 300x300"),
     "outside_negative": (anno_xml(obj_xml("ring", (-5, 10, 30, 50))), r"object 0 \('ring'\): box .* outside"),
     "outside_bottom": (anno_xml(obj_xml("cross", (10, 10, 30, 500))), r"object 0 \('cross'\): box .* outside"),
-    "unknown_class": (anno_xml(obj_xml("hexagon", (10, 10, 50, 50))), r"object 0 \('hexagon'\): unknown class name"),
+    "unknown_class": (anno_xml(obj_xml("hexagon", (10, 10, 50, 50))), r"object 0 \('hexagon'\): class 'hexagon' is not in the class list"),
     "no_bndbox_value": (anno_xml("<object><name>star</name><bndbox><xmin>1</xmin></bndbox></object>"),
                         r"object 0 \('star'\): <bndbox> needs numeric"),
     "no_size": ("<annotation><object><name>star</name></object></annotation>", r"<size> needs positive"),
@@ -221,7 +223,7 @@ def test_check_dataset_reports_everything_at_once(shapes_root, tmp_path):
     with open(dst / "ImageSets/Main/train.txt", "a") as f:
         f.write(f"{ids[3]}\n")
     problems = check_dataset(root, [("shapes", "train"), ("shapes", "test")], SHAPES_CLASSES)
-    expected = [f"{ids[0]}.xml: malformed XML", f"{ids[1]}.jpg: image file is missing", "'hexagon'): unknown class",
+    expected = [f"{ids[0]}.xml: malformed XML", f"{ids[1]}.jpg: image file is missing", "'hexagon'): class 'hexagon' is not in",
                 "'star'): xmax 4 <= xmin 5", "'ring'): box", f"id {ids[3]} is listed twice", "test.txt: image set file is missing"]
     assert len(problems) == len(expected)
     for e in expected:
@@ -235,72 +237,6 @@ def test_check_dataset_reports_everything_at_once(shapes_root, tmp_path):
 def test_check_dataset_clean(shapes_root):
     assert check_dataset(shapes_root, [("shapes", "train"), ("shapes", "test"), ("shapes", "trainval")],
                          SHAPES_CLASSES) == []
-
-
-# ---------------------------------------------------------------- the shapes generator
-def _files(d):
-    return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
-
-
-def test_generator_is_deterministic(tmp_path):
-    a = _files(make_shapes_voc(tmp_path / "a", n_train=12, n_test=4, seed=7))
-    b = _files(make_shapes_voc(tmp_path / "b", n_train=12, n_test=4, seed=7))
-    assert a == b and len(a) == 2 * 16 + 3 + 1
-    c = _files(make_shapes_voc(tmp_path / "c", n_train=12, n_test=4, seed=8))
-    assert sum(a[k] != c[k] for k in a if k.suffix == ".jpg") == 16
-    # image j depends only on (seed, split, j): a larger set starts with the same images
-    d = _files(make_shapes_voc(tmp_path / "d", n_train=5, n_test=2, seed=7))
-    assert all(d[k] == a[k] for k in d if k.parent.name in ("JPEGImages", "Annotations"))
-
-
-def test_generator_reuses_and_rebuilds(tmp_path):
-    out = make_shapes_voc(tmp_path, n_train=3, n_test=1)
-    jpg = out / "JPEGImages" / "train000000.jpg"
-    mtime = jpg.stat().st_mtime_ns
-    assert make_shapes_voc(tmp_path, n_train=3, n_test=1) == out and jpg.stat().st_mtime_ns == mtime
-    make_shapes_voc(tmp_path, n_train=2, n_test=1)  # other arguments: rebuilt, stale files removed
-    assert sorted(p.name for p in (out / "JPEGImages").iterdir()) == ["test000000.jpg", "train000000.jpg", "train000001.jpg"]
-    (out / "ImageSets/Main/train.txt").unlink()
-    make_shapes_voc(tmp_path, n_train=2, n_test=1, overwrite=True)
-    assert (out / "ImageSets/Main/train.txt").read_text().split() == ["train000000", "train000001"]
-
-
-def test_generator_arguments_checked(tmp_path):
-    with pytest.raises(ValueError, match="n_train"):
-        make_shapes_voc(tmp_path, n_train=-1)
-    with pytest.raises(ValueError, match="min_size"):
-        make_shapes_voc(tmp_path, min_size=5)
-
-
-def test_generator_content(shapes_root):
-    ds = VOCDetection(shapes_root, [("shapes", "train"), ("shapes", "test")], classes=SHAPES_CLASSES)
-    assert len(ds) == N_TRAIN + N_TEST
-    assert (shapes_root / "VOCshapes/ImageSets/Main/trainval.txt").read_text() == \
-        (shapes_root / "VOCshapes/ImageSets/Main/train.txt").read_text()
-    annos = [ds.pull_anno(i) for i in range(len(ds))]
-    counts = torch.tensor([len(a["labels"]) for a in annos])
-    boxes = torch.cat([a["boxes"] for a in annos])
-    labels = torch.cat([a["labels"] for a in annos])
-    scale = ((boxes[:, 2:] - boxes[:, :2] + 1).prod(1)).sqrt()
-    assert counts.max() <= 6 and (counts == 0).any() and (counts >= 4).any()
-    assert set(labels.tolist()) == set(range(len(SHAPES_CLASSES)))
-    assert scale.min() >= 12 and scale.max() <= 271 and (scale < 30).any() and (scale > 150).any()
-    assert not torch.cat([a["difficult"] for a in annos]).any()
-    assert (boxes >= 0).all() and (boxes <= 299).all()
-    assert "<difficult>0</difficult>" in next((shapes_root / "VOCshapes/Annotations").glob("train*.xml")).read_text() \
-        or counts[0] == 0
-    # some objects overlap, but at most 40 % of a box is covered by later objects
-    overlaps = 0
-    for a in annos:
-        b = a["boxes"]
-        for i in range(len(b)):
-            for j in range(i + 1, len(b)):
-                iw = (torch.minimum(b[i, 2], b[j, 2]) - torch.maximum(b[i, 0], b[j, 0]) + 1).clamp(min=0)
-                ih = (torch.minimum(b[i, 3], b[j, 3]) - torch.maximum(b[i, 1], b[j, 1]) + 1).clamp(min=0)
-                inter = iw * ih
-                overlaps += bool(inter > 0)
-                assert inter <= 0.4 * (b[i, 2:] - b[i, :2] + 1).prod() + 1e-3
-    assert overlaps > 0
 
 
 def test_empty_images(shapes_root, train_set):
@@ -387,3 +323,230 @@ def test_download_voc_layout_without_network(tmp_path, monkeypatch):
     assert len(calls) == 2
     ds = VOCDetection(tmp_path, [("2007", "test")], download=True)  # opt-in, but nothing missing
     assert len(ds) == 1 and len(calls) == 2
+
+
+# ---------------------------------------------------------------- the one target validator
+def _t(*rows):
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 5)
+
+
+@pytest.mark.parametrize("targets, pattern", [
+    ([_t([30, 60, 150, 180, 2])], r"image 0, box 0 .* look like pixels.*divide x by the image width and y by its height"),
+    ([_t([0.1, 0.1, 0.5, 0.5, 1]), _t([0.1, 0.2, 0.5, 0.6, -0.5])], r"image 1, box 0 .*label -0.5, which is not a whole number"),
+    ([_t([0.1, 0.2, 0.5, 0.6, 2.7])], r"label 2.7, which is not a whole number"),
+    ([torch.zeros(0, 5), _t([0.1, 0.1, 0.5, 0.5, 1], [0.1, 0.2, 0.5, 0.6, float("nan")])], r"image 1, box 1 .* has label NaN"),
+    ([_t([0.1, 0.2, 0.5, 0.6, float("inf")])], r"has an infinite label"),
+    ([_t([0.1, 0.2, 0.5, 0.6, -1])], r"has a negative label -1"),
+    ([_t([0.1, float("nan"), 0.5, 0.6, 1])], r"coordinate that is not finite"),
+    ([_t([0.1, 0.2, float("inf"), 0.6, 1])], r"coordinate that is not finite"),
+    ([_t([-0.2, 0.2, 0.5, 0.6, 1])], r"coordinate below 0"),
+    ([_t([0.5, 0.2, 0.5, 0.6, 1])], r"degenerate \(width 0, height 0.4"),
+    ([_t([0.1, 0.7, 0.5, 0.6, 1])], r"degenerate"),
+    ([torch.zeros(2, 4)], r"image 0: a target must be a \(num_objects, 5\) tensor .* got shape \(2, 4\)"),
+    ([torch.zeros(5)], r"got shape \(5,\)"),
+    ([torch.zeros(1, 2, 5)], r"got shape \(1, 2, 5\)"),
+])
+def test_check_targets_names_each_mistake(targets, pattern):
+    with pytest.raises(ValueError, match=pattern) as info:
+        check_targets(targets)
+    assert "\n" not in str(info.value)
+
+
+def test_check_targets_accepts_valid_and_empty():
+    check_targets([])
+    check_targets([torch.zeros(0, 5), torch.zeros(0), np.zeros((0, 5))])
+    check_targets([_t([0.0, 0.0, 1.0, 1.0, 0]), torch.zeros(0, 5), _t([-0.005, 0.2, 1.005, 0.6, 5])], num_classes=7)
+    check_targets(_t([0.1, 0.2, 0.5, 0.6, 3]))                                   # one (n, 5) tensor
+    check_targets([_t([0.1, 0.2, 0.5, 0.6, 3]).double()], num_classes=5)
+    check_targets([torch.tensor([[0, 0, 1, 1, 2]])])                               # integer dtype
+    with pytest.raises(ValueError, match=r"label 6, too large for num_classes=7 \(background included: labels are 0 .. 5\)"):
+        check_targets([_t([0.1, 0.2, 0.5, 0.6, 6])], num_classes=7)
+    with pytest.raises(ValueError, match=r"^a.jpg, box 1"):
+        check_targets([_t([0.1, 0.2, 0.5, 0.6, 1], [0.1, 0.2, 0.5, 0.6, 1.5])], names=["a.jpg"])
+
+
+def test_check_targets_one_sync_and_batched():
+    """A big valid batch is checked in one pass (no per-box Python work): fast even for 64 x 50 boxes."""
+    import time
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(64, 50, 2, generator=g) * 0.5
+    targets = list(torch.cat([xy, xy + 0.1 + torch.rand(64, 50, 2, generator=g) * 0.3,
+                              torch.randint(0, 20, (64, 50, 1), generator=g).float()], -1))
+    check_targets(targets, num_classes=21)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        check_targets(targets, num_classes=21)
+    assert (time.perf_counter() - t0) / 10 < 0.05
+
+
+# ---------------------------------------------------------------- image helpers
+def test_image_helpers():
+    u8 = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
+    x = to_float_image(u8)
+    assert x.dtype == torch.float32 and torch.equal(x * 255, u8.float())
+    assert to_float_image(x) is not None and torch.equal(to_float_image(x), x)
+    n = normalize(x)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(n[1], (x[1] - mean) / std) and torch.allclose(normalize(x[0]), n[0])
+    assert torch.allclose(denormalize(n), x, atol=1e-6) and torch.allclose(denormalize(n[0]), x[0], atol=1e-6)
+    assert torch.allclose(normalize(u8), n)
+    with pytest.raises(ValueError, match=r"expected an image \(3, H, W\) or a batch"):
+        normalize(torch.rand(4, 5, 5))
+
+
+# ---------------------------------------------------------------- classes travel with the data
+def test_classes_file_round_trip_and_errors(tmp_path):
+    p = write_classes(tmp_path / "classes.txt", ["box", "ball"])
+    assert p.read_text() == "box\nball\n" and read_classes(p) == ("box", "ball")
+    (tmp_path / "trailing.txt").write_text("box\nball\n\n\n")
+    assert read_classes(tmp_path / "trailing.txt") == ("box", "ball")
+    cases = {"dup.txt": ("box\nball\nBox\n", r"dup.txt: class 3 'Box' repeats class 1"),
+             "empty_line.txt": ("box\n\nball\n", r"empty_line.txt: class 2 is ''"),
+             "empty.txt": ("", r"empty.txt: the class list is empty")}
+    for name, (text, pattern) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=pattern):
+            read_classes(tmp_path / name)
+    with pytest.raises(ValueError, match="missing.txt: class list file is missing"):
+        read_classes(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="out.txt: class 2 is ' ball'"):
+        write_classes(tmp_path / "out.txt", ["box", " ball"])
+    assert not (tmp_path / "out.txt").exists()
+    with pytest.raises(ValueError, match="got the string"):
+        check_classes("box,ball")
+
+
+def _toy_set(tmp_path, classes=("box", "ball"), write_list=True, ext=".jpg", filename=True):
+    base = tmp_path / "VOCtoy"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    if write_list:
+        write_classes(base / "classes.txt", classes)
+    from PIL import Image
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(base / "JPEGImages" / f"a{ext}")
+    anno = dict(id="a", filename=f"a{ext}" if filename else None, width=64, height=48,
+                boxes=torch.tensor([[4., 4., 30., 40.]]), labels=torch.tensor([1]))
+    write_voc_xml(base / "Annotations" / "a.xml", anno, classes)
+    if not filename:
+        xml = (base / "Annotations" / "a.xml").read_text()
+        (base / "Annotations" / "a.xml").write_text(re.sub(r"\s*<filename>.*</filename>", "", xml))
+    (base / "ImageSets/Main/train.txt").write_text("a\n")
+    return base
+
+
+def test_voc_reads_classes_txt(tmp_path):
+    _toy_set(tmp_path)
+    ds = VOCDetection(tmp_path, [("toy", "train")])
+    assert ds.classes == ("box", "ball") and ds[0][1][0, 4] == 1
+    # an explicit list wins; a class of the XML missing from it is one line naming the file and the object
+    with pytest.raises(ValueError, match=r"a.xml: object 0 \('ball'\): class 'ball' is not in the class list \(box, cup\)"):
+        VOCDetection(tmp_path, [("toy", "train")], classes=["box", "cup"])[0]
+    # a bad classes.txt is reported when the data set is made
+    (tmp_path / "VOCtoy" / "classes.txt").write_text("box\nbox\n")
+    with pytest.raises(ValueError, match=r"classes.txt: class 2 'box' repeats class 1"):
+        VOCDetection(tmp_path, [("toy", "train")])
+    problems = check_dataset(tmp_path, [("toy", "train")])
+    assert len(problems) == 1 and "repeats class 1" in problems[0]
+
+
+def test_voc_without_classes_txt_uses_voc_classes(tmp_path):
+    _toy_set(tmp_path, classes=VOC_CLASSES, write_list=False)
+    ds = VOCDetection(tmp_path, [("toy", "train")])
+    assert ds.classes == VOC_CLASSES and ds[0][1][0, 4] == 1
+
+
+def test_root_classes_txt_and_disagreeing_lists(tmp_path):
+    _toy_set(tmp_path, write_list=False)
+    write_classes(tmp_path / "classes.txt", ["box", "ball"])
+    assert VOCDetection(tmp_path, [("toy", "train")]).classes == ("box", "ball")
+    other = tmp_path / "VOCother"
+    shutil.copytree(tmp_path / "VOCtoy", other)
+    write_classes(other / "classes.txt", ["ball", "box"])
+    with pytest.raises(ValueError, match=r"VOCother/classes.txt lists classes ball, box but .*classes.txt lists box, ball"):
+        VOCDetection(tmp_path, [("toy", "train"), ("other", "train")])
+
+
+@pytest.mark.parametrize("ext, filename", [(".png", True), (".png", False), (".jpeg", False), (".bmp", True)])
+def test_image_formats(tmp_path, ext, filename):
+    _toy_set(tmp_path, ext=ext, filename=filename)
+    ds = VOCDetection(tmp_path, [("toy", "train")])
+    assert ds.image_path(0).suffix == ext
+    image, target = ds[0]
+    assert image.shape == (3, 48, 64) and target.shape == (1, 5)
+    assert check_dataset(tmp_path, [("toy", "train")]) == []
+
+
+def test_xml_filename_wins(tmp_path):
+    base = _toy_set(tmp_path)
+    from PIL import Image
+    Image.new("RGB", (64, 48)).save(base / "JPEGImages" / "photo_a.png")
+    xml = (base / "Annotations" / "a.xml").read_text().replace("<filename>a.jpg", "<filename>photo_a.png")
+    (base / "Annotations" / "a.xml").write_text(xml)
+    ds = VOCDetection(tmp_path, [("toy", "train")])
+    assert ds.image_path(0).name == "photo_a.png" and ds.pull_anno(0)["filename"] == "photo_a.png"
+    assert find_image(base / "JPEGImages", "a", "gone.png").name == "a.jpg"       # falls back to <id>.jpg
+    with pytest.raises(ValueError, match=r"JPEGImages/gone.png: image file is missing \(also looked for b.jpeg"):
+        find_image(base / "JPEGImages", "b", "gone.png")
+
+
+# ---------------------------------------------------------------- issue 12: data sets fail in one line
+def test_image_sets_given_wrongly(tmp_path):
+    _toy_set(tmp_path)
+    for wrong in (["2007", "trainval"], "2007", [("2007",)], [("2007", "trainval", "x")]):
+        with pytest.raises(ValueError, match=r"image_sets must be a list of \(year, name\) pairs") as info:
+            VOCDetection(tmp_path, wrong)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"image_sets must be a list"):
+        check_dataset(tmp_path, ["toy", "train"])
+    assert len(VOCDetection(tmp_path, ("toy", "train"))) == 1                      # one pair as a tuple is fine
+
+
+def test_empty_image_set_is_an_error(tmp_path):
+    base = _toy_set(tmp_path)
+    (base / "ImageSets/Main/empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match=r"ImageSets/Main/empty.txt: the image set is empty"):
+        VOCDetection(tmp_path, [("toy", "empty")])
+    problems = check_dataset(tmp_path, [("toy", "train"), ("toy", "empty")])
+    assert len(problems) == 1 and "empty.txt: the image set is empty" in problems[0]
+
+
+def test_check_dataset_decodes_every_image(tmp_path):
+    base = _toy_set(tmp_path)
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(base / "JPEGImages" / "a.jpg", quality=95)
+    data = (base / "JPEGImages" / "a.jpg").read_bytes()
+    (base / "JPEGImages" / "a.jpg").write_bytes(data[: len(data) * 2 // 3])       # truncated: the header is intact
+    with Image.open(base / "JPEGImages" / "a.jpg") as im:
+        assert im.size == (64, 48)                                                  # a header-only check passes
+    problems = check_dataset(tmp_path, [("toy", "train")])
+    assert len(problems) == 1 and re.search(r"JPEGImages/a.jpg: cannot decode image \(.*truncated", problems[0])
+    with pytest.raises(ValueError, match=r"a.jpg: cannot decode image"):
+        read_image(base / "JPEGImages" / "a.jpg")
+    with pytest.raises(ValueError, match=r"1 problem\(s\)"):
+        check_dataset(tmp_path, [("toy", "train")], strict=True)
+
+
+def test_pull_anno_error_is_one_line(tmp_path):
+    base = _toy_set(tmp_path)
+    (base / "Annotations" / "a.xml").write_text(anno_xml(obj_xml("box", (5, 5, 4, 9)), obj_xml("cup", (1, 1, 9, 9)),
+                                                         width=64, height=48))
+    with pytest.raises(ValueError) as info:
+        VOCDetection(tmp_path, [("toy", "train")])[0]
+    assert "\n" not in str(info.value) and "(and 1 more problem(s): run check_dataset)" in str(info.value)
+
+
+# ---------------------------------------------------------------- COCO writer
+def test_write_coco_json(tmp_path):
+    import json
+    annos = [dict(id="a", width=64, height=48, boxes=torch.tensor([[4., 6., 30., 40.], [0., 0., 63., 47.]]),
+                  labels=torch.tensor([1, 0]), difficult=torch.tensor([False, True])),
+             dict(id="b", filename="b.png", width=10, height=10, boxes=torch.zeros(0, 4),
+                  labels=torch.zeros(0, dtype=torch.int64))]
+    d = json.loads(write_coco_json(tmp_path / "x.json", annos, ["box", "ball"]).read_text())
+    assert d["categories"] == [{"id": 1, "name": "box"}, {"id": 2, "name": "ball"}]
+    assert [i["file_name"] for i in d["images"]] == ["a.jpg", "b.png"]
+    assert d["annotations"][0] == dict(id=1, image_id=1, category_id=2, bbox=[4.0, 6.0, 26.0, 34.0], area=884.0, iscrowd=0)
+    assert d["annotations"][1]["iscrowd"] == 1 and len(d["annotations"]) == 2
+    with pytest.raises(ValueError, match="repeats"):
+        write_coco_json(tmp_path / "y.json", annos, ["box", "box"])
