@@ -275,12 +275,13 @@ set_default_detector(Detect)     # build_ssd('test', ...) post-processes with De
 
 
 @torch.no_grad()
-def predict(net, images: Tensor, detect: Optional[nn.Module] = None) -> List[Dict[str, Tensor]]:
+def predict(net, images: Tensor, detect: Optional[nn.Module] = None, clip: bool = True,
+            max_per_image: Optional[int] = None) -> List[Dict[str, Tensor]]:
     """Detections for a batch of normalised images `(B, 3, S, S)`: one `dict(boxes (n, 4), scores (n,),
-    labels (n,))` per image, best first; boxes are fractions clipped to [0, 1], labels 0-based.
+    labels (n,))` per image, best first; boxes are fractions (clipped to [0, 1] if `clip`), labels 0-based.
 
     Runs `net.raw` (whatever the phase) in eval mode -- the mode is restored -- then `detect` (default
-    `Detect(net.num_classes)`) on the softmax of the class scores."""
+    `Detect(net.num_classes)`) on the softmax of the class scores; `max_per_image` as in `Detect.to_list`."""
     detect = Detect(net.num_classes) if detect is None else detect
     was_training = net.training
     net.eval()
@@ -289,5 +290,6 @@ def predict(net, images: Tensor, detect: Optional[nn.Module] = None) -> List[Dic
     finally:
         net.train(was_training)
     out = detect(loc.float(), conf.float().softmax(-1), priors)
-    out[..., 1:].clamp_(0, 1)
-    return Detect.to_list(out, bkg_label=getattr(detect, "bkg_label", 0))
+    if clip:
+        out[..., 1:].clamp_(0, 1)
+    return Detect.to_list(out, max_per_image=max_per_image, bkg_label=getattr(detect, "bkg_label", 0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdbook.evaluate import evaluate_detections, voc_ap
+from ssdbook.evaluate import evaluate_detections, format_results, voc_ap
 
 
 # ---------------------------------------------------------------- reference implementations (slow, obvious)
@@ -90,7 +90,7 @@ def random_case(n_img=40, K=4, seed=0, overlapping=True, difficult=0.0):
         gb = torch.stack([x1, y1, (x1 + w).clamp(max=cx + 99), (y1 + h).clamp(max=cy + 99)], 1)
         gl = torch.randint(0, K, (n,), generator=g)
         gd = torch.rand(n, generator=g) < difficult
-        annos.append(dict(boxes=gb, labels=gl, difficult=gd))
+        annos.append(dict(boxes=gb, labels=gl, difficult=gd, width=400, height=400))
         rep = torch.randint(0, 3, (n,), generator=g)
         db, dl = gb.repeat_interleave(rep, 0), gl.repeat_interleave(rep)
         db = db + torch.randn(db.shape, generator=g, dtype=torch.float64) * 6
@@ -165,7 +165,8 @@ def test_float32_inputs_lists_and_missing_difficult():
     dets, annos = random_case(seed=5, overlapping=True, difficult=0.0)
     ref = evaluate_detections(dets, annos, 4)
     dets32 = [dict(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].int()) for d in dets]
-    annos_plain = [dict(boxes=a["boxes"].tolist(), labels=a["labels"].tolist()) for a in annos]   # no 'difficult'
+    annos_plain = [dict(boxes=a["boxes"].tolist(), labels=a["labels"].tolist(), width=400, height=400)
+                   for a in annos]                                                           # no 'difficult'
     res = evaluate_detections(dets32, annos_plain, 4)
     exp = [devkit_voc_eval(dets32, annos, k) for k in range(4)]
     np.testing.assert_allclose(res["ap"].numpy(), exp, atol=1e-12)
@@ -215,7 +216,7 @@ def _d(boxes, scores, labels):
 
 def test_difficult_and_duplicates_by_hand():
     annos = [dict(boxes=torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30.]]), labels=torch.tensor([0, 0]),
-                  difficult=torch.tensor([False, True]))]
+                  difficult=torch.tensor([False, True]), width=100, height=100)]
     dets = [_d([[0, 0, 10, 10], [0, 0, 10, 9.5], [20, 20, 30, 30], [50, 50, 60, 60]],
                [0.9, 0.8, 0.95, 0.7], [0, 0, 0, 0])]
     res = evaluate_detections(dets, annos, 1, use_07_metric=False)
@@ -229,14 +230,14 @@ def test_difficult_and_duplicates_by_hand():
     res = evaluate_detections(dets, annos, 1, use_07_metric=False)
     assert int(res["npos"][0]) == 2 and res["ap"][0] == pytest.approx(1.0)
     # IoU exactly at the threshold is not a match (VOC: strictly greater)
-    half = [dict(boxes=torch.tensor([[0, 0, 10, 10.]]), labels=torch.tensor([0]))]
+    half = [dict(boxes=torch.tensor([[0, 0, 10, 10.]]), labels=torch.tensor([0]), width=100, height=100)]
     res = evaluate_detections([_d([[0, 0, 10, 5]], [0.5], [0])], half, 1)
     assert res["ap"][0] == 0.0
 
 
 def test_best_gt_taken_means_false_positive_voc_rule():
     # the second detection's best gt is already taken: FP, even though it overlaps another gt > 0.5
-    annos = [dict(boxes=torch.tensor([[0, 0, 10, 10], [0, 0, 10, 14.]]), labels=torch.tensor([0, 0]))]
+    annos = [dict(boxes=torch.tensor([[0, 0, 10, 10], [0, 0, 10, 14.]]), labels=torch.tensor([0, 0]), width=20, height=20)]
     dets = [_d([[0, 0, 10, 10], [0, 0, 10, 10.5]], [0.9, 0.8], [0, 0])]
     res = evaluate_detections(dets, annos, 1, use_07_metric=False)
     assert torch.allclose(res["recall"][0], torch.tensor([0.5, 0.5], dtype=torch.float64))
@@ -282,15 +283,101 @@ def test_evaluate_model_and_save_detections(tmp_path):
     data = pytest.importorskip("ssdbook.data")
     model = pytest.importorskip("ssdbook.model")
     from ssdbook.evaluate import evaluate_model, format_results, save_detections
-    data.make_shapes_voc(tmp_path, n_train=0, n_test=6, seed=0)
-    ds = data.VOCDetection(tmp_path, [("shapes", "test")], transform=data.BaseTransform(),
+    from ssdbook.shapes import shapes_set
+    ds = data.VOCDetection(shapes_set(tmp_path, n_train=0, n_test=6, seed=0), [("shapes", "test")], transform=data.BaseTransform(),
                            classes=data.SHAPES_CLASSES)
     torch.manual_seed(0)
     net = model.build_ssd("train", 300, len(data.SHAPES_CLASSES) + 1, base="mini")
-    res = evaluate_model(net, ds, batch_size=3, device="cpu", return_detections=True)
+    res = evaluate_model(net, ds, batch_size=3, return_detections=True)
     assert res["ap"].shape == (len(data.SHAPES_CLASSES),) and res["num_images"] == 6
     assert net.training                                                # mode restored
     assert "mAP" in format_results(res)
     out = save_detections(tmp_path / "det.png", ds.pull_image(0), res["detections"][0], data.SHAPES_CLASSES,
                           score_thresh=0.0, coords="pixel")
     assert out.stat().st_size > 0
+
+    # evaluate(): Detect's own defaults unless an option is given; detections and annotations come back
+    from ssdbook.evaluate import evaluate
+    r2 = evaluate(net, ds, batch_size=3, num_workers=0)
+    assert torch.equal(r2["ap"].nan_to_num(-1), res["ap"].nan_to_num(-1)) and len(r2["detections"]) == 6
+    r3 = evaluate(net, ds, batch_size=3, num_workers=0, conf_thresh=0.5, top_k=5)
+    assert all(len(d["scores"]) <= 5 * len(data.SHAPES_CLASSES) and (d["scores"] > 0.5).all() for d in r3["detections"])
+    with pytest.raises(ValueError, match="conf_thresh"):
+        evaluate(net, ds, conf_thresh=float("nan"))
+
+
+def test_ground_truth_goes_through_check_targets():
+    det = [_d([[0, 0, 1, 1]], [0.5], [0])]
+    with pytest.raises(ValueError, match="annotations of image 0, box 0.*label"):
+        evaluate_detections(det, [dict(boxes=torch.tensor([[0, 0, 0.5, 0.5]]), labels=torch.tensor([0.5]))], 2)
+    with pytest.raises(ValueError, match="width"):                     # pixels without the image size
+        evaluate_detections(det, [dict(boxes=torch.tensor([[0, 0, 50, 50.]]), labels=torch.tensor([0]))], 2)
+    with pytest.raises(ValueError, match="annotations of image 1, box 0"):  # zero width
+        evaluate_detections(det * 2, [dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0)),
+                                      dict(boxes=torch.tensor([[5, 5, 5, 9.]]), labels=torch.tensor([0]), width=10, height=10)], 2)
+    with pytest.raises(ValueError, match="label"):                      # a non-integer detection label
+        evaluate_detections([_d([[0, 0, 1, 1]], [0.5], [0])] and [dict(boxes=torch.tensor([[0, 0, 1, 1.]]), scores=torch.tensor([0.5]),
+                            labels=torch.tensor([0.5]))], [dict(boxes=torch.tensor([[0, 0, 1, 1.]]), labels=torch.tensor([0]))], 2)
+
+
+def test_crowd_is_ignored_like_difficult_in_voc_methods():
+    dets, annos = random_case(seed=7, overlapping=True, difficult=0.3)
+    ref = evaluate_detections(dets, annos, 4)
+    crowd = [dict(a, iscrowd=a["difficult"], difficult=torch.zeros_like(a["difficult"])) for a in annos]
+    res = evaluate_detections(dets, crowd, 4)
+    assert torch.equal(res["ap"].nan_to_num(-1), ref["ap"].nan_to_num(-1))
+
+
+# ---------------------------------------------------------------- method='coco' (pycocotools COCOeval)
+def _coco_direct(dets, annos, K):
+    "pycocotools' COCOeval called the usual way (COCO.loadRes), with default parameters; crowd from 'iscrowd'."
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    anns = []
+    for i, a in enumerate(annos):
+        crowd = a.get("iscrowd", torch.zeros(len(a["labels"]), dtype=torch.bool)).tolist()
+        for b, l, c in zip(a["boxes"].tolist(), a["labels"].tolist(), crowd):
+            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=l + 1, iscrowd=int(c),
+                             bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]], area=(b[2] - b[0]) * (b[3] - b[1])))
+    res = [dict(image_id=i + 1, category_id=l + 1, bbox=[b[0], b[1], b[2] - b[0], b[3] - b[1]], score=s)
+           for i, d in enumerate(dets) for b, s, l in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist())]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dict(images=[dict(id=i + 1) for i in range(len(annos))], annotations=anns,
+                          categories=[dict(id=k + 1) for k in range(K)])
+        gt.createIndex()
+        E = COCOeval(gt, gt.loadRes(res), "bbox")
+        E.evaluate(); E.accumulate(); E.summarize()
+    return E
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_coco_method_equals_pycocotools_with_crowd(seed):
+    pytest.importorskip("pycocotools")
+    dets, annos = random_case(n_img=30, seed=seed, overlapping=True)
+    g = torch.Generator().manual_seed(seed)
+    for a in annos:
+        a["iscrowd"] = torch.rand(len(a["labels"]), generator=g) < 0.2
+    E = _coco_direct(dets, annos, 4)
+    res = evaluate_detections(dets, annos, 4, method="coco")
+    np.testing.assert_allclose(list(res["coco_stats"].values()), E.stats, atol=1e-12)
+    assert res["map"] == pytest.approx(E.stats[0]) and res["method"] == "coco"
+    p = E.eval["precision"][:, :, :, 0, -1]
+    np.testing.assert_allclose(res["ap"].numpy(), [p[:, :, k].mean() if (p[:, :, k] > -1).all() else np.nan for k in range(4)])
+    assert res["map"] == pytest.approx(np.nanmean(res["ap"].numpy()))
+
+
+def test_coco_method_by_hand():
+    pytest.importorskip("pycocotools")
+    annos = [dict(boxes=torch.tensor([[0, 0, 100, 100], [200, 200, 300, 300.]]), labels=torch.tensor([0, 0]),
+                  iscrowd=torch.tensor([False, True]), width=400, height=400)]
+    exact = _d([[0, 0, 100, 100]], [0.9], [0])
+    res = evaluate_detections([exact], annos, 1, method="coco")
+    assert res["ap"][0] == pytest.approx(1.0) and int(res["npos"][0]) == 1          # crowd not a positive
+    on_crowd = _d([[0, 0, 100, 100], [220, 220, 260, 260]], [0.9, 0.95], [0, 0])     # inside the crowd region
+    assert evaluate_detections([on_crowd], annos, 1, method="coco")["ap"][0] == pytest.approx(1.0)
+    elsewhere = _d([[0, 0, 100, 100], [120, 0, 180, 60]], [0.9, 0.95], [0, 0])      # a FP ranked first
+    assert evaluate_detections([elsewhere], annos, 1, method="coco")["ap"][0] < 0.6
+    none = evaluate_detections([_d([], [], [])], annos, 1, method="coco")
+    assert none["ap"][0] == 0.0
+    assert "AP50" in format_results(res)
