@@ -1,0 +1,215 @@
+"""Fault injection: kill training with SIGKILL at random moments, resume, and compare with a run never killed.
+
+    python benchmarks/fault_injection.py                 # >= 25 kills (the note's number), a few minutes on a CPU
+    python benchmarks/fault_injection.py --kills 5 --iterations 6
+
+A tiny run (the mini base, batch 2, a handful of shapes images, a checkpoint *every* iteration so that many
+kills land while a checkpoint is being written) is trained once without interruption: the reference. Then,
+round after round, the same run is started in a fresh folder with `resume='auto'` and killed (SIGKILL: no
+handler, no cleanup, like a preempted machine) at a uniformly random moment of its expected duration, and
+started again, until it finishes on its own. Each round's final weights, optimiser state and log.csv are
+compared with the reference. After every kill the folder is inspected: every checkpoint file left must load
+(none half-written), and the newest intact one must never be older than one seen before the kill (nothing
+lost). Temp files left by a kill mid-write are counted: that is how we know the kills hit the writes.
+
+Prints "N/N kills resumed bit-identical (R runs), 0 checkpoints lost" and records it in benchmarks/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+_TMP = re.compile(r"^\..+\.tmp\d+$")     # ssdbook.checkpoint's temp files: .NAME.tmpPID
+
+CHILD = r"""
+import json, sys
+cfg = json.loads(sys.argv[1])
+from ssdbook.train import shapes_recipe, train
+config = shapes_recipe(**cfg)
+print("ready", flush=True)
+train(config)
+"""
+
+
+def tiny_config(root, out, iterations=8, seed=0) -> dict:
+    "The overrides of `shapes_recipe` for a run of a few seconds: every iteration logged and checkpointed."
+    return dict(root=str(root), out=str(out), n_train=8, n_test=2, iterations=iterations, batch_size=2,
+                warmup=2, log_every=1, checkpoint_every=1, keep_checkpoints=2, progress=False, num_workers=0,
+                device="cpu", threads=1, seed=seed, resume="auto")
+
+
+def start(cfg: dict) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+
+
+def wait_ready(p: subprocess.Popen, timeout=120.0) -> float:
+    "Block until the child has imported everything (its 'ready' line); returns that moment."
+    line = p.stdout.readline()
+    if line.strip() != "ready":
+        p.kill()
+        raise RuntimeError(f"child failed before training: {line}{p.stderr.read()[-2000:]}")
+    return time.perf_counter()
+
+
+def finish(p: subprocess.Popen, timeout=600) -> None:
+    out, err = p.communicate(timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"training exited with {p.returncode}: {err.strip().splitlines()[-1:]}")
+
+
+def inspect(out: Path) -> dict:
+    "What a kill left behind: the intact checkpoints' iterations, damaged files, temp files of killed writes."
+    from ssdbook.checkpoint import CheckpointError, load_checkpoint
+    intact, damaged = {}, []
+    for p in sorted(out.glob("*.pth")):
+        try:
+            intact[p.name] = load_checkpoint(p, mmap=True)["iteration"]
+        except CheckpointError as e:
+            damaged.append(str(e))
+    temps = sorted(temp_files(out))
+    return dict(newest=max(intact.values(), default=0), damaged=damaged, temps=temps)
+
+
+def same_run(a: Path, b: Path) -> list[str]:
+    "Differences between two finished runs: weights, optimiser state, iteration, log rows (empty: identical)."
+    import torch
+    from ssdbook.checkpoint import load_checkpoint, read_log
+    x, y = load_checkpoint(a / "last.pth"), load_checkpoint(b / "last.pth")
+    diff = [k for k in x["model"] if not torch.equal(x["model"][k], y["model"][k])]
+    for i, (s, t) in enumerate(zip(x["optimizer"]["state"].values(), y["optimizer"]["state"].values())):
+        diff += [f"optimizer[{i}].{k}" for k in s if torch.is_tensor(s[k]) and not torch.equal(s[k], t[k])]
+    if x["iteration"] != y["iteration"]:
+        diff.append(f"iteration {x['iteration']} vs {y['iteration']}")
+    its = [r["iteration"] for r in read_log(b / "log.csv")]
+    if its != [r["iteration"] for r in read_log(a / "log.csv")]:
+        diff.append(f"log.csv iterations {its}")
+    return diff
+
+
+def temp_files(out: Path) -> set:
+    try:
+        return {e.name for e in os.scandir(out) if _TMP.match(e.name)}
+    except FileNotFoundError:
+        return set()
+
+
+def kill_mid_write(p: subprocess.Popen, out: Path, nth: int, rng: random.Random) -> bool:
+    "Watch `out` and SIGKILL `p` a random instant (0-5 ms) after its `nth` checkpoint write begins; False if it ended first."
+    seen, writing = 0, False
+    while p.poll() is None:
+        now = bool(temp_files(out))
+        if now and not writing:
+            seen += 1
+            if seen >= nth:
+                time.sleep(rng.uniform(0, 0.005))
+                p.send_signal(signal.SIGKILL)
+                p.communicate()
+                return True
+        writing = now
+        time.sleep(0.0005)
+    return False
+
+
+def kill_anytime(p: subprocess.Popen, delay: float) -> bool:
+    "SIGKILL `p` after `delay` seconds unless it finished first."
+    try:
+        p.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+        return True
+
+
+def run_round(cfg: dict, duration: float, rng: random.Random, max_kills: int, events: list, rnd: int) -> int:
+    """Start, kill, restart... until the run finishes by itself (or after `max_kills` kills); returns the kills.
+
+    Kills alternate between 'anytime' (uniform over the run's expected duration: start-up, caching, steps,
+    writes) and 'mid-write' (an instant after the n-th checkpoint write of this start begins)."""
+    out, kills, best = Path(cfg["out"]), 0, 0
+    while True:
+        before = inspect(out)["newest"] if out.exists() else 0
+        p = start(cfg)
+        t0 = wait_ready(p)
+        mode = "mid-write" if kills % 2 else "anytime"
+        if kills >= max_kills:
+            killed = False
+        elif mode == "anytime":
+            killed = kill_anytime(p, rng.uniform(0, duration * 1.1))
+        else:
+            killed = kill_mid_write(p, out, rng.randint(1, max(1, 2 * (cfg["iterations"] - before))), rng)
+        if not killed:
+            finish(p)
+            return kills
+        kills += 1
+        after = inspect(out)
+        lost = int(after["newest"] < max(best, before)) + len(after["damaged"])
+        best = max(best, after["newest"])
+        events.append(dict(round=rnd, mode=mode, t=round(time.perf_counter() - t0, 3), resumed_from=before,
+                           reached=after["newest"], mid_write=bool(after["temps"]), lost=lost,
+                           damaged=after["damaged"]))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=25, help="at least this many kills in total")
+    ap.add_argument("--iterations", type=int, default=8, help="iterations of each run")
+    ap.add_argument("--per-round", type=int, default=6, help="at most this many kills in one run")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
+    ap.add_argument("--workdir", default="", help="keep the runs here (default: a temp folder, removed)")
+    ap.add_argument("--no-record", action="store_true", help="do not write benchmarks/results.json")
+    args = ap.parse_args(argv)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ssdbook-faults-"))
+    rng, events, rounds = random.Random(args.seed), [], []
+    try:
+        ref = tiny_config(work / "data", work / "reference", args.iterations)
+        p = start(ref)
+        t0 = wait_ready(p)
+        finish(p)
+        duration = time.perf_counter() - t0
+        print(f"reference: {args.iterations} iterations in {duration:.1f} s after start-up")
+        kills = 0
+        while kills < args.kills:
+            cfg = dict(ref, out=str(work / f"round{len(rounds)}"))
+            k = run_round(cfg, duration, rng, min(args.per_round, args.kills - kills), events, len(rounds))
+            diff = same_run(work / "reference", Path(cfg["out"]))
+            rounds.append(dict(kills=k, identical=not diff, diff=diff[:5]))
+            kills += k
+            print(f"run {len(rounds)}: {k} kills, {'bit-identical' if not diff else 'DIFFERS: ' + ', '.join(diff[:5])}")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    ok = sum(r["kills"] for r in rounds if r["identical"])
+    lost = sum(e["lost"] for e in events)
+    mid = sum(e["mid_write"] for e in events)
+    line = (f"{ok}/{kills} kills resumed bit-identical ({sum(r['identical'] for r in rounds)}/{len(rounds)} runs), "
+            f"{lost} checkpoints lost; {mid} kills landed during a checkpoint write")
+    print(line)
+    result = dict(kills=kills, identical_kills=ok, runs=len(rounds), identical_runs=sum(r["identical"] for r in rounds),
+                  checkpoints_lost=lost, mid_write_kills=mid, iterations=args.iterations,
+                  reference_seconds=round(duration, 2), summary=line,
+                  events=[{k: e[k] for k in ("round", "mode", "t", "resumed_from", "reached", "mid_write", "lost")} for e in events])
+    if not args.no_record:
+        sys.path.insert(0, str(HERE))
+        from _results import record
+        record("fault_injection", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
