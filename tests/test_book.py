@@ -197,4 +197,4 @@ def test_readme_example_runs():
     ns = {}
     exec(compile(code, "README.md", "exec"), ns)
     assert tuple(ns["loc"].shape) == (15, 8732, 4) and tuple(ns["detections"].shape) == (15, 7, 200, 5)
-    assert float(ns["loss_l"]) > 0 and float(ns["loss_c"]) > 0
+    assert float(ns["loss_l"].detach()) > 0 and float(ns["loss_c"].detach()) > 0
