@@ -1,18 +1,22 @@
 """Speed of the SSD loss: ssdbook's MultiBoxLoss vs torchvision's SSD loss, on the same inputs, same run.
 
 B=32 images, 1..5 objects each (about 3), 8732 priors, 21 classes. Both sides include matching:
-  ssdbook:     MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False)((loc, conf, priors), targets)
+  ssdbook:     MultiBoxLoss(21)((loc, conf, priors), targets)   (the paper's defaults: IoU 0.5, 3 negatives/positive)
   torchvision: box_iou + model.proposal_matcher per image, then model.compute_loss
                (ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21); anchors = our priors in
                point form x 300, boxes x 300, labels + 1)
 Row 1 times the forward pass; row 2 forward + backward. Median of interleaved repeats, as wall-clock time
-and (on the CPU) as process CPU time, which a machine shared with other jobs disturbs much less.
+and (on the CPU) as process CPU time, which a machine shared with other jobs disturbs much less. Both sides get
+the same warm-up and the same repeats, interleaved. The numbers go to benchmarks/results.json (`bench_loss` for
+the CPU, `bench_loss_cuda` for a GPU), which chapter 7 reads.
 
     python benchmarks/bench_loss.py [--device cpu|cuda] [--repeats 30] [--threads N]
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torchvision.models.detection import ssd300_vgg16
@@ -21,6 +25,9 @@ from torchvision.ops import box_iou
 from ssdbook.loss import MultiBoxLoss
 from ssdbook.matching import point_form
 from ssdbook.priors import PriorBox, voc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record  # noqa: E402
 
 
 def make_batch(B, device, seed=0):
@@ -49,7 +56,7 @@ def main():
 
     priors = PriorBox(voc).forward().to(dev)
     loc, conf, targets = make_batch(args.batch, dev)
-    criterion = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False)
+    criterion = MultiBoxLoss(21)
 
     with torch.device("meta"):   # compute_loss uses none of the network's weights: do not allocate them
         tv = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)
@@ -85,7 +92,7 @@ def main():
           f"{sum(len(t) for t in targets) / len(targets):.2f} objects/image, 8732 priors, 21 classes")
     print(f"values: ssdbook loss_l {float(l1):.6f} loss_c {float(c1):.6f} | "
           f"torchvision {float(l2):.6f} {float(c2):.6f}  (differ only where best-prior IoU ties are broken "
-          f"differently, see the reference README)")
+          f"differently: the book's appendix on reference quirks)")
     # global warm-up with backward: the first timed row would otherwise also pay for growing the
     # allocator's heap (the row measured first came out ~30% slower on the CPU)
     loc.requires_grad_(True); conf.requires_grad_(True)
@@ -94,6 +101,9 @@ def main():
             fn(True)
         loc.grad = conf.grad = None
     clocks = ["wall"] if dev.type == "cuda" else ["wall", "cpu"]
+    result = dict(device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+                  batch=args.batch, objects_per_image=round(sum(len(t) for t in targets) / len(targets), 2),
+                  warmup=args.warmup, repeats=args.repeats)
     print(f"{'':24s}{'clock':>6s}{'ssdbook ms':>12s}{'torchvision ms':>16s}{'speed-up':>10s}")
     for backward in (False, True):
         loc.requires_grad_(backward); conf.requires_grad_(backward)
@@ -109,6 +119,12 @@ def main():
             a = statistics.median(t[k] for t in times["ours"]) * 1e3
             b = statistics.median(t[k] for t in times["tv"]) * 1e3
             print(f"{label:24s}{clock:>6s}{a:12.2f}{b:16.2f}{b / a:9.2f}x")
+            row = "backward" if backward else "forward"
+            result.update({f"{row}_{clock}_ssdbook_ms": round(a, 2), f"{row}_{clock}_torchvision_ms": round(b, 2),
+                           f"{row}_{clock}_ratio": round(b / a, 2)})
+    clock = "cpu" if dev.type == "cpu" else "wall"     # headline: CPU time on the CPU, wall-clock on a GPU
+    result["ratio"] = result[f"forward_{clock}_ratio"]
+    record("bench_loss" if dev.type == "cpu" else "bench_loss_cuda", result)
 
 
 if __name__ == "__main__":

@@ -4,27 +4,29 @@
 
 A batch of B images with 1..2*objects-1 objects each (mean about `objects`) is matched against the 8732
 SSD300-VOC priors. Both matchers give bit-identical results (checked here); the script prints the median
-time of each, the ratio, and the device. Runs on CUDA too when it is available (or with --device cuda).
+time of each, the ratio, and the device, and records them in benchmarks/results.json (`bench_match` for the
+CPU, `bench_match_cuda` for a GPU). Both sides get the same warm-up and the same repeats. Runs on CUDA too when it is available (or with --device cuda).
 Timings on a shared machine are noisy: the two methods are interleaved round-robin so that noise hits both,
 and on the CPU the script also reports process CPU time, which other jobs on the machine disturb much less
 than wall-clock time (with --threads 1 it is the single thread's work).
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from ssdbook.matching import match, match_batch
+from ssdbook.priors import PriorBox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record  # noqa: E402
 
 
 def make_priors(device):
-    try:
-        from ssdbook.priors import PriorBox
-        return PriorBox().forward().to(device)
-    except Exception:   # priors chapter not available: same count, random centre-form boxes
-        g = torch.Generator().manual_seed(0)
-        return torch.cat([torch.rand(8732, 2, generator=g), 0.05 + 0.9 * torch.rand(8732, 2, generator=g)], 1).to(device)
+    return PriorBox().forward().to(device)
 
 
 def make_targets(batch, objects, device, seed=0):
@@ -80,10 +82,17 @@ def bench(device, batch, objects, repeats, warmup=5):
           f"P={priors.shape[0]}, {repeats} repeats, median ms")
     clocks = ["wall"] if device.type == "cuda" else ["wall", "cpu"]
     print(f"  {'clock':6s}{'loop over match':>17s}{'match_batch':>13s}{'speed-up':>10s}")
+    result = dict(device=name, batch=batch, objects_per_image=round(n_obj / batch, 2), priors=priors.shape[0],
+                  warmup=warmup, repeats=repeats)
     for c, clock in enumerate(clocks):
         loop, batched = (statistics.median(t[c] for t in times[k]) * 1e3 for k in methods)
         print(f"  {clock:6s}{loop:14.2f} ms{batched:10.2f} ms{loop / batched:9.1f}x")
-    return loop / batched
+        result.update({f"loop_{clock}_ms": round(loop, 2), f"batched_{clock}_ms": round(batched, 2),
+                       f"ratio_{clock}": round(loop / batched, 2)})
+    # the headline ratio: CPU time on the CPU (least disturbed by other jobs), wall-clock time on a GPU
+    result["ratio"] = result["ratio_cpu" if device.type == "cpu" else "ratio_wall"]
+    record("bench_match" if device.type == "cpu" else "bench_match_cuda", result)
+    return result["ratio"]
 
 
 def main():

@@ -14,7 +14,7 @@ from .mining import hard_negative_mining
 
 _all_ = ["hard_negative_mining"]                 # chapter 7's mining, re-exported by ssdbook.loss
 
-# %% ../nbs/07_loss.ipynb #c020
+# %% ../nbs/07_loss.ipynb #c019
 def multibox_loss(loc_data: Tensor, conf_data: Tensor, loc_t: Tensor, conf_t: Tensor,
                   neg_pos_ratio: float = 3, neg_mining: bool = True, return_masks: bool = False):
     """The SSD loss from already matched targets.
@@ -50,9 +50,30 @@ def multibox_loss(loc_data: Tensor, conf_data: Tensor, loc_t: Tensor, conf_t: Te
         return loss_l, loss_c, pos, neg
     return loss_l, loss_c
 
+# %% ../nbs/07_loss.ipynb #c020
+def _number(name: str, v, ok, rule: str) -> None:
+    "Raise a one-line `ValueError` unless `v` is a real number (not a bool) with `ok(v)`."
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+        raise ValueError(f"MultiBoxLoss: {name} must be {rule}, got {v!r}")
+
+
+def _check_options(num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances) -> None:
+    "The constructor's arguments, each checked with a one-line error (NaN fails every comparison)."
+    _number("num_classes", num_classes, lambda v: v == int(v) and v >= 2,
+            "an integer >= 2 (the object classes plus background)")
+    _number("overlap_thresh", overlap_thresh, lambda v: 0 < v <= 1, "an IoU in (0, 1]")
+    _number("bkg_label", bkg_label, lambda v: v == 0, "0 (class 0 is background in ssdbook)")
+    _number("neg_pos", neg_pos, lambda v: 0 <= v < float("inf"), "a finite number >= 0 (negatives per positive)")
+    _number("neg_overlap", neg_overlap, lambda v: 0 <= v <= 1, "an IoU in [0, 1]")
+    if not isinstance(variances, (tuple, list)) or len(variances) != 2:
+        raise ValueError(f"MultiBoxLoss: variances must be two numbers (centre, size), got {variances!r}")
+    for v in variances:
+        _number("variances", v, lambda v: 0 < v < float("inf"), "two finite numbers > 0")
+
 # %% ../nbs/07_loss.ipynb #c021
 class MultiBoxLoss(nn.Module):
-    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s `MultiBoxLoss`).
+    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s `MultiBoxLoss`) and the paper's
+    defaults (IoU 0.5, 3 negatives per positive, variances 0.1/0.2), so `MultiBoxLoss(num_classes)` is SSD's loss.
 
     `loss_l, loss_c = criterion((loc (B,P,4), conf (B,P,C), priors (P,4)), targets)`, `targets` a list of B
     `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (0-based labels, fractions of the image).
@@ -64,10 +85,7 @@ class MultiBoxLoss(nn.Module):
                  bkg_label: int = 0, neg_mining: bool = True, neg_pos: float = 3, neg_overlap: float = 0.5,
                  encode_target: bool = False, use_gpu: bool = False, variances=(0.1, 0.2)):
         super().__init__()
-        if bkg_label != 0:
-            raise ValueError(f"bkg_label must be 0 (class 0 is background in ssdbook), got {bkg_label}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
+        _check_options(num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances)
         self.num_classes, self.threshold, self.background_label = num_classes, overlap_thresh, bkg_label
         self.use_prior_for_matching, self.do_neg_mining = prior_for_matching, neg_mining
         self.negpos_ratio, self.neg_overlap, self.encode_target = neg_pos, neg_overlap, encode_target

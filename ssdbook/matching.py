@@ -6,24 +6,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .encoding import encode
+from .data import check_targets
+from .encoding import center_size, encode, point_form
+
+_all_ = ["check_targets", "point_form", "center_size"]    # re-exported: chapters 1 and 4 define them
 
 # %% auto #0
-__all__ = ['point_form', 'center_size', 'intersect', 'jaccard', 'check_targets', 'match', 'pad_targets', 'match_batch']
+__all__ = ['intersect', 'jaccard', 'match', 'pad_targets', 'match_batch', 'check_targets', 'point_form', 'center_size']
 
 # %% ../nbs/05_jaccard_match.ipynb #c006
-def point_form(boxes: Tensor) -> Tensor:
-    """Centre form `(..., 4)` `[cx, cy, w, h]` -> point form `[x_min, y_min, x_max, y_max]`."""
-    return torch.cat([boxes[..., :2] - boxes[..., 2:] / 2,
-                      boxes[..., :2] + boxes[..., 2:] / 2], dim=-1)
-
-
-def center_size(boxes: Tensor) -> Tensor:
-    """Point form `(..., 4)` `[x_min, y_min, x_max, y_max]` -> centre form `[cx, cy, w, h]`."""
-    return torch.cat([(boxes[..., 2:] + boxes[..., :2]) / 2,
-                      boxes[..., 2:] - boxes[..., :2]], dim=-1)
-
-# %% ../nbs/05_jaccard_match.ipynb #c009
 def intersect(box_a: Tensor, box_b: Tensor) -> Tensor:
     """Intersection areas of point-form boxes: `box_a (..., A, 4)`, `box_b (..., B, 4)` -> `(..., A, B)`.
 
@@ -53,61 +44,7 @@ def jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
     union = (area_a + area_b).sub_(inter)                              # area_a + area_b - inter
     return torch.div(inter, union, out=union)
 
-# %% ../nbs/05_jaccard_match.ipynb #c017
-def _box_problems(truths: Tensor, labels: Tensor | None = None, num_classes: int | None = None) -> Tensor:
-    """Bool mask `(...,)`: boxes that are not finite, have zero/negative width or height, a negative label,
-    or (with `num_classes`, which counts the background) a label above `num_classes - 2`."""
-    bad = ~torch.isfinite(truths).all(dim=-1)
-    bad |= ~(truths[..., 2] > truths[..., 0]) | ~(truths[..., 3] > truths[..., 1])
-    if labels is not None:
-        bad |= labels < 0
-        if num_classes is not None:
-            bad |= labels > num_classes - 2
-    return bad
-
-
-def _raise_box_error(truths: Tensor, labels: Tensor | None, image: int, box: int, num_classes: int | None = None):
-    t = truths[box].tolist()
-    if not all(map(lambda v: v == v and abs(v) != float("inf"), t)):
-        what = "is not finite"
-    elif labels is not None and float(labels[box]) < 0:
-        what = f"has a negative label {float(labels[box])} (labels are 0-based object classes)"
-    elif labels is not None and num_classes is not None and float(labels[box]) > num_classes - 2:
-        what = (f"has label {float(labels[box])}, which does not fit num_classes={num_classes} (labels are "
-                f"0-based object classes, at most {num_classes - 2})")
-    else:
-        what = (f"is degenerate (width {t[2] - t[0]:.4g}, height {t[3] - t[1]:.4g}): a box needs "
-                "x_max > x_min and y_max > y_min, or encoding it would take log(0)")
-    raise ValueError(f"image {image}, box {box} {[round(v, 6) for v in t]} {what}")
-
-
-def _check_shapes(targets) -> None:
-    for i, t in enumerate(targets):
-        if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[-1] != 5:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"image {i}: a target must be a (num_objects, 5) tensor "
-                             f"[x_min, y_min, x_max, y_max, label], got {shape}")
-
-
-def _check_values(truths: Tensor, labels: Tensor, valid: Tensor, num_classes: int | None = None) -> None:
-    """Vectorised check of padded targets (one host sync); raises naming the first bad image and box."""
-    bad = valid & _box_problems(truths, labels, num_classes)
-    if bad.any():
-        b, j = bad.nonzero()[0].tolist()
-        _raise_box_error(truths[b], labels[b], b, j, num_classes)
-
-
-def check_targets(targets, num_classes: int | None = None) -> None:
-    """Raise a `ValueError` naming the image and the box if a target is malformed.
-
-    `targets` is a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]`. An image with no
-    objects (`n_i = 0`) is valid. Rejected: a wrong shape, a non-finite coordinate, a box with zero or
-    negative width or height (encoding it would take `log(0)`), a negative label, and, when `num_classes`
-    (background included) is given, a label above `num_classes - 2`. `match_batch` runs these checks itself.
-    """
-    _check_values(*pad_targets(targets), num_classes=num_classes)
-
-# %% ../nbs/05_jaccard_match.ipynb #c019
+# %% ../nbs/05_jaccard_match.ipynb #c015
 def match(threshold: float, truths: Tensor, priors: Tensor, variances, labels: Tensor,
           loc_t: Tensor, conf_t: Tensor, idx: int) -> None:
     """Match the priors of one image to its ground truths; fill `loc_t[idx] (P, 4)` and `conf_t[idx] (P,)`.
@@ -119,15 +56,13 @@ def match(threshold: float, truths: Tensor, priors: Tensor, variances, labels: T
     overlap is below `threshold`. `loc_t` holds the encoded best truth of **every** prior.
 
     Differences from the reference: an image with no truths is valid (all priors background, `loc_t` 0),
-    and a degenerate truth (zero width or height) raises a `ValueError` instead of giving `log(0)`.
+    and bad targets (`check_targets`: pixels, zero width, non-integer labels...) raise a `ValueError`.
     """
+    check_targets([torch.cat([truths, labels[:, None].to(truths.dtype)], 1)], names=[f"image {idx}"])
     if truths.shape[0] == 0:
         loc_t[idx] = 0
         conf_t[idx] = 0
         return
-    bad = _box_problems(truths, labels)
-    if bad.any():
-        _raise_box_error(truths, labels, idx, int(bad.nonzero()[0, 0]))
     overlaps = jaccard(truths, point_form(priors))                     # (n, P)
     best_prior_overlap, best_prior_idx = overlaps.max(1)               # (n,): each truth's best prior
     best_truth_overlap, best_truth_idx = overlaps.max(0)               # (P,): each prior's best truth
@@ -141,16 +76,20 @@ def match(threshold: float, truths: Tensor, priors: Tensor, variances, labels: T
     loc_t[idx] = encode(matches, priors, variances)
     conf_t[idx] = conf
 
-# %% ../nbs/05_jaccard_match.ipynb #c025
+# %% ../nbs/05_jaccard_match.ipynb #c022
 def pad_targets(targets) -> tuple[Tensor, Tensor, Tensor]:
     """Pad a list of `(n_i, 5)` targets to `truths (B, M, 4)`, `labels (B, M)` int64, `valid (B, M)` bool.
 
     `M = max n_i` (0 when every image is empty). Padding rows hold the box `[0, 0, 1, 1]` and label 0 and
-    are `False` in `valid`. Raises a `ValueError` naming the image for a target that is not `(n, 5)`.
+    are `False` in `valid`. Only the shapes are checked here (a one-line `ValueError` naming the image);
+    the values are `check_targets`' job.
     """
-    _check_shapes(targets)
     if len(targets) == 0:
         raise ValueError("empty batch: targets is an empty list")
+    for i, t in enumerate(targets):
+        if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[-1] != 5:
+            raise ValueError(f"image {i}: a target must be a (num_objects, 5) tensor [x_min, y_min, x_max, y_max, "
+                             f"label], got {tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
     device = targets[0].device
     counts = torch.tensor([t.shape[0] for t in targets], device=device)
     padded = torch.nn.utils.rnn.pad_sequence([t.to(device) for t in targets], batch_first=True)  # (B, M, 5)
@@ -160,17 +99,46 @@ def pad_targets(targets) -> tuple[Tensor, Tensor, Tensor]:
     labels = padded[..., 4].long()
     return truths, labels, valid
 
-# %% ../nbs/05_jaccard_match.ipynb #c026
+# %% ../nbs/05_jaccard_match.ipynb #c023
+def _forced_best(overlaps: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The matching rules on padded overlaps `(B, M, P)`: `best_truth_idx (B, P)`, `best_truth_overlap (B, P)`
+    (2 where forced) and `best_prior_idx (B, M)`; each valid truth claims its best prior, the later one wins."""
+    B, M, P = overlaps.shape
+    _, best_prior_idx = overlaps.max(2)                                # (B, M): each truth's best prior
+    best_truth_overlap, best_truth_idx = overlaps.max(1)               # (B, P): each prior's best truth
+    gt_index = torch.arange(M, device=overlaps.device).expand(B, M).masked_fill(~valid, -1)
+    forced = torch.full((B, P), -1, dtype=torch.long, device=overlaps.device)
+    forced.scatter_reduce_(1, best_prior_idx, gt_index, reduce="amax")  # (B, P): -1 = not forced
+    is_forced = forced >= 0
+    best_truth_idx = torch.where(is_forced, forced, best_truth_idx)
+    return best_truth_idx, best_truth_overlap.masked_fill_(is_forced, 2.0), best_prior_idx
+
+
+def _encode_matched(truths: Tensor, best_truth_idx: Tensor, conf_t: Tensor, valid: Tensor, priors: Tensor,
+                    variances, positives_only: bool) -> Tensor:
+    "`loc_t (B, P, 4)`: the encoded best truth of every prior (or of the positives only, 0 elsewhere)."
+    B, P = conf_t.shape
+    if positives_only:                                                 # encode the N positives only
+        b, p = conf_t.nonzero(as_tuple=True)                           # (N,), (N,)
+        loc_t = priors.new_zeros(B, P, 4)
+        loc_t[b, p] = encode(truths[b, best_truth_idx[b, p]], priors[p], variances)   # (N, 4)
+        return loc_t
+    # gather and encode coordinate planes (4, B, P): the same numbers, but every elementwise loop of
+    # encode runs over contiguous memory (a (B, P, 4) tensor would be read 2 floats at a time)
+    planes = truths.movedim(-1, 0).gather(2, best_truth_idx.expand(4, B, P))          # (4, B, P)
+    loc_t = encode(planes.movedim(0, -1), priors.t().contiguous().t(), variances)      # (B, P, 4)
+    return loc_t.masked_fill_(~valid.any(1)[:, None, None], 0.0)      # images without objects: 0
+
+
 def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2),
                 return_details: bool = False, positives_only: bool = False, num_classes: int | None = None):
     """Match a whole batch at once: `targets` (list of `(n_i, 5)`), `priors (P, 4)` centre form ->
     `loc_t (B, P, 4)`, `conf_t (B, P)` int64.
 
     Same semantics as `match`, bit for bit, without a Python loop over images; runs on the priors' device.
-    An image with no objects gets all-background priors (`conf_t` 0, `loc_t` 0). A degenerate box (zero
-    width or height), a non-finite coordinate or a negative label raises a `ValueError` naming the image
-    and the box; so does a label above `num_classes - 2` when `num_classes` (background included) is given.
-    All of it costs one host sync.
+    An image with no objects gets all-background priors (`conf_t` 0, `loc_t` 0). Targets are checked by
+    `check_targets` (with `num_classes`, background included, when given): one host sync, a one-line
+    `ValueError` naming the image and the box.
 
     `positives_only=True` encodes `loc_t` only where `conf_t > 0` and leaves 0 on the background priors:
     the same values where the loss looks, at a fraction of the cost (`MultiBoxLoss` uses it). With
@@ -179,45 +147,22 @@ def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1,
     pictures and diagnostics.
     """
     truths, labels, valid = pad_targets(targets)
+    check_targets(targets, num_classes)                                # the one host sync
     truths = truths.to(device=priors.device, dtype=priors.dtype)
     labels, valid = labels.to(priors.device), valid.to(priors.device)
     B, M = valid.shape
     P = priors.shape[0]
-    _check_values(truths, labels, valid, num_classes)                  # the one host sync
-    if M == 0:                                                         # every image is empty
-        loc_t = priors.new_zeros(B, P, 4)
-        conf_t = torch.zeros(B, P, dtype=torch.long, device=priors.device)
-        if return_details:
-            return loc_t, conf_t, dict(overlaps=priors.new_zeros(B, 0, P), valid=valid,
-                                       best_truth_idx=torch.zeros_like(conf_t),
-                                       best_truth_overlap=priors.new_zeros(B, P),
-                                       best_prior_idx=conf_t.new_zeros(B, 0))
-        return loc_t, conf_t
+    if M == 0:                                 # every image is empty: one padding row, all background
+        truths, labels = priors.new_tensor([0, 0, 1, 1]).expand(B, 1, 4), labels.new_zeros(B, 1)
+        valid = valid.new_zeros(B, 1)
     overlaps = jaccard(truths, point_form(priors))                     # (B, M, P), a fresh tensor
     overlaps.masked_fill_(~valid[..., None], -1.0)                     # padding never wins
-    _, best_prior_idx = overlaps.max(2)                                # (B, M): each truth's best prior
-    best_truth_overlap, best_truth_idx = overlaps.max(1)               # (B, P): each prior's best truth
-    # forced matches: each valid truth claims its best prior; the later truth wins = scatter amax of index
-    gt_index = torch.arange(M, device=priors.device).expand(B, M).masked_fill(~valid, -1)
-    forced = torch.full((B, P), -1, dtype=torch.long, device=priors.device)
-    forced.scatter_reduce_(1, best_prior_idx, gt_index, reduce="amax")  # (B, P): -1 = not forced
-    is_forced = forced >= 0
-    best_truth_idx = torch.where(is_forced, forced, best_truth_idx)
-    best_truth_overlap.masked_fill_(is_forced, 2.0)
+    best_truth_idx, best_truth_overlap, best_prior_idx = _forced_best(overlaps, valid)
     conf_t = labels.gather(1, best_truth_idx).add_(1)                   # (B, P)
     conf_t.masked_fill_(best_truth_overlap < threshold, 0)
-    if positives_only:                                                 # encode the N positives only
-        b, p = conf_t.nonzero(as_tuple=True)                           # (N,), (N,)
-        loc_t = priors.new_zeros(B, P, 4)
-        loc_t[b, p] = encode(truths[b, best_truth_idx[b, p]], priors[p], variances)   # (N, 4)
-    else:
-        # gather and encode coordinate planes (4, B, P): the same numbers, but every elementwise loop of
-        # encode runs over contiguous memory (a (B, P, 4) tensor would be read 2 floats at a time)
-        planes = truths.movedim(-1, 0).gather(2, best_truth_idx.expand(4, B, P))      # (4, B, P)
-        loc_t = encode(planes.movedim(0, -1), priors.t().contiguous().t(), variances)  # (B, P, 4)
-        loc_t.masked_fill_(~valid.any(1)[:, None, None], 0.0)          # images without objects: 0
+    loc_t = _encode_matched(truths, best_truth_idx, conf_t, valid, priors, variances, positives_only)
     if return_details:
-        return loc_t, conf_t, dict(overlaps=overlaps, best_truth_idx=best_truth_idx,
-                                   best_truth_overlap=best_truth_overlap, best_prior_idx=best_prior_idx,
-                                   valid=valid)
+        return loc_t, conf_t, dict(overlaps=overlaps[:, :M], best_truth_idx=best_truth_idx,
+                                   best_truth_overlap=best_truth_overlap, best_prior_idx=best_prior_idx[:, :M],
+                                   valid=valid[:, :M])
     return loc_t, conf_t

@@ -8,20 +8,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# %% ../nbs/06_hard_negatives.ipynb #c009
+# %% ../nbs/06_hard_negatives.ipynb #c008
 def log_sum_exp(x: Tensor) -> Tensor:
     "`log(sum(exp(x)))` over the last dim, written out. Each row subtracts **its own** max first, so `exp` never overflows and the largest term is exactly `exp(0) = 1`."
     m = x.amax(dim=-1, keepdim=True)                            # (..., 1) the max of each row
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # rows of all -inf (or with inf, nan) keep their value
     return (x - m).exp().sum(dim=-1).log() + m.squeeze(-1)
 
-# %% ../nbs/06_hard_negatives.ipynb #c014
+# %% ../nbs/06_hard_negatives.ipynb #c013
 def prior_conf_loss(conf: Tensor, conf_t: Tensor) -> Tensor:
     "Cross-entropy of every prior against its class target: `conf (B,P,C)` logits, `conf_t (B,P)` int64 -> `(B,P)`."
     return F.cross_entropy(conf.reshape(-1, conf.shape[-1]), conf_t.reshape(-1),
                            reduction="none").view(conf_t.shape)
 
-# %% ../nbs/06_hard_negatives.ipynb #c017
+# %% ../nbs/06_hard_negatives.ipynb #c016
 def hard_negative_mining(conf_loss: Tensor, pos: Tensor, neg_pos_ratio: float = 3) -> Tensor:
     """Choose, per image, the `neg_pos_ratio * num_pos` negatives with the highest confidence loss.
 

@@ -82,3 +82,14 @@ def test_identity_and_degenerate(priors):
     torch.testing.assert_close(encode(pp, priors), torch.zeros(8732, 4), atol=2e-5, rtol=0)
     flat = torch.tensor([[0.2, 0.2, 0.2, 0.5]]).expand(8732, 4)   # zero width: log(0), rejected by matching
     assert torch.isinf(encode(flat, priors)[:, 2]).all()
+
+
+def test_box_forms_live_in_chapter_4_and_matching_reexports_them(priors):
+    import ssdbook.matching
+    from ssdbook.encoding import center_size, point_form
+    assert ssdbook.matching.point_form is point_form and ssdbook.matching.center_size is center_size
+    pp = point_form(priors)
+    assert torch.equal(pp, torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1))
+    torch.testing.assert_close(center_size(pp), priors, atol=1e-6, rtol=0)
+    batch = torch.stack([priors[:5], priors[5:10]])                      # (2, 5, 4): leading dims broadcast
+    assert torch.equal(point_form(batch)[1], pp[5:10])

@@ -1,4 +1,4 @@
-"""The MultiBox loss (chapter 6, ssdbook.loss) against the reference golden data, torchvision and edge cases."""
+"""The MultiBox loss (chapter 7, ssdbook.loss) against the reference golden data, torchvision and edge cases."""
 import functools
 
 import pytest
@@ -140,12 +140,15 @@ def test_gradcheck_small():
 
 def test_huge_logit_gives_finite_loss(priors, criterion):
     loc, conf, targets = _batch()
-    conf[0, 100, 5] = 150.0
-    conf[1, 7, 0] = -150.0
+    _, conf_t = match_batch(targets, priors)
+    p0 = int((conf_t[0] == 0).nonzero()[0])             # a negative prior of image 0
+    p1 = int((conf_t[1] == 0).nonzero()[0])             # and one of image 1
+    conf[0, p0, 5] = 150.0                              # predicted as class 5 with logit 150: the hardest negative
+    conf[1, p1, 0] = -150.0                             # background logit -150: also maximally wrong
     loss_l, loss_c, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
     assert torch.isfinite(loss_l) and torch.isfinite(loss_c)
-    if not pos[0, 100]:
-        assert neg[0, 100]                      # a negative predicted as class 5 with logit 150 is the hardest
+    assert neg[0, p0] and neg[1, p1] and not pos[0, p0]
+    assert float(loss_c) > 150 / int(pos.sum())         # their cross-entropy (about 150 each) is in the sum
 
 
 def test_mining_count_and_reexport(priors, criterion):
@@ -237,8 +240,52 @@ def test_bad_input_raises_value_error(priors, criterion, what):
 
 
 def test_constructor_rejects_other_background_label():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bkg_label"):
         MultiBoxLoss(21, 0.5, True, 3, True, 3, 0.5, False)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(overlap_thresh=2), "overlap_thresh"), (dict(overlap_thresh=0), "overlap_thresh"),
+    (dict(overlap_thresh=float("nan")), "overlap_thresh"), (dict(overlap_thresh=-0.5), "overlap_thresh"),
+    (dict(overlap_thresh="0.5"), "overlap_thresh"), (dict(neg_pos=-1), "neg_pos"),
+    (dict(neg_pos=float("inf")), "neg_pos"), (dict(neg_pos=float("nan")), "neg_pos"),
+    (dict(neg_overlap=1.5), "neg_overlap"), (dict(num_classes=1), "num_classes"),
+    (dict(num_classes=2.5), "num_classes"), (dict(num_classes=True), "num_classes"),
+    (dict(variances=(0.1,)), "variances"), (dict(variances=(0.0, 0.2)), "variances"),
+    (dict(variances=(0.1, float("nan"))), "variances")])
+def test_constructor_validates_options(kwargs, name):
+    kwargs = dict(dict(num_classes=21), **kwargs)
+    with pytest.raises(ValueError, match=name) as err:
+        MultiBoxLoss(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_defaults_are_the_papers_and_the_reference_call(priors):
+    loc, conf, targets = _batch()
+    default = MultiBoxLoss(21)
+    assert (default.threshold, default.negpos_ratio, default.variance, default.do_neg_mining) == (0.5, 3, (0.1, 0.2), True)
+    ref = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False)           # positional, as the reference
+    kw = MultiBoxLoss(num_classes=21, overlap_thresh=0.5, neg_pos=3)
+    out = [crit((loc, conf, priors), targets) for crit in (default, ref, kw)]
+    assert all(torch.equal(a[0], out[0][0]) and torch.equal(a[1], out[0][1]) for a in out)
+    assert MultiBoxLoss(21, overlap_thresh=1.0).threshold == 1.0                # the closed end is allowed
+
+
+@pytest.mark.parametrize("target, words", [
+    ([[30.0, 60.0, 150.0, 180.0, 2.0]], "pixels"),              # pixel coordinates (issue 12)
+    ([[0.1, 0.1, 0.5, 0.5, -0.5]], "label"),                    # negative, non-integer label
+    ([[0.1, 0.1, 0.5, 0.5, 2.7]], "label"),                     # non-integer label: not truncated to 2
+    ([[0.1, 0.1, 0.5, 0.5, float("nan")]], "label"),            # NaN label
+    ([[0.1, 0.1, 0.5, 0.5, float("inf")]], "label"),
+    ([[0.1, float("nan"), 0.5, 0.5, 1.0]], "finite"),
+    ([[0.5, 0.1, 0.5, 0.5, 1.0]], "width")])
+def test_wrong_targets_are_one_line_errors(priors, criterion, target, words):
+    loc, conf, targets = _batch()
+    targets[1] = torch.tensor(target)
+    with pytest.raises(ValueError, match=words) as err:
+        criterion((loc, conf, priors), targets)
+    msg = str(err.value)
+    assert "image 1" in msg and "box 0" in msg and "\n" not in msg
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

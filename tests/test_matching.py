@@ -288,5 +288,28 @@ def test_num_classes_check(priors):
     match_batch([good, bad], priors)                                  # no num_classes: not checked
     for call in (lambda: match_batch([good, bad], priors, num_classes=21),
                  lambda: check_targets([good, bad], num_classes=21)):
-        with pytest.raises(ValueError, match=r"image 1, box 1 .*label 20.0.*num_classes=21"):
+        with pytest.raises(ValueError, match=r"image 1, box 1 .*label 20, too large for num_classes=21"):
             call()
+
+
+def test_one_validator_for_the_book():
+    import ssdbook.data
+    import ssdbook.matching
+    assert ssdbook.matching.check_targets is ssdbook.data.check_targets     # re-exported, not a copy
+    assert "check_targets" in ssdbook.matching.__all__
+
+
+@pytest.mark.parametrize("box, words", [
+    ([30.0, 60.0, 150.0, 180.0, 2.0], "pixels"),                       # issue 12: pixel coordinates
+    ([0.1, 0.1, 0.5, 0.5, 2.7], "not a whole number"),                 # not truncated to 2
+    ([0.1, 0.1, 0.5, 0.5, -0.5], "not a whole number"),
+    ([0.1, 0.1, 0.5, 0.5, float("nan")], "label NaN"),
+    ([0.1, 0.1, 0.5, 0.5, float("inf")], "infinite label"),
+])
+def test_wrong_values_are_rejected_by_both_matchers(priors, box, words):
+    good = torch.tensor([[0.1, 0.1, 0.4, 0.5, 3.0]])
+    targets = [good, torch.cat([good, torch.tensor([box])])]
+    for call in (lambda: match_batch(targets, priors), lambda: loop_match(targets, priors)):
+        with pytest.raises(ValueError, match=rf"image 1, box 1 .*{words}") as err:
+            call()
+        assert "\n" not in str(err.value)
