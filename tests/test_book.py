@@ -99,6 +99,41 @@ def test_every_chapter_starts_with_title_then_colab_cell():
         assert ssdbook_book.is_colab_install_cell(cells[1]), f"{p.name}: cell 1 is not the Colab install cell"
 
 
+def test_colab_cell_falls_back_to_an_uploaded_copy(tmp_path, monkeypatch, capsys):
+    """The install cell of the map (the one every chapter carries), run as on Colab with a fake pip: when the
+    install from GitHub fails it says how to install from a copy; with a zip uploaded it installs that."""
+    import types
+    import zipfile
+
+    cell = json.loads((ROOT / "nbs" / "00_index.ipynb").read_text())["cells"][1]
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    content, log = tmp_path / "content", tmp_path / "pip.log"
+    content.mkdir()
+    assert 'content="/content"' in src
+    src = src.replace('content="/content"', f'content="{content}"')
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\necho "ERROR: no network" >&2\nexit ${{FAKE_PIP_RC:-1}}\n')
+    fake.chmod(0o755)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    exec(compile(src, "colab-cell", "exec"), {})                    # no zip, GitHub fails
+    out = capsys.readouterr().out
+    assert "ERROR: no network" in out and "Install it from a copy of the repository" in out
+    assert log.read_text().split() == ["-m", "pip", "install", "-q", "ssdbook", "@",
+                                       "git+https://github.com/ssdbook/ssdbook"]
+
+    with zipfile.ZipFile(content / "ssdbook-main.zip", "w") as z:   # GitHub's "Download ZIP" layout
+        z.writestr("ssdbook-main/settings.ini", "[DEFAULT]\n")
+        z.writestr("ssdbook-main/ssdbook/__init__.py", "")
+    monkeypatch.setenv("FAKE_PIP_RC", "0")
+    exec(compile(src, "colab-cell", "exec"), {})
+    src_dir = str(content / "ssdbook-src" / "ssdbook-main")
+    assert log.read_text().splitlines()[-1] == f"-m pip install -q -e {src_dir}"
+    assert sys.path[0] == src_dir and "installed from" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------ the build
 @pytest.fixture(scope="module")
 def html(tmp_path_factory):
