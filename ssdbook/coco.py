@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import VOCDetection, check_classes, find_image, read_image, write_coco_json
+from .data import VOCDetection, _read_item, check_classes, find_image, read_image, write_coco_json
 
 # %% auto #0
 __all__ = ['COCODetection', 'voc_to_coco']
@@ -138,17 +138,7 @@ class COCODetection(torch.utils.data.Dataset):
         return read_image(self.image_path(i))
 
     def __getitem__(self, i):
-        anno, path = self.pull_anno(i), self.image_path(i)
-        image = read_image(path)
-        if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
-            raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but {self.annotation_json.name} "
-                             f"says {anno['width']}x{anno['height']}")
-        keep = ~anno["difficult"]
-        scale = torch.tensor([anno["width"], anno["height"]] * 2, dtype=torch.float32)
-        target = torch.cat([anno["boxes"][keep] / scale, anno["labels"][keep, None].float()], 1)
-        if self.transform is not None:
-            image, target = self.transform(image, target)
-        return image, target
+        return _read_item(self.image_path(i), self.pull_anno(i), False, self.transform, self.annotation_json.name)
 
 # %% ../nbs/01b_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:

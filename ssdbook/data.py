@@ -394,6 +394,16 @@ def _read_ids(list_file, year, root):
     return ids
 
 # %% ../nbs/01_data.ipynb #c031
+def _read_item(path, anno, keep_difficult=False, transform=None, source="its annotation"):
+    "Read image `path`, check its size against `anno`, make the target, apply `transform`: one data set item."
+    image = read_image(path)
+    if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
+        raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but {source} "
+                         f"says {anno['width']}x{anno['height']}")
+    target = anno_to_target(anno, keep_difficult)
+    return transform(image, target) if transform is not None else (image, target)
+
+
 class VOCDetection(torch.utils.data.Dataset):
     """Detection data in the Pascal VOC folder layout (real VOC, the shapes set or a folder of your own).
 
@@ -447,15 +457,7 @@ class VOCDetection(torch.utils.data.Dataset):
 
     def pull_item(self, i):
         anno = self.pull_anno(i)
-        path = self.image_path(i, anno)
-        image = read_image(path)
-        if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
-            raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but its annotation "
-                             f"says {anno['width']}x{anno['height']}")
-        target = anno_to_target(anno, self.keep_difficult)
-        if self.transform is not None:
-            image, target = self.transform(image, target)
-        return image, target
+        return _read_item(self.image_path(i, anno), anno, self.keep_difficult, self.transform)
 
     def __getitem__(self, i):
         return self.pull_item(i)
@@ -546,8 +548,9 @@ def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coor
         if scores is not None:
             caption.append(f"{scores[k]:.2f}")
         if caption:
-            ax.text(x1, y1, " ".join(caption), fontsize=fontsize, color="white", va="bottom",
-                    bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0))
+            inside = y1 < 0.08 * height                  # at the top edge: caption inside the box, not over the title
+            ax.text(x1, y1, " ".join(caption), fontsize=fontsize, color="white", va="top" if inside else "bottom",
+                    bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0), clip_on=True)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     if axis_off:
