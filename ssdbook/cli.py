@@ -4,384 +4,414 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import importlib.util
+import inspect
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from .train import TrainConfig, shapes_recipe, voc_recipe
+from .config import DEVICE_PATTERN, add_config_arguments, config_from_args, yes_no
 
 # %% auto #0
-__all__ = ['QUICK_DEMO', 'add_train_options', 'config_from_args', 'load_model', 'predict', 'evaluate', 'detection_grid',
-           'cmd_train', 'cmd_eval', 'cmd_detect', 'cmd_make_shapes', 'demo', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'CSV_FIELDS', 'Parser', 'one_line', 'add_model_arguments', 'detect_options', 'add_classes_arguments',
+           'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train', 'cmd_eval', 'detection_records',
+           'write_detections', 'cmd_detect', 'cmd_export', 'cmd_make_shapes', 'record_result', 'cmd_demo',
+           'build_parser', 'main']
 
-# %% ../nbs/11_cli.ipynb #c005
-_TRAIN_HELP = {
-    "root": "dataset root (VOC{year}/ or VOCshapes/ live under it)",
-    "base": "the network: 'mini' (small, for CPUs) or 'vgg16' (SSD300 of the paper)",
-    "out": "folder for checkpoints, log.csv and loss.png",
-    "iterations": "optimiser steps",
-    "batch_size": "images per step, summed over all processes (torchrun)",
-    "optimizer": "'sgd' (momentum, as the reference) or 'adamw'",
-    "lr": "peak learning rate",
-    "momentum": "SGD momentum",
-    "weight_decay": "weight decay",
-    "schedule": "'step' (x gamma at --steps) or 'cosine'",
-    "steps": "step-decay milestones, comma-separated iterations",
-    "gamma": "step-decay factor",
-    "warmup": "iterations of linear warm-up",
-    "warmup_factor": "the warm-up starts at lr x this",
-    "augment": "'ssd' (chapter 8, per image, in the workers), 'light' (flip + colour + zoom, batched), 'none'",
-    "cache": "decode the training images once and keep them in memory (uint8)",
-    "image_sets": "image sets as YEAR:NAME,... (voc: 2007:trainval,2012:trainval; shapes: shapes:train)",
-    "n_train": "shapes: number of training images to generate",
-    "n_test": "shapes: number of test images to generate",
-    "max_images": "use only the first N training images (0: all)",
-    "num_workers": "DataLoader worker processes (-1: automatic)",
-    "device": "'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', ...",
-    "amp": "mixed precision on CUDA: 'auto' (bf16 if supported, else fp16 + grad scaler), 'bf16', 'fp16', 'off'",
-    "channels_last": "'auto' (on), 'on', 'off'",
-    "compile": "torch.compile the model",
-    "pretrained": "base=vgg16: ImageNet VGG16 weights, a .pth path or 'download' (opt-in)",
-    "seed": "random seed (data order, augmentation, initialisation)",
-    "checkpoint_every": "write a checkpoint every N iterations (and at the end)",
-    "keep_checkpoints": "keep the newest N numbered checkpoints (last.pth is always kept)",
-    "log_every": "log (log.csv, progress bar) every N iterations",
-    "on_nonfinite": "NaN/inf loss: 'stop' (raise, naming the iteration) or 'skip' (skip the step, count it)",
-    "max_skips": "with --on-nonfinite skip: give up after this many skipped steps",
-    "download": "voc: download VOC2007/2012 if missing (opt-in, ~3.5 GB)",
-    "resume": "continue from a checkpoint path, or 'auto' (OUT/last.pth if it exists)",
-    "progress": "show a tqdm progress bar",
-    "threads": "torch CPU threads (0: torch's default)",
-}
+# %% ../nbs/11_cli.ipynb #c006
+class Parser(argparse.ArgumentParser):
+    "argparse with a one-line error: `ssdbook train: error: ... (see ssdbook train --help)`, exit status 2."
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_CHOICES = dict(base=("mini", "vgg16"), optimizer=("sgd", "adamw"), schedule=("step", "cosine"),
-                augment=("ssd", "light", "none"), amp=("auto", "bf16", "fp16", "off"),
-                channels_last=("auto", "on", "off"), on_nonfinite=("stop", "skip"))
+def one_line(e: BaseException) -> str:
+    "The message of a user error as one line (a DataLoader worker's traceback reduced to its last line)."
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+    if any(l.startswith("Original Traceback") for l in lines):
+        lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]
+    text = " ".join(lines) or type(e).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
-def _bool(s):
-    if s.lower() in ("1", "true", "yes", "on"):
-        return True
-    if s.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (yes/no), got {s!r}")
-
-
-def _ints(s):
-    return tuple(int(x) for x in s.split(",") if x.strip())
-
-
-def _sets(s):
-    out = []
-    for part in s.split(","):
-        if part.strip():
-            year, _, name = part.strip().partition(":")
-            if not name:
-                raise argparse.ArgumentTypeError(f"image set {part!r}: expected YEAR:NAME, e.g. 2007:trainval")
-            out.append((year, name))
-    return tuple(out)
-
-
-def _fmt(v):
-    if isinstance(v, tuple):
-        return ",".join(":".join(x) if isinstance(x, tuple) else str(x) for x in v)
-    return v
-
-
-def add_train_options(p: argparse.ArgumentParser):
-    "Every `TrainConfig` field as an option; defaults come from the recipe of --data (shown in --help)."
-    shapes, voc = shapes_recipe(), voc_recipe()
-    p.add_argument("--data", choices=("shapes", "voc"), default="shapes",
-                   help="the training set: 'shapes' (synthetic, generated on demand) or 'voc' (Pascal VOC) "
-                        "(default: shapes). It picks the recipe that supplies the other defaults.")
-    for f in TrainConfig.__dataclass_fields__.values():
-        if f.name == "data":
-            continue
-        a, b = getattr(shapes, f.name), getattr(voc, f.name)
-        default = f"{_fmt(a)}" if a == b else f"shapes: {_fmt(a)}; voc: {_fmt(b)}"
-        kind = {bool: _bool, int: int, float: float, str: str}.get(type(getattr(TrainConfig(), f.name)))
-        if f.name == "steps":
-            kind = _ints
-        if f.name == "image_sets":
-            kind = _sets
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                       choices=_CHOICES.get(f.name),
-                       metavar=("yes|no" if kind is _bool else "|".join(_CHOICES[f.name]) if f.name in _CHOICES
-                                else f.name.upper()),
-                       help=f"{_TRAIN_HELP.get(f.name, '')} (default: {default or repr(default)})")
-    return p
-
-
-def config_from_args(args) -> TrainConfig:
-    "The recipe of `args.data`, overridden by every option given on the command line."
-    over = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None
-            and k != "data"}
-    return (shapes_recipe if args.data == "shapes" else voc_recipe)(**over)
+USER_ERRORS = (ValueError, OSError, FloatingPointError)   # OSError: missing files, permissions, a full disk
 
 # %% ../nbs/11_cli.ipynb #c008
-def load_model(checkpoint, device="auto", phase="train"):
-    "A network rebuilt from a training checkpoint: returns `(net, meta)`, meta has `classes`, `base`, `iteration`."
-    from ssdbook.train import build_model, load_checkpoint, pick_device
-    device = pick_device(device)
-    ck = load_checkpoint(checkpoint, map_location="cpu")
-    if "model" not in ck or "base" not in ck:
-        raise ValueError(f"{checkpoint}: not an ssdbook training checkpoint (no 'model'/'base' entries)")
-    net = build_model(ck["base"], ck["num_classes"], phase)
-    net.load_state_dict(ck["model"])
-    net.to(device).eval()
-    return net, dict(classes=ck["classes"], base=ck["base"], iteration=ck["iteration"], config=ck.get("config", {}))
+def _device(s):
+    if not re.fullmatch(DEVICE_PATTERN, s):
+        raise argparse.ArgumentTypeError(f"{s!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+    return s
 
 
-@torch.no_grad()
-def predict(net, images, conf_thresh=0.01, top_k=200, nms_thresh=0.45):
-    """Detections for a batch of normalised images `(B, 3, 300, 300)`: a list of `{boxes, scores, labels}`.
-
-    Runs the network's raw heads (whatever its phase) and `ssdbook.detect.Detect` with the given thresholds;
-    boxes are fractions of the image, clipped to [0, 1], labels 0-based."""
+def _detect_defaults() -> dict:
     from ssdbook.detect import Detect
-    was = net.phase
-    net.phase = "train"
-    try:
-        loc, conf, priors = net(images.to(net.priors.device))
-    finally:
-        net.phase = was
-    det = Detect(net.num_classes, 0, top_k, conf_thresh, nms_thresh)(loc.float(), conf.float().softmax(-1), priors)
-    out = Detect.to_list(det)
-    for d in out:
-        d["boxes"] = d["boxes"].clamp(0, 1)
-    return out
+    return {k: p.default for k, p in inspect.signature(Detect).parameters.items()
+            if k in ("top_k", "nms_thresh", "conf_thresh")}
 
 
-def evaluate(net, dataset, batch_size=16, conf_thresh=0.01, top_k=200, nms_thresh=0.45, method="voc07",
-             classes=None, progress=False) -> dict:
-    "`ssdbook.evaluate.evaluate_model` with the given `Detect` thresholds (detections come back in pixels)."
-    from ssdbook.detect import Detect
-    from ssdbook.evaluate import evaluate_model
-    return evaluate_model(net, dataset, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1),
-                          detect=Detect(net.num_classes, 0, top_k, conf_thresh, nms_thresh), method=method,
-                          classes=classes, progress=progress, return_detections=True)
+def add_model_arguments(p, checkpoint=True, thresholds=True):
+    if checkpoint:
+        p.add_argument("--checkpoint", required=True, help="a checkpoint written by `ssdbook train`")
+    p.add_argument("--device", type=_device, default="auto", help="'auto' (CUDA if available, else CPU), 'cpu', "
+                   "'cuda', 'cuda:N', 'mps' (default: auto)")
+    if thresholds:
+        d = _detect_defaults()
+        p.add_argument("--top-k", type=int, default=None, help=f"candidates per class kept for NMS (default: {d['top_k']})")
+        p.add_argument("--nms-thresh", type=float, default=None, help=f"NMS IoU threshold (default: {d['nms_thresh']})")
 
-# %% ../nbs/11_cli.ipynb #c009
-def detection_grid(images, detections, classes, path, score_thresh=0.3, annotations=None, ncols=4, title=None):
-    "Save several images with their detections (and dashed ground truth) in one figure."
-    import matplotlib.pyplot as plt
-    from ssdbook.evaluate import draw_detections
-    n = len(images)
-    ncols = min(ncols, n)
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (ax, img, d) in enumerate(zip(axes.flat, images, detections)):
-        gt = None if annotations is None else annotations[k]
-        draw_detections(ax, img, d, classes, score_thresh=score_thresh, ground_truth=gt)
-    fig.suptitle(title or f"detections with score > {score_thresh} (ground truth dashed)", fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
 
-# %% ../nbs/11_cli.ipynb #c011
+def detect_options(args) -> dict:
+    "The `Detect` keywords given on the command line (the others keep `Detect`'s defaults)."
+    return {k: getattr(args, k) for k in ("top_k", "nms_thresh", "conf_thresh") if getattr(args, k, None) is not None}
+
+
+def add_classes_arguments(p, default="the dataset's classes.txt"):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--classes", default=None, help=f"class names, comma-separated: box,ball (default: {default})")
+    g.add_argument("--classes-file", default=None, metavar="FILE", help="the class names, one per line")
+
+
+def classes_from_args(args):
+    "The class list of `--classes` / `--classes-file` (validated), or None."
+    from ssdbook.data import check_classes, read_classes
+    if getattr(args, "classes", None):
+        return check_classes([c.strip() for c in args.classes.split(",")], "--classes")
+    if getattr(args, "classes_file", None):
+        return read_classes(args.classes_file)
+    return None
+
+
+def agree(a, what_a, b, what_b):
+    "A one-line `ValueError` naming both lists unless the class lists `a` and `b` (either may be None) agree."
+    if a is not None and b is not None and list(a) != list(b):
+        raise ValueError(f"{what_a} lists classes {', '.join(a)} but {what_b} lists {', '.join(b)}")
+    return a if a is not None else b
+
+# %% ../nbs/11_cli.ipynb #c010
+def shapes_root(root, n_train, n_test, seed) -> Path:
+    "The dataset root of the shapes set with these parameters under `root` (generated safely on first use)."
+    from ssdbook.shapes import shapes_set
+    return shapes_set(root, n_train=n_train, n_test=n_test, seed=seed)
+
+
+def open_dataset(data, root, *, train, classes=None, source="--classes", annotations=None, image_sets=(),
+                 transform=None, download=False):
+    """The training (`train=True`) or test split of `--data` under `root`. `classes` (from `source`: the flags or a
+    checkpoint) must agree with the list the data carries; a one-line `ValueError` names both lists."""
+    from ssdbook.data import VOC_CLASSES, VOCDetection, _folder_classes
+    if data == "coco":
+        if not annotations:
+            raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
+        from ssdbook.coco import COCODetection
+        ds = COCODetection(root, annotations, transform=transform)
+        agree(classes, source, ds.classes, str(annotations))
+        return ds
+    if annotations:
+        raise ValueError(f"--annotations is for --data coco, not --data {data}")
+    split = "train" if train else "test"
+    default = [("shapes", split)] if data == "shapes" else (
+        [("2007", "trainval"), ("2012", "trainval")] if train else [("2007", "test")])
+    sets = [tuple(s) for s in image_sets] or default
+    if not download and not Path(root).expanduser().is_dir():
+        raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
+    own = _folder_classes(Path(root).expanduser(), [y for y, _ in sets])
+    names = agree(classes, source, own, f"the dataset's classes.txt under {root}")
+    return VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names or VOC_CLASSES,
+                        download=download)
+
+# %% ../nbs/11_cli.ipynb #c012
+def _finetune_net(path, base, classes, seed):
+    import torch
+    from ssdbook.checkpoint import load_for_finetuning
+    from ssdbook.model import build_ssd
+    torch.manual_seed(seed)
+    net = build_ssd("train", num_classes=len(classes) + 1, base=base)
+    fresh = load_for_finetuning(net, path)
+    print(f"fine-tuning {path} on classes {', '.join(classes)}: "
+          + (f"new class heads ({len(fresh)} tensors start fresh)" if fresh else "same classes, all weights kept"))
+    return net
+
+
 def cmd_train(args):
+    from ssdbook.data import SHAPES_CLASSES
     from ssdbook.train import train
-    cfg = config_from_args(args)
-    r = train(cfg)
-    if r["checkpoint"] is not None:
-        last = r["history"][-1] if r["history"] else {}
-        print(f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
-              + (f"; last loss_l {last['loss_l']:.3f}, loss_c {last['loss_c']:.3f}" if last else "")
-              + (f"; {r['skipped']} non-finite steps skipped" if r["skipped"] else ""))
-        print(f"checkpoint: {r['checkpoint']}\nlog: {r['log']}")
+    ns = argparse.Namespace(**{**vars(args), "data": "voc" if args.data == "coco" else args.data})
+    cfg = config_from_args(ns)
+    classes, dataset = classes_from_args(args), None
+    if args.data == "shapes":
+        classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
+        cfg = config_from_args(ns, root=str(shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)))
+    else:
+        dataset = open_dataset(args.data, cfg.root, train=True, classes=classes, annotations=args.annotations,
+                               image_sets=cfg.image_sets, download=cfg.download)
+        classes = dataset.classes
+        if cfg.max_images and cfg.max_images < len(dataset):
+            import torch
+            dataset = torch.utils.data.Subset(dataset, range(cfg.max_images))
+    net = _finetune_net(args.finetune, cfg.base, classes, cfg.seed) if args.finetune else None
+    r = train(cfg, net=net, dataset=dataset, classes=list(classes))
+    last = r["history"][-1] if r.get("history") else {}
+    print(f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
+          + (f"; last loss_l {last['loss_l']:.3f}, loss_c {last['loss_c']:.3f}" if last else "")
+          + (f"; {r['skipped']} non-finite steps skipped" if r.get("skipped") else ""))
+    print(f"checkpoint: {r['checkpoint']}\nlog: {r['log']}")
     return 0
 
-
-def _test_set(data, root, image_set):
-    from ssdbook.data import BaseTransform
-    from ssdbook.train import build_test_set
-    sets = _sets(image_set)[0] if image_set else None
-    return build_test_set(data, root, sets, transform=BaseTransform(300))
+# %% ../nbs/11_cli.ipynb #c014
+def _eval_root(data, args, cfg):
+    recorded = cfg.get("root")
+    if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes" / "shapes.json").is_file():
+        return args.root or recorded or "data"
+    return shapes_root(args.root or "data", cfg.get("n_train", 2000), cfg.get("n_test", 500), cfg.get("seed", 0))
 
 
 def cmd_eval(args):
-    net, meta = load_model(args.checkpoint, args.device)
-    from ssdbook.evaluate import format_results
-    data = args.data or meta["config"].get("data", "shapes")
-    root = args.root or meta["config"].get("root", "data")
-    ds = _test_set(data, root, args.image_set)
+    from ssdbook.checkpoint import load_model
+    from ssdbook.config import image_sets
+    from ssdbook.data import BaseTransform
+    from ssdbook.detect import Detect
+    from ssdbook.evaluate import evaluate_model, format_results
+    net, ck = load_model(args.checkpoint, device=args.device)
+    where = f"checkpoint {args.checkpoint}"
+    classes = agree(classes_from_args(args), "--classes", ck["classes"], where)
+    cfg = ck.get("config") or {}
+    data = args.data or cfg.get("data", "shapes")
+    ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
+                      annotations=args.annotations, image_sets=image_sets(args.image_set) if args.image_set else (),
+                      transform=BaseTransform(net.size))
+    kw = detect_options(args)
     t0 = time.perf_counter()
-    res = evaluate(net, ds, args.batch_size, args.conf_thresh, args.top_k, args.nms_thresh, method=args.metric,
-                   classes=meta["classes"], progress=args.progress)
-    print(f"{len(ds)} images of {data} ({args.image_set or 'test'}), AP at IoU 0.5 ({args.metric}) "
-          f"[{time.perf_counter() - t0:.1f} s]:")
+    res = evaluate_model(net, ds, batch_size=args.batch_size, detect=Detect(net.num_classes, **kw) if kw else None,
+                         method=args.metric, classes=list(classes), progress=args.progress)
+    print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
     print(format_results(res))
     return 0
 
+# %% ../nbs/11_cli.ipynb #c016
+CSV_FIELDS = ("image", "width", "height", "class", "label", "score", "x1", "y1", "x2", "y2")
+
+
+def detection_records(path, res) -> dict:
+    "One image's detections as plain data: `dict(image, width, height, detections=[dict(class, label, score, box)])`."
+    h, w = res["size"]
+    dets = [{"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]} for n, l, s, b in
+            zip(res["names"], res["labels"].tolist(), res["scores"].tolist(), res["boxes"].tolist())]
+    return dict(image=str(path), width=w, height=h, detections=dets)
+
+
+def write_detections(out, records) -> tuple[Path, Path]:
+    "`out/detections.json` and `out/detections.csv` (one row per detection) from `detection_records`."
+    out = Path(out)
+    (out / "detections.json").write_text(json.dumps(records, indent=1) + "\n")
+    with open(out / "detections.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_FIELDS)
+        w.writerows([r["image"], r["width"], r["height"], d["class"], d["label"], d["score"], *d["box"]]
+                    for r in records for d in r["detections"])
+    return out / "detections.json", out / "detections.csv"
+
+
+def _picture_name(path, taken):
+    name, k = f"{Path(path).stem}_detections.png", 1
+    while name in taken:
+        k += 1
+        name = f"{Path(path).stem}_{k}_detections.png"
+    taken.add(name)
+    return name
+
 
 def cmd_detect(args):
-    import matplotlib.pyplot as plt
-    from ssdbook.data import BaseTransform, read_image
-    from ssdbook.evaluate import draw_detections
-    net, meta = load_model(args.checkpoint, args.device)
+    from ssdbook.evaluate import save_detections
+    from ssdbook.inference import Detector, image_files
+    files, problems = image_files(args.images)
+    if not files:
+        raise ValueError(problems[0] + (f" (and {len(problems) - 1} more inputs gave no file)" if len(problems) > 1 else ""))
+    det = Detector.from_checkpoint(args.checkpoint, device=args.device, score_thresh=args.score_thresh,
+                                   max_detections=args.max_detections, batch_size=args.batch_size, **detect_options(args))
+    agree(classes_from_args(args), "--classes", det.classes, f"checkpoint {args.checkpoint}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tf = BaseTransform(300)
-    for path in args.images:
-        image = read_image(path)
-        det = predict(net, tf(image)[0][None], args.conf_thresh, args.top_k, args.nms_thresh)[0]
-        keep = det["scores"] > args.score_thresh
-        H, W = image.shape[-2:]
-        fig, ax = plt.subplots(figsize=(6, 6 * H / W))
-        draw_detections(ax, image, det, meta["classes"], score_thresh=args.score_thresh, coords="fraction")
-        ax.set_title(f"{Path(path).name}: {int(keep.sum())} detections (score > {args.score_thresh})", fontsize=9)
-        fig.tight_layout()
-        dest = out / (Path(path).stem + "_detections.png")
-        fig.savefig(dest, dpi=100)
-        plt.close(fig)
-        print(f"{path}: {int(keep.sum())} detections -> {dest}")
-        for b, sc, l in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist(), det["labels"][keep].tolist()):
-            print(f"  {meta['classes'][l]:<12} {sc:.3f}  [{b[0] * W:.0f}, {b[1] * H:.0f}, {b[2] * W:.0f}, {b[3] * H:.0f}]")
+    for p in problems:
+        print(f"ssdbook detect: skipped {p}", file=sys.stderr)
+    records, failed, taken = [], len(problems), set()
+    for path, res, image in det.predict_files(files, with_images=args.pictures):
+        if isinstance(res, Exception):
+            print(f"ssdbook detect: skipped {one_line(res)}", file=sys.stderr)
+            failed += 1
+            continue
+        records.append(detection_records(path, res))
+        msg = f"{path}: {len(res['scores'])} detections"
+        if args.pictures:
+            pic = save_detections(out / _picture_name(path, taken), image, res, det.classes,
+                                  score_thresh=det.score_thresh, coords="pixel")
+            msg += f" -> {pic}"
+        print(msg)
+    j, c = write_detections(out, records)
+    print(f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
+          f"{det.score_thresh}): {j}, {c}")
+    if failed:
+        raise ValueError(f"{failed} of {len(files) + len(problems)} inputs could not be read (named above); "
+                         f"the other {len(records)} are in {out}")
+    return 0
+
+
+def cmd_export(args):
+    from ssdbook.inference import export
+    ck = Path(args.checkpoint)
+    out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + {"onnx": ".onnx", "torchscript": ".pt"}[args.format])
+    t0 = time.perf_counter()
+    p = export(ck, out, args.format, nms=args.nms, **detect_options(args))
+    outputs = "boxes (N, 4), scores (N,), labels (N,), image (N,)" if args.nms else "boxes (B, 8732, 4), scores (B, 8732, C)"
+    print(f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): images (B, 3, 300, 300) RGB "
+          f"in [0, 1] -> {outputs}")
     return 0
 
 
 def cmd_make_shapes(args):
-    from ssdbook.data import make_shapes_voc
     t0 = time.perf_counter()
-    p = make_shapes_voc(args.root, n_train=args.n_train, n_test=args.n_test, seed=args.seed, overwrite=args.overwrite)
-    print(f"shapes set in {p} ({args.n_train} train + {args.n_test} test images) [{time.perf_counter() - t0:.1f} s]")
+    p = shapes_root(args.root, args.n_train, args.n_test, args.seed)
+    print(f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
+          f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {args.root}")
     return 0
 
-# %% ../nbs/11_cli.ipynb #c013
-QUICK_DEMO = dict(n_train=24, n_test=8, iterations=3, batch_size=4, warmup=1, log_every=1, checkpoint_every=3)
-
-
-def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -> dict:
-    """The main job: shapes set -> train the mini base on the CPU -> VOC07 mAP on the test split -> a picture.
-
-    `overrides` are `TrainConfig` fields (e.g. `iterations=`); `quick` (default: `SSDBOOK_QUICK=1`) runs a
-    tiny budget that only checks the pipeline. Returns dict(map, ap, classes, picture, seconds, ...)."""
-    from ssdbook.data import SHAPES_CLASSES, make_shapes_voc
-    from ssdbook.train import train
-    quick = os.environ.get("SSDBOOK_QUICK") == "1" if quick is None else quick
-    kw = dict(QUICK_DEMO if quick else {}, root=str(root), out=str(out), progress=progress, device="cpu")
-    kw.update(overrides)
-    cfg = shapes_recipe(**kw)
-    t0 = time.perf_counter()
-    print(f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images under {root}/VOCshapes", flush=True)
-    make_shapes_voc(root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
-    t1 = time.perf_counter()
-    print(f"      [{t1 - t0:.0f} s]\n[2/4] training base={cfg.base} on the {torch.device('cpu')}: {cfg.iterations} "
-          f"iterations x {cfg.batch_size} images ({cfg.optimizer}, lr {cfg.lr:g}, {cfg.schedule}, augment={cfg.augment})",
-          flush=True)
-    r = train(cfg)
-    t2 = time.perf_counter()
-    print(f"      [{t2 - t1:.0f} s]\n[3/4] evaluating on the {cfg.n_test} held-out test images", flush=True)
-    from ssdbook.evaluate import format_results
-    net = r["net"].eval()
-    ds = _test_set("shapes", root, None)
-    res = evaluate(net, ds, batch_size=16, classes=list(SHAPES_CLASSES))
-    t3 = time.perf_counter()
-    print(f"      [{t3 - t2:.0f} s]  VOC2007 11-point AP at IoU 0.5 on {len(ds)} test images:")
-    print(format_results(res))
-    k = min(8, len(ds))
-    images = [ds.pull_image(i) for i in range(k)]
-    pic = detection_grid(images, res["detections"][:k], SHAPES_CLASSES, Path(out) / "detections.png",
-                         annotations=res["annotations"][:k])
-    t4 = time.perf_counter()
-    print(f"[4/4] detections on {k} test images: {pic}\n"
-          f"mAP@0.5 (VOC07) = {float(res['map']):.4f} in {t4 - t0:.0f} s "
-          f"(data {t1 - t0:.0f} s, training {t2 - t1:.0f} s, evaluation {t3 - t2:.0f} s)", flush=True)
-    return dict(map=float(res["map"]), ap=[float(a) for a in res["ap"]], classes=list(SHAPES_CLASSES), picture=pic,
-                seconds=t4 - t0, train_seconds=t2 - t1, checkpoint=r["checkpoint"], log=r["log"])
+# %% ../nbs/11_cli.ipynb #c018
+def record_result(name, numbers) -> Path | None:
+    "Record `numbers` with `benchmarks/_results.py` when running from a checkout of the repository; else nothing."
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "_results.py"
+    if not script.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("_ssdbook_results", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.record(name, numbers, command="python -m ssdbook demo " + " ".join(sys.argv[2:]))
+    return mod.RESULTS
 
 
 def cmd_demo(args):
-    over = {k: v for k, v in dict(iterations=args.iterations, batch_size=args.batch_size, n_train=args.n_train,
-                                   n_test=args.n_test, lr=args.lr, seed=args.seed, threads=args.threads).items()
-            if v is not None}
-    demo(args.root, args.out, quick=True if args.quick else None, progress=args.progress, **over)
+    from ssdbook.inference import demo
+    over = {k: getattr(args, k) for k in ("iterations", "batch_size", "n_train", "n_test", "lr", "seed", "threads")
+            if getattr(args, k) is not None}
+    quick = True if args.quick else None
+    r = demo(args.root, args.out, quick=quick, progress=args.progress, **over)
+    if args.record and not (quick or os.environ.get("SSDBOOK_QUICK") == "1"):
+        keep = ("map", "ap", "ap_by_size", "iterations", "batch_size", "n_train", "n_test", "seconds", "data_seconds",
+                "train_seconds", "eval_seconds")
+        where = record_result("main_job", {k: r[k] for k in keep})
+        if where:
+            print(f"recorded as 'main_job' in {where}")
     return 0
 
-# %% ../nbs/11_cli.ipynb #c015
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ssdbook", description="SSD (Single Shot MultiBox Detector): train, "
-                                "evaluate and run detectors; `ssdbook demo` is the whole job on a CPU.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t = sub.add_parser("train", help="train an SSD (shapes or VOC; mini or vgg16 base; torchrun for several GPUs)",
-                       description="Train an SSD. Defaults come from the recipe of --data: 'shapes' trains the "
-                                   "mini base on a CPU in minutes; 'voc' is the reference's SSD300 schedule. "
-                                   "Under `torchrun --nproc_per_node=N` it uses DistributedDataParallel.")
-    add_train_options(t)
+# %% ../nbs/11_cli.ipynb #c020
+def _parser_train(sub):
+    t = sub.add_parser("train", help="train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun for "
+                       "several GPUs)", description="Train an SSD. Defaults come from the recipe of --data: 'shapes' "
+                       "trains the mini base on a CPU in minutes; 'voc' (and 'coco') the reference's SSD300 schedule. "
+                       "Under `torchrun --nproc_per_node=N` it uses DistributedDataParallel.")
+    t.add_argument("--data", choices=("shapes", "voc", "coco"), default="shapes", help="the training set: "
+                   "'shapes' (synthetic, generated on demand), 'voc' (a VOC-format folder: Pascal VOC or your own), "
+                   "'coco' (a COCO JSON + an image folder); it picks the recipe of the other defaults (default: shapes)")
+    add_config_arguments(t, skip=("data",))
+    t.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file "
+                   "(--root: the folder of its images)")
+    add_classes_arguments(t, default="the data's classes.txt / COCO categories; VOC's 20 classes for Pascal VOC")
+    t.add_argument("--finetune", default=None, metavar="CKPT", help="start from this checkpoint's weights; with "
+                   "other classes the class heads start fresh (new heads)")
     t.set_defaults(func=cmd_train)
 
-    def common(q, checkpoint=True):
-        if checkpoint:
-            q.add_argument("--checkpoint", required=True, help="a checkpoint written by `ssdbook train`")
-        q.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', ...")
-        q.add_argument("--conf-thresh", type=float, default=0.01, help="drop detections scoring below this")
-        q.add_argument("--top-k", type=int, default=200, help="candidates per class kept for NMS")
-        q.add_argument("--nms-thresh", type=float, default=0.45, help="NMS IoU threshold")
 
-    e = sub.add_parser("eval", help="VOC AP per class and mAP of a checkpoint on a test split",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    common(e)
-    e.add_argument("--data", choices=("shapes", "voc"), default=None, help="test data (default: the checkpoint's)")
-    e.add_argument("--root", default=None, help="dataset root (default: the checkpoint's)")
-    e.add_argument("--image-set", default=None, help="YEAR:NAME (default: shapes:test or 2007:test)")
-    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    e.add_argument("--metric", choices=("voc07", "area"), default="voc07",
-                   help="AP: VOC2007 11-point (the paper's) or the VOC2010+ area under the curve")
-    e.add_argument("--progress", type=_bool, default=True, metavar="yes|no", help="progress bar")
+def _parser_eval_detect(sub):
+    e = sub.add_parser("eval", help="AP per class and mAP of a checkpoint on a test split")
+    add_model_arguments(e)
+    e.add_argument("--conf-thresh", type=float, default=None, help="drop candidates scoring below this (default: "
+                   f"{_detect_defaults()['conf_thresh']}: AP needs the weak detections too)")
+    e.add_argument("--data", choices=("shapes", "voc", "coco"), default=None, help="test data (default: the checkpoint's)")
+    e.add_argument("--root", default=None, help="dataset root; --data coco: the image folder (default: the checkpoint's)")
+    e.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file")
+    e.add_argument("--image-set", default=None, metavar="YEAR:NAME", help="default: shapes:test or 2007:test")
+    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    e.add_argument("--metric", choices=("voc07", "area", "coco"), default="voc07", help="AP at IoU 0.5: VOC2007 "
+                   "11-point (the paper's) or VOC2010+ area under the curve; or COCO's AP@[.5:.95] (pycocotools)")
+    add_classes_arguments(e, default="the checkpoint's")
+    e.add_argument("--progress", type=yes_no, default=True, metavar="yes|no", help="progress bar (default: yes)")
     e.set_defaults(func=cmd_eval)
-
-    d = sub.add_parser("detect", help="draw a checkpoint's detections on images",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d.add_argument("images", nargs="+", metavar="IMAGE", help="image files (jpg, png)")
-    common(d)
-    d.add_argument("--score-thresh", type=float, default=0.3, help="draw and print detections above this score")
-    d.add_argument("--out", default="detections", help="folder for the pictures (IMAGE_detections.png)")
+    d = sub.add_parser("detect", help="detections of a checkpoint on images: pictures, JSON and CSV")
+    d.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted glob patterns")
+    add_model_arguments(d)
+    d.add_argument("--score-thresh", type=float, default=0.3, help="keep detections above this score (default: 0.3)")
+    d.add_argument("--max-detections", type=int, default=100, help="per image, best first (default: 100)")
+    d.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    d.add_argument("--out", default="detections", help="folder for pictures, detections.json and .csv (default: detections)")
+    d.add_argument("--pictures", type=yes_no, default=True, metavar="yes|no", help="write annotated pictures (default: yes)")
+    add_classes_arguments(d, default="the checkpoint's")
     d.set_defaults(func=cmd_detect)
 
-    m = sub.add_parser("make-shapes", help="generate the synthetic shapes set in the VOC layout",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m.add_argument("--root", default="data", help="writes ROOT/VOCshapes")
-    m.add_argument("--n-train", type=int, default=2000, help="training images")
-    m.add_argument("--n-test", type=int, default=500, help="test images")
-    m.add_argument("--seed", type=int, default=0, help="random seed (the set is a function of it)")
-    m.add_argument("--overwrite", action="store_true", help="rebuild even if the same set is there")
-    m.set_defaults(func=cmd_make_shapes)
 
+def _parser_export(sub):
+    x = sub.add_parser("export", help="write a checkpoint as an ONNX or TorchScript model",
+                       description="Export: the model takes (B, 3, 300, 300) RGB images in [0, 1] and returns decoded "
+                                   "boxes and class scores for every prior, or with --nms the kept detections.")
+    add_model_arguments(x, thresholds=True)
+    x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
+    x.add_argument("--nms", action="store_true", help="include Detect's thresholding and per-class NMS")
+    x.add_argument("--conf-thresh", type=float, default=None, help="with --nms: candidates above this score "
+                   f"(default: {_detect_defaults()['conf_thresh']})")
+    x.add_argument("--out", default=None, help="output file (default: the checkpoint's name with .onnx / .pt)")
+    x.set_defaults(func=cmd_export)
+
+
+def _parser_shapes_demo(sub):
+    from ssdbook.config import shapes_recipe
     s = shapes_recipe()
+    m = sub.add_parser("make-shapes", help="generate the synthetic shapes set (VOC layout, classes.txt, COCO JSON)")
+    m.add_argument("--root", default="data", help="the set goes into a folder named by seed and version under ROOT "
+                   "(default: data)")
+    m.add_argument("--n-train", type=int, default=s.n_train, help=f"training images (default: {s.n_train})")
+    m.add_argument("--n-test", type=int, default=s.n_test, help=f"test images (default: {s.n_test})")
+    m.add_argument("--seed", type=int, default=s.seed, help=f"the set is a function of it (default: {s.seed})")
+    m.set_defaults(func=cmd_make_shapes)
     g = sub.add_parser("demo", help="the main job: shapes set -> train mini on the CPU -> mAP -> picture",
                        description="Generate the shapes set, train the mini SSD on the CPU, print the VOC2007 "
-                                   "11-point mAP@0.5 and per-class APs on the held-out split, and write "
-                                   "OUT/detections.png. Other settings: the shapes recipe (`ssdbook train --help`).")
-    g.add_argument("--root", default="data", help="where the shapes set is written (default: data)")
-    g.add_argument("--out", default="runs/demo", help="checkpoints, log, loss curve and detections picture (default: runs/demo)")
-    g.add_argument("--iterations", type=int, default=None, help=f"training steps (recipe: {s.iterations})")
-    g.add_argument("--batch-size", type=int, default=None, help=f"images per step (recipe: {s.batch_size})")
-    g.add_argument("--n-train", type=int, default=None, help=f"training images (recipe: {s.n_train})")
-    g.add_argument("--n-test", type=int, default=None, help=f"test images (recipe: {s.n_test})")
-    g.add_argument("--lr", type=float, default=None, help=f"peak learning rate (recipe: {s.lr})")
-    g.add_argument("--seed", type=int, default=None, help=f"random seed (recipe: {s.seed})")
+                                   "11-point mAP@0.5, per-class APs and AP by object size on the held-out split, and "
+                                   "write OUT/detections.png. Other settings: the shapes recipe (ssdbook train --help).")
+    g.add_argument("--root", default="data", help="where the shapes set is generated (default: data)")
+    g.add_argument("--out", default="runs/demo", help="checkpoints, log, loss curve, detections picture (default: runs/demo)")
+    for name, kind, what in (("iterations", int, "training steps"), ("batch-size", int, "images per step"),
+                             ("n-train", int, "training images"), ("n-test", int, "test images"),
+                             ("lr", float, "peak learning rate"), ("seed", int, "random seed")):
+        g.add_argument("--" + name, type=kind, default=None, help=f"{what} (default: {getattr(s, name.replace('-', '_'))})")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--quick", action="store_true", help="a tiny budget that only checks the pipeline "
-                   "(also on when SSDBOOK_QUICK=1; default: off)")
-    g.add_argument("--progress", type=_bool, default=True, metavar="yes|no", help="progress bar (default: yes)")
+    g.add_argument("--quick", action="store_true", help="a tiny budget that only checks the pipeline (also on when "
+                   "SSDBOOK_QUICK=1)")
+    g.add_argument("--progress", type=yes_no, default=True, metavar="yes|no", help="progress bar (default: yes)")
+    g.add_argument("--record", type=yes_no, default=True, metavar="yes|no", help="a full run records its numbers in "
+                   "benchmarks/results.json when run from a checkout (default: yes)")
     g.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="ssdbook", description="SSD (Single Shot MultiBox Detector): train, evaluate, run and export "
+               "detectors; `ssdbook demo` is the whole job on a CPU.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _parser_train(sub)
+    _parser_eval_detect(sub)
+    _parser_export(sub)
+    _parser_shapes_demo(sub)
     return p
 
 
 def main(argv=None) -> int:
-    "The `ssdbook` console script and `python -m ssdbook`."
+    "The `ssdbook` console script and `python -m ssdbook`: 0 on success, 2 (and one line on stderr) for a user error."
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"ssdbook {args.command}: error: {e}", file=sys.stderr)
+        return args.func(args) or 0
+    except USER_ERRORS as e:
+        print(f"ssdbook {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ssdbook {args.command}: interrupted", file=sys.stderr)
+        return 130

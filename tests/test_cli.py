@@ -1,25 +1,30 @@
 """Chapter 11: the command line (`python -m ssdbook`, console script `ssdbook`). Tiny budgets only."""
+import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ssdbook.cli import build_parser, config_from_args, main
-from ssdbook.train import TrainConfig, load_checkpoint, shapes_recipe, voc_recipe
+from ssdbook.checkpoint import load_checkpoint
+from ssdbook.cli import build_parser, config_from_args, main, one_line
+from ssdbook.config import TrainConfig, shapes_recipe, voc_recipe
+from ssdbook.data import write_classes
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ("train", "eval", "detect", "export", "make-shapes", "demo")
 
 
 def test_python_m_ssdbook_help():
     r = subprocess.run([sys.executable, "-m", "ssdbook", "--help"], capture_output=True, text=True, cwd=ROOT,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    for cmd in ("train", "eval", "detect", "make-shapes", "demo"):
+    for cmd in COMMANDS:
         assert cmd in r.stdout
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval", "detect", "make-shapes", "demo"])
+@pytest.mark.parametrize("cmd", COMMANDS)
 def test_subcommand_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -29,7 +34,8 @@ def test_subcommand_help(cmd, capsys):
     if cmd == "train":   # every TrainConfig field is an option, with its default shown
         for name in TrainConfig.__dataclass_fields__:
             assert "--" + name.replace("_", "-") in out, name
-        assert "shapes: mini; voc: vgg16" in out and "120000" in out
+        assert "shapes: 'mini'; voc: 'vgg16'" in out and "120000" in out
+        assert "--classes" in out and "--finetune" in out and "coco" in out
 
 
 def test_train_options_override_the_recipe():
@@ -38,13 +44,22 @@ def test_train_options_override_the_recipe():
                                          "10,20", "--cache", "yes", "--image-sets", "2007:trainval"]))
     assert cfg == voc_recipe(root="/x", lr=0.01, steps=(10, 20), cache=True, image_sets=(("2007", "trainval"),))
     assert config_from_args(p.parse_args(["train"])) == shapes_recipe()
-    with pytest.raises(SystemExit):
-        p.parse_args(["train", "--optimizer", "adam"])
 
 
-def test_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert main(["eval", "--checkpoint", str(tmp_path / "nope.pth")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+def test_detect_thresholds_default_to_detect_s_own():
+    from ssdbook.cli import detect_options
+    args = build_parser().parse_args(["eval", "--checkpoint", "x.pth"])
+    assert detect_options(args) == {}                      # nothing retyped: Detect's defaults apply
+    args = build_parser().parse_args(["eval", "--checkpoint", "x.pth", "--top-k", "50", "--nms-thresh", "0.5"])
+    assert detect_options(args) == dict(top_k=50, nms_thresh=0.5)
+
+
+def test_one_line_reduces_a_worker_traceback():
+    e = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                   '  File "x.py", line 1, in f\n    raise ValueError("a.jpg: image file is missing")\n'
+                   "ValueError: a.jpg: image file is missing\n")
+    assert one_line(e) == "a.jpg: image file is missing"
+    assert one_line(ValueError("two\nlines")) == "two lines"
 
 
 @pytest.fixture(scope="module")
@@ -53,35 +68,89 @@ def demo_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     r = subprocess.run([sys.executable, "-m", "ssdbook", "demo", "--quick", "--root", str(tmp / "data"),
                         "--out", str(tmp / "run"), "--progress", "no"], capture_output=True, text=True,
-                       cwd=tmp, timeout=300)
+                       cwd=tmp, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return tmp, r.stdout
 
 
 def test_demo_end_to_end(demo_run):
     tmp, out = demo_run
-    assert "mAP@0.5 (VOC07) =" in out
+    assert "mAP@0.5 (VOC07) =" in out and "by object size:" in out
     for name in ("circle", "square", "triangle"):
         assert name in out                      # per-class APs are printed
     assert (tmp / "run" / "detections.png").stat().st_size > 1000
     assert (tmp / "run" / "loss.png").exists() and (tmp / "run" / "log.csv").exists()
     ck = load_checkpoint(tmp / "run" / "last.pth")
     assert ck["base"] == "mini" and ck["iteration"] == 3
+    sets = list((tmp / "data").glob("shapes-v*/VOCshapes"))          # the seed-named folder, nothing else
+    assert len(sets) == 1 and [p.name for p in (tmp / "data").iterdir()] == [sets[0].parent.name]
 
 
-def test_eval_and_detect_from_the_demo_checkpoint(demo_run, capsys):
+def test_eval_detect_export_from_the_demo_checkpoint(demo_run, capsys, tmp_path):
     tmp, _ = demo_run
     ck = str(tmp / "run" / "last.pth")
-    assert main(["eval", "--checkpoint", ck, "--root", str(tmp / "data"), "--progress", "no"]) == 0
+    assert main(["eval", "--checkpoint", ck, "--progress", "no"]) == 0
     assert "mAP" in capsys.readouterr().out
-    img = next((tmp / "data" / "VOCshapes" / "JPEGImages").glob("test*.jpg"))
-    assert main(["detect", str(img), "--checkpoint", ck, "--out", str(tmp / "det"), "--score-thresh", "0.0"]) == 0
-    assert (tmp / "det" / f"{img.stem}_detections.png").exists()
-    assert "detections ->" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", ck, "--progress", "no", "--metric", "area", "--top-k", "50"]) == 0
+    images = next((tmp / "data").rglob("JPEGImages"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for f in sorted(images.glob("test*.jpg"))[:2]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    Image = pytest.importorskip("PIL.Image")
+    Image.open(folder / "test000000.jpg").resize((200, 120)).save(folder / "small.png")
+    out = tmp_path / "det"
+    assert main(["detect", str(folder), str(images / "test00000[67].jpg"), "--checkpoint", ck, "--out", str(out),
+                 "--score-thresh", "0.0", "--max-detections", "5"]) == 0
+    stdout = capsys.readouterr().out
+    assert "5 images, 25 detections" in stdout
+    records = json.loads((out / "detections.json").read_text())
+    assert len(records) == 5 and all(len(r["detections"]) == 5 for r in records)
+    small = [r for r in records if r["image"].endswith("small.png")][0]
+    assert (small["width"], small["height"]) == (200, 120)
+    assert all(0 <= d["box"][0] <= d["box"][2] <= 200 and 0 <= d["box"][1] <= d["box"][3] <= 120 for d in small["detections"])
+    rows = list(csv.DictReader(open(out / "detections.csv")))
+    assert len(rows) == 25 and set(rows[0]) == {"image", "width", "height", "class", "label", "score", "x1", "y1", "x2", "y2"}
+    assert {r["class"] for r in rows} <= {"circle", "square", "triangle", "star", "cross", "ring"}
+    assert len(list(out.glob("*_detections.png"))) == 5
+    assert main(["export", "--checkpoint", ck, "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.pt").stat().st_size > 1e6
+
+
+def test_detect_skips_bad_files_and_fails_at_the_end(demo_run, capsys, tmp_path):
+    tmp, _ = demo_run
+    img = next((tmp / "data").rglob("test000000.jpg"))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    status = main(["detect", str(img), str(bad), str(tmp_path / "gone.png"), "--checkpoint", str(tmp / "run/last.pth"),
+                   "--out", str(tmp_path / "out"), "--pictures", "no"])
+    cap = capsys.readouterr()
+    assert status == 2
+    err = cap.err.strip().splitlines()
+    assert any("bad.jpg" in l for l in err) and any("gone.png" in l for l in err)
+    assert err[-1].startswith("ssdbook detect: error: 2 of 3 inputs could not be read")
+    assert len(json.loads((tmp_path / "out/detections.json").read_text())) == 1
+
+
+def test_class_lists_must_agree(demo_run, capsys, tmp_path):
+    tmp, _ = demo_run
+    ck = str(tmp / "run" / "last.pth")
+    assert main(["eval", "--checkpoint", ck, "--classes", "circle,square", "--progress", "no"]) == 2
+    err = capsys.readouterr().err
+    assert "--classes lists classes circle, square but checkpoint" in err and "ring" in err
+    # a VOC-format folder whose classes.txt disagrees with the checkpoint
+    root = tmp_path / "toy"
+    (root / "VOC2007" / "ImageSets" / "Main").mkdir(parents=True)
+    write_classes(root / "VOC2007" / "classes.txt", ["box", "ball"])
+    assert main(["eval", "--checkpoint", ck, "--data", "voc", "--root", str(root), "--progress", "no"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "box, ball" in err and "circle" in err and len(err.splitlines()) == 1
 
 
 def test_make_shapes(tmp_path, capsys):
     assert main(["make-shapes", "--root", str(tmp_path), "--n-train", "3", "--n-test", "2"]) == 0
-    main_dir = tmp_path / "VOCshapes" / "ImageSets" / "Main"
+    (folder,) = tmp_path.glob("shapes-v*-seed0-3+2-*")
+    main_dir = folder / "VOCshapes" / "ImageSets" / "Main"
     assert len((main_dir / "train.txt").read_text().split()) == 3
     assert len((main_dir / "test.txt").read_text().split()) == 2
+    assert str(folder) in capsys.readouterr().out

@@ -1,0 +1,105 @@
+"""Chapter 10b: export to ONNX (run with onnxruntime) and TorchScript; outputs equal PyTorch's to 1e-4 on shapes
+test images, with and without NMS. Nothing is downloaded."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ssdbook.data import read_image
+from ssdbook.detect import Detect
+from ssdbook.inference import Detector, ExportModel, export
+from ssdbook.shapes import make_shapes_voc
+
+from test_inference import make_checkpoint
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    ck = make_checkpoint(tmp / "ck.pth")
+    root = make_shapes_voc(tmp / "data", n_train=1, n_test=6)
+    images = torch.stack([read_image(f) for f in sorted((root / "JPEGImages").glob("test*.jpg"))])   # (6, 3, 300, 300)
+    det = Detector.from_checkpoint(ck, device="cpu")
+    files = {(fmt, nms): export(ck, tmp / f"m_{nms}.{fmt}", fmt, nms=nms)
+             for fmt in ("onnx", "torchscript") for nms in (False, True)}
+    return det, images, files
+
+
+def run(files, fmt, nms, images):
+    f = files[(fmt, nms)]
+    if fmt == "onnx":
+        sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        return [torch.from_numpy(o) for o in sess.run(None, {"images": images.numpy()})]
+    with torch.no_grad():
+        return list(torch.jit.load(str(f))(images))
+
+
+def reference(det, images):
+    "Detect's detections per image (fractions), the library path."
+    m = ExportModel(det.net)
+    with torch.no_grad():
+        loc, conf, priors = det.net.raw((images - m.mean) / m.std)
+        return Detect.to_list(Detect(det.net.num_classes)(loc, conf.softmax(-1), priors))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_boxes_and_scores_equal_pytorch(setup, fmt):
+    det, images, files = setup
+    with torch.no_grad():
+        want_boxes, want_scores = ExportModel(det.net)(images)
+    for batch in (images, images[:1], images[2:5]):                  # the batch size is free
+        boxes, scores = run(files, fmt, False, batch)
+        n = len(batch)
+        assert boxes.shape == (n, 8732, 4) and scores.shape == (n, 8732, 7)
+        k = {6: slice(0, 6), 1: slice(0, 1), 3: slice(2, 5)}[n]
+        assert (boxes - want_boxes[k]).abs().max() <= 1e-4
+        assert (scores - want_scores[k]).abs().max() <= 1e-4
+    assert torch.allclose(scores.sum(-1), torch.ones(3, 8732), atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_nms_keeps_what_detect_keeps(setup, fmt):
+    det, images, files = setup
+    boxes, scores, labels, image = run(files, fmt, True, images)
+    want = reference(det, images)
+    assert len(scores) == sum(len(w["scores"]) for w in want) > 0
+    assert (scores[:-1] >= scores[1:]).all()                        # best first over the batch
+    for k, w in enumerate(want):
+        sel = image == k
+        got = sorted(zip(scores[sel].tolist(), labels[sel].tolist(), boxes[sel].tolist()), key=lambda t: (-t[0], t[1], t[2]))
+        exp = sorted(zip(w["scores"].tolist(), w["labels"].tolist(), w["boxes"].tolist()), key=lambda t: (-t[0], t[1], t[2]))
+        for (s, l, b), (s2, l2, b2) in zip(got, exp):
+            assert l == l2 and abs(s - s2) <= 1e-4 and np.abs(np.subtract(b, b2)).max() <= 1e-4
+
+
+def test_classes_ride_along(setup):
+    det, _, files = setup
+    meta = ort.InferenceSession(str(files[("onnx", False)])).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == list(det.classes)
+    extra = {"classes.json": ""}
+    torch.jit.load(str(files[("torchscript", False)]), _extra_files=extra)
+    assert json.loads(extra["classes.json"]) == list(det.classes)
+
+
+def test_bad_format_and_no_partial_file(setup, tmp_path, monkeypatch):
+    det = setup[0]
+    with pytest.raises(ValueError, match="onnx, torchscript"):
+        export(det, tmp_path / "m.tflite", "tflite")
+    import ssdbook.inference as inf
+
+    def boom(model, path, *a):
+        path.write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(inf, "_write_export", boom)
+    with pytest.raises(OSError):
+        export(det, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []                              # nothing left behind
+
+
+def test_export_thresholds_are_validated(setup, tmp_path):
+    with pytest.raises(ValueError):
+        export(setup[0], tmp_path / "m.onnx", nms=True, nms_thresh=2.0)
