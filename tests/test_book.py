@@ -233,3 +233,19 @@ def test_readme_example_runs():
     exec(compile(code, "README.md", "exec"), ns)
     assert tuple(ns["loc"].shape) == (15, 8732, 4) and tuple(ns["detections"].shape) == (15, 7, 200, 5)
     assert float(ns["loss_l"].detach()) > 0 and float(ns["loss_c"].detach()) > 0
+
+
+def test_results_table_rendering():
+    """One row per measurement: the headline ratio, CPU time where both clocks were recorded, no config numbers."""
+    results = {"bench_x": {"ratio": 2.5, "loop_wall_ms": 10.0, "loop_cpu_ms": 9.0, "batched_cpu_ms": 3.6,
+                           "batched_wall_ms": 4.0, "batch": 32, "backward_cpu_ratio": 3.0, "backward_wall_ratio": 2.0,
+                           "what": "x vs y", "measured": "2026-12-02 07:00 UTC", "machine": "CPU, 2 cores"}}
+    table = render_readme.render_results(results)
+    row = next(l for l in table.splitlines() if l.startswith("| `bench_x`"))
+    assert row == ("| `bench_x` | x vs y | 2.50× | loop 9 ms, batched 3.6 ms, backward ratio 3.00× (times: CPU time) "
+                   "| 2026-12-02 07:00 UTC | CPU, 2 cores |")
+    assert "No measurement recorded yet" in render_readme.render_results({})
+    text = "a\n<!-- results:start -->\nold\n<!-- results:end -->\nb\n"
+    assert render_readme.replace_region(text, "results", "new") == "a\n<!-- results:start -->\nnew\n<!-- results:end -->\nb\n"
+    with pytest.raises(ValueError, match="no region"):
+        render_readme.replace_region("nothing", "results", "new")

@@ -76,21 +76,26 @@ def _fmt(v) -> str:
 
 
 def _numbers(e: dict) -> str:
-    """The headline numbers of one entry: times and rates, in CPU time when both clocks were recorded."""
+    """The headline numbers of one entry: times, rates and secondary ratios. When a time was recorded on both
+    clocks (`x_ms` / `x_wall_ms` and `x_cpu_ms`), only the CPU time is shown (less disturbed by other jobs)."""
     keys = [k for k, v in e.items() if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and _SHOWN.search(k)]
-    tokens = [set(k.split("_")) for k in keys]
-    clock = "cpu" if any("cpu" in t for t in tokens) and any("wall" in t for t in tokens) else None
-    out = []
-    for k, t in zip(keys, tokens):
-        if clock and "wall" in t:
+            and (_SHOWN.search(k) or k.endswith("_ratio"))]
+    base = {k: tuple(w for w in k.split("_") if w not in ("cpu", "wall")) for k in keys}
+    has_cpu = {base[k] for k in keys if "cpu" in k.split("_")}
+    out, cpu_used = [], False
+    for k in keys:
+        words = list(base[k])
+        if base[k] in has_cpu and "cpu" not in k.split("_"):
+            continue                                   # the same number on the wall clock: CPU time shown instead
+        if words and words[-1] == "ratio":
+            out.append(f"{' '.join(words)} {e[k]:.2f}×")
             continue
-        words = [w for w in k.split("_") if w not in ("cpu", "wall")]
+        cpu_used |= "cpu" in k.split("_")
         unit = {"ms": " ms", "s": " s", "seconds": " s", "mb": " MB", "gb": " GB"}.get(words[-1])
         if unit:
             words = words[:-1]
         out.append(f"{' '.join(words)} {_fmt(e[k])}{unit or ''}")
-    return ", ".join(out) + (" (CPU time)" if clock and out else "")
+    return ", ".join(out) + (" (times: CPU time)" if cpu_used else "")
 
 
 def render_results(results: dict) -> str:
