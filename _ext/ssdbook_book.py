@@ -19,7 +19,7 @@ import json
 import re
 from pathlib import PurePosixPath
 
-DIRECTIVE = re.compile(r"^\s*#\|")  # nbdev 2 / Quarto cell directives: `#| export`, `#| default_exp x`, `#| hide`
+DIRECTIVE = re.compile(r"^\s*#\s*\|")  # nbdev 2 / Quarto cell directives: `#| export`, `#| default_exp x`, `#| hide`
 NBVAL = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\b.*$")  # `# NBVAL_CHECK_OUTPUT`, `# NBVAL_SKIP`, `# NBVAL_IGNORE_OUTPUT`
 BADGE_ALT = "Open In Colab"
 BADGE_IMG = "../_static/colab-badge.svg"  # relative to nbs/, shipped with the book (no image from the web)
@@ -37,16 +37,20 @@ def is_colab_install_cell(cell) -> bool:
 
 
 def clean_code(src: str) -> tuple[str, set]:
-    """`src` without directive and marker lines, and the set of directive names it had (`export`, `hide`, …)."""
-    kept, names = [], set()
+    """`src` without its directive lines and nbval marker lines, and the set of directive names it had
+    (`export`, `hide`, ...). Directives count only in the cell's leading lines, as nbdev reads them; nbval
+    markers are whole-line comments anywhere in the cell, as nbval reads them."""
+    kept, names, header = [], set(), True
     for line in src.splitlines():
-        if DIRECTIVE.match(line):
+        if header and DIRECTIVE.match(line):
             words = line.split("|", 1)[1].split()
             if words:
                 names.add(words[0].rstrip(":"))
             continue
         if NBVAL.match(line):
             continue
+        if line.strip():
+            header = False
         kept.append(line)
     while kept and not kept[0].strip():
         kept.pop(0)

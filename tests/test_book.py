@@ -76,6 +76,12 @@ def test_filter_drops_markers_default_exp_hide_and_the_colab_cell():
     assert nb["cells"][2]["source"] == "#| default_exp encoding", "the input notebook is not changed"
 
 
+def test_filter_reads_directives_like_nbdev():
+    """Directives only at the top of a cell (`#|export` and `# | export` too); a `#|` later in the code stays."""
+    code, names = ssdbook_book.clean_code("# NBVAL_CHECK_OUTPUT\n#|export\n# | eval: false\nx = 1\n#| not a directive")
+    assert code == "x = 1\n#| not a directive" and names == {"export", "eval"}
+
+
 def test_filter_keeps_tags_and_handles_list_sources():
     nb = _nb(_md(["# Title\n", "text"]), _code(["#| export\n", "x = 1\n"], tags=["hide-input"]))
     out = ssdbook_book.filter_notebook(nb, None)
