@@ -3,6 +3,7 @@
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'IMAGE_EXTENSIONS', 'check_classes', 'read_classes',
-           'write_classes', 'check_targets', 'to_float_image', 'normalize', 'denormalize', 'parse_voc_xml',
-           'anno_to_target', 'write_voc_xml', 'write_coco_json', 'download_voc', 'read_image', 'find_image',
+__all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_classes', 'read_classes', 'write_classes',
+           'check_targets', 'to_float_image', 'normalize', 'denormalize', 'parse_voc_xml', 'anno_to_target',
+           'write_voc_xml', 'write_coco_json', 'download_voc', 'image_extensions', 'read_image', 'find_image',
            'VOCDetection', 'BaseTransform', 'detection_collate', 'draw_boxes', 'show_batch', 'check_dataset']
 
 # %% ../nbs/01_data.ipynb #c006
@@ -329,7 +330,12 @@ def download_voc(root, years=("2007", "2012")):
     return root
 
 # %% ../nbs/01_data.ipynb #c029
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".JPG", ".JPEG", ".PNG")
+@functools.lru_cache(maxsize=1)
+def image_extensions() -> tuple:
+    "File extensions tried for an image id: the common ones first, then every format PIL can open."
+    common = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+    Image.init()                                    # registers all of PIL's plugins
+    return common + tuple(sorted(e for e in Image.registered_extensions() if e not in common))
 
 
 def read_image(path):
@@ -348,8 +354,8 @@ def read_image(path):
 def find_image(folder, img_id, filename=None):
     "The image file of `img_id` in `folder`: the XML's `filename` if it exists, else `<id>` + a known extension."
     folder = Path(folder)
-    candidates = ([folder / filename] if filename else []) + [folder / f"{img_id}{ext}" for ext in IMAGE_EXTENSIONS]
-    for p in candidates:
+    candidates = [folder / filename] if filename else [folder / f"{img_id}.jpg"]
+    for p in candidates + [folder / f"{img_id}{ext}" for ext in image_extensions()]:
         if p.is_file():
             return p
     raise ValueError(f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "

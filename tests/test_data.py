@@ -465,7 +465,8 @@ def test_root_classes_txt_and_disagreeing_lists(tmp_path):
         VOCDetection(tmp_path, [("toy", "train"), ("other", "train")])
 
 
-@pytest.mark.parametrize("ext, filename", [(".png", True), (".png", False), (".jpeg", False), (".bmp", True)])
+@pytest.mark.parametrize("ext, filename", [(".png", True), (".png", False), (".jpeg", False), (".bmp", True),
+                                           (".JPG", False), (".tif", False), (".gif", False), (".webp", False)])
 def test_image_formats(tmp_path, ext, filename):
     _toy_set(tmp_path, ext=ext, filename=filename)
     ds = VOCDetection(tmp_path, [("toy", "train")])
