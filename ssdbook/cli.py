@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEVICE_PATTERN, add_config_arguments, config_from_args, yes_no
+from .config import DEVICE_PATTERN, add_config_arguments, config_from_args, image_sets, pick_device, yes_no
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'CSV_FIELDS', 'Parser', 'one_line', 'add_model_arguments', 'detect_options', 'add_classes_arguments',
-           'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train', 'cmd_eval', 'detection_records',
-           'write_detections', 'cmd_detect', 'cmd_export', 'cmd_make_shapes', 'record_result', 'cmd_demo',
-           'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'CSV_FIELDS', 'Parser', 'one_line', 'positive', 'add_model_arguments', 'detect_options',
+           'add_classes_arguments', 'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train',
+           'cmd_eval', 'detection_records', 'write_detections', 'cmd_detect', 'cmd_export', 'cmd_make_shapes',
+           'record_result', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c006
 class Parser(argparse.ArgumentParser):
@@ -48,6 +48,17 @@ def _device(s):
     return s
 
 
+def positive(s) -> int:
+    "argparse type: an integer >= 1."
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def _detect_defaults() -> dict:
     from ssdbook.detect import Detect
     return {k: p.default for k, p in inspect.signature(Detect).parameters.items()
@@ -61,7 +72,7 @@ def add_model_arguments(p, checkpoint=True, thresholds=True):
                    "'cuda', 'cuda:N', 'mps' (default: auto)")
     if thresholds:
         d = _detect_defaults()
-        p.add_argument("--top-k", type=int, default=None, help=f"candidates per class kept for NMS (default: {d['top_k']})")
+        p.add_argument("--top-k", type=positive, default=None, help=f"candidates per class kept for NMS (default: {d['top_k']})")
         p.add_argument("--nms-thresh", type=float, default=None, help=f"NMS IoU threshold (default: {d['nms_thresh']})")
 
 
@@ -142,6 +153,7 @@ def cmd_train(args):
     from ssdbook.train import train
     ns = argparse.Namespace(**{**vars(args), "data": "voc" if args.data == "coco" else args.data})
     cfg = config_from_args(ns)
+    pick_device(cfg.device)                                          # a missing GPU fails before any data is made
     classes, dataset = classes_from_args(args), None
     if args.data == "shapes":
         classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
@@ -172,21 +184,20 @@ def _eval_root(data, args, cfg):
 
 def cmd_eval(args):
     from ssdbook.checkpoint import load_model
-    from ssdbook.config import image_sets
     from ssdbook.data import BaseTransform
     from ssdbook.detect import Detect
     from ssdbook.evaluate import evaluate_model, format_results
     net, ck = load_model(args.checkpoint, device=args.device)
     where = f"checkpoint {args.checkpoint}"
     classes = agree(classes_from_args(args), "--classes", ck["classes"], where)
+    kw = detect_options(args)
+    detect = Detect(net.num_classes, **kw) if kw else None          # bad thresholds fail before any data is read
     cfg = ck.get("config") or {}
     data = args.data or cfg.get("data", "shapes")
     ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
-                      annotations=args.annotations, image_sets=image_sets(args.image_set) if args.image_set else (),
-                      transform=BaseTransform(net.size))
-    kw = detect_options(args)
+                      annotations=args.annotations, image_sets=args.image_set, transform=BaseTransform(net.size))
     t0 = time.perf_counter()
-    res = evaluate_model(net, ds, batch_size=args.batch_size, detect=Detect(net.num_classes, **kw) if kw else None,
+    res = evaluate_model(net, ds, batch_size=args.batch_size, detect=detect,
                          method=args.metric, classes=list(classes), progress=args.progress)
     print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
     print(format_results(res))
@@ -332,8 +343,9 @@ def _parser_eval_detect(sub):
     e.add_argument("--data", choices=("shapes", "voc", "coco"), default=None, help="test data (default: the checkpoint's)")
     e.add_argument("--root", default=None, help="dataset root; --data coco: the image folder (default: the checkpoint's)")
     e.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file")
-    e.add_argument("--image-set", default=None, metavar="YEAR:NAME", help="default: shapes:test or 2007:test")
-    e.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    e.add_argument("--image-set", type=image_sets, default=(), metavar="YEAR:NAME", help="the test split "
+                   "(default: shapes:test or 2007:test)")
+    e.add_argument("--batch-size", type=positive, default=16, help="images per forward pass (default: 16)")
     e.add_argument("--metric", choices=("voc07", "area", "coco"), default="voc07", help="AP at IoU 0.5: VOC2007 "
                    "11-point (the paper's) or VOC2010+ area under the curve; or COCO's AP@[.5:.95] (pycocotools)")
     add_classes_arguments(e, default="the checkpoint's")
@@ -343,8 +355,8 @@ def _parser_eval_detect(sub):
     d.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted glob patterns")
     add_model_arguments(d)
     d.add_argument("--score-thresh", type=float, default=0.3, help="keep detections above this score (default: 0.3)")
-    d.add_argument("--max-detections", type=int, default=100, help="per image, best first (default: 100)")
-    d.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    d.add_argument("--max-detections", type=positive, default=100, help="per image, best first (default: 100)")
+    d.add_argument("--batch-size", type=positive, default=16, help="images per forward pass (default: 16)")
     d.add_argument("--out", default="detections", help="folder for pictures, detections.json and .csv (default: detections)")
     d.add_argument("--pictures", type=yes_no, default=True, metavar="yes|no", help="write annotated pictures (default: yes)")
     add_classes_arguments(d, default="the checkpoint's")
