@@ -6,11 +6,12 @@
 A tiny run (the mini base, batch 2, a handful of shapes images, a checkpoint *every* iteration so that many
 kills land while a checkpoint is being written) is trained once without interruption: the reference. Then,
 round after round, the same run is started in a fresh folder with `resume='auto'` and killed (SIGKILL: no
-handler, no cleanup, like a preempted machine) at a uniformly random moment of its expected duration, and
-started again, until it finishes on its own. Each round's final weights, optimiser state and log.csv are
-compared with the reference. After every kill the folder is inspected: every checkpoint file left must load
-(none half-written), and the newest intact one must never be older than one seen before the kill (nothing
-lost). Temp files left by a kill mid-write are counted: that is how we know the kills hit the writes.
+handler, no cleanup, like a preempted machine), and started again, until it finishes on its own. Kills
+alternate between 'anytime' (a random instant of the start-up or of a random step) and 'mid-write' (0-5 ms
+after a checkpoint write has begun, i.e. its temp file exists). Each round's final weights, optimiser state and
+log.csv are compared with the reference. After every kill the folder is inspected: every checkpoint file left
+must load (none half-written), and the newest intact one must never be older than one seen before the kill
+(nothing lost). Temp files left by a kill mid-write are counted: that is how we know the kills hit the writes.
 
 Prints "N/N kills resumed bit-identical (R runs), 0 checkpoints lost" and records it in benchmarks/results.json.
 """
@@ -33,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 _TMP = re.compile(r"^\..+\.tmp\d+$")     # ssdbook.checkpoint's temp files: .NAME.tmpPID
+_CKPT_TMP = re.compile(r"^\..+\.pth\.tmp\d+$")   # ... of a checkpoint (not of log.csv)
 
 CHILD = r"""
 import json, sys
@@ -81,8 +83,8 @@ def inspect(out: Path) -> dict:
             intact[p.name] = load_checkpoint(p, mmap=True)["iteration"]
         except CheckpointError as e:
             damaged.append(str(e))
-    temps = sorted(temp_files(out))
-    return dict(newest=max(intact.values(), default=0), damaged=damaged, temps=temps)
+    return dict(newest=max(intact.values(), default=0), damaged=damaged, temps=sorted(temp_files(out)),
+                ckpt_temps=sorted(temp_files(out, _CKPT_TMP)))
 
 
 def same_run(a: Path, b: Path) -> list[str]:
@@ -101,9 +103,9 @@ def same_run(a: Path, b: Path) -> list[str]:
     return diff
 
 
-def temp_files(out: Path) -> set:
+def temp_files(out: Path, pattern=_TMP) -> set:
     try:
-        return {e.name for e in os.scandir(out) if _TMP.match(e.name)}
+        return {e.name for e in os.scandir(out) if pattern.match(e.name)}
     except FileNotFoundError:
         return set()
 
@@ -112,7 +114,7 @@ def kill_mid_write(p: subprocess.Popen, out: Path, nth: int, rng: random.Random)
     "Watch `out` and SIGKILL `p` a random instant (0-5 ms) after its `nth` checkpoint write begins; False if it ended first."
     seen, writing = 0, False
     while p.poll() is None:
-        now = bool(temp_files(out))
+        now = bool(temp_files(out, _CKPT_TMP))
         if now and not writing:
             seen += 1
             if seen >= nth:
@@ -125,32 +127,41 @@ def kill_mid_write(p: subprocess.Popen, out: Path, nth: int, rng: random.Random)
     return False
 
 
-def kill_anytime(p: subprocess.Popen, delay: float) -> bool:
-    "SIGKILL `p` after `delay` seconds unless it finished first."
-    try:
-        p.wait(timeout=delay)
+def _kill(p: subprocess.Popen) -> bool:
+    if p.poll() is not None:
         return False
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGKILL)
-        p.communicate()
-        return True
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    return True
 
 
-def run_round(cfg: dict, duration: float, rng: random.Random, max_kills: int, events: list, rnd: int) -> int:
+def kill_anytime(p: subprocess.Popen, out: Path, before: int, k: int, startup: float, step: float,
+                 rng: random.Random) -> bool:
+    """SIGKILL `p` at a random instant of its k-th step after `before` (k = 0: of its start-up), whatever the load
+    on the machine; False if it finished first."""
+    from ssdbook.checkpoint import read_log
+    while p.poll() is None and sum(r["iteration"] > before for r in read_log(out / "log.csv")) < k:
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, startup if k == 0 else step))
+    return _kill(p)
+
+
+def run_round(cfg: dict, timing: tuple, rng: random.Random, max_kills: int, events: list, rnd: int) -> int:
     """Start, kill, restart... until the run finishes by itself (or after `max_kills` kills); returns the kills.
 
-    Kills alternate between 'anytime' (uniform over the run's expected duration: start-up, caching, steps,
-    writes) and 'mid-write' (an instant after the n-th checkpoint write of this start begins)."""
+    Kills alternate between 'anytime' (a random instant of start-up or of a random step: loading, caching,
+    forward, backward, logging, writing) and 'mid-write' (0-5 ms after the n-th checkpoint write of this start
+    begins). `timing` = (start-up seconds, seconds a step) of the uninterrupted run."""
     out, kills, best = Path(cfg["out"]), 0, 0
     while True:
         before = inspect(out)["newest"] if out.exists() else 0
         p = start(cfg)
         t0 = wait_ready(p)
         mode = "mid-write" if kills % 2 else "anytime"
-        if kills >= max_kills:
+        if kills >= max_kills or before >= cfg["iterations"]:     # enough, or nothing left to train
             killed = False
         elif mode == "anytime":
-            killed = kill_anytime(p, rng.uniform(0, duration * 1.1))
+            killed = kill_anytime(p, out, before, rng.randint(0, cfg["iterations"] - before - 1), *timing, rng)
         else:
             killed = kill_mid_write(p, out, rng.randint(1, max(1, 2 * (cfg["iterations"] - before))), rng)
         if not killed:
@@ -161,7 +172,7 @@ def run_round(cfg: dict, duration: float, rng: random.Random, max_kills: int, ev
         lost = int(after["newest"] < max(best, before)) + len(after["damaged"])
         best = max(best, after["newest"])
         events.append(dict(round=rnd, mode=mode, t=round(time.perf_counter() - t0, 3), resumed_from=before,
-                           reached=after["newest"], mid_write=bool(after["temps"]), lost=lost,
+                           reached=after["newest"], mid_write=bool(after["ckpt_temps"]), lost=lost,
                            damaged=after["damaged"]))
 
 
@@ -182,11 +193,15 @@ def main(argv=None) -> dict:
         t0 = wait_ready(p)
         finish(p)
         duration = time.perf_counter() - t0
-        print(f"reference: {args.iterations} iterations in {duration:.1f} s after start-up")
+        from ssdbook.checkpoint import read_log
+        loop = read_log(work / "reference" / "log.csv")[-1]["elapsed_s"]
+        timing = (duration - loop, loop / args.iterations)
+        print(f"reference: {duration:.1f} s after imports: {timing[0]:.1f} s start-up (data, model), "
+              f"{timing[1]:.2f} s a step")
         kills = 0
         while kills < args.kills:
             cfg = dict(ref, out=str(work / f"round{len(rounds)}"))
-            k = run_round(cfg, duration, rng, min(args.per_round, args.kills - kills), events, len(rounds))
+            k = run_round(cfg, timing, rng, min(args.per_round, args.kills - kills), events, len(rounds))
             diff = same_run(work / "reference", Path(cfg["out"]))
             rounds.append(dict(kills=k, identical=not diff, diff=diff[:5]))
             kills += k

@@ -297,8 +297,9 @@ def _csv_line(values) -> str:
 def append_log_row(path, row: dict, fields=LOG_FIELDS):
     "Append one row to a CSV log in one write + flush (the header first if the file is new); closes off a torn row."
     with open(path, "ab+") as f:
-        size = f.seek(0, os.SEEK_END)
-        head = _csv_line(fields) if size == 0 else "" if f.seek(size - 1) is not None and f.read(1) == b"\n" else "\n"
+        if size := f.seek(0, os.SEEK_END):
+            f.seek(size - 1)
+        head = _csv_line(fields) if size == 0 else "" if f.read(1) == b"\n" else "\n"
         f.write((head + _csv_line([row.get(k, "") for k in fields])).encode())
         f.flush()
 
@@ -311,11 +312,14 @@ def _parse_log(path):
     for line in lines[1:]:
         vals = next(csv.reader([line]), [])
         try:
-            assert len(vals) == len(header)
-            rows.append(({k: None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
-                          for k, v in zip(header, vals)}, line))
-        except (AssertionError, ValueError):
+            row = {k: None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
+                   for k, v in zip(header, vals)} if len(vals) == len(header) else None
+        except ValueError:
+            row = None
+        if row is None:
             _log.warning(f"{path}: skipping a malformed row {line[:60]!r}")
+        else:
+            rows.append((row, line))
     return (lines[0] if lines else None), rows
 
 
@@ -352,8 +356,9 @@ def check_compatible(ckpt, base=None, classes=None, num_classes=None, prior_cfg=
                               "to start a new class list from its weights, fine-tune (load_for_finetuning)")
     if num_classes is not None and n not in (None, num_classes):
         raise CheckpointError(f"{name} has {n} classes (background included), this run {num_classes}")
-    for k in [k for k in (prior_cfg or {}) if pc and k not in ("num_classes", "name") and pc.get(k) != prior_cfg[k]][:1]:
-        raise CheckpointError(f"{name} uses other priors: {k} {pc.get(k)} vs {prior_cfg[k]}")
+    diff = [k for k in (prior_cfg or {}) if pc and k not in ("num_classes", "name") and pc.get(k) != prior_cfg[k]]
+    if diff:
+        raise CheckpointError(f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs {prior_cfg[diff[0]]}")
 
 # %% ../nbs/09b_checkpoints.ipynb #c034
 def load_model(path, device="auto", phase="train"):
