@@ -12,11 +12,19 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms import v2
 
+import torch.nn.functional as F
+import torchvision
+
 from .data import IMAGENET_MEAN, IMAGENET_STD
+
+if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (pytorch/vision#8787)
+    raise ImportError(f"ssdbook.augment needs torchvision >= 0.21 (the public v2 `make_params`/`transform` API "
+                      f"its transforms override); found torchvision {torchvision.__version__}: pip install -U torchvision")
 
 # %% auto #0
 __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sample', 'from_sample', 'hue_matrix', 'color_affine',
-           'RandomColorDistort', 'SSDRandomIoUCrop', 'SSDAugmentation']
+           'RandomColorDistort', 'params_affine', 'apply_color', 'color_params', 'SSDRandomIoUCrop', 'SSDAugmentation',
+           'to_unit', 'normalize_', 'normalize_batch', 'batch_augment']
 
 # %% ../nbs/08_augmentation.ipynb #c006
 def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,12 +130,38 @@ class RandomColorDistort(v2.RandomPhotometricDistort):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, tv_tensors.Image):
             return inpt
-        flat = inpt.as_subclass(Tensor).reshape(3, -1)
-        A, b = color_affine(flat.mean(1), params["brightness_factor"], params["contrast_factor"],
-                            params["saturation_factor"], params["hue_factor"], params["contrast_before"],
-                            params["channel_permutation"])
-        out = torch.addmm(b.to(flat.dtype)[:, None], A.to(flat.dtype), flat).clamp_(0, 1)
-        return tv_tensors.wrap(out.reshape(inpt.shape), like=inpt)
+        x = inpt.as_subclass(Tensor)[None]                                   # (1, 3, H, W)
+        A, b = params_affine(x.mean((2, 3))[0], params)
+        return tv_tensors.wrap(apply_color(x, A[None], b[None])[0], like=inpt)
+
+
+def params_affine(channel_mean: Tensor, params: dict) -> tuple[Tensor, Tensor]:
+    "`color_affine` of one draw of `RandomPhotometricDistort`'s parameters (`make_params`'s dict)."
+    return color_affine(channel_mean, params["brightness_factor"], params["contrast_factor"],
+                        params["saturation_factor"], params["hue_factor"], params["contrast_before"],
+                        params["channel_permutation"])
+
+
+def apply_color(images: Tensor, A: Tensor, b: Tensor) -> Tensor:
+    "`images (B, 3, H, W)` in [0, 1] -> `A @ x + b` per pixel, clamped to [0, 1]: one batched matrix product."
+    B = images.shape[0]
+    flat = images.reshape(B, 3, -1)
+    out = torch.baddbmm(b.to(flat)[:, :, None], A.to(flat), flat)
+    return out.clamp_(0, 1).reshape(images.shape)
+
+
+def color_params(distort: v2.RandomPhotometricDistort, generator: torch.Generator) -> dict:
+    "One draw of `distort`'s parameters (its ranges, its probability `p`) from `generator`: what `make_params` draws."
+    def pick(rng):
+        if rng is None or float(torch.rand((), generator=generator)) >= distort.p:
+            return None
+        return float(rng[0] + (rng[1] - rng[0]) * torch.rand((), generator=generator))
+    out = dict(brightness_factor=pick(distort.brightness), contrast_factor=pick(distort.contrast),
+               saturation_factor=pick(distort.saturation), hue_factor=pick(distort.hue),
+               contrast_before=bool(torch.rand((), generator=generator) < 0.5), channel_permutation=None)
+    if float(torch.rand((), generator=generator)) < distort.p:
+        out["channel_permutation"] = torch.randperm(3, generator=generator)
+    return out
 
 # %% ../nbs/08_augmentation.ipynb #c010
 SSD_CROP_OPTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # 1.0 = whole image, 0.0 = no constraint (torchvision's encoding)
@@ -136,15 +170,18 @@ REFERENCE_CROP_OPTIONS = (0.0, 0.1, 0.3, 0.7, 0.9, 1.0)  # ssd.pytorch's modes: 
 
 class SSDRandomIoUCrop(v2.RandomIoUCrop):
     """SSD's random IoU crop: torchvision's `RandomIoUCrop` with a vectorised patch sampler that also crops
-    images with no objects, a bounded number of retries, and a choice of IoU rule (`"any"` or `"all"`).
+    images with no objects, a bounded number of retries, and a choice of rule: `"any"` (Caffe, torchvision: one
+    object with IoU >= min_iou and its centre inside), `"centre"` (the reference port's effective rule: no IoU test,
+    one centre inside) or `"all"` (every object with IoU >= min_iou, one centre inside).
     Follow it by `v2.SanitizeBoundingBoxes` (it zeroes the boxes whose centre left the patch)."""
 
     def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, min_aspect_ratio: float = 0.5,
                  max_aspect_ratio: float = 2.0, sampler_options: Sequence[float] = SSD_CROP_OPTIONS,
                  trials: int = 50, rule: str = "any", max_draws: int = 50):
         super().__init__(min_scale, max_scale, min_aspect_ratio, max_aspect_ratio, list(sampler_options), trials)
-        if rule not in ("any", "all"):
-            raise ValueError(f"rule must be 'any' (Caffe, torchvision) or 'all' (ssd.pytorch), got {rule!r}")
+        if rule not in ("any", "centre", "all"):
+            raise ValueError(f"rule must be 'any' (Caffe, torchvision), 'centre' (ssd.pytorch as it runs) or 'all', "
+                             f"got {rule!r}")
         if not 0 < min_scale <= max_scale <= 1:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}")
         self.rule, self.max_draws = rule, max_draws
@@ -178,6 +215,8 @@ class SSDRandomIoUCrop(v2.RandomIoUCrop):
                 iou = box_iou(patch, xyxy)                                  # (T, n)
                 if self.rule == "any":
                     ok &= (inside & (iou >= min_iou)).any(1)
+                elif self.rule == "centre":
+                    ok &= inside.any(1)
                 else:
                     ok &= inside.any(1) & (iou >= min_iou).all(1)
             if ok.any():
@@ -237,3 +276,73 @@ class SSDAugmentation:
 
     def __repr__(self) -> str:
         return f"SSDAugmentation(size={self.size}, steps={[n for n, _ in self.steps]})"
+
+# %% ../nbs/08_augmentation.ipynb #c036
+def to_unit(images: Tensor) -> Tensor:
+    "uint8 `(B, 3, H, W)` -> float in [0, 1] (a float batch is returned as a float32 copy)."
+    return images.float().div_(255) if images.dtype == torch.uint8 else images.float().clone()
+
+
+def normalize_(x: Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
+    "In place: `(x - mean) / std` per channel of a `(B, 3, H, W)` batch."
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def normalize_batch(images: Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
+    "uint8 (or [0, 1] float) `(B, 3, H, W)` -> normalised float: the no-augmentation path."
+    return normalize_(to_unit(images), mean, std)
+
+
+def _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep):
+    "Boxes `(B, M, 4)` seen through per-image windows: new boxes (clipped) and which survive `(B, M)`."
+    win = torch.stack([ox, oy, ox, oy], 1)[:, None]
+    scale = torch.stack([sw, sh, sw, sh], 1)[:, None]
+    nb = (boxes - win) / scale
+    cb = nb.clamp(0, 1)
+    area = lambda b: (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    centre = (nb[..., :2] + nb[..., 2:]) / 2
+    inside = ((centre > 0) & (centre < 1)).all(-1)
+    keep = valid & inside & (area(cb) >= min_keep * area(nb).clamp(min=1e-12)) & (area(cb) > 0)
+    return cb, keep
+
+
+def batch_augment(images, targets, generator, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=0.5, photometric=0.5,
+                  zoom=0.5, zoom_range=(0.6, 1.6), min_keep=0.4):
+    """The light augmentation of a whole batch on its device: `images` uint8 `(B, 3, S, S)` (or float in [0, 1]),
+    `targets` B × `(n_i, 5)` -> normalised float images `(B, 3, S, S)` and the new targets. Random draws come
+    from `generator` (a CPU `torch.Generator`): the same generator state gives the same batch on any device."""
+    from ssdbook.matching import pad_targets                  # (B,M,4), (B,M), (B,M): chapter 5's padding
+    B, dev = images.shape[0], images.device
+    rnd = lambda *s: torch.rand(*s, generator=generator).to(dev)
+    x = to_unit(images)
+    if photometric > 0:                                        # colour: chapter 8's matrices, one bmm
+        distort, mu = RandomColorDistort(p=photometric), x.mean((2, 3)).cpu()
+        Ab = [params_affine(mu[i], color_params(distort, generator)) for i in range(B)]
+        x = apply_color(x, torch.stack([a for a, _ in Ab]).to(dev), torch.stack([b for _, b in Ab]).to(dev))
+    x = normalize_(x, mean, std)                               # the zoom-out canvas is 0 = the mean colour
+    boxes, labels, valid = (t.to(dev) for t in pad_targets(targets))
+    lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
+    s, aspect = torch.exp(lo + (hi - lo) * rnd(B)), torch.exp((rnd(B) - 0.5) * 0.4)
+    sw, sh = s * aspect, s / aspect
+    ox = torch.minimum(1 - sw, torch.zeros_like(sw)) + (1 - sw).abs() * rnd(B)
+    oy = torch.minimum(1 - sh, torch.zeros_like(sh)) + (1 - sh).abs() * rnd(B)
+    cb, keep = _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep)
+    use = (rnd(B) < zoom) & (keep.any(1) | ~valid.any(1))      # never zoom every box away
+    keep = torch.where(use[:, None], keep, valid)
+    cb = torch.where(use[:, None, None], cb, boxes)
+    if use.any():                                              # resample only the images that zoom
+        u = use.nonzero().squeeze(1)
+        theta = torch.zeros(len(u), 2, 3, device=dev)
+        theta[:, 0, 0], theta[:, 0, 2] = sw[u], 2 * ox[u] + sw[u] - 1
+        theta[:, 1, 1], theta[:, 1, 2] = sh[u], 2 * oy[u] + sh[u] - 1
+        grid = F.affine_grid(theta, [len(u), *x.shape[1:]], align_corners=False)
+        x.index_copy_(0, u, F.grid_sample(x[u], grid, align_corners=False))
+    f = rnd(B) < flip                                          # horizontal flip
+    fi = f.nonzero().squeeze(1)
+    if len(fi):
+        x.index_copy_(0, fi, x[fi].flip(-1))
+    cb = torch.where(f[:, None, None], torch.stack([1 - cb[..., 2], cb[..., 1], 1 - cb[..., 0], cb[..., 3]], -1), cb)
+    out = torch.cat([cb, labels[..., None].to(cb.dtype)], -1)  # (B, M, 5)
+    return x, list(out[keep].split(keep.sum(1).tolist()))      # the kept boxes of each image, (n_b, 5)

@@ -52,7 +52,8 @@ def assert_valid(image, target, in_target, size=300):
 
 VARIANTS = {
     "default": dict(),
-    "reference": dict(crop_options=REFERENCE_CROP_OPTIONS, crop_rule="all"),
+    "reference": dict(crop_options=REFERENCE_CROP_OPTIONS, crop_rule="centre"),
+    "all-rule": dict(crop_rule="all"),
     "torchvision-photometric": dict(photometric="torchvision"),
     "light": dict(photometric=False, expand=False),
     "small": dict(size=64),
@@ -169,7 +170,7 @@ def _crop_params(crop, image, target):
     return crop.make_params([sample["image"], sample["boxes"], sample["labels"]]), sample
 
 
-@pytest.mark.parametrize("rule", ["any", "all"])
+@pytest.mark.parametrize("rule", ["any", "all", "centre"])
 @pytest.mark.parametrize("min_iou", [0.1, 0.5, 0.9])
 @settings(max_examples=20, deadline=None, database=None)
 @given(sample=samples(max_objects=4))
@@ -196,8 +197,24 @@ def test_crop_respects_min_iou(rule, min_iou, sample):
     iou = box_iou(patch, boxes)[0]
     if rule == "any":
         assert (iou[inside] >= min_iou - 1e-6).any()
-    else:
+    elif rule == "all":
         assert (iou >= min_iou - 1e-6).all()
+    # "centre" (the reference port as it runs): no IoU constraint, one centre inside (checked above)
+
+
+def test_reference_rule_applies_no_iou_constraint():
+    """ssd.pytorch's `if overlap.min() < min_iou and max_iou < overlap.max()` never fires (max_iou = inf):
+    with rule='centre' a 0.9 mode still accepts patches whose IoU with every object is far below 0.9."""
+    image, target = torch.rand(3, 100, 100), torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0]])   # one object = image
+    torch.manual_seed(0)
+    low = 0
+    for _ in range(30):
+        params, s = _crop_params(SSDRandomIoUCrop(sampler_options=[0.9], rule="centre", max_draws=1), image, target)
+        if params:
+            patch = torch.tensor([[params["left"], params["top"], params["left"] + params["width"],
+                                   params["top"] + params["height"]]], dtype=torch.float32)
+            low += float(box_iou(patch, s["boxes"].as_subclass(torch.Tensor))[0, 0]) < 0.5
+    assert low > 5
 
 
 def test_crop_whole_image_option_is_identity():
@@ -219,6 +236,8 @@ def test_crop_takes_patches_of_empty_images_unlike_torchvision():
 def test_crop_rejects_bad_arguments():
     with pytest.raises(ValueError, match="rule"):
         SSDRandomIoUCrop(rule="most")
+    with pytest.raises(ValueError, match="min_scale"):
+        SSDRandomIoUCrop(min_scale=1.5)
     with pytest.raises(ValueError, match="min_scale"):
         SSDRandomIoUCrop(min_scale=0.0)
 
@@ -295,3 +314,70 @@ def test_defaults_follow_the_contract():
     aug = SSDAugmentation()
     assert aug.size == 300 and aug.mean == tuple(IMAGENET_MEAN) and aug.std == tuple(IMAGENET_STD)
     assert [n for n, _ in aug.steps] == ["photometric", "zoom out", "IoU crop", "flip", "resize"]
+
+
+def test_torchvision_floor_is_checked():
+    "The override of make_params/transform needs torchvision >= 0.21; the module checks it at import (loudly)."
+    import ssdbook.augment as aug
+    src = open(aug.__file__).read()
+    assert 'hasattr(v2.Transform, "make_params")' in src and "torchvision >= 0.21" in src
+    assert hasattr(v2.Transform, "make_params") and "make_params" in SSDRandomIoUCrop.__dict__
+
+
+# ---------------------------------------------------------------- the batched augmentation
+
+from ssdbook.augment import (apply_color, batch_augment, color_params, normalize_batch,  # noqa: E402
+                             params_affine)
+
+
+def test_batch_augment_keeps_boxes_valid():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 300, 300), dtype=torch.uint8)
+    targets = [torch.tensor([[0.1, 0.2, 0.5, 0.6, 1.0], [0.6, 0.6, 0.9, 0.95, 3.0]]) for _ in range(5)]
+    targets.append(torch.zeros(0, 5))   # an image with no objects is valid
+    x, t = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD)
+    assert x.shape == (6, 3, 300, 300) and x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert len(t) == 6 and t[5].shape == (0, 5)
+    for b in t[:5]:
+        assert len(b) >= 1
+        assert (b[:, :4] >= 0).all() and (b[:, :4] <= 1).all()
+        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+        assert set(b[:, 4].tolist()) <= {1.0, 3.0}
+
+
+def test_batch_augment_flip_moves_the_object():
+    img = torch.zeros(1, 3, 300, 300, dtype=torch.uint8)
+    img[:, :, 30:90, 15:75] = 255                      # a white square at x 15..75, y 30..90
+    tgt = [torch.tensor([[15 / 300, 30 / 300, 75 / 300, 90 / 300, 0.0]])]
+    for seed in range(4):
+        x, t = batch_augment(img, tgt, torch.Generator().manual_seed(seed), (0, 0, 0), (1, 1, 1),
+                             flip=1.0, photometric=0.0, zoom=0.0)
+        assert torch.allclose(t[0][0, :4], torch.tensor([225, 30, 285, 90]) / 300)
+        assert x[0, 0, 60, 250] == 1 and x[0, 0, 60, 40] == 0
+    # no augmentation at all == plain normalisation
+    x, t = batch_augment(img, tgt, torch.Generator().manual_seed(0), IMAGENET_MEAN, IMAGENET_STD,
+                         flip=0.0, photometric=0.0, zoom=0.0)
+    assert torch.equal(x, normalize_batch(img, IMAGENET_MEAN, IMAGENET_STD)) and torch.equal(t[0], tgt[0])
+
+
+def test_batch_augment_is_a_function_of_the_generator():
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    targets = [torch.tensor([[0.1, 0.1, 0.6, 0.7, 2.0]])] * 4
+    a = batch_augment(images, targets, torch.Generator().manual_seed(5))
+    b = batch_augment(images, targets, torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and all(torch.equal(p, q) for p, q in zip(a[1], b[1]))
+
+
+def test_one_colour_implementation_for_image_and_batch():
+    "The batched colour step and RandomColorDistort give the same pixels for the same parameters."
+    images = torch.rand(3, 3, 40, 50)
+    distort = RandomColorDistort(p=1.0)
+    g = torch.Generator().manual_seed(1)
+    for i in range(3):
+        params = color_params(distort, g)
+        one = distort.transform(tv_tensors.Image(images[i]), params).as_subclass(torch.Tensor)
+        A, b = params_affine(images[i:i + 1].mean((2, 3))[0], params)
+        assert torch.equal(one, apply_color(images[i:i + 1], A[None], b[None])[0])
+    # the draw follows the transform's own ranges
+    d = RandomColorDistort(brightness=(0.9, 0.95), p=1.0)
+    assert all(0.9 <= color_params(d, g)["brightness_factor"] <= 0.95 for _ in range(20))
