@@ -1,0 +1,182 @@
+"""Chapter 10c (ssdbook.ablation): every ablation row builds and trains, the prior layouts, the designed priors'
+coverage, the loss variants and the results file."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssdbook.ablation as A
+from ssdbook.loss import MultiBoxLoss
+from ssdbook.priors import PriorBox, coco, voc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    "A private cache folder for the tiny shapes set of the QUICK budget (nothing written outside tmp)."
+    return tmp_path_factory.mktemp("shapes")
+
+
+@pytest.mark.parametrize("name", list(A.VARIANTS))
+def test_every_variant_trains_two_iterations(name, tiny_root, tmp_path):
+    row = A.run_variant(name, 0, A.QUICK_BUDGET, root=tiny_root, threads=1, out=str(tmp_path / "run"))
+    assert row["variant"] == name and row["iterations"] == 2
+    assert 0 <= row["map"] <= 1 and math.isfinite(row["map"])
+    assert set(row["ap"]) == {"circle", "square", "triangle", "star", "cross", "ring"}
+    assert list(row["ap_by_size"]) == ["0-25 px", "25-50 px", "50-100 px", ">= 100 px"]
+    assert row["priors"] == {"boxes {1}": 3880, "boxes {1,2,1/2}": 7760}.get(name, 8732)
+    A.check_results({"runs": [json.loads(json.dumps(row))]})          # JSON-ready and of the schema
+
+
+def test_unknown_variant_is_one_line_error():
+    with pytest.raises(ValueError, match="unknown ablation variant 'nope'; choose one of: full"):
+        A.run_variant("nope")
+
+
+def test_variant_config_is_the_training_config():
+    cfg = A.variant_config("no augmentation", seed=3)
+    assert cfg.augment == "none" and cfg.seed == 3 and cfg.iterations == A.ABLATION_BUDGET["iterations"]
+    assert cfg.base == "mini" and cfg.optimizer == "adamw"                   # the rest is shapes_recipe()
+    assert A.variant_config("full").out != A.variant_config("full", seed=1).out
+
+
+@pytest.mark.parametrize("cfg", [voc, coco])
+def test_layout_of_reproduces_priorbox_exactly(cfg):
+    assert torch.equal(A.prior_layout(A.layout_of(cfg)), PriorBox(cfg).forward())
+
+
+def test_prior_layout_rejects_bad_boxes():
+    lv = A.layout_of(voc)
+    lv[2] = dict(lv[2], boxes=[(0, 10)])
+    with pytest.raises(ValueError, match="map 2"):
+        A.prior_layout(lv)
+
+
+def test_designed_priors_keep_8732_and_the_heads():
+    pri = A.prior_layout(A.designed_layout())
+    assert pri.shape == (8732, 4)
+    assert [len(lv["boxes"]) for lv in A.designed_layout()] == [4, 6, 6, 6, 4, 4]
+    net = A.variant_net(A.VARIANTS["designed priors"], 7)
+    assert torch.equal(net.priors, pri)
+    loc, conf, priors = net.raw(torch.zeros(1, 3, 300, 300))
+    assert loc.shape == (1, 8732, 4) and conf.shape == (1, 8732, 7)
+
+
+def _shapes_like_boxes(n=20000, seed=0):
+    "Boxes as the shapes generator draws them: sides 12..270 px, aspect 0.6..1.7, integer pixels, anywhere."
+    g = torch.Generator().manual_seed(seed)
+    s = 12 * (270 / 12) ** torch.rand(n, generator=g)
+    a = torch.exp((torch.rand(n, generator=g) * 2 - 1) * math.log(1 / 0.6))
+    w, h = (s * a.sqrt()).clamp(12, 300).round(), (s / a.sqrt()).clamp(12, 300).round()
+    x0, y0 = (torch.rand(n, generator=g) * (301 - w)).floor(), (torch.rand(n, generator=g) * (301 - h)).floor()
+    return torch.stack([x0, y0, x0 + w - 1, y0 + h - 1], 1) / 300, (w * h).sqrt()
+
+
+def test_designed_priors_reach_every_object_of_the_shapes_set(tmp_path):
+    "Every ground-truth box of a generated shapes set (>= 12 px by construction) has a designed prior at IoU >= 0.5."
+    from ssdbook.data import SHAPES_CLASSES, VOCDetection
+    from ssdbook.shapes import shapes_set
+    root = shapes_set(tmp_path, n_train=150, n_test=50, seed=0)
+    ds = VOCDetection(root, [("shapes", "train"), ("shapes", "test")], classes=list(SHAPES_CLASSES))
+    boxes = torch.cat([torch.as_tensor(ds.pull_anno(i)["boxes"]).float().reshape(-1, 4) / 300 for i in range(len(ds))])
+    sides = ((boxes[:, 2:] - boxes[:, :2]) * 300).prod(1).sqrt()
+    assert len(boxes) > 300 and sides.min() >= 11.9
+    designed = A.best_prior_iou(boxes, A.prior_layout(A.designed_layout()))
+    today = A.best_prior_iou(boxes, PriorBox(voc).forward())
+    assert designed.min() >= 0.5
+    assert (today[sides < 20] < 0.5).all()                  # today's priors reach no object under 20 px
+
+
+def test_designed_priors_on_a_dense_sweep():
+    "On 20,000 boxes placed anywhere: 99.8 % reach IoU >= 0.5; the misses are 12-13 px boxes at unlucky positions."
+    boxes, sides = _shapes_like_boxes()
+    iou = A.best_prior_iou(boxes, A.prior_layout(A.designed_layout()))
+    assert (iou >= 0.5).float().mean() >= 0.997
+    assert (iou[sides >= 14] >= 0.5).float().mean() >= 0.9995
+    today = A.best_prior_iou(boxes, PriorBox(voc).forward())
+    assert (today >= 0.5).float().mean() < 0.85
+
+
+def test_level_reach_shows_the_smallest_map_is_too_coarse():
+    reach = A.level_reach(A.layout_of(voc), [12, 30, 100, 250])
+    assert reach.shape == (6, 4)
+    assert reach[:, 0].max() < 0.5                           # nothing reaches a 12 px square everywhere
+    assert reach[0, 1] >= 0.5                                # the 38x38 map reaches 30 px
+    designed = A.level_reach(A.designed_layout(), [12, 15, 30])
+    assert designed[0, 1] > reach[0, 0]
+
+
+def _batch():
+    torch.manual_seed(0)
+    pri = PriorBox(voc).forward()
+    loc, conf = torch.randn(2, 8732, 4), torch.randn(2, 8732, 7)
+    targets = [torch.tensor([[0.1, 0.1, 0.4, 0.5, 2.0], [0.5, 0.5, 0.9, 0.8, 0.0]]), torch.zeros(0, 5)]
+    return (loc, conf, pri), targets
+
+
+def test_ablation_loss_defaults_equal_multiboxloss():
+    pred, targets = _batch()
+    a, b = A.AblationLoss(7)(pred, targets), MultiBoxLoss(7)(pred, targets)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_match_without_forcing_drops_objects_no_prior_reaches():
+    pri = PriorBox(voc).forward()
+    small = [torch.tensor([[0.50, 0.50, 0.54, 0.54, 1.0]])]          # 12 px: best IoU < 0.5
+    _, forced = A.match_targets(small, pri, forced=True)
+    _, plain = A.match_targets(small, pri, forced=False)
+    assert int((forced > 0).sum()) == 1 and int((plain > 0).sum()) == 0
+    big = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0]])]
+    lf, cf = A.match_targets(big, pri, forced=True)
+    lp, cp = A.match_targets(big, pri, forced=False)
+    assert torch.equal(cf, cp) and torch.equal(lf, lp)                # forcing changes nothing when IoU >= 0.5
+
+
+def test_focal_loss_counts_every_prior_and_is_finite():
+    pred, targets = _batch()
+    loss_l, loss_c = A.AblationLoss(7, focal_gamma=2.0, neg_mining=False)(pred, targets)
+    assert torch.isfinite(loss_l) and torch.isfinite(loss_c) and loss_c > 0
+    conf_t = torch.zeros(1, 5, dtype=torch.long)
+    assert torch.allclose(A.focal_loss(torch.zeros(1, 5, 7), conf_t, 0.0), torch.tensor(5 * math.log(7)))
+    with pytest.raises(ValueError, match="focal_gamma"):
+        A.AblationLoss(7, focal_gamma=-1)
+
+
+def test_focal_variant_starts_at_background():
+    net = A.variant_net(A.VARIANTS["focal loss"], 7)
+    _, conf, _ = net.raw(torch.zeros(1, 3, 300, 300))
+    assert conf.softmax(-1)[..., 0].mean() > 0.9
+
+
+def test_results_schema(tmp_path):
+    path = tmp_path / "r.json"
+    row = dict(variant="full", group="baseline", seed=0, map=0.5, ap={"circle": 0.5}, ap_by_size={"0-25 px": [3, 0.1]},
+               train_seconds=1.0, eval_seconds=1.0, img_s=2.0, iterations=2, batch_size=2, n_train=16, n_test=8,
+               priors=8732, params=1)
+    A.record_run(path, row)
+    A.record_run(path, dict(row, map=0.6))                           # same variant/seed/budget: replaced
+    A.record_run(path, dict(row, seed=1))
+    res = A.load_results(path)
+    assert [(r["seed"], r["map"]) for r in res["runs"]] == [(0, 0.6), (1, 0.5)]
+    with pytest.raises(ValueError, match="run 0 \\(full\\) lacks map"):
+        A.check_results({"runs": [{k: v for k, v in row.items() if k != "map"}]})
+    with pytest.raises(ValueError, match="outside"):
+        A.check_results({"runs": [dict(row, map=1.5)]})
+
+
+def test_committed_results_file_follows_the_schema():
+    path = ROOT / "benchmarks" / "ablation_results.json"
+    if not path.exists():
+        pytest.skip("no ablation results recorded yet")
+    res = A.load_results(path)
+    assert any(r["variant"] == "full" for r in res["runs"])
+
+
+def test_speed_table_counts_parameters_and_macs():
+    rows = A.speed_table(widths=(8, 16), batch_size=2, rounds=1)
+    assert [r["width"] for r in rows] == [8, 16]
+    assert rows[0]["params"] < rows[1]["params"] and rows[0]["macs"] < rows[1]["macs"]
+    assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in rows)
