@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,13 @@ def check_targets(targets, num_classes: int | None = None, names=None) -> None:
 
 # %% ../nbs/01_data.ipynb #c015
 def to_float_image(image) -> torch.Tensor:
-    "uint8 pixels (0..255) as float32 in [0, 1]; a float image is returned as float32 unchanged."
+    """uint8 pixels (0..255) as float32 in [0, 1]; a float image is returned as float32 unchanged.
+
+    A numpy uint8 array (e.g. a decoded image, any layout) is divided in numpy: one single-threaded pass,
+    which stays fast when torch's intra-op threads compete for a busy CPU (DataLoader workers, shared hosts)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        out = np.empty(image.shape, dtype=np.float32)
+        return torch.from_numpy(np.divide(image, np.float32(255), out=out))
     image = torch.as_tensor(image)
     return image.float().div(255) if image.dtype == torch.uint8 else image.float()
 
@@ -345,10 +352,10 @@ def read_image(path):
         raise ValueError(f"{path}: image file is missing")
     try:
         with Image.open(path) as im:
-            pixels = np.array(im.convert("RGB"))  # (H, W, 3) uint8, a writable copy; decodes every pixel
+            pixels = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8; decodes every pixel
     except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
         raise ValueError(f"{path}: cannot decode image ({e})") from None
-    return to_float_image(torch.from_numpy(pixels).permute(2, 0, 1)).contiguous()
+    return to_float_image(pixels.transpose(2, 0, 1))                    # (3, H, W) float32, contiguous
 
 
 def find_image(folder, img_id, filename=None):
@@ -608,43 +615,53 @@ def _check_image(path, anno):
     return []
 
 
-def _check_split(root, year, name, classes, check_images):
+def _check_id(base, img_id, classes, check_images):
+    "Problems of one image id: its annotation and (with `check_images`) its image file."
+    anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
+    if check_images:
+        try:
+            problems += _check_image(find_image(base / "JPEGImages", img_id, anno["filename"]), anno)
+        except ValueError as e:
+            problems.append(str(e))
+    return problems
+
+
+def _check_split(root, year, name, classes, check_images, workers):
+    "Problems of one image set; images are decoded by `workers` threads (PIL releases the GIL while decoding)."
     base = root / f"VOC{year}"
     list_file = base / "ImageSets" / "Main" / f"{name}.txt"
     try:
         ids = _read_ids(list_file, year, root)
     except ValueError as e:
         return [str(e)]
-    problems, seen = [], set()
+    seen, problems = set(), []
     for img_id in ids:
         if img_id in seen:
             problems.append(f"{list_file}: id {img_id} is listed twice")
         seen.add(img_id)
-        anno, found = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
-        problems += found
-        if check_images:
-            try:
-                problems += _check_image(find_image(base / "JPEGImages", img_id, anno["filename"]), anno)
-            except ValueError as e:
-                problems.append(str(e))
-    return problems
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        found = pool.map(lambda i: _check_id(base, i, classes, check_images), ids)
+        return problems + [p for ps in found for p in ps]
 
 
-def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False):
+def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False,
+                  workers=None):
     """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
 
     Checks that each image set exists and is not empty, that each listed id has a well-formed annotation
     (XML parses, known class names, x_max > x_min, y_max > y_min, boxes inside the image) and, with
     `check_images`, that its image exists, decodes in full and has the size its annotation states.
     `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`). `strict=True` raises one
-    `ValueError` listing every problem instead of returning them."""
+    `ValueError` listing every problem instead of returning them. `workers` threads (default: the CPU count,
+    at most 8) read the files."""
     root = Path(root).expanduser()
     image_sets = _as_image_sets(image_sets)
     try:
         classes = check_classes(classes or _folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES)
     except ValueError as e:
         return _report([str(e)], root, strict)
-    problems = [p for year, name in image_sets for p in _check_split(root, year, name, classes, check_images)]
+    workers = workers or min(8, os.cpu_count() or 1)
+    problems = [p for year, name in image_sets for p in _check_split(root, year, name, classes, check_images, workers)]
     return _report(problems, root, strict)
 
 

@@ -137,7 +137,7 @@ def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
         boxes = torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4) / size
         labels = torch.tensor([l for _, l in objects], dtype=torch.float32).reshape(-1, 1)
         targets.append(torch.cat([boxes, labels], 1))
-    images = to_float_image(torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)).contiguous()
+    images = to_float_image(np.stack(pixels).transpose(0, 3, 1, 2))     # (n, 3, size, size) float32
     return images, targets
 
 # %% ../nbs/01a_shapes.ipynb #c017

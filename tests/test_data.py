@@ -383,7 +383,10 @@ def test_image_helpers():
     u8 = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     x = to_float_image(u8)
     assert x.dtype == torch.float32 and torch.equal(x * 255, u8.float())
-    assert to_float_image(x) is not None and torch.equal(to_float_image(x), x)
+    assert torch.equal(to_float_image(x), x)
+    hwc = u8[0].permute(1, 2, 0).numpy()                                  # a decoded image: numpy (H, W, 3) uint8
+    chw = to_float_image(hwc.transpose(2, 0, 1))
+    assert chw.is_contiguous() and chw.dtype == torch.float32 and torch.equal(chw, x[0])
     n = normalize(x)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(n[1], (x[1] - mean) / std) and torch.allclose(normalize(x[0]), n[0])
@@ -525,6 +528,7 @@ def test_check_dataset_decodes_every_image(tmp_path):
         read_image(base / "JPEGImages" / "a.jpg")
     with pytest.raises(ValueError, match=r"1 problem\(s\)"):
         check_dataset(tmp_path, [("toy", "train")], strict=True)
+    assert check_dataset(tmp_path, [("toy", "train")], workers=1) == problems
 
 
 def test_pull_anno_error_is_one_line(tmp_path):
