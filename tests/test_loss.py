@@ -160,7 +160,7 @@ def test_mining_count_and_reexport(priors, criterion):
 
 
 def test_ranking_equals_prior_conf_loss_ranking(priors):
-    # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 7 by prior_conf_loss: the same masks
+    # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 6 by prior_conf_loss: the same masks
     from ssdbook.mining import prior_conf_loss
     for seed in range(3):
         loc, conf, targets = _batch(seed=seed)

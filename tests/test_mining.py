@@ -1,4 +1,4 @@
-"""Hard negative mining (chapter 7, ssdbook.mining) against the reference and its edge cases."""
+"""Hard negative mining (chapter 6, ssdbook.mining) against the reference and its edge cases."""
 import pytest
 import torch
 
