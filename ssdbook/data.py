@@ -61,7 +61,7 @@ def read_classes(path) -> tuple:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: class list file is missing")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()          # -sig: a BOM (Windows editors) is not a name
     while lines and not lines[-1].strip():
         lines.pop()
     return check_classes([line.strip() if line.strip() else "" for line in lines], str(path))

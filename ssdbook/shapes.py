@@ -193,9 +193,9 @@ def _read_stamp(folder):
 
 
 def _remove_stale_temps(dest):
-    "Delete temporary folders left next to `dest` by killed processes of this host."
-    for p in dest.parent.glob(f".{dest.name}.tmp-*"):
-        host, pid = p.name.rsplit(".tmp-", 1)[1].rsplit("-", 2)[:2]
+    "Delete temporary (`.tmp-`) and replaced (`.old-`) folders left next to `dest` by killed processes of this host."
+    for p in [*dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.old-*")]:
+        host, pid = p.name[len(f".{dest.name}.tmp-"):].rsplit("-", 2)[:2]     # ".tmp-" and ".old-": same length
         if host != socket.gethostname() or not pid.isdigit():
             continue
         try:
@@ -263,7 +263,7 @@ def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min
         if not overwrite:
             raise ValueError(f"{out} holds another shapes set ({_describe(stamp)}; asked for {_describe(p)}); it is "
                              "left alone in case a run reads it: use shapes_set(), another root, or overwrite=True")
-        old = out.parent / f".VOCshapes.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        old = out.parent / f".VOCshapes.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(out, old)
         shutil.rmtree(old, ignore_errors=True)
     return _build_atomically(out, p)

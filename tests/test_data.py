@@ -402,6 +402,8 @@ def test_classes_file_round_trip_and_errors(tmp_path):
     assert p.read_text() == "box\nball\n" and read_classes(p) == ("box", "ball")
     (tmp_path / "trailing.txt").write_text("box\nball\n\n\n")
     assert read_classes(tmp_path / "trailing.txt") == ("box", "ball")
+    (tmp_path / "windows.txt").write_bytes("box\r\nball\r\n".encode("utf-8-sig"))          # BOM + CRLF
+    assert read_classes(tmp_path / "windows.txt") == ("box", "ball")
     cases = {"dup.txt": ("box\nball\nBox\n", r"dup.txt: class 3 'Box' repeats class 1"),
              "empty_line.txt": ("box\n\nball\n", r"empty_line.txt: class 2 is ''"),
              "empty.txt": ("", r"empty.txt: the class list is empty")}

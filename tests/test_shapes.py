@@ -132,10 +132,14 @@ def test_stale_temporary_folders_are_cleaned(tmp_path):
     dest = f"shapes-v{SHAPES_VERSION}-seed0-2+1-300px"
     stale = tmp_path / f".{dest}.tmp-{socket.gethostname()}-{pid}-deadbeef"
     (stale / "VOCshapes").mkdir(parents=True)
+    old = tmp_path / f".{dest}.old-{socket.gethostname()}-{pid}-deadbeef"
+    old.mkdir()
     alive = tmp_path / f".{dest}.tmp-{socket.gethostname()}-{os.getpid()}-0000cafe"
     alive.mkdir()
+    other_host = tmp_path / f".{dest}.tmp-some-other-host-{pid}-0000beef"
+    other_host.mkdir()
     shapes_set(tmp_path, n_train=2, n_test=1, seed=0)
-    assert not stale.exists() and alive.exists()
+    assert not stale.exists() and not old.exists() and alive.exists() and other_host.exists()
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
