@@ -602,7 +602,7 @@ def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_data.ipynb #c047
+# %% ../nbs/01_data.ipynb #c049
 def _check_image(path, anno):
     "Problems of one image file: missing, undecodable (decoded in full) or of another size than its XML."
     try:
