@@ -50,6 +50,19 @@ def test_state_has_everything_and_round_trips(net, tmp_path):
     assert load_checkpoint(save_checkpoint(tmp_path / "k.pth", iteration=7))["iteration"] == 7
 
 
+class Wrapper(torch.nn.Module):
+    "Stands for DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`)."
+    def __init__(self, net, attr):
+        super().__init__()
+        setattr(self, attr, net)
+
+
+def test_state_unwraps_ddp_and_compile(net):
+    for attr in ("module", "_orig_mod"):
+        st = checkpoint_state(Wrapper(Wrapper(net, attr), "module"), iteration=1, classes=CLASSES)
+        assert st["model"].keys() == net.state_dict().keys() and st["base"] == "mini"
+
+
 def test_rng_round_trip(tmp_path):
     p = save_checkpoint(tmp_path / "r.pth", rng=rng_state())
     a = (torch.rand(3), np.random.rand(3), random.random())
@@ -89,6 +102,9 @@ def test_bad_files_are_one_line_errors_naming_the_file(net, tmp_path):
     torch.save(dict(format_version=FORMAT_VERSION + 1, model={}), tmp_path / "new.pth")
     with pytest.raises(CheckpointError, match=rf"new.pth has checkpoint format {FORMAT_VERSION + 1}, newer"):
         load_checkpoint(tmp_path / "new.pth")
+    torch.save(dict(model={}, when=Path("x")), tmp_path / "objects.pth")      # pickled Python objects
+    with pytest.raises(CheckpointError, match=r"objects.pth holds Python objects besides tensors"):
+        load_checkpoint(tmp_path / "objects.pth")
     with pytest.raises(CheckpointError, match="is a folder"):
         load_checkpoint(tmp_path)
     # a checkpoint of ssdbook 0.1 (no format_version) still loads
