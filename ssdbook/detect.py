@@ -19,13 +19,13 @@ from .model import set_default_detector
 
 # %% ../nbs/10_detect.ipynb #c007
 def noisy_oracle(targets: Sequence[Tensor], priors: Tensor, num_classes: int, seed: int = 0,
-                 loc_noise: float = 0.35, miss: float = 0.1, gain: float = 12.0) -> Tuple[Tensor, Tensor]:
+                 loc_noise: float = 0.35, miss: float = 0.1, gain: float = 18.0) -> Tuple[Tensor, Tensor]:
     """Fake SSD outputs made from the ground truth -- a teaching helper, **not a model**.
 
     `targets`: per image `(n, 5)` `[x1, y1, x2, y2, label]` (fractions, 0-based labels), `priors (P, 4)`
     centre form, `num_classes` with the background. Returns `loc (B, P, 4)` (the encoded offsets of each
-    prior's best-overlapping object plus Gaussian noise `loc_noise`) and `conf (B, P, C)` probabilities (the
-    background favoured everywhere; the object's class boosted by `gain * IoU`, except for objects
+    prior's best-overlapping object if their IoU is > 0.1, plus Gaussian noise `loc_noise`) and `conf (B, P, C)` probabilities (the
+    background favoured everywhere by 9 logits; the object's class boosted by `gain * IoU`, except for objects
     "missed" with probability `miss`). Image b's noise depends only on `seed` and b.
     """
     B, P = len(targets), len(priors)
@@ -35,11 +35,12 @@ def noisy_oracle(targets: Sequence[Tensor], priors: Tensor, num_classes: int, se
         g = torch.Generator().manual_seed(seed * 100_003 + b)          # image b's noise depends on b only
         loc[b] = torch.randn(P, 4, generator=g) * loc_noise
         logits[b] = torch.randn(P, num_classes, generator=g)
-        logits[b, :, 0] += 4.0                                         # background is the default
+        logits[b, :, 0] += 9.0                                         # background is the default
         if len(t) == 0:
             continue
         iou, j = torchvision.ops.box_iou(t[:, :4], pf).max(0)          # best object of every prior
-        loc[b] += encode(t[j, :4], priors)
+        near = (iou > 0.1)[:, None]                                    # far priors: noise around the prior
+        loc[b] += torch.where(near, encode(t[j, :4], priors), torch.zeros(()))
         seen = (torch.rand(len(t), generator=g) > miss).float()        # missed objects get no signal
         logits[b, torch.arange(P), t[j, 4].long() + 1] += gain * iou * seen[j]
     return loc, logits.softmax(-1)
@@ -117,9 +118,10 @@ def draw_detections(ax, image, detection: dict, classes: Optional[Sequence[str]]
         c = cmap(l % 10)
         draw_boxes(ax, None, torch.tensor([[x1, y1, x2, y2]]), coords="pixel", color=c)
         name = classes[l] if classes is not None and 0 <= l < len(classes) else str(l)
-        top = y1 < 0.08 * H                                               # no room above: caption inside
-        ax.text(max(x1, 0), max(y1, 0), f"{name} {s:.2f}", fontsize=fontsize, color="white", clip_on=True,
-                va="top" if top else "bottom", bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0))
+        top, right = y1 < 0.08 * H, x1 > 0.6 * W                          # no room above / to the right
+        ax.text(min(x2, W) if right else max(x1, 0), max(y1, 0), f"{name} {s:.2f}", fontsize=fontsize, color="white",
+                clip_on=True, va="top" if top else "bottom", ha="right" if right else "left",
+                bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0))
     if ground_truth is not None and len(ground_truth['boxes']):
         draw_boxes(ax, None, _pixel_boxes(ax, ground_truth['boxes'], coords), coords="pixel", color="white",
                    linestyle="--", linewidth=1)
