@@ -272,7 +272,7 @@ def cmd_detect(args):
 
 
 def cmd_export(args):
-    from ssdbook.inference import export
+    from ssdbook.export import export
     ck = Path(args.checkpoint)
     out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + {"onnx": ".onnx", "torchscript": ".pt"}[args.format])
     t0 = time.perf_counter()

@@ -8,7 +8,8 @@ import torch
 
 from ssdbook.data import read_image
 from ssdbook.detect import Detect
-from ssdbook.inference import Detector, ExportModel, export
+from ssdbook.export import ExportModel, export
+from ssdbook.inference import Detector
 from ssdbook.shapes import make_shapes_voc
 
 from test_inference import make_checkpoint
@@ -89,7 +90,7 @@ def test_bad_format_and_no_partial_file(setup, tmp_path, monkeypatch):
     det = setup[0]
     with pytest.raises(ValueError, match="onnx, torchscript"):
         export(det, tmp_path / "m.tflite", "tflite")
-    import ssdbook.inference as inf
+    import ssdbook.export as inf
 
     def boom(model, path, *a):
         path.write_bytes(b"half a model")
