@@ -28,12 +28,14 @@ from .priors import PriorBox, boxes_per_location, voc
 from .train import Run
 
 # %% auto #0
-__all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'layout_of', 'prior_layout', 'designed_layout',
-           'best_prior_iou', 'level_reach', 'match_targets', 'focal_loss', 'AblationLoss', 'Variant', 'get_variant',
-           'variant_prior_cfg', 'variant_priors', 'variant_net', 'variant_loss', 'variant_config', 'VariantRun',
-           'shapes_data', 'run_variant', 'check_results', 'load_results', 'record_run', 'count_macs', 'speed_table']
+__all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_TABLE2', 'PAPER_DELTA', 'layout_of',
+           'prior_layout', 'designed_layout', 'best_prior_iou', 'level_reach', 'plot_level_reach', 'match_targets',
+           'focal_loss', 'AblationLoss', 'Variant', 'get_variant', 'variant_prior_cfg', 'variant_priors', 'variant_net',
+           'variant_loss', 'variant_config', 'VariantRun', 'shapes_data', 'run_variant', 'check_results',
+           'load_results', 'record_run', 'summarize', 'format_summary', 'plot_ablations', 'plot_ap_by_size',
+           'plot_pareto', 'count_macs', 'speed_table']
 
-# %% ../nbs/10c_ablations.ipynb #c004
+# %% ../nbs/10c_ablations.ipynb #c006
 def layout_of(cfg: dict = voc) -> list[dict]:
     """A prior config as an explicit layout: one dict per source map, `feature_map`, `step` (pixels between cell
     centres) and `boxes`, a list of `(w, h)` or `(w, h, dx, dy)` in pixels (dx, dy: shift from the cell centre)."""
@@ -59,7 +61,7 @@ def prior_layout(levels: list[dict], image_size: int = 300, clip: bool = True) -
     priors = torch.cat(out)
     return (priors.clamp(0, 1) if clip else priors).float()
 
-# %% ../nbs/10c_ablations.ipynb #c005
+# %% ../nbs/10c_ablations.ipynb #c009
 _Q = 300 / 38 / 4          # a quarter of a 38x38 cell, in pixels
 
 
@@ -81,22 +83,56 @@ def best_prior_iou(boxes: Tensor, priors: Tensor) -> Tensor:
     return jaccard(boxes.float(), point_form(priors.float())).max(1).values
 
 
-def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int = 16, clip: bool = True) -> Tensor:
-    """How well each map can match a square object: `(L, len(sides))`, the worst (over `positions`² placements of
-    the square across one cell of the 38x38 grid, near the image centre) of the best IoU with that map's priors."""
-    sides = torch.as_tensor(sides, dtype=torch.float32)
-    offs = (torch.arange(positions) + 0.5) / positions * levels[0]['step']           # within one cell
-    oy, ox = torch.meshgrid(offs, offs, indexing='ij')
-    c = torch.stack([ox.flatten(), oy.flatten()], 1) + image_size / 2                  # (Q, 2) pixels
+def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int = 12, clip: bool = True) -> Tensor:
+    """How well each map can match a square object, `(L, len(sides))`: for each map, the worst (over `positions`²
+    placements of the square across one cell of **that** map, around the image centre, where the square fits in
+    the image) of the IoU of the best prior of that map. >= 0.5 means: wherever the object sits, that map can learn it."""
+    sides = torch.as_tensor(sides, dtype=torch.float64)
     out = torch.zeros(len(levels), len(sides))
     for k, lv in enumerate(levels):
         pri = prior_layout([lv], image_size, clip)
         for j, s in enumerate(sides.tolist()):
-            sq = torch.cat([c - s / 2, c + s / 2], 1) / image_size                     # (Q, 4)
+            lo = max(s / 2, image_size / 2 - lv['step'] / 2)
+            hi = min(image_size - s / 2, image_size / 2 + lv['step'] / 2)
+            p = torch.linspace(lo, hi, positions, dtype=torch.float64) if hi > lo else torch.tensor([image_size / 2])
+            cy, cx = torch.meshgrid(p, p, indexing='ij')
+            c = torch.stack([cx.flatten(), cy.flatten()], 1)
+            sq = (torch.cat([c - s / 2, c + s / 2], 1) / image_size).float()              # (Q, 4) point form
             out[k, j] = best_prior_iou(sq, pri).min()
     return out
 
-# %% ../nbs/10c_ablations.ipynb #c006
+# %% ../nbs/10c_ablations.ipynb #c011
+def plot_level_reach(layouts: dict, sides=None, image_size: int = 300, data_sides=None):
+    """One panel per layout (`{title: levels}`): for a square object of side s (x, log scale), the worst best-IoU
+    over placements across a cell, per source map, and the 0.5 matching threshold; `data_sides` (objects' sqrt(wh)
+    in pixels) as a histogram underneath."""
+    import matplotlib.pyplot as plt
+    sides = torch.logspace(math.log10(8), math.log10(300), 60) if sides is None else torch.as_tensor(sides)
+    fig, axes = plt.subplots(1, len(layouts), figsize=(4.6 * len(layouts), 3.6), sharey=True, squeeze=False)
+    for ax, (title, levels) in zip(axes[0], layouts.items()):
+        reach = level_reach(levels, sides, image_size)
+        if data_sides is not None:
+            ax2 = ax.twinx()
+            ax2.hist(data_sides, bins=torch.logspace(math.log10(8), math.log10(300), 40).tolist(), color="0.85")
+            ax2.set_yticks([])
+            ax.set_zorder(ax2.get_zorder() + 1)
+            ax.patch.set_visible(False)
+        for k, (lv, c) in enumerate(zip(levels, plt.cm.viridis(torch.linspace(0, 0.9, len(levels)).tolist()))):
+            f = lv["feature_map"]
+            ax.plot(sides, reach[k], color=c, label=f"{f}x{f} ({f * f * len(lv['boxes'])} priors)")
+        ax.plot(sides, reach.max(0).values, "k--", lw=1, label="best of all maps")
+        ax.axhline(0.5, color="crimson", lw=1)
+        ax.set_xscale("log")
+        ax.set(xlabel="object side s (px, square)", ylim=(0, 1))
+        P = sum(lv["feature_map"] ** 2 * len(lv["boxes"]) for lv in levels)
+        ax.set_title(f"{title}: priors ({P}, 4)", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("worst best-IoU over positions")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/10c_ablations.ipynb #c017
 def match_targets(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2), forced: bool = True,
                   num_classes: int | None = None) -> tuple[Tensor, Tensor]:
     """`loc_t (B, P, 4)` (positives only), `conf_t (B, P)`: chapter 5's `match_batch` (`forced=True`: every object
@@ -148,7 +184,7 @@ class AblationLoss(MultiBoxLoss):
         loss_l = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum", beta=1.0) / n
         return loss_l, focal_loss(conf, conf_t, self.focal_gamma) / n
 
-# %% ../nbs/10c_ablations.ipynb #c007
+# %% ../nbs/10c_ablations.ipynb #c021
 @dataclass(frozen=True)
 class Variant:
     "One row of the ablation table: the shapes recipe with one ingredient changed."
@@ -207,7 +243,7 @@ ABLATION_BUDGET = dict(iterations=400, batch_size=8, warmup=40, n_train=2000, n_
 QUICK_BUDGET = dict(iterations=2, batch_size=2, warmup=1, n_train=16, n_test=8, log_every=1, checkpoint_every=2)
 "A few iterations on a tiny set: checks that a variant builds and trains (`SSDBOOK_QUICK=1`, the tests)."
 
-# %% ../nbs/10c_ablations.ipynb #c008
+# %% ../nbs/10c_ablations.ipynb #c023
 def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise ValueError(f"unknown ablation variant {name!r}; choose one of: {', '.join(VARIANTS)}")
@@ -260,7 +296,7 @@ def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overr
     kw = dict(kw, seed=seed, device="cpu", progress=False, out=f"runs/ablation/{slug}-seed{seed}")
     return shapes_recipe(**{**kw, **overrides})
 
-# %% ../nbs/10c_ablations.ipynb #c009
+# %% ../nbs/10c_ablations.ipynb #c024
 class VariantRun(Run):
     "Chapter 9c's `Run` whose batched augmentation takes a variant's `batch_augment` options."
     augment_options: dict = {}
@@ -293,7 +329,7 @@ def shapes_data(n_train: int = 2000, n_test: int = 500, root=None):
         _CACHE[key] = (train, test, classes)
     return _CACHE[key]
 
-# %% ../nbs/10c_ablations.ipynb #c010
+# %% ../nbs/10c_ablations.ipynb #c026
 def run_variant(name: str, seed: int = 0, budget: dict | None = None, root=None, threads: int = 0,
                 **overrides) -> dict:
     """Train one ablation row on the shapes set at `budget` (default `ABLATION_BUDGET`; `QUICK_BUDGET` under
@@ -329,7 +365,7 @@ def run_variant(name: str, seed: int = 0, budget: dict | None = None, root=None,
                 priors=len(net.priors), params=sum(p.numel() for p in net.parameters()), width=v.width,
                 threads=torch.get_num_threads(), config=changed)
 
-# %% ../nbs/10c_ablations.ipynb #c011
+# %% ../nbs/10c_ablations.ipynb #c030
 RESULT_KEYS = ("variant", "group", "seed", "map", "ap", "ap_by_size", "train_seconds", "eval_seconds", "img_s",
                "iterations", "batch_size", "n_train", "n_test", "priors", "params")
 
@@ -369,7 +405,130 @@ def record_run(path, row: dict, **meta) -> dict:
     os.replace(tmp, path)
     return results
 
-# %% ../nbs/10c_ablations.ipynb #c012
+# %% ../nbs/10c_ablations.ipynb #c033
+PAPER_TABLE2 = (  # SSD300 trained on VOC07+12, VOC2007 test mAP (%), Liu et al. 2016, sec. 3.2, Table 2
+    dict(augmentation=False, boxes_half_2=True, boxes_third_3=True, atrous=True, map=65.5),
+    dict(augmentation=True, boxes_half_2=False, boxes_third_3=False, atrous=True, map=71.6),
+    dict(augmentation=True, boxes_half_2=True, boxes_third_3=False, atrous=True, map=73.7),
+    dict(augmentation=True, boxes_half_2=True, boxes_third_3=True, atrous=False, map=74.2),
+    dict(augmentation=True, boxes_half_2=True, boxes_third_3=True, atrous=True, map=74.3),
+)
+"The paper's Table 2, column by column (the last column is the full SSD300)."
+
+PAPER_DELTA = {"no augmentation": 65.5 - 74.3, "boxes {1}": 71.6 - 74.3, "boxes {1,2,1/2}": 73.7 - 74.3,
+               "no zoom-out": 74.3 - 77.2, "zoom-out 2.5x": 77.2 - 74.3}
+"""The paper's change of VOC07 mAP (points) for the rows it measured: Table 2, and Table 6 (SSD300 vs SSD300*,
+the 'zoom out' expansion) for the zoom rows."""
+
+
+def summarize(results: dict, budget: dict | None = None) -> list[dict]:
+    """One row per variant (in `VARIANTS` order) of the runs at `budget` (default: the results' ablation budget):
+    `mean` mAP over seeds, `spread` (max - min, 0 with one seed), `seeds`, `delta` (points vs 'full') and `paper`."""
+    budget = budget or results.get("budget") or ABLATION_BUDGET
+    runs = [r for r in results["runs"] if (r["iterations"], r["batch_size"]) == (budget["iterations"], budget["batch_size"])]
+    by = {}
+    for r in runs:
+        by.setdefault(r["variant"], []).append(r)
+    rows = []
+    for name in VARIANTS:
+        if name not in by:
+            continue
+        maps = [r["map"] for r in sorted(by[name], key=lambda r: r["seed"])]
+        rows.append(dict(variant=name, group=VARIANTS[name].group, seeds=len(maps), maps=maps,
+                         mean=sum(maps) / len(maps), spread=max(maps) - min(maps),
+                         train_seconds=sum(r["train_seconds"] for r in by[name]) / len(maps),
+                         ap_by_size={k: sum(r["ap_by_size"][k][1] for r in by[name]) / len(maps)
+                                     for k in by[name][0]["ap_by_size"]},
+                         paper=PAPER_DELTA.get(name)))
+    full = next((r["mean"] for r in rows if r["variant"] == "full"), None)
+    for r in rows:
+        r["delta"] = None if full is None else 100 * (r["mean"] - full)
+    return rows
+
+
+def format_summary(rows: list[dict]) -> str:
+    "The ablation table as text: mAP (mean over seeds, spread), change vs 'full' in points, the paper's change."
+    lines = [f"{'variant':22s} {'group':14s} {'mAP':>6s} {'seeds':>5s} {'spread':>6s} {'vs full':>8s} {'paper':>6s}"]
+    for r in rows:
+        paper = f"{r['paper']:+.1f}" if r["paper"] is not None else "-"
+        lines.append(f"{r['variant']:22s} {r['group']:14s} {r['mean']:6.3f} {r['seeds']:5d} {100 * r['spread']:6.1f} "
+                     f"{r['delta']:+8.1f} {paper:>6s}")
+    return "\n".join(lines)
+
+# %% ../nbs/10c_ablations.ipynb #c036
+_GROUP_COLOURS = {"baseline": "black", "augmentation": "tab:blue", "default boxes": "tab:orange",
+                  "negatives": "tab:green", "matching": "tab:red", "priors": "tab:purple", "small objects": "tab:brown",
+                  "speed": "tab:gray"}
+
+
+def plot_ablations(rows: list[dict], title: str = "", path=None):
+    """A bar per variant: change of VOC07 mAP (points) against the full recipe, one dot per seed, the full recipe's
+    seed spread shaded, and the paper's change (Table 2 / 6) as a hollow diamond where it measured the same thing."""
+    import matplotlib.pyplot as plt
+    full = next(r for r in rows if r["variant"] == "full")
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.4))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows):
+        ax.barh(yi, r["delta"], color=_GROUP_COLOURS.get(r["group"], "gray"), alpha=0.75, height=0.7)
+        ax.plot([100 * (m - full["mean"]) for m in r["maps"]], [yi] * len(r["maps"]), "k.", ms=5)
+        if r["paper"] is not None:
+            ax.plot(r["paper"], yi, "D", mfc="none", mec="crimson", ms=7)
+    lo, hi = 100 * (min(full["maps"]) - full["mean"]), 100 * (max(full["maps"]) - full["mean"])
+    ax.axvspan(min(lo, -0.05), max(hi, 0.05), color="gold", alpha=0.3, label="full recipe: seed spread")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['variant']}  ({r['mean']:.3f})" for r in rows], fontsize=9)
+    ax.set_xlabel("change of VOC07 mAP vs the full recipe (points); dots: seeds", fontsize=9)
+    ax.plot([], [], "D", mfc="none", mec="crimson", label="paper (SSD300, VOC07: Tables 2, 6)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or f"ablations at {full['mean']:.3f} mAP for the full recipe", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=90)
+    return fig
+
+
+def plot_ap_by_size(rows: list[dict], variants, title: str = "AP by object size"):
+    "Grouped bars: mAP of each size band (sqrt(wh) in px) for the chosen variants."
+    import matplotlib.pyplot as plt
+    rows = [r for v in variants for r in rows if r["variant"] == v]
+    bands = list(rows[0]["ap_by_size"])
+    fig, ax = plt.subplots(figsize=(8, 3.3))
+    w = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        xs = [j + (i - (len(rows) - 1) / 2) * w for j in range(len(bands))]
+        ax.bar(xs, [r["ap_by_size"][b] for b in bands], w, label=f"{r['variant']} ({r['mean']:.3f})")
+    ax.set_xticks(range(len(bands)))
+    ax.set_xticklabels(bands)
+    ax.set(xlabel="object size sqrt(w h)", ylabel="VOC07 AP of the band", ylim=(0, 1))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pareto(speed_rows: list[dict], map_by_width: dict):
+    "mAP at the fixed budget against training and inference speed, one point per width (labelled with MACs)."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, key, label in ((axes[0], "train_img_s", "training images/s (CPU)"),
+                           (axes[1], "infer_img_s", "inference images/s (CPU)")):
+        pts = [(r[key], map_by_width[r["width"]], r) for r in speed_rows if r["width"] in map_by_width]
+        pts.sort(key=lambda p: p[0])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:blue")
+        for x, y, r in pts:
+            ax.annotate(f"width {r['width']}\n{r['macs'] / 1e9:.2f} GMAC, {r['params'] / 1e6:.2f} M",
+                        (x, y), textcoords="offset points", xytext=(6, -14), fontsize=8)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("VOC07 mAP at the ablation budget")
+    fig.suptitle("speed vs accuracy of the mini base (one CPU thread, measured side by side)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/10c_ablations.ipynb #c045
 def count_macs(net, image_size: int = 300) -> int:
     "Multiply-accumulates of one forward pass (`net.raw`) on one image, counted by `torch.utils.flop_counter`."
     from torch.utils.flop_counter import FlopCounterMode
