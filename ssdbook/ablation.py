@@ -29,11 +29,10 @@ from .train import Run
 
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_TABLE2', 'PAPER_DELTA', 'layout_of',
-           'prior_layout', 'designed_layout', 'best_prior_iou', 'level_reach', 'plot_level_reach', 'match_targets',
-           'focal_loss', 'AblationLoss', 'Variant', 'get_variant', 'variant_prior_cfg', 'variant_priors', 'variant_net',
+           'prior_layout', 'designed_layout', 'best_prior_iou', 'level_reach', 'match_targets', 'focal_loss',
+           'AblationLoss', 'Variant', 'get_variant', 'variant_prior_cfg', 'variant_priors', 'variant_net',
            'variant_loss', 'variant_config', 'VariantRun', 'shapes_data', 'run_variant', 'check_results',
-           'load_results', 'record_run', 'summarize', 'format_summary', 'plot_ablations', 'plot_ap_by_size',
-           'plot_pareto', 'count_macs', 'speed_table']
+           'load_results', 'record_run', 'summarize', 'format_summary', 'count_macs', 'speed_table']
 
 # %% ../nbs/10c_ablations.ipynb #c006
 def layout_of(cfg: dict = voc) -> list[dict]:
@@ -100,37 +99,6 @@ def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int
             sq = (torch.cat([c - s / 2, c + s / 2], 1) / image_size).float()              # (Q, 4) point form
             out[k, j] = best_prior_iou(sq, pri).min()
     return out
-
-# %% ../nbs/10c_ablations.ipynb #c011
-def plot_level_reach(layouts: dict, sides=None, image_size: int = 300, data_sides=None):
-    """One panel per layout (`{title: levels}`): for a square object of side s (x, log scale), the worst best-IoU
-    over placements across a cell, per source map, and the 0.5 matching threshold; `data_sides` (objects' sqrt(wh)
-    in pixels) as a histogram underneath."""
-    import matplotlib.pyplot as plt
-    sides = torch.logspace(math.log10(8), math.log10(300), 60) if sides is None else torch.as_tensor(sides)
-    fig, axes = plt.subplots(1, len(layouts), figsize=(4.6 * len(layouts), 3.6), sharey=True, squeeze=False)
-    for ax, (title, levels) in zip(axes[0], layouts.items()):
-        reach = level_reach(levels, sides, image_size)
-        if data_sides is not None:
-            ax2 = ax.twinx()
-            ax2.hist(data_sides, bins=torch.logspace(math.log10(8), math.log10(300), 40).tolist(), color="0.85")
-            ax2.set_yticks([])
-            ax.set_zorder(ax2.get_zorder() + 1)
-            ax.patch.set_visible(False)
-        for k, (lv, c) in enumerate(zip(levels, plt.cm.viridis(torch.linspace(0, 0.9, len(levels)).tolist()))):
-            f = lv["feature_map"]
-            ax.plot(sides, reach[k], color=c, label=f"{f}x{f} ({f * f * len(lv['boxes'])} priors)")
-        ax.plot(sides, reach.max(0).values, "k--", lw=1, label="best of all maps")
-        ax.axhline(0.5, color="crimson", lw=1)
-        ax.set_xscale("log")
-        ax.set(xlabel="object side s (px, square)", ylim=(0, 1))
-        P = sum(lv["feature_map"] ** 2 * len(lv["boxes"]) for lv in levels)
-        ax.set_title(f"{title}: priors ({P}, 4)", fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("worst best-IoU over positions")
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/10c_ablations.ipynb #c017
 def match_targets(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2), forced: bool = True,
@@ -454,79 +422,6 @@ def format_summary(rows: list[dict]) -> str:
         lines.append(f"{r['variant']:22s} {r['group']:14s} {r['mean']:6.3f} {r['seeds']:5d} {100 * r['spread']:6.1f} "
                      f"{r['delta']:+8.1f} {paper:>6s}")
     return "\n".join(lines)
-
-# %% ../nbs/10c_ablations.ipynb #c036
-_GROUP_COLOURS = {"baseline": "black", "augmentation": "tab:blue", "default boxes": "tab:orange",
-                  "negatives": "tab:green", "matching": "tab:red", "priors": "tab:purple", "small objects": "tab:brown",
-                  "speed": "tab:gray"}
-
-
-def plot_ablations(rows: list[dict], title: str = "", path=None):
-    """A bar per variant: change of VOC07 mAP (points) against the full recipe, one dot per seed, the full recipe's
-    seed spread shaded, and the paper's change (Table 2 / 6) as a hollow diamond where it measured the same thing."""
-    import matplotlib.pyplot as plt
-    full = next(r for r in rows if r["variant"] == "full")
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.4))
-    y = list(range(len(rows)))[::-1]
-    for yi, r in zip(y, rows):
-        ax.barh(yi, r["delta"], color=_GROUP_COLOURS.get(r["group"], "gray"), alpha=0.75, height=0.7)
-        ax.plot([100 * (m - full["mean"]) for m in r["maps"]], [yi] * len(r["maps"]), "k.", ms=5)
-        if r["paper"] is not None:
-            ax.plot(r["paper"], yi, "D", mfc="none", mec="crimson", ms=7)
-    lo, hi = 100 * (min(full["maps"]) - full["mean"]), 100 * (max(full["maps"]) - full["mean"])
-    ax.axvspan(min(lo, -0.05), max(hi, 0.05), color="gold", alpha=0.3, label="full recipe: seed spread")
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(y)
-    ax.set_yticklabels([f"{r['variant']}  ({r['mean']:.3f})" for r in rows], fontsize=9)
-    ax.set_xlabel("change of VOC07 mAP vs the full recipe (points); dots: seeds", fontsize=9)
-    ax.plot([], [], "D", mfc="none", mec="crimson", label="paper (SSD300, VOC07: Tables 2, 6)")
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(title or f"ablations at {full['mean']:.3f} mAP for the full recipe", fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=90)
-    return fig
-
-
-def plot_ap_by_size(rows: list[dict], variants, title: str = "AP by object size"):
-    "Grouped bars: mAP of each size band (sqrt(wh) in px) for the chosen variants."
-    import matplotlib.pyplot as plt
-    rows = [r for v in variants for r in rows if r["variant"] == v]
-    bands = list(rows[0]["ap_by_size"])
-    fig, ax = plt.subplots(figsize=(8, 3.3))
-    w = 0.8 / len(rows)
-    for i, r in enumerate(rows):
-        xs = [j + (i - (len(rows) - 1) / 2) * w for j in range(len(bands))]
-        ax.bar(xs, [r["ap_by_size"][b] for b in bands], w, label=f"{r['variant']} ({r['mean']:.3f})")
-    ax.set_xticks(range(len(bands)))
-    ax.set_xticklabels(bands)
-    ax.set(xlabel="object size sqrt(w h)", ylabel="VOC07 AP of the band", ylim=(0, 1))
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_pareto(speed_rows: list[dict], map_by_width: dict):
-    "mAP at the fixed budget against training and inference speed, one point per width (labelled with MACs)."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for ax, key, label in ((axes[0], "train_img_s", "training images/s (CPU)"),
-                           (axes[1], "infer_img_s", "inference images/s (CPU)")):
-        pts = [(r[key], map_by_width[r["width"]], r) for r in speed_rows if r["width"] in map_by_width]
-        pts.sort(key=lambda p: p[0])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:blue")
-        for x, y, r in pts:
-            ax.annotate(f"width {r['width']}\n{r['macs'] / 1e9:.2f} GMAC, {r['params'] / 1e6:.2f} M",
-                        (x, y), textcoords="offset points", xytext=(6, -14), fontsize=8)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("VOC07 mAP at the ablation budget")
-    fig.suptitle("speed vs accuracy of the mini base (one CPU thread, measured side by side)", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/10c_ablations.ipynb #c045
 def count_macs(net, image_size: int = 300) -> int:
