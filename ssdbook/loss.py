@@ -33,7 +33,7 @@ def multibox_loss(loc_data: Tensor, conf_data: Tensor, loc_t: Tensor, conf_t: Te
             logp = F.log_softmax(conf_data.detach().reshape(-1, conf_data.shape[-1]), dim=-1)   # (B*P,C)
             score = logp[:, 0].neg().view(pos.shape)                  # (B,P)
             del logp                                                  # free (B,P,C) before mining
-            neg = hard_negative_mining(score, pos, neg_pos_ratio)
+            neg = hard_negative_mining(score, pos, neg_pos_ratio=neg_pos_ratio)
         else:
             neg = ~pos
     idx = (pos | neg).reshape(-1).nonzero().squeeze(1)                # (K,) flat indices of pos | neg
@@ -101,14 +101,14 @@ class MultiBoxLoss(nn.Module):
             raise ValueError(f"priors must be (P, 4) = {(P, 4)}, got {tuple(priors.shape)}")
         if len(targets) != B:
             raise ValueError(f"got {len(targets)} targets for a batch of {B} images")
-        # the targets' values (boxes, labels < num_classes - 1) are checked by match_batch, in one host sync
+        # the targets' values are checked by match_batch (check_targets, chapter 1), in one host sync
 
     def forward(self, predictions, targets, return_masks: bool = False):
         "`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` -> `(loss_l, loss_c)` (each divided by N)."
         loc_data, conf_data, priors = predictions
         self._check(loc_data, conf_data, priors, targets)
         with torch.no_grad():   # loc_t only where the loss looks (positives); labels checked in the same sync
-            loc_t, conf_t = match_batch(targets, priors.detach().to(loc_data.device), self.threshold,
-                                        self.variance, positives_only=True, num_classes=self.num_classes)
-        return multibox_loss(loc_data, conf_data, loc_t, conf_t, self.negpos_ratio, self.do_neg_mining,
-                             return_masks)
+            loc_t, conf_t = match_batch(targets, priors.detach().to(loc_data.device), threshold=self.threshold,
+                                        variances=self.variance, positives_only=True, num_classes=self.num_classes)
+        return multibox_loss(loc_data, conf_data, loc_t, conf_t, neg_pos_ratio=self.negpos_ratio,
+                             neg_mining=self.do_neg_mining, return_masks=return_masks)

@@ -64,10 +64,7 @@ class L2Norm(nn.Module):
     def __init__(self, n_channels: int = 512, scale: float = 20.0, eps: float = 1e-10):
         super().__init__()
         self.n_channels, self.gamma, self.eps = n_channels, scale, eps
-        self.weight = nn.Parameter(torch.full((n_channels,), float(scale)))
-
-    def reset_parameters(self):
-        nn.init.constant_(self.weight, self.gamma)
+        self.weight = nn.Parameter(torch.full((n_channels,), float(scale)))    # initialised to `scale`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
@@ -79,9 +76,8 @@ _default_detector = None     # a factory `num_classes -> detector`, registered b
 
 
 def set_default_detector(factory) -> None:
-    """Register `factory(num_classes) -> detector` as the `'test'` phase's post-processing for networks built
-    without `detector=`. A detector is called as `detector(loc (B,P,4), conf (B,P,C) probabilities,
-    priors (P,4))`. `ssdbook.detect` registers its `Detect` when imported; `None` unregisters."""
+    """Register `factory(num_classes) -> detector(loc, conf probabilities, priors)` as the `'test'` phase's
+    post-processing of networks built without `detector=` (`ssdbook.detect` registers `Detect`; `None` unregisters)."""
     global _default_detector
     if factory is not None and not callable(factory):
         raise ValueError(f"the default detector must be a callable num_classes -> detector, got {type(factory).__name__}")
@@ -91,12 +87,10 @@ def set_default_detector(factory) -> None:
 class SSD(nn.Module):
     """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf heads.
 
-    `raw(images (B, 3, S, S))` returns `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))`; so does
-    `forward` in the `'train'` phase. In the `'test'` phase `forward` returns
-    `detector(loc, softmax(conf), priors)`: `detector` if given, else the default registered with
-    `set_default_detector` (chapter 10's `Detect`: `(B, C, 200, 5)` detections).
-    Subclasses build their layers, call `_make_heads(source_channels)` last, and implement `features`.
-    """
+    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))`, as `forward` in the
+    `'train'` phase; in the `'test'` phase `forward` returns `detector(loc, softmax(conf), priors)` (`detector`
+    or the default of `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
+    implement `features`."""
 
     def __init__(self, phase: str, size: int, num_classes: int, cfg: dict, detector=None):
         super().__init__()
@@ -173,12 +167,10 @@ class SSD(nn.Module):
         return f"phase={self.phase!r}, size={self.size}, num_classes={self.num_classes}, priors={len(self.priors)}"
 
 
-def _init_xavier(modules):
-    for m in modules:
-        if isinstance(m, nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+def _init_xavier(convs):
+    for m in convs:                      # Xavier weights, zero biases: the reference's train.py for new layers
+        nn.init.xavier_uniform_(m.weight)
+        nn.init.zeros_(m.bias)
 
 
 class VGGSSD(SSD):
@@ -197,11 +189,10 @@ class VGGSSD(SSD):
 
     def features(self, x):
         sources = []
-        for layer in self.vgg[:CONV4_3_RELU]:
+        for k, layer in enumerate(self.vgg):
             x = layer(x)
-        sources.append(self.L2Norm(x))
-        for layer in self.vgg[CONV4_3_RELU:]:
-            x = layer(x)
+            if k == CONV4_3_RELU - 1:                      # conv4_3 after its ReLU: the 38x38 source
+                sources.append(self.L2Norm(x))
         sources.append(x)
         for k, layer in enumerate(self.extras):
             x = F.relu(layer(x), inplace=True)
@@ -223,28 +214,19 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding:
 class MiniSSD(SSD):
     """A small SSD300 for CPUs: same six source maps (38, 19, 10, 5, 3, 1), same 8732 priors and outputs.
 
-    `base` has four stages (300 -> 150 -> 75 -> 38 -> 19); the last two are source maps. `extras` has four
-    blocks (1x1 reduce, 3x3 stride 2 / valid) giving 10, 5, 3, 1. The 1x1 map has no BatchNorm (one value
-    per channel and image: batch statistics would be meaningless, and fail for a batch of one).
-    """
+    `base`: four stages 300 -> 150 -> 75 -> 38* -> 19*; `extras`: four blocks (1x1 reduce, 3x3 stride 2 or
+    valid) -> 10, 5, 3, 1. No BatchNorm on the 1x1 map (one value per channel and image)."""
 
     def __init__(self, phase: str = 'train', num_classes: int = 21, cfg: dict | None = None, width: int = 16,
                  detector=None):
         super().__init__(phase, 300, num_classes, cfg or voc, detector)
-        w = width
-        self.base = nn.ModuleList([
-            nn.Sequential(conv_bn_relu(3, w, stride=2)),                                   # 150
-            nn.Sequential(conv_bn_relu(w, 2 * w, stride=2), conv_bn_relu(2 * w, 2 * w)),   # 75
-            nn.Sequential(conv_bn_relu(2 * w, 4 * w, stride=2), conv_bn_relu(4 * w, 4 * w)),  # 38: source
-            nn.Sequential(conv_bn_relu(4 * w, 8 * w, stride=2), conv_bn_relu(8 * w, 8 * w)),  # 19: source
-        ])
-        c = 8 * w
-        self.extras = nn.ModuleList([
-            nn.Sequential(conv_bn_relu(c, c // 2, 1), conv_bn_relu(c // 2, c, stride=2)),           # 10
-            nn.Sequential(conv_bn_relu(c, c // 2, 1), conv_bn_relu(c // 2, c, stride=2)),           # 5
-            nn.Sequential(conv_bn_relu(c, c // 2, 1), conv_bn_relu(c // 2, c, stride=2)),           # 3
-            nn.Sequential(conv_bn_relu(c, c // 2, 1), conv_bn_relu(c // 2, c, padding=0, bn=False)),  # 1
-        ])
+        w, c = width, 8 * width
+        down = lambda cin, cout: nn.Sequential(conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout))
+        self.base = nn.ModuleList([nn.Sequential(conv_bn_relu(3, w, stride=2)),                  # 150
+                                   down(w, 2 * w), down(2 * w, 4 * w), down(4 * w, c)])          # 75, 38*, 19*
+        reduce = lambda: conv_bn_relu(c, c // 2, 1)
+        self.extras = nn.ModuleList([nn.Sequential(reduce(), conv_bn_relu(c // 2, c, stride=2)) for _ in range(3)]
+                                    + [nn.Sequential(reduce(), conv_bn_relu(c // 2, c, padding=0, bn=False))])
         self._make_heads([4 * w, c, c, c, c, c])
         _init_xavier([*self.loc, *self.conf])
 
@@ -265,8 +247,6 @@ def build_ssd(phase: str = 'train', size: int = 300, num_classes: int = 21, base
     """Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or `base='mini'` (CPU, 300 only).
 
     `detector` is the `'test'` phase's post-processing (default: the one `ssdbook.detect` registers)."""
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     if base == 'vgg16':
         return VGGSSD(phase, size, num_classes, cfg, detector=detector)
     if base == 'mini':
@@ -304,20 +284,16 @@ def load_vgg16_imagenet(net: SSD, weights='DEFAULT') -> SSD:
         from torchvision.models import vgg16
         weights = vgg16(weights=weights)      # a weights name or enum: torchvision downloads it if needed
     sd = weights.state_dict() if isinstance(weights, nn.Module) else weights
-    needed = [f'features.{i}.{p}' for i in VGG16_CONV_INDICES for p in ('weight', 'bias')]
-    needed += ['classifier.0.weight', 'classifier.0.bias', 'classifier.3.weight', 'classifier.3.bias']
-    missing = [k for k in needed if k not in sd]
+    convs = [(f'features.{i}.{p}', getattr(net.vgg[i], p)) for i in VGG16_CONV_INDICES for p in ('weight', 'bias')]
+    fcs = [f'classifier.{i}.{p}' for i in (0, 3) for p in ('weight', 'bias')]       # fc6, fc7
+    missing = [k for k in [k for k, _ in convs] + fcs if k not in sd]
     if missing:
         raise ValueError(f"not a torchvision VGG16 state_dict: missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
+    reduced = zip(subsample_fc(*(sd[k] for k in fcs)), (net.vgg[31].weight, net.vgg[31].bias,
+                                                         net.vgg[33].weight, net.vgg[33].bias))   # conv6, conv7
     with torch.no_grad():
-        for i in VGG16_CONV_INDICES:
-            for p in ('weight', 'bias'):
-                src, dst = sd[f'features.{i}.{p}'], getattr(net.vgg[i], p)
-                if src.shape != dst.shape:
-                    raise ValueError(f"features.{i}.{p} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
-                dst.copy_(src)
-        w6, b6, w7, b7 = subsample_fc(sd['classifier.0.weight'], sd['classifier.0.bias'],
-                                      sd['classifier.3.weight'], sd['classifier.3.bias'])
-        net.vgg[31].weight.copy_(w6); net.vgg[31].bias.copy_(b6)
-        net.vgg[33].weight.copy_(w7); net.vgg[33].bias.copy_(b7)
+        for name, src, dst in [(k, sd[k], dst) for k, dst in convs] + [('conv6/conv7', s, d) for s, d in reduced]:
+            if src.shape != dst.shape:
+                raise ValueError(f"{name} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
+            dst.copy_(src)
     return net
