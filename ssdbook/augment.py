@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 import torch.nn.functional as F
 import torchvision
 
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from .data import IMAGENET_MEAN, IMAGENET_STD, check_targets, normalize, to_float_image
 
 if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (pytorch/vision#8787)
     raise ImportError(f"ssdbook.augment needs torchvision >= 0.21 (the public v2 `make_params`/`transform` API "
@@ -24,7 +24,7 @@ if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (
 # %% auto #0
 __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sample', 'from_sample', 'hue_matrix', 'color_affine',
            'RandomColorDistort', 'params_affine', 'apply_color', 'color_params', 'SSDRandomIoUCrop', 'SSDAugmentation',
-           'to_unit', 'normalize_', 'normalize_batch', 'batch_augment']
+           'batch_augment']
 
 # %% ../nbs/08_augmentation.ipynb #c006
 def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -34,33 +34,13 @@ def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"image must be a (3, H, W) tensor, got {shape}")
     if image.shape[1] < 1 or image.shape[2] < 1:
         raise ValueError(f"image has no pixels: shape {tuple(image.shape)}")
-    if image.dtype == torch.uint8:
-        image = image.float() / 255
-    elif not image.is_floating_point():
+    if image.dtype != torch.uint8 and not image.is_floating_point():
         raise ValueError(f"image must be float in [0, 1] (or uint8), got {image.dtype}")
     target = torch.as_tensor(target, dtype=torch.float32)
     if target.numel() == 0:
-        return image, target.reshape(0, 5)
-    if target.ndim != 2 or target.shape[1] != 5:
-        raise ValueError(f"target must be (n, 5) = x_min, y_min, x_max, y_max, label; got {tuple(target.shape)}")
-    bad = ~torch.isfinite(target).all(1)
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"target box {i} is not finite: {target[i].tolist()}")
-    boxes = target[:, :4]
-    bad = (boxes < -0.01).any(1) | (boxes > 1.01).any(1)
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"target box {i} is not in fractions of the image (0..1): {target[i].tolist()}")
-    bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"target box {i} has no area (x_max <= x_min or y_max <= y_min): {target[i].tolist()}")
-    labels = target[:, 4]
-    if (labels < 0).any() or (labels != labels.round()).any():
-        i = int(((labels < 0) | (labels != labels.round())).nonzero()[0])
-        raise ValueError(f"target box {i} has label {labels[i].item()}: labels are 0-based integers")
-    return image, torch.cat([boxes.clamp(0, 1), labels[:, None]], 1)
+        return to_float_image(image), target.reshape(0, 5)
+    check_targets(target)                     # chapter 1's one validator: shape, finite, fractions, area, labels
+    return to_float_image(image), torch.cat([target[:, :4].clamp(0, 1), target[:, 4:]], 1)
 
 
 def to_sample(image: Tensor, target: Tensor) -> dict[str, Any]:
@@ -277,24 +257,7 @@ class SSDAugmentation:
     def __repr__(self) -> str:
         return f"SSDAugmentation(size={self.size}, steps={[n for n, _ in self.steps]})"
 
-# %% ../nbs/08_augmentation.ipynb #c036
-def to_unit(images: Tensor) -> Tensor:
-    "uint8 `(B, 3, H, W)` -> float in [0, 1] (a float batch is returned as a float32 copy)."
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float().clone()
-
-
-def normalize_(x: Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
-    "In place: `(x - mean) / std` per channel of a `(B, 3, H, W)` batch."
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s)
-
-
-def normalize_batch(images: Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
-    "uint8 (or [0, 1] float) `(B, 3, H, W)` -> normalised float: the no-augmentation path."
-    return normalize_(to_unit(images), mean, std)
-
-
+# %% ../nbs/08_augmentation.ipynb #c038
 def _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep):
     "Boxes `(B, M, 4)` seen through per-image windows: new boxes (clipped) and which survive `(B, M)`."
     win = torch.stack([ox, oy, ox, oy], 1)[:, None]
@@ -316,12 +279,12 @@ def batch_augment(images, targets, generator, mean=IMAGENET_MEAN, std=IMAGENET_S
     from ssdbook.matching import pad_targets                  # (B,M,4), (B,M), (B,M): chapter 5's padding
     B, dev = images.shape[0], images.device
     rnd = lambda *s: torch.rand(*s, generator=generator).to(dev)
-    x = to_unit(images)
+    x = to_float_image(images)                                 # chapter 1's uint8 -> [0, 1]
     if photometric > 0:                                        # colour: chapter 8's matrices, one bmm
         distort, mu = RandomColorDistort(p=photometric), x.mean((2, 3)).cpu()
         Ab = [params_affine(mu[i], color_params(distort, generator)) for i in range(B)]
         x = apply_color(x, torch.stack([a for a, _ in Ab]).to(dev), torch.stack([b for _, b in Ab]).to(dev))
-    x = normalize_(x, mean, std)                               # the zoom-out canvas is 0 = the mean colour
+    x = normalize(x, mean, std)                                # the zoom-out canvas is 0 = the mean colour
     boxes, labels, valid = (t.to(dev) for t in pad_targets(targets))
     lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
     s, aspect = torch.exp(lo + (hi - lo) * rnd(B)), torch.exp((rnd(B) - 0.5) * 0.4)

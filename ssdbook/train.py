@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .augment import batch_augment, normalize_batch
+from .augment import batch_augment
 from .checkpoint import (LOG_FIELDS, RunLock, append_log_row, check_compatible, checkpoint_state,
                                 load_checkpoint, read_log, resolve_resume, rng_state, save_checkpoint, set_rng_state,
                                 truncate_log, write_checkpoints)
 from .config import (TrainConfig, amp_dtype, pick_device, resume_changes, shapes_recipe, use_channels_last,
                             voc_recipe)
-from .data import IMAGENET_MEAN, IMAGENET_STD
+from .data import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set, make_loader,
                               progress, sample_seed)
 
@@ -100,8 +100,7 @@ class NonFiniteWatch:
 
     def update(self, it: int, losses, finite, lr: float):
         new = ~finite & ~self.bad
-        row = torch.cat([torch.tensor([it + 1.0], device=losses.device), losses.float(),
-                         torch.tensor([lr], device=losses.device)])
+        row = torch.cat([losses.new_full((1,), it + 1.0), losses.float(), losses.new_full((1,), lr)])   # no copy
         self.first = torch.where(new, row, self.first)
         self.bad |= ~finite
 
@@ -227,7 +226,7 @@ class Run:
             g = torch.Generator().manual_seed(sample_seed(cfg.seed + 7919, it * self.world + self.rank))
             images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD)
         elif cfg.augment == "none":
-            images = normalize_batch(images, IMAGENET_MEAN, IMAGENET_STD)
+            images = normalize(images, IMAGENET_MEAN, IMAGENET_STD)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, targets

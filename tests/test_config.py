@@ -126,3 +126,34 @@ def test_chapter9_notebook_uses_auto_device():
             continue
         src = "".join("".join(c["source"]) for c in json.load(open(p))["cells"] if c["cell_type"] == "code")
         assert 'device="cpu"' not in src and "device='cpu'" not in src, name
+
+
+def _chapter_cell(name, marker):
+    import json
+    from pathlib import Path
+    nb = json.load(open(Path(__file__).resolve().parents[1] / "nbs" / name))
+    return next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and marker in "".join(c["source"]))
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(monkeypatch, cuda):
+    """Issue 13: the chapter's training cell, run as written with CUDA faked present (or absent), builds the GPU
+    recipe (SSD300-VGG16, batch 32, autocast, channels_last) or the CPU one (mini, runs/demo). `train` is a stub."""
+    src = _chapter_cell("09c_training_loop.ipynb", 'device = pick_device("auto")')
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    seen = {}
+
+    def fake_train(cfg):
+        seen["cfg"] = cfg
+        return dict(iteration=cfg.iterations, history=[dict(elapsed_s=1.0, img_s=2.0)], peak_memory_mb=3.0)
+    ns = dict(shapes_recipe=shapes_recipe, train=fake_train, QUICK=False, Path=__import__("pathlib").Path)
+    exec(compile(src, "09c training cell", "exec"), ns)
+    cfg = seen["cfg"]
+    assert ns["device"].type == ("cuda" if cuda else "cpu") and cfg.device == "auto"
+    if cuda:
+        assert (cfg.base, cfg.batch_size, cfg.amp, cfg.channels_last) == ("vgg16", 32, "auto", "on")
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        assert amp_dtype(torch.device("cuda"), cfg.amp) is torch.bfloat16
+    else:
+        assert cfg.base == "mini" and cfg.out.endswith("runs/demo") and cfg == shapes_recipe(
+            root=cfg.root, out=cfg.out, resume="auto", progress=False)

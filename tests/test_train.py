@@ -33,7 +33,7 @@ def test_reexports_for_readers():
     import ssdbook.train as t
     for name in ("TrainConfig", "shapes_recipe", "voc_recipe", "train", "pick_device", "amp_dtype", "save_checkpoint",
                  "load_checkpoint", "read_log", "plot_log", "build_train_set", "build_test_set", "make_loader",
-                 "StreamSampler", "CachedDataset", "batch_augment", "normalize_batch", "build_model", "LRSchedule"):
+                 "StreamSampler", "CachedDataset", "batch_augment", "build_model", "LRSchedule"):
         assert hasattr(t, name), name
     assert not hasattr(t, "unwrap")
 
