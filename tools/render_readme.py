@@ -39,8 +39,9 @@ DESCRIPTIONS = {
     "bench_evaluate": "VOC07 AP of a detection set vs a port of the VOC devkit's per-detection loop",
     "bench_train_step": "one SSD300-VGG16 training step vs torchvision's `ssd300_vgg16`",
     "demo": "the main job (`make main`): shapes set, train the mini SSD on the CPU, VOC07 mAP",
+    "fault_injection": "training killed (SIGKILL) at random moments and resumed, against a run never killed",
 }
-_SKIP = {"ratio", "measured", "machine", "command", "what", "device"}
+_SKIP = {"ratio", "measured", "machine", "command", "what", "device", "summary"}
 # The headline numbers shown beside the ratio: times and rates, not the configuration.
 _SHOWN = re.compile(r"(_ms|_s|_seconds|img_s|images_per_s|_mb|_gb|map|mAP|ap)$")
 
@@ -107,7 +108,8 @@ def render_results(results: dict) -> str:
         e = results[name]
         what = DESCRIPTIONS.get(name) or e.get("what") or name
         ratio = f"{e['ratio']:.2f}×" if isinstance(e.get("ratio"), (int, float)) else "—"
-        cells = [f"`{name}`", what, ratio, _numbers(e) or "—", str(e.get("measured", "—")), str(e.get("machine", "—"))]
+        numbers = "; ".join(x for x in (str(e.get("summary", "")), _numbers(e)) if x)
+        cells = [f"`{name}`", what, ratio, numbers or "—", str(e.get("measured", "—")), str(e.get("machine", "—"))]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(rows) + ("\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); a ratio above 1 "
                               "means ssdbook is faster than the baseline measured in the same run.")
