@@ -3,11 +3,16 @@
     python benchmarks/bench_train_step.py                 # CPU, B=4 (the issue's comparison)
     python benchmarks/bench_train_step.py --device cuda   # also img/s at B=32 with and without AMP
 
-ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (the chapter 9 step, fp32 on the CPU).
+ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9c's `train_step`, fp32 on the CPU).
 torchvision: `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)` in train mode, which computes
 its own matching and loss inside forward. Both get the same 300x300 images and the same boxes (torchvision in
-pixels with labels 1..20, ssdbook in fractions with labels 0..19). Prints the median of `--repeats` steps
-after `--warmup` steps, and the ratio torchvision / ssdbook (> 1: ssdbook is faster).
+pixels with labels 1..20, ssdbook in fractions with labels 0..19).
+
+Fair by construction (issue 10): every contender gets the same `--warmup` steps and the same `--repeats` timed
+steps, measured in turns (a, b, c, d, a, b, ...) so that load changes on a shared machine hit all alike, and both
+libraries run in both memory formats (contiguous NCHW and channels_last): the ratio is printed per format. The old
+protocol's ratio (ssdbook channels_last vs torchvision contiguous, 1 warm-up, 3 repeats) is printed for reference.
+Results go to benchmarks/results.json (`_results.record`).
 """
 import argparse
 import statistics
@@ -67,11 +72,12 @@ def interleaved(steps, device, warmup, repeats):
 def ssdbook_step(images, targets, device, amp_dtype=None, channels_last=False):
     from ssdbook.loss import MultiBoxLoss
     from ssdbook.model import build_ssd
+    from ssdbook.train import train_step
     torch.manual_seed(0)
     net = build_ssd("train", 300, 21, base="vgg16").to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    crit = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, use_gpu=device.type == "cuda")
+    crit = MultiBoxLoss(21)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     x = images.to(device)
@@ -79,21 +85,17 @@ def ssdbook_step(images, targets, device, amp_dtype=None, channels_last=False):
         x = x.contiguous(memory_format=torch.channels_last)
     t = [tt.to(device) for tt in targets]
 
-    def step():
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loc, conf, priors = net(x)
-        loss_l, loss_c = crit((loc.float(), conf.float(), priors), t)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss_l + loss_c).backward()
-        scaler.step(opt)
-        scaler.update()
+    def step():                                   # chapter 9c's step, as train() runs it
+        train_step(net, crit, opt, scaler, x, t, amp_dtype)
     return step
 
 
-def torchvision_step(images, targets, device, amp_dtype=None):
+def torchvision_step(images, targets, device, amp_dtype=None, channels_last=False):
     from torchvision.models.detection import ssd300_vgg16
     torch.manual_seed(0)
     net = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21).to(device).train()
+    if channels_last:                 # its transform batches the images itself; the weights set the conv layout
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     x = list(images.to(device))
@@ -115,35 +117,46 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--gpu-batch", type=int, default=32)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-record", action="store_true", help="do not write benchmarks/results.json")
     a = p.parse_args()
     device = torch.device(a.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"SSD300 VGG16, B={a.batch}, median of {a.repeats} steps after {a.warmup} warm-up")
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, SSD300 VGG16, "
+          f"B={a.batch}, median of {a.repeats} steps after {a.warmup} warm-up steps, every contender alike")
     images, targets = make_batch(a.batch)
-    steps = {"ssdbook (channels_last, as train() runs it)": ssdbook_step(images, targets, device, channels_last=True),
-             "ssdbook (contiguous)": ssdbook_step(images, targets, device),
-             "torchvision ssd300_vgg16": torchvision_step(images, targets, device)}
+    steps = {"ssdbook contiguous": ssdbook_step(images, targets, device),
+             "torchvision contiguous": torchvision_step(images, targets, device),
+             "ssdbook channels_last": ssdbook_step(images, targets, device, channels_last=True),
+             "torchvision channels_last": torchvision_step(images, targets, device, channels_last=True)}
     times = interleaved(steps, device, a.warmup, a.repeats)   # alternate the contenders: fair under load
     for name, t in times.items():
-        print(f"{name:<44} train step: {t * 1000:8.1f} ms  ({a.batch / t:6.2f} img/s)")
-    tv = times["torchvision ssd300_vgg16"]
-    for name in list(times)[:2]:
-        print(f"ratio torchvision / {name} = {tv / times[name]:.2f}  (> 1: ssdbook faster)")
+        print(f"{name:<28} train step: {t * 1000:8.1f} ms  ({a.batch / t:6.2f} img/s)")
+    ratios = {fmt: times[f"torchvision {fmt}"] / times[f"ssdbook {fmt}"] for fmt in ("contiguous", "channels_last")}
+    for fmt, r in ratios.items():
+        print(f"ratio torchvision / ssdbook, both {fmt} = {r:.2f}  (> 1: ssdbook faster)")
+    old = times["torchvision contiguous"] / times["ssdbook channels_last"]
+    print(f"(old, unfair protocol: ssdbook channels_last vs torchvision contiguous = {old:.2f})")
+    if not a.no_record:
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _results import record
+        record("bench_train_step", dict({f"{k.replace(' ', '_')}_ms": 1000 * v for k, v in times.items()},
+                                        ratio=ratios["contiguous"], ratio_channels_last=ratios["channels_last"],
+                                        ratio_old_protocol=old, ratio_before_fix_published=1.07, batch=a.batch,
+                                        warmup=a.warmup, repeats=a.repeats, device=str(device),
+                                        what="SSD300-VGG16 train step, torchvision time / ssdbook time (>1: ssdbook faster)"))
     if device.type == "cuda":
         B = a.gpu_batch
         images, targets = make_batch(B, seed=1)
         bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        rows = [("fp32", None, False), (f"{str(bf16)[6:]} autocast", bf16, False),
-                (f"{str(bf16)[6:]} + channels_last", bf16, True)]
-        print(f"\nGPU, B={B} (data loading excluded):")
-        for name, dt, cl in rows:
-            s = time_steps(ssdbook_step(images, targets, device, dt, cl), device, 3, 10)
-            print(f"  ssdbook     {name:<24} {B / s:8.1f} img/s")
-        for name, dt in (("fp32", None), (f"{str(bf16)[6:]} autocast", bf16)):
-            s = time_steps(torchvision_step(images, targets, device, dt), device, 3, 10)
-            print(f"  torchvision {name:<24} {B / s:8.1f} img/s")
+        print(f"\nGPU, B={B} (data loading excluded), {a.warmup} warm-up, {a.repeats} repeats:")
+        for name, dt, cl in (("fp32", None, False), (f"{str(bf16)[6:]} autocast", bf16, False),
+                             (f"{str(bf16)[6:]} + channels_last", bf16, True)):
+            mine = time_steps(ssdbook_step(images, targets, device, dt, cl), device, a.warmup, a.repeats)
+            theirs = time_steps(torchvision_step(images, targets, device, dt, cl), device, a.warmup, a.repeats)
+            print(f"  {name:<24} ssdbook {B / mine:8.1f} img/s   torchvision {B / theirs:8.1f} img/s")
 
 
 if __name__ == "__main__":

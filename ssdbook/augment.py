@@ -7,19 +7,17 @@ import math
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
+import torchvision
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms import v2
 
-import torch.nn.functional as F
-import torchvision
-
 from .data import IMAGENET_MEAN, IMAGENET_STD, check_targets, normalize, to_float_image
 
-if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (pytorch/vision#8787)
-    raise ImportError(f"ssdbook.augment needs torchvision >= 0.21 (the public v2 `make_params`/`transform` API "
-                      f"its transforms override); found torchvision {torchvision.__version__}: pip install -U torchvision")
+if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (pytorch/vision#8787): fail loudly
+    raise ImportError(f"ssdbook.augment needs torchvision >= 0.21 (public v2 make_params/transform), found {torchvision.__version__}")
 
 # %% auto #0
 __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sample', 'from_sample', 'hue_matrix', 'color_affine',
@@ -29,11 +27,9 @@ __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sam
 # %% ../nbs/08_augmentation.ipynb #c006
 def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     "Validate an `(image, target)` pair of the transform contract; return the image as float and the target as `(n, 5)`."
-    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
+    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3 or min(image.shape) < 1:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (3, H, W) tensor, got {shape}")
-    if image.shape[1] < 1 or image.shape[2] < 1:
-        raise ValueError(f"image has no pixels: shape {tuple(image.shape)}")
+        raise ValueError(f"image must be a (3, H, W) tensor with pixels, got {shape}")
     if image.dtype != torch.uint8 and not image.is_floating_point():
         raise ValueError(f"image must be float in [0, 1] (or uint8), got {image.dtype}")
     target = torch.as_tensor(target, dtype=torch.float32)
@@ -46,8 +42,8 @@ def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 def to_sample(image: Tensor, target: Tensor) -> dict[str, Any]:
     "Wrap a contract pair as a `transforms.v2` sample: `Image`, XYXY pixel `BoundingBoxes`, `labels`."
     h, w = image.shape[-2:]
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    boxes = tv_tensors.BoundingBoxes(target[:, :4] * scale, format="XYXY", canvas_size=(h, w))
+    boxes = tv_tensors.BoundingBoxes(target[:, :4] * torch.tensor([w, h, w, h], dtype=torch.float32), format="XYXY",
+                                     canvas_size=(h, w))
     return {"image": tv_tensors.Image(image), "boxes": boxes, "labels": target[:, 4].clone()}
 
 
@@ -56,8 +52,7 @@ def from_sample(sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
     image = sample["image"].as_subclass(Tensor)
     boxes = sample["boxes"]
     h, w = boxes.canvas_size
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    boxes = boxes.as_subclass(Tensor).float() / scale
+    boxes = boxes.as_subclass(Tensor).float() / torch.tensor([w, h, w, h], dtype=torch.float32)
     return image, torch.cat([boxes, sample["labels"].float()[:, None]], 1)
 
 # %% ../nbs/08_augmentation.ipynb #c008
@@ -124,10 +119,8 @@ def params_affine(channel_mean: Tensor, params: dict) -> tuple[Tensor, Tensor]:
 
 def apply_color(images: Tensor, A: Tensor, b: Tensor) -> Tensor:
     "`images (B, 3, H, W)` in [0, 1] -> `A @ x + b` per pixel, clamped to [0, 1]: one batched matrix product."
-    B = images.shape[0]
-    flat = images.reshape(B, 3, -1)
-    out = torch.baddbmm(b.to(flat)[:, :, None], A.to(flat), flat)
-    return out.clamp_(0, 1).reshape(images.shape)
+    flat = images.reshape(len(images), 3, -1)
+    return torch.baddbmm(b.to(flat)[:, :, None], A.to(flat), flat).clamp_(0, 1).reshape(images.shape)
 
 
 def color_params(distort: v2.RandomPhotometricDistort, generator: torch.Generator) -> dict:
@@ -260,9 +253,7 @@ class SSDAugmentation:
 # %% ../nbs/08_augmentation.ipynb #c038
 def _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep):
     "Boxes `(B, M, 4)` seen through per-image windows: new boxes (clipped) and which survive `(B, M)`."
-    win = torch.stack([ox, oy, ox, oy], 1)[:, None]
-    scale = torch.stack([sw, sh, sw, sh], 1)[:, None]
-    nb = (boxes - win) / scale
+    nb = (boxes - torch.stack([ox, oy, ox, oy], 1)[:, None]) / torch.stack([sw, sh, sw, sh], 1)[:, None]
     cb = nb.clamp(0, 1)
     area = lambda b: (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
     centre = (nb[..., :2] + nb[..., 2:]) / 2
@@ -303,9 +294,7 @@ def batch_augment(images, targets, generator, mean=IMAGENET_MEAN, std=IMAGENET_S
         grid = F.affine_grid(theta, [len(u), *x.shape[1:]], align_corners=False)
         x.index_copy_(0, u, F.grid_sample(x[u], grid, align_corners=False))
     f = rnd(B) < flip                                          # horizontal flip
-    fi = f.nonzero().squeeze(1)
-    if len(fi):
-        x.index_copy_(0, fi, x[fi].flip(-1))
+    x = torch.where(f[:, None, None, None], x.flip(-1), x)
     cb = torch.where(f[:, None, None], torch.stack([1 - cb[..., 2], cb[..., 1], 1 - cb[..., 0], cb[..., 3]], -1), cb)
     out = torch.cat([cb, labels[..., None].to(cb.dtype)], -1)  # (B, M, 5)
     return x, list(out[keep].split(keep.sum(1).tolist()))      # the kept boxes of each image, (n_b, 5)

@@ -14,7 +14,7 @@ from .config import TrainConfig
 
 # %% auto #0
 __all__ = ['SIZE', 'sample_seed', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'Transformed', 'progress', 'CachedDataset',
-           'build_train_set', 'build_test_set', 'auto_workers', 'make_loader']
+           'build_train_set', 'build_test_set', 'auto_workers', 'make_loader', 'init_distributed']
 
 # %% ../nbs/09a_input_pipeline.ipynb #c006
 SIZE = 300   # the network input side (SSD300)
@@ -189,3 +189,19 @@ def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size
     return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=detection_collate,
                                        num_workers=workers, pin_memory=device.type == "cuda",
                                        prefetch_factor=4 if workers else None)
+
+# %% ../nbs/09a_input_pipeline.ipynb #c016
+def init_distributed(device):
+    "`(rank, world_size, device, created)`: joins the process group when started by torchrun (WORLD_SIZE > 1)."
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device, False
+    import torch.distributed as dist
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device, created
