@@ -246,7 +246,11 @@ class RunLock:
         self.path, self.fd, self.previous = Path(out_dir) / self.NAME, None, {}
 
     def acquire(self) -> "RunLock":
-        import fcntl
+        try:
+            import fcntl
+        except ImportError:                            # Windows: no flock; run unprotected, and say so
+            _log.warning(f"no file locks on this platform: {self.path.parent} is not protected from a second run")
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while self.fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

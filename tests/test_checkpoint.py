@@ -275,3 +275,11 @@ def test_fine_tuning_keeps_all_but_the_class_heads(net, tmp_path):
     bad["loc.0.weight"] = bad["loc.0.weight"][:1]
     with pytest.raises(CheckpointError, match=r"beyond its class heads: loc.0.weight \(1,"):
         load_for_finetuning(other, bad)
+
+
+def test_run_lock_without_flock_warns_and_runs(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "fcntl", None)               # as on Windows: `import fcntl` fails
+    with caplog.at_level(logging.WARNING, "ssdbook.checkpoint"):
+        with RunLock(tmp_path):
+            pass
+    assert "no file locks on this platform" in caplog.text and not (tmp_path / RunLock.NAME).exists()
