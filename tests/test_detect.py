@@ -322,3 +322,28 @@ def test_draw_detections_captions_stay_inside(tmp_path):
     out = save_detections(tmp_path / "d.png", image, det, ["a", "b"])
     from PIL import Image
     assert Image.open(out).size == (120, 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_dtypes_run_and_keep_about_the_same_boxes(golden, dtype):
+    c, priors = golden["decode_nms_cases"][1], golden["priors_voc300"]
+    ref = Detect(21)(c["loc"][None], c["conf_scores"][None], priors)
+    out = Detect(21)(c["loc"][None].to(dtype), c["conf_scores"][None].to(dtype), priors.to(dtype))
+    assert out.dtype == dtype and out.shape == ref.shape
+    assert abs(int((out[..., 0] > 0).sum()) - int((ref[..., 0] > 0).sum())) <= 3     # rounding moves a few near ties
+
+
+def test_predict_unclipped_and_capped():
+    from ssdbook.detect import predict
+    from ssdbook.model import build_ssd
+    torch.manual_seed(1)
+    net = build_ssd("train", 300, 4, base="mini")
+    x = torch.randn(2, 3, 300, 300)
+    raw = predict(net, x, clip=False)
+    capped = predict(net, x, clip=False, max_per_image=5)
+    for r, c in zip(raw, capped):
+        assert len(c["scores"]) == min(5, len(r["scores"]))
+        assert torch.equal(c["scores"], r["scores"][:5]) and torch.equal(c["boxes"], r["boxes"][:5])
+    assert any((r["boxes"] < 0).any() or (r["boxes"] > 1).any() for r in raw)   # an untrained net leaves the image
+    with pytest.raises(ValueError, match="max_per_image"):
+        predict(net, x, max_per_image=0)
