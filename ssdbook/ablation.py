@@ -195,10 +195,15 @@ VARIANTS = {
     "no clip": Variant("priors", "priors not clipped", priors=dict(clip=False)),
     "designed priors": Variant("small objects", "priors designed for the data (15-31 px on the 38x38 map)",
                                layout="designed"),
+    "coco priors": Variant("small objects", "the reference's COCO prior sizes (21, 45, 99, ... px): smaller "
+                           "boxes, same 8732 priors", priors=dict(min_sizes=[21, 45, 99, 153, 207, 261],
+                                                                  max_sizes=[45, 99, 153, 207, 261, 315])),
     "zoom-out 2.5x": Variant("small objects", "stronger expansion: zoom 0.6-2.5x", augment=dict(zoom_range=(0.6, 2.5)),
                              paper="Table 6: SSD300* (16x expansion) 77.2 vs 74.3"),
     "designed + zoom-out": Variant("small objects", "designed priors and zoom 0.6-2.5x", layout="designed",
                                    augment=dict(zoom_range=(0.6, 2.5))),
+    "designed + focal": Variant("small objects", "designed priors and focal loss (no mining)", layout="designed",
+                                loss=dict(focal_gamma=2.0, neg_mining=False)),
     "width 8": Variant("speed", "mini base at half width (8)", width=8),
     "width 12": Variant("speed", "mini base at width 12", width=12),
 }
@@ -391,7 +396,8 @@ the 'zoom out' expansion) for the zoom rows."""
 
 def summarize(results: dict, budget: dict | None = None) -> list[dict]:
     """One row per variant (in `VARIANTS` order) of the runs at `budget` (default: the results' ablation budget):
-    `mean` mAP over seeds, `spread` (max - min, 0 with one seed), `seeds`, `delta` (points vs 'full') and `paper`."""
+    `mean` mAP over seeds, `spread` (max - min, 0 with one seed), `seeds`, `diffs` (points vs 'full' run with the
+    same seed, one per seed), `delta` (their mean) and `paper` (the paper's change, points)."""
     budget = budget or results.get("budget") or ABLATION_BUDGET
     runs = [r for r in results["runs"] if (r["iterations"], r["batch_size"]) == (budget["iterations"], budget["batch_size"])]
     by = {}
@@ -408,9 +414,12 @@ def summarize(results: dict, budget: dict | None = None) -> list[dict]:
                          ap_by_size={k: sum(r["ap_by_size"][k][1] for r in by[name]) / len(maps)
                                      for k in by[name][0]["ap_by_size"]},
                          paper=PAPER_DELTA.get(name)))
-    full = next((r["mean"] for r in rows if r["variant"] == "full"), None)
-    for r in rows:
-        r["delta"] = None if full is None else 100 * (r["mean"] - full)
+    full = {r["seed"]: r["map"] for r in by.get("full", [])}
+    for r in rows:                     # paired by seed: same initialisation and data order as the full recipe
+        mine = {x["seed"]: x["map"] for x in by[r["variant"]]}
+        r["diffs"] = [100 * (mine[s] - full[s]) for s in sorted(mine) if s in full]
+        r["delta"] = (sum(r["diffs"]) / len(r["diffs"]) if r["diffs"] else
+                      None if not full else 100 * (r["mean"] - sum(full.values()) / len(full)))
     return rows
 
 
@@ -423,7 +432,7 @@ def format_summary(rows: list[dict]) -> str:
                      f"{r['delta']:+8.1f} {paper:>6s}")
     return "\n".join(lines)
 
-# %% ../nbs/10c_ablations.ipynb #c045
+# %% ../nbs/10c_ablations.ipynb #c047
 def count_macs(net, image_size: int = 300) -> int:
     "Multiply-accumulates of one forward pass (`net.raw`) on one image, counted by `torch.utils.flop_counter`."
     from torch.utils.flop_counter import FlopCounterMode

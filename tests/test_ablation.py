@@ -180,3 +180,18 @@ def test_speed_table_counts_parameters_and_macs():
     assert [r["width"] for r in rows] == [8, 16]
     assert rows[0]["params"] < rows[1]["params"] and rows[0]["macs"] < rows[1]["macs"]
     assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in rows)
+
+
+def test_summarize_pairs_each_row_with_the_full_run_of_the_same_seed():
+    def run(v, seed, m):
+        return dict(variant=v, group=A.VARIANTS[v].group, seed=seed, map=m, ap={}, iterations=400, batch_size=8,
+                    n_train=2000, train_seconds=1.0, ap_by_size={"0-25 px": [1, m]})
+    res = {"budget": A.ABLATION_BUDGET, "runs": [run("full", 0, 0.40), run("full", 1, 0.50), run("focal loss", 1, 0.56),
+                                                 run("no augmentation", 0, 0.30), run("no augmentation", 1, 0.45)]}
+    rows = {r["variant"]: r for r in A.summarize(res)}
+    assert list(rows) == ["full", "no augmentation", "focal loss"]            # VARIANTS order
+    assert rows["full"]["spread"] == pytest.approx(0.10) and rows["full"]["delta"] == 0
+    assert rows["focal loss"]["diffs"] == pytest.approx([6.0])                 # vs full seed 1, not the mean
+    assert rows["no augmentation"]["diffs"] == pytest.approx([-10.0, -5.0])
+    assert rows["no augmentation"]["delta"] == pytest.approx(-7.5) and rows["no augmentation"]["paper"] < 0
+    assert "no augmentation" in A.format_summary(list(rows.values()))
