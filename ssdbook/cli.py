@@ -291,7 +291,7 @@ def cmd_make_shapes(args):
     return 0
 
 # %% ../nbs/11_cli.ipynb #c018
-def record_result(name, numbers) -> Path | None:
+def record_result(name, numbers, command) -> Path | None:
     "Record `numbers` with `benchmarks/_results.py` when running from a checkout of the repository; else nothing."
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "_results.py"
     if not script.is_file():
@@ -299,7 +299,7 @@ def record_result(name, numbers) -> Path | None:
     spec = importlib.util.spec_from_file_location("_ssdbook_results", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.record(name, numbers, command="python -m ssdbook demo " + " ".join(sys.argv[2:]))
+    mod.record(name, numbers, command=command)
     return mod.RESULTS
 
 
@@ -312,7 +312,8 @@ def cmd_demo(args):
     if args.record and not (quick or os.environ.get("SSDBOOK_QUICK") == "1"):
         keep = ("map", "ap", "ap_by_size", "iterations", "batch_size", "n_train", "n_test", "seconds", "data_seconds",
                 "train_seconds", "eval_seconds")
-        where = record_result("main_job", {k: r[k] for k in keep})
+        command = " ".join(["python -m ssdbook demo"] + [f"--{k.replace('_', '-')} {v}" for k, v in over.items()])
+        where = record_result("main_job", {k: r[k] for k in keep}, command)
         if where:
             print(f"recorded as 'main_job' in {where}")
     return 0

@@ -154,3 +154,63 @@ def test_make_shapes(tmp_path, capsys):
     assert len((main_dir / "train.txt").read_text().split()) == 3
     assert len((main_dir / "test.txt").read_text().split()) == 2
     assert str(folder) in capsys.readouterr().out
+
+
+def _toy_voc(root, n=6):
+    "A tiny VOC-format set of our own: classes box, ball; PNG and JPEG images of two sizes; train = test = all."
+    from PIL import Image, ImageDraw
+    import torch
+    from ssdbook.data import write_voc_xml
+    base = root / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (base / sub).mkdir(parents=True)
+    write_classes(base / "classes.txt", ["box", "ball"])
+    for j in range(n):
+        W, H = (320, 240) if j % 2 else (300, 300)
+        img = Image.new("RGB", (W, H), (90 + 10 * j, 120, 140))
+        d = ImageDraw.Draw(img)
+        d.rectangle([20, 30, 120, 110], fill=(200, 60, 60))
+        d.ellipse([150, 100, 230, 180], fill=(60, 60, 200))
+        name = f"im{j}.{'png' if j % 2 else 'jpg'}"
+        img.save(base / "JPEGImages" / name)
+        write_voc_xml(base / "Annotations" / f"im{j}.xml", dict(id=f"im{j}", filename=name, width=W, height=H,
+                      boxes=torch.tensor([[20.0, 30, 120, 110], [150, 100, 230, 180]]), labels=torch.tensor([0, 1]),
+                      difficult=torch.zeros(2, dtype=torch.bool)), ["box", "ball"], folder="VOC2007")
+    ids = "".join(f"im{j}\n" for j in range(n))
+    (base / "ImageSets/Main/train.txt").write_text(ids)
+    (base / "ImageSets/Main/test.txt").write_text(ids)
+    return root
+
+
+TINY = ["--base", "mini", "--pretrained", "", "--iterations", "2", "--batch-size", "2", "--warmup", "1",
+        "--checkpoint-every", "2", "--progress", "no", "--num-workers", "0"]
+
+
+def test_own_voc_data_finetuned_with_new_classes(demo_run, tmp_path, capsys):
+    tmp, _ = demo_run
+    toy = _toy_voc(tmp_path / "toy")
+    out = tmp_path / "run"
+    assert main(["train", "--data", "voc", "--root", str(toy), "--image-sets", "2007:train", *TINY,
+                 "--finetune", str(tmp / "run/last.pth"), "--out", str(out)]) == 0
+    assert "new class heads" in capsys.readouterr().out
+    ck = load_checkpoint(out / "last.pth")
+    assert ck["classes"] == ["box", "ball"] and ck["num_classes"] == 3
+    assert ck["model"]["conf.0.weight"].shape[0] == 4 * 3          # 4 priors per location x 3 classes
+    assert main(["eval", "--checkpoint", str(out / "last.pth"), "--image-set", "2007:test", "--progress", "no"]) == 0
+    assert "box" in capsys.readouterr().out
+
+
+def test_own_coco_data(tmp_path, capsys):
+    from ssdbook.coco import voc_to_coco
+    toy = _toy_voc(tmp_path / "toy")
+    ann = voc_to_coco(toy, ("2007", "train"), tmp_path / "train.json")
+    images = toy / "VOC2007" / "JPEGImages"
+    out = tmp_path / "run"
+    assert main(["train", "--data", "coco", "--root", str(images), "--annotations", str(ann), *TINY,
+                 "--out", str(out)]) == 0
+    assert load_checkpoint(out / "last.pth")["classes"] == ["box", "ball"]
+    capsys.readouterr()
+    for metric in ("voc07", "coco"):
+        assert main(["eval", "--checkpoint", str(out / "last.pth"), "--data", "coco", "--root", str(images),
+                     "--annotations", str(ann), "--metric", metric, "--progress", "no"]) == 0
+        assert f"({metric})" in capsys.readouterr().out
