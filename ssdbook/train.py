@@ -23,13 +23,14 @@ from .checkpoint import (LOG_FIELDS, RunLock, append_log_row, check_compatible, 
                                 truncate_log, write_checkpoints)
 from .config import (TrainConfig, amp_dtype, pick_device, resume_changes, shapes_recipe, use_channels_last,
                             voc_recipe)
-from .data import IMAGENET_MEAN, IMAGENET_STD, normalize
-from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set, make_loader,
-                              progress, sample_seed)
+from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, normalize
+from .loss import MultiBoxLoss
+from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set,
+                              init_distributed, make_loader, progress, sample_seed)
 
 # %% auto #0
-__all__ = ['LRSchedule', 'make_optimizer', 'set_lr', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'init_distributed',
-           'build_model', 'peak_memory_mb', 'Run', 'train', 'plot_log']
+__all__ = ['LRSchedule', 'make_optimizer', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'build_model', 'Run', 'train',
+           'plot_log']
 
 # %% ../nbs/09c_training_loop.ipynb #c006
 class LRSchedule:
@@ -59,11 +60,6 @@ def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def set_lr(opt: torch.optim.Optimizer, lr: float):
-    for group in opt.param_groups:
-        group["lr"] = lr
 
 # %% ../nbs/09c_training_loop.ipynb #c010
 def train_step(model, criterion, opt, scaler, images, targets, dtype=None, skip_nonfinite=False):
@@ -110,29 +106,11 @@ class NonFiniteWatch:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         if bad.item():                                          # the host sync
             it, l, c, lr = self.first.tolist()
-            where = f"{last_checkpoint}, written before it" if last_checkpoint else "none yet"
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {int(it) if it == it else '?'} (loss_l={l:.4g}, loss_c={c:.4g}, "
-                f"lr={lr:.3g}); stopped (on_nonfinite='stop'). Last clean checkpoint: {where}. "
-                "Try a lower --lr or a longer --warmup, and check the data for degenerate boxes.")
+            raise NonFiniteLossError(f"non-finite loss at iteration {int(it)} (loss_l={l:.4g}, loss_c={c:.4g}, lr={lr:.3g}); "
+                                     f"stopped (on_nonfinite='stop'). Last clean checkpoint: {last_checkpoint or 'none yet'}"
+                                     ". Try a lower --lr or a longer --warmup, and check the data for degenerate boxes.")
 
 # %% ../nbs/09c_training_loop.ipynb #c021
-def init_distributed(device):
-    "`(rank, world_size, device, created)`: joins the process group when started by torchrun (WORLD_SIZE > 1)."
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device, False
-    import torch.distributed as dist
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    created = not dist.is_initialized()
-    if created:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device, created
-
-
 def build_model(base="mini", num_classes=21, phase="train", pretrained=""):
     "`build_ssd` at 300 px, with the ImageNet VGG16 weights when `pretrained` is a path or 'download'."
     from ssdbook.model import build_ssd, load_vgg16_imagenet
@@ -143,19 +121,10 @@ def build_model(base="mini", num_classes=21, phase="train", pretrained=""):
         load_vgg16_imagenet(net, **({} if pretrained == "download" else dict(weights=pretrained)))
     return net
 
-
-def peak_memory_mb(device) -> float:
-    "Peak memory of this run: CUDA's allocator on a GPU, the process's peak resident size on a CPU."
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 # %% ../nbs/09c_training_loop.ipynb #c022
 class Run:
     "One training run: set-up (resume, data, model, optimiser) in `__init__`, the iterations in `loop()`."
     def __init__(self, cfg, rank, world, device, net=None, dataset=None, classes=None, criterion=None):
-        from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
-        from ssdbook.loss import MultiBoxLoss
         if cfg.batch_size % world:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
         self.cfg, self.rank, self.world, self.device, self.main = cfg, rank, world, device, rank == 0
@@ -220,8 +189,7 @@ class Run:
     def device_batch(self, images, targets, it):
         "The batch on the device: augmented ('light') or normalised ('none') there; channels_last if asked."
         cfg, dev = self.cfg, self.device
-        images = images.to(dev, non_blocking=True)
-        targets = [t.to(dev, non_blocking=True) for t in targets]
+        images, targets = images.to(dev, non_blocking=True), [t.to(dev, non_blocking=True) for t in targets]
         if cfg.augment == "light":
             g = torch.Generator().manual_seed(sample_seed(cfg.seed + 7919, it * self.world + self.rank))
             images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD)
@@ -242,7 +210,7 @@ class Run:
         for it, (images, targets) in zip(bar, self.loader):
             images, targets = self.device_batch(images, targets, it)
             lr = cfg.lr * schedule(it)
-            set_lr(self.opt, lr)
+            self.opt.param_groups[0]["lr"] = lr                   # one group: the schedule is stateless
             losses, finite = train_step(self.model, self.criterion, self.opt, self.scaler, images, targets,
                                         self.dtype, skip_nonfinite=cfg.on_nonfinite == "skip")
             self.acc += torch.where(finite, torch.cat([losses, losses.new_ones(1)]), 0.0)
@@ -263,8 +231,7 @@ class Run:
                 state = checkpoint_state(self.net, self.opt, None, self.scaler, iteration=done, classes=self.classes,
                                          config=cfg, skipped=self.skipped, world_size=self.world, resumes=self.resumes)
                 self.ckpt_path = write_checkpoints(self.out, state, keep=cfg.keep_checkpoints)
-        if hasattr(bar, "close"):
-            bar.close()
+        getattr(bar, "close", lambda: None)()                    # the tqdm bar, if there is one
         return self.result()
 
     def log_row(self, done, lr, bar):
@@ -274,8 +241,7 @@ class Run:
         row = dict(iteration=done, loss_l=l / n, loss_c=c / n, loss=(l + c) / n, lr=lr,
                    img_s=self.cfg.batch_size * (done - self.last_logged) / max(now - self.win_t, 1e-9),
                    elapsed_s=now - self.t0, cpu_s=time.process_time() - self.c0, skipped=self.skipped)
-        self.acc.zero_()
-        self.win_t = now
+        self.acc.zero_(); self.win_t = now
         if self.main:
             self.history.append(row)
             append_log_row(self.log_path, row)
@@ -292,14 +258,14 @@ class Run:
         return dict(net=self.net, iteration=max(self.stop, self.start), classes=self.classes,
                     checkpoint=self.out / "last.pth" if self.main else None, log=self.log_path,
                     history=self.history, skipped=self.skipped, seconds=seconds,
-                    img_s=trained * self.cfg.batch_size / max(seconds, 1e-9), peak_memory_mb=peak_memory_mb(self.device),
-                    resumes=self.resumes)
+                    img_s=trained * self.cfg.batch_size / max(seconds, 1e-9), resumes=self.resumes,
+                    peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda"
+                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)   # CUDA allocator / process RSS
 
 # %% ../nbs/09c_training_loop.ipynb #c023
 def train(cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None) -> dict:
-    """Train an SSD as `cfg` says. Returns dict(net, iteration, checkpoint, log, history, skipped, seconds, img_s,
-    peak_memory_mb, classes, resumes). `net`, `dataset` (float [0,1] images + (n,5) targets), `classes` and
-    `criterion` default to what `cfg` describes. Under `torchrun` (WORLD_SIZE > 1) it trains with DDP."""
+    """Train an SSD as `cfg` says -> dict(net, iteration, checkpoint, log, history, skipped, seconds, img_s, peak_memory_mb,
+    classes, resumes). `net`, `dataset`, `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -321,14 +287,12 @@ def plot_log(history, path=None, title="training loss"):
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1]))
     for k, c in (("loss", "k"), ("loss_l", "tab:blue"), ("loss_c", "tab:orange")):
         ax.plot(it, [r[k] for r in history], c, label=k)
-    ax.set(xlabel="iteration", ylabel="loss (per matched prior)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=9)
-    ax.grid(alpha=0.3)
     ax2.plot(it, [r["lr"] for r in history], "tab:green")
-    ax2.set(xlabel="iteration", ylabel="learning rate")
-    ax2.set_title("schedule", fontsize=10)
-    ax2.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    for a, name, ylabel in ((ax, title, "loss (per matched prior)"), (ax2, "schedule", "learning rate")):
+        a.set(xlabel="iteration", ylabel=ylabel)
+        a.set_title(name, fontsize=10)
+        a.grid(alpha=0.3)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=90)

@@ -146,7 +146,8 @@ def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(monkey
     def fake_train(cfg):
         seen["cfg"] = cfg
         return dict(iteration=cfg.iterations, history=[dict(elapsed_s=1.0, img_s=2.0)], peak_memory_mb=3.0)
-    ns = dict(shapes_recipe=shapes_recipe, train=fake_train, QUICK=False, Path=__import__("pathlib").Path)
+    ns = dict(shapes_recipe=shapes_recipe, train=fake_train, QUICK=False, Path=__import__("pathlib").Path,
+              os=__import__("os"))
     exec(compile(src, "09c training cell", "exec"), ns)
     cfg = seen["cfg"]
     assert ns["device"].type == ("cuda" if cuda else "cpu") and cfg.device == "auto"
