@@ -3,7 +3,7 @@
     python benchmarks/bench_train_step.py                 # CPU, B=4 (the comparison)
     python benchmarks/bench_train_step.py --device cuda   # also img/s at B=32 with and without AMP
 
-ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9c's `train_step`, fp32 on the CPU).
+ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9d's `train_step`, fp32 on the CPU).
 torchvision: `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)` in train mode, which computes
 its own matching and loss inside forward. Both get the same 300x300 images and the same boxes (torchvision in
 pixels with labels 1..20, ssdbook in fractions with labels 0..19).
@@ -85,7 +85,7 @@ def ssdbook_step(images, targets, device, amp_dtype=None, channels_last=False):
         x = x.contiguous(memory_format=torch.channels_last)
     t = [tt.to(device) for tt in targets]
 
-    def step():                                   # chapter 9c's step, as train() runs it
+    def step():                                   # chapter 9d's step, as train() runs it
         train_step(net, crit, opt, scaler, x, t, amp_dtype)
     return step
 

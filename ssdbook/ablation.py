@@ -271,7 +271,7 @@ def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overr
 
 # %% ../nbs/10c_ablations.ipynb #c024
 class VariantRun(Run):
-    "Chapter 9c's `Run` whose batched augmentation takes a variant's `batch_augment` options."
+    "Chapter 9d's `Run` whose batched augmentation takes a variant's `batch_augment` options."
     augment_options: dict = {}
 
     def device_batch(self, images, targets, it):

@@ -120,7 +120,7 @@ def test_chapter9_notebook_uses_auto_device():
     import json
     from pathlib import Path
     nbs = Path(__file__).resolve().parents[1] / "nbs"
-    for name in ("09_training.ipynb", "09a_input_pipeline.ipynb", "09c_training_loop.ipynb"):
+    for name in ("09_training.ipynb", "09a_input_pipeline.ipynb", "09d_training_loop.ipynb"):
         p = nbs / name
         if not p.exists():
             continue
@@ -139,7 +139,7 @@ def _chapter_cell(name, marker):
 def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(monkeypatch, cuda):
     """Issue 13: the chapter's training cell, run as written with CUDA faked present (or absent), builds the GPU
     recipe (SSD300-VGG16, batch 32, autocast, channels_last) or the CPU one (mini, runs/demo). `train` is a stub."""
-    src = _chapter_cell("09c_training_loop.ipynb", 'device = pick_device("auto")')
+    src = _chapter_cell("09d_training_loop.ipynb", 'device = pick_device("auto")')
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     seen = {}
 
@@ -148,7 +148,7 @@ def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(monkey
         return dict(iteration=cfg.iterations, history=[dict(elapsed_s=1.0, img_s=2.0)], peak_memory_mb=3.0)
     ns = dict(shapes_recipe=shapes_recipe, train=fake_train, QUICK=False, Path=__import__("pathlib").Path,
               os=__import__("os"))
-    exec(compile(src, "09c training cell", "exec"), ns)
+    exec(compile(src, "09d training cell", "exec"), ns)
     cfg = seen["cfg"]
     assert ns["device"].type == ("cuda" if cuda else "cpu") and cfg.device == "auto"
     if cuda:

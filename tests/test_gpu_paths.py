@@ -107,7 +107,7 @@ def test_cuda_loader_pins_memory(tmp_path):
 
 
 def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
-    "The whole loop with amp='bf16' on the CPU: the GPU configuration of chapter 9c, end to end."
+    "The whole loop with amp='bf16' on the CPU: the GPU configuration of chapter 9d, end to end."
     from ssdbook.shapes import make_shapes_voc
     from ssdbook.train import train
     make_shapes_voc(tmp_path, n_train=6, n_test=2)

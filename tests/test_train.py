@@ -1,4 +1,4 @@
-"""Chapter 9c: the training loop (ssdbook.train). Tiny budgets: a few iterations of the mini base at B=2."""
+"""Chapter 9d: the training loop (ssdbook.train). Tiny budgets: a few iterations of the mini base at B=2."""
 import os
 import subprocess
 import sys
