@@ -1,11 +1,14 @@
-"""ssdbook.priors: the default boxes, against the reference's golden priors."""
+"""ssdbook.priors: the default boxes, against the reference's golden priors; explicit layouts (the designed priors)."""
 import math
 from itertools import product
 
 import pytest
 import torch
 
-from ssdbook.priors import PriorBox, boxes_per_location, coco, num_priors, ssd512, voc
+import json
+
+from ssdbook.priors import (CONFIGS, PriorBox, boxes_per_location, coco, designed_layout, layout_config, layout_of,
+                            num_priors, shapes, ssd512, voc)
 
 
 def reference_loop(cfg):
@@ -102,3 +105,46 @@ def test_bad_arguments():
     bad = dict(voc, steps=[8, 16, 32])
     with pytest.raises(ValueError, match="steps"):
         PriorBox(bad)
+
+
+@pytest.mark.parametrize("cfg", [voc, coco, ssd512])
+def test_layout_of_reproduces_priorbox_exactly(cfg):
+    lay = layout_config(layout_of(cfg), image_size=cfg["min_dim"])
+    assert torch.equal(PriorBox(lay).forward(), PriorBox(cfg).forward())
+    assert boxes_per_location(lay) == boxes_per_location(cfg) and num_priors(lay) == num_priors(cfg)
+
+
+def test_layout_rejects_bad_boxes_naming_the_map():
+    lv = layout_of(voc)
+    lv[2] = dict(lv[2], boxes=[[0, 10]])
+    with pytest.raises(ValueError, match="map 2"):
+        layout_config(lv)
+    with pytest.raises(ValueError, match="map 0: expected a dict"):
+        PriorBox(dict(voc, layout=[{"feature_map": 38}]))
+    with pytest.raises(ValueError, match="feature_maps"):
+        PriorBox(dict(shapes, feature_maps=[38, 19, 10, 5, 3, 2]))
+
+
+def test_shapes_config_keeps_the_heads_and_8732_priors():
+    assert CONFIGS["shapes"] is shapes and shapes["layout"] == designed_layout()
+    assert boxes_per_location(shapes) == boxes_per_location(voc) and num_priors(shapes) == 8732
+    pri = PriorBox(shapes).forward()
+    assert pri.shape == (8732, 4) and not torch.equal(pri, PriorBox(voc).forward())
+    assert not torch.equal(pri[5776:5776 + 2166], PriorBox(voc).forward()[5776:5776 + 2166])   # the 19x19 map too
+    assert torch.equal(pri[5776 + 2166:], PriorBox(voc).forward()[5776 + 2166:])      # maps 2..5 are voc's
+    assert float(pri[:5776, 2].min()) * 300 == pytest.approx(15)                      # 15 px squares on the 38x38 map
+
+
+def test_shifted_boxes_sit_a_quarter_cell_off_centre():
+    pri = PriorBox(shapes, clip=False).forward()[:4] * 300                           # cell (0, 0) of the 38x38 map
+    q = 300 / 38 / 4
+    assert pri[0, :2].tolist() == pytest.approx([4 - q, 4 - q]) and pri[1, :2].tolist() == pytest.approx([4 + q, 4 + q])
+    assert pri[2, :2].tolist() == pytest.approx([4, 4])
+
+
+def test_layout_config_survives_json_and_a_checkpoint(tmp_path):
+    again = json.loads(json.dumps(shapes))
+    assert again == shapes and torch.equal(PriorBox(again).forward(), PriorBox(shapes).forward())
+    torch.save({"prior_cfg": dict(shapes)}, tmp_path / "c.pth")
+    back = torch.load(tmp_path / "c.pth", weights_only=True)["prior_cfg"]
+    assert back == shapes and torch.equal(PriorBox(back).forward(), PriorBox(shapes).forward())
