@@ -298,3 +298,78 @@ def test_cuda_matches_cpu(priors, criterion):
     # priors left on the CPU (use_gpu is ignored): the loss follows the predictions' device
     l2, c2 = criterion((loc.cuda(), conf.cuda(), priors), [t.cuda() for t in targets])
     assert _rel(l2.cpu(), l_cpu) < 1e-5
+
+
+# --- the options: focal loss instead of mining, and matching without the forced best-prior match ---
+
+def test_focal_loss_equals_the_direct_formula():
+    from ssdbook.mining import focal_loss
+    g = torch.Generator().manual_seed(1)
+    conf, conf_t = torch.randn(2, 50, 21, generator=g) * 3, torch.randint(0, 21, (2, 50), generator=g)
+    p_t = conf.double().softmax(-1).gather(-1, conf_t[..., None]).squeeze(-1)
+    for gamma in (0.5, 2.0, 5.0):
+        direct = (-(1 - p_t) ** gamma * p_t.log()).sum()
+        assert torch.allclose(focal_loss(conf, conf_t, gamma).double(), direct, rtol=1e-5)
+
+
+def test_focal_gamma_zero_is_cross_entropy_over_every_prior(priors):
+    from ssdbook.mining import focal_loss
+    loc, conf, targets = _batch()
+    loc_t, conf_t = match_batch(targets, priors)
+    ce = torch.nn.functional.cross_entropy(conf.reshape(-1, 21), conf_t.reshape(-1), reduction="sum")
+    assert torch.allclose(focal_loss(conf, conf_t, 0.0), ce, rtol=1e-6)
+    n = (conf_t > 0).sum()
+    _, every = MultiBoxLoss(21, neg_mining=False)((loc, conf, priors), targets)
+    assert torch.allclose(every, ce / n, rtol=1e-6)
+
+
+def test_multiboxloss_focal_option(priors):
+    from ssdbook.mining import focal_loss
+    loc, conf, targets = _batch()
+    crit = MultiBoxLoss(21, focal_gamma=2.0)
+    loss_l, loss_c, pos, neg = crit((loc, conf, priors), targets, return_masks=True)
+    assert torch.equal(neg, ~pos)                                        # every prior, no mining
+    ref_l, _ = MultiBoxLoss(21)((loc, conf, priors), targets)
+    _, conf_t = match_batch(targets, priors)
+    assert torch.allclose(loss_l, ref_l) and torch.allclose(loss_c, focal_loss(conf, conf_t, 2.0) / pos.sum())
+    conf_req = conf.clone().requires_grad_(True)
+    crit((loc, conf_req, priors), targets)[1].backward()
+    assert torch.isfinite(conf_req.grad).all() and (conf_req.grad != 0).any(-1).all()   # every prior gets a gradient
+    for bad in (-1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="focal_gamma"):
+            MultiBoxLoss(21, focal_gamma=bad)
+    with pytest.raises(TypeError):
+        MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False, (0.1, 0.2), 2.0)   # keyword only
+
+
+def test_no_forced_match_differs_exactly_at_the_forced_priors(priors):
+    from ssdbook.loss import match_iou_only
+    from ssdbook.matching import jaccard
+    small = torch.tensor([[0.50, 0.50, 0.54, 0.54, 1.0]])                 # 12 px: no prior reaches IoU 0.5
+    big = torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0], [0.45, 0.5, 0.9, 0.95, 7.0]])
+    targets = [torch.cat([small, big]), big, torch.zeros(0, 5)]
+    lf, cf, d = match_batch(targets, priors, positives_only=True, return_details=True)
+    lp, cp = match_iou_only(targets, priors)
+    forced = d["best_truth_overlap"] == 2
+    assert torch.equal(cf[~forced], cp[~forced]) and torch.equal(lf[~forced], lp[~forced])
+    best, idx = d["overlaps"].max(1)                                       # by IoU alone
+    labels = torch.nn.utils.rnn.pad_sequence([t[:, 4].long() + 1 for t in targets], batch_first=True)   # (B, M)
+    expect = torch.where(best >= 0.5, labels.gather(1, idx), 0)
+    assert torch.equal(cp, expect)
+    assert int((cf[0] == 2).sum()) >= 1 and int((cp[0] == 2).sum()) == 0     # the 12 px object is lost
+    assert float(jaccard(small[:, :4], point_form(priors)).max()) < 0.5
+    assert (cf != cp).sum() == (cf != cp)[forced].sum() > 0                 # differences only on forced priors
+    # through the loss: the default is the paper's forced match; False uses IoU alone
+    loc, conf = torch.randn(3, 8732, 4), torch.randn(3, 8732, 21)
+    _, _, pos_f, _ = MultiBoxLoss(21)((loc, conf, priors), targets, return_masks=True)
+    _, _, pos_p, _ = MultiBoxLoss(21, prior_for_matching=False)((loc, conf, priors), targets, return_masks=True)
+    assert torch.equal(pos_f, cf > 0) and torch.equal(pos_p, cp > 0)
+    assert match_iou_only([torch.zeros(0, 5)], priors)[1].sum() == 0      # a batch without objects
+
+
+def test_forced_match_on_big_objects_changes_nothing(priors):
+    from ssdbook.loss import match_iou_only
+    big = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0]])]
+    lf, cf = match_batch(big, priors, positives_only=True)
+    lp, cp = match_iou_only(big, priors)
+    assert torch.equal(cf, cp) and torch.equal(lf, lp)

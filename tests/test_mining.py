@@ -133,3 +133,18 @@ def test_bad_input_raises(bad):
             hard_negative_mining(ce, pos, float("nan"))
         else:
             hard_negative_mining(ce, pos, -1)
+
+
+def test_init_background_bias_starts_every_prior_at_background():
+    import math
+    from ssdbook.mining import init_background_bias
+    from ssdbook.model import build_ssd
+    from ssdbook.priors import boxes_per_location, voc
+    torch.manual_seed(0)
+    net = init_background_bias(build_ssd("train", base="mini", num_classes=7))
+    for head, a in zip(net.conf, boxes_per_location(voc)):
+        b = head.bias.view(a, 7)
+        assert torch.allclose(b[:, 0], torch.tensor(math.log(0.99 * 6 / 0.01))) and (b[:, 1:] == 0).all()
+    with torch.no_grad():
+        conf = net.raw(torch.zeros(1, 3, 300, 300))[1]
+    assert conf.softmax(-1)[..., 0].mean() > 0.9
