@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from .priors import CONFIGS
+
 # %% auto #0
-__all__ = ['DEVICE_PATTERN', 'FIXED', 'FREE', 'EXTEND', 'RECIPES', 'option', 'yes_no', 'int_list', 'image_sets', 'TrainConfig',
-           'field_problem', 'shapes_recipe', 'voc_recipe', 'resume_changes', 'add_config_arguments', 'config_from_args',
-           'pick_device', 'amp_dtype', 'use_channels_last']
+__all__ = ['DEVICE_PATTERN', 'FIXED', 'FREE', 'EXTEND', 'PRIOR_CONFIGS', 'RECIPES', 'option', 'yes_no', 'int_list', 'image_sets',
+           'TrainConfig', 'field_problem', 'shapes_recipe', 'voc_recipe', 'coco_recipe', 'resume_changes',
+           'add_config_arguments', 'config_from_args', 'pick_device', 'amp_dtype', 'use_channels_last']
 
 # %% ../nbs/09_training.ipynb #c006
 def option(default, help: str, *, choices=None, type=None, low=None, above=None, on_resume="fixed"):
@@ -23,14 +25,10 @@ def option(default, help: str, *, choices=None, type=None, low=None, above=None,
 
 
 def yes_no(s) -> bool:
-    "Parse a yes/no flag (also true/false, on/off, 1/0)."
-    if isinstance(s, bool):
-        return s
+    "Parse a yes/no flag (also true/false, on/off, 1/0; a bool is itself)."
     t = str(s).lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
+    if t in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return t in ("1", "true", "yes", "on")
     raise argparse.ArgumentTypeError(f"expected yes or no, got {s!r}")
 
 
@@ -45,12 +43,11 @@ def int_list(s) -> tuple:
 def image_sets(s) -> tuple:
     "'2007:trainval,2012:trainval' -> (('2007', 'trainval'), ('2012', 'trainval'))."
     out = []
-    for part in str(s).split(","):
-        year, _, name = part.strip().partition(":")
-        if part.strip() and not (year and name):
-            raise argparse.ArgumentTypeError(f"image set {part.strip()!r}: expected YEAR:NAME, e.g. 2007:trainval")
-        if part.strip():
-            out.append((year, name))
+    for part in filter(None, (p.strip() for p in str(s).split(","))):
+        year, _, name = part.partition(":")
+        if not (year and name):
+            raise argparse.ArgumentTypeError(f"image set {part!r}: expected YEAR:NAME, e.g. 2007:trainval")
+        out.append((year, name))
     return tuple(out)
 
 
@@ -58,16 +55,22 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
 # %% ../nbs/09_training.ipynb #c008
 FIXED, FREE, EXTEND = "fixed", "free", "extend"   # on_resume: must equal / may change / may only grow
+PRIOR_CONFIGS = tuple(k for k, c in CONFIGS.items() if c['min_dim'] == 300)   # the pipeline's 300 px input
 
 
 @dataclass
 class TrainConfig:
     "Everything a training run needs; each field's metadata documents it (and becomes a command-line option)."
-    data: str = option("shapes", "the training set: 'shapes' (synthetic, generated on demand) or 'voc' (Pascal VOC); "
-                       "it picks the recipe that supplies the other defaults", choices=("shapes", "voc"))
+    data: str = option("shapes", "the training set: 'shapes' (synthetic, generated on demand), 'voc' (Pascal VOC "
+                       "layout) or 'coco' (a COCO JSON + image folder); it picks the recipe that supplies the other "
+                       "defaults", choices=("shapes", "voc", "coco"))
     root: str = option("data", "dataset root (VOC{year}/ or VOCshapes/ live under it)", on_resume=FREE)
     base: str = option("mini", "the network: 'mini' (small, for CPUs) or 'vgg16' (SSD300 of the paper)",
                        choices=("mini", "vgg16"))
+    priors: str = option("voc", "the prior boxes (chapter 2's configs): 'voc' (the reference's), 'coco' (smaller), "
+                         "'shapes' (designed for the shapes set); all 8732 priors", choices=PRIOR_CONFIGS)
+    focal_gamma: float = option(0.0, "0: the paper's hard negative mining (3:1); > 0: focal loss with this gamma over "
+                                "every prior instead, no mining (chapter 6; RetinaNet: 2)", low=0)
     out: str = option("runs/ssd", "folder for checkpoints, log.csv and loss.png", on_resume=FREE)
     iterations: int = option(2000, "optimiser steps; on --resume it may grow: the schedule is rebuilt for the "
                              "new length and the change is recorded in the checkpoint", low=1, on_resume=EXTEND)
@@ -186,7 +189,12 @@ def voc_recipe(**kw) -> TrainConfig:
     return TrainConfig(**{**cfg, **kw})
 
 
-RECIPES = {"shapes": shapes_recipe, "voc": voc_recipe}
+def coco_recipe(**kw) -> TrainConfig:
+    "`voc_recipe` for a COCO-format set (a COCO JSON + an image folder; no VOC image sets)."
+    return voc_recipe(**{**dict(data="coco", image_sets=(), out="runs/ssd300_coco"), **kw})
+
+
+RECIPES = {"shapes": shapes_recipe, "voc": voc_recipe, "coco": coco_recipe}
 
 
 def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dict:

@@ -158,3 +158,38 @@ def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(monkey
     else:
         assert cfg.base == "mini" and cfg.out.endswith("runs/demo") and cfg == shapes_recipe(
             root=cfg.root, out=cfg.out, resume="auto", progress=False)
+
+
+def test_priors_and_focal_gamma_fields():
+    from ssdbook.config import PRIOR_CONFIGS, yes_no
+    from ssdbook.priors import CONFIGS
+    assert set(PRIOR_CONFIGS) == {"voc", "coco", "shapes"} and all(k in CONFIGS for k in PRIOR_CONFIGS)
+    cfg = shapes_recipe(priors="shapes", focal_gamma=2.0)
+    assert (cfg.priors, cfg.focal_gamma) == ("shapes", 2.0)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert shapes_recipe().priors == "voc" and shapes_recipe().focal_gamma == 0.0       # the paper's defaults
+    with pytest.raises(ValueError, match="TrainConfig.priors: 'ssd512' is not one of"):
+        shapes_recipe(priors="ssd512")                                                  # 512 px: not this pipeline
+    for bad in (-1, float("nan"), "2"):
+        with pytest.raises(ValueError, match="TrainConfig.focal_gamma"):
+            shapes_recipe(focal_gamma=bad)
+    args = add_config_arguments(argparse.ArgumentParser()).parse_args(["--priors", "shapes", "--focal-gamma", "2"])
+    assert config_from_args(args).priors == "shapes" and config_from_args(args).focal_gamma == 2.0
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+        add_config_arguments(argparse.ArgumentParser()).parse_args(["--focal-gamma", "-1"])
+    assert "must be >= 0" in err.getvalue()
+    saved = shapes_recipe().to_dict()
+    for change in (dict(priors="shapes"), dict(focal_gamma=2.0)):                      # fixed on resume
+        with pytest.raises(ValueError, match=f"cannot resume .* {next(iter(change))}="):
+            resume_changes(saved, shapes_recipe(**change))
+    assert yes_no(True) is True and yes_no("off") is False
+
+
+def test_coco_recipe():
+    from ssdbook.config import RECIPES, coco_recipe
+    cfg = coco_recipe()
+    assert RECIPES["coco"] is coco_recipe and cfg.data == "coco" and cfg.image_sets == () and cfg.priors == "voc"
+    assert cfg.base == voc_recipe().base and cfg.lr == voc_recipe().lr
+    args = add_config_arguments(argparse.ArgumentParser()).parse_args(["--data", "coco", "--iterations", "5"])
+    assert config_from_args(args).data == "coco" and config_from_args(args).iterations == 5
