@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import record  # noqa: E402
 
+from _devkit import devkit_voc_eval  # noqa: E402  the devkit's loop, one copy (shared with tests/test_evaluate.py)
 from ssdbook.evaluate import evaluate_detections  # noqa: E402
 
 
@@ -49,67 +50,8 @@ def make_data(n_images, max_dets=200, num_classes=20, seed=0):
     return dets, annos
 
 
-# ---------------------------------------------------------------- the devkit's loop (reference eval.py, voc_eval)
-def devkit_voc_ap(rec, prec):
-    "VOC07 11-point AP, as in the reference's eval.py (use_07_metric=True)."
-    ap = 0.0
-    for t in np.arange(0.0, 1.1, 0.1):
-        p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
-        ap = ap + p / 11.0
-    return ap
-
-
-def devkit_voc_eval(dets, annos, classname, ovthresh=0.5):
-    "One class, one detection at a time: the reference's voc_eval, reading our in-memory lists instead of files."
-    class_recs, npos = {}, 0
-    for i, a in enumerate(annos):
-        m = (a["labels"] == classname).numpy()
-        bbox, difficult = a["boxes"].numpy()[m], a["difficult"].numpy()[m]
-        npos = npos + sum(~difficult)
-        class_recs[i] = {"bbox": bbox, "difficult": difficult, "det": [False] * len(bbox)}
-    image_ids, confidence, BB = [], [], []
-    for i, d in enumerate(dets):
-        m = (d["labels"] == classname).numpy()
-        image_ids += [i] * int(m.sum())
-        confidence.append(d["scores"].numpy()[m])
-        BB.append(d["boxes"].numpy()[m])
-    confidence, BB = np.concatenate(confidence), np.concatenate(BB).astype(float)
-    sorted_ind = np.argsort(-confidence)
-    BB = BB[sorted_ind, :]
-    image_ids = [image_ids[x] for x in sorted_ind]
-    nd = len(image_ids)
-    tp, fp = np.zeros(nd), np.zeros(nd)
-    for d in range(nd):
-        R = class_recs[image_ids[d]]
-        bb = BB[d, :].astype(float)
-        ovmax = -np.inf
-        BBGT = R["bbox"].astype(float)
-        if BBGT.size > 0:
-            ixmin, iymin = np.maximum(BBGT[:, 0], bb[0]), np.maximum(BBGT[:, 1], bb[1])
-            ixmax, iymax = np.minimum(BBGT[:, 2], bb[2]), np.minimum(BBGT[:, 3], bb[3])
-            iw, ih = np.maximum(ixmax - ixmin + 1.0, 0.0), np.maximum(iymax - iymin + 1.0, 0.0)
-            inters = iw * ih
-            uni = ((bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
-                   + (BBGT[:, 2] - BBGT[:, 0] + 1.0) * (BBGT[:, 3] - BBGT[:, 1] + 1.0) - inters)
-            overlaps = inters / uni
-            ovmax, jmax = np.max(overlaps), np.argmax(overlaps)
-        if ovmax > ovthresh:
-            if not R["difficult"][jmax]:
-                if not R["det"][jmax]:
-                    tp[d] = 1.0
-                    R["det"][jmax] = 1
-                else:
-                    fp[d] = 1.0
-        else:
-            fp[d] = 1.0
-    fp, tp = np.cumsum(fp), np.cumsum(tp)
-    rec = tp / float(npos)
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return devkit_voc_ap(rec, prec)
-
-
 def devkit_map(dets, annos, num_classes=20):
-    return float(np.mean([devkit_voc_eval(dets, annos, k) for k in range(num_classes)]))
+    return float(np.mean([devkit_voc_eval(dets, annos, k, pixel_offset=1.0) for k in range(num_classes)]))
 
 
 def torchmetrics_map(dets, annos):

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import record  # noqa: E402
 
 from ssdbook.checkpoint import checkpoint_state, save_checkpoint  # noqa: E402
-from ssdbook.data import SHAPES_CLASSES, read_image  # noqa: E402
+from ssdbook.data import SHAPES_CLASSES  # noqa: E402
+from ssdbook.voc import read_image  # noqa: E402
 from ssdbook.inference import Detector  # noqa: E402
 from ssdbook.model import build_ssd  # noqa: E402
 from ssdbook.shapes import make_shapes_voc  # noqa: E402

@@ -18,7 +18,8 @@ from torch import Tensor
 from .augment import batch_augment
 from .checkpoint import RunLock
 from .config import TrainConfig, pick_device, shapes_recipe
-from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, BaseTransform, VOCDetection, check_targets
+from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, BaseTransform, check_targets
+from .dataset import VOCDetection
 from .encoding import encode, point_form
 from .loss import MultiBoxLoss, multibox_loss
 from .matching import jaccard, match_batch, pad_targets

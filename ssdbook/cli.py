@@ -114,7 +114,9 @@ def open_dataset(data, root, *, train, classes=None, source="--classes", annotat
                  transform=None, download=False):
     """The training (`train=True`) or test split of `--data` under `root`. `classes` (from `source`: the flags or a
     checkpoint) must agree with the list the data carries; a one-line `ValueError` names both lists."""
-    from ssdbook.data import VOC_CLASSES, VOCDetection, _folder_classes
+    from ssdbook.data import VOC_CLASSES
+    from ssdbook.dataset import VOCDetection
+    from ssdbook.voc import folder_classes
     if data == "coco":
         if not annotations:
             raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
@@ -130,7 +132,7 @@ def open_dataset(data, root, *, train, classes=None, source="--classes", annotat
     sets = [tuple(s) for s in image_sets] or default
     if not download and not Path(root).expanduser().is_dir():
         raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
-    own = _folder_classes(Path(root).expanduser(), [y for y, _ in sets])
+    own = folder_classes(Path(root).expanduser(), [y for y, _ in sets])
     names = agree(classes, source, own, f"the dataset's classes.txt under {root}")
     return VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names or VOC_CLASSES,
                         download=download)

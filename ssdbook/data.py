@@ -3,13 +3,7 @@
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
 
-import functools
-import json
 import math
-import os
-import shutil
-import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +13,8 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_classes', 'read_classes', 'write_classes',
-           'check_targets', 'to_float_image', 'normalize', 'denormalize', 'parse_voc_xml', 'anno_to_target',
-           'write_voc_xml', 'write_coco_json', 'download_voc', 'image_extensions', 'read_image', 'find_image',
-           'VOCDetection', 'BaseTransform', 'detection_collate', 'draw_boxes', 'show_batch', 'check_dataset']
+           'check_targets', 'to_float_image', 'normalize', 'denormalize', 'BaseTransform', 'detection_collate',
+           'draw_boxes', 'show_batch']
 
 # %% ../nbs/01_data.ipynb #c006
 VOC_CLASSES = (
@@ -31,7 +24,7 @@ VOC_CLASSES = (
 "The 20 Pascal VOC object classes; a target's label is the index into this tuple (0-based, no background)."
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
-"The 6 classes of the synthetic shapes set (chapter 1a)."
+"The 6 classes of the synthetic shapes set (chapter 1c)."
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -179,303 +172,6 @@ def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 # %% ../nbs/01_data.ipynb #c018
-def _text(node, tag):
-    child = None if node is None else node.find(tag)
-    return None if child is None or child.text is None else child.text.strip()
-
-
-def _parse_object(obj, where, index, classes, width, height):
-    "`(box, label, difficult)` of one `<object>`, or a string saying what is wrong with it."
-    name = _text(obj, "name")
-    if name is None:
-        return f"{where} has no <name>"
-    where = f"{where} ({name!r})"
-    if name.lower() not in index:
-        return f"{where}: class {name!r} is not in the class list ({', '.join(classes)})"
-    try:
-        x1, y1, x2, y2 = (float(_text(obj.find("bndbox"), t)) for t in ("xmin", "ymin", "xmax", "ymax"))
-    except (TypeError, ValueError):
-        return f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"
-    bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + ([f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else [])
-    if min(x1, y1) < 0 or x2 > width or y2 > height:
-        bad.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image")
-    if bad:
-        return f"{where}: " + "; ".join(bad)
-    return [max(x1 - 1, 0.0), max(y1 - 1, 0.0), x2 - 1, y2 - 1], index[name.lower()], _text(obj, "difficult") == "1"
-
-
-def parse_voc_xml(path, classes=VOC_CLASSES):
-    """Read one VOC annotation file and check it; return `(anno, problems)`.
-
-    `anno` is `dict(id, filename, width, height, boxes (n,4) float pixels, labels (n,) int64 0-based,
-    difficult (n,) bool)`; `filename` is the XML's `<filename>` (None when absent). Boxes use 0-based pixel
-    coordinates: VOC's XML counts pixels from 1, so 1 is subtracted (the reference does the same).
-    `problems` lists every defect found, each naming the file and the object; an empty list means the
-    annotation is valid. Objects with a problem are left out of `anno`."""
-    path = Path(path)
-    anno = dict(id=path.stem, filename=None, width=0, height=0, boxes=torch.zeros(0, 4),
-                labels=torch.zeros(0, dtype=torch.int64), difficult=torch.zeros(0, dtype=torch.bool))
-    if not path.is_file():
-        return anno, [f"{path}: annotation file is missing"]
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as e:
-        return anno, [f"{path}: malformed XML ({e})"]
-    try:
-        width, height = (int(float(_text(root.find("size"), t))) for t in ("width", "height"))
-        assert width > 0 and height > 0
-    except (TypeError, ValueError, AssertionError):
-        return anno, [f"{path}: <size> needs positive <width> and <height>"]
-    anno.update(filename=_text(root, "filename"), width=width, height=height)
-    index = {name.lower(): i for i, name in enumerate(classes)}
-    parsed = [_parse_object(obj, f"{path}: object {k}", index, classes, width, height)
-              for k, obj in enumerate(root.iter("object"))]
-    problems = [p for p in parsed if isinstance(p, str)]
-    objects = [p for p in parsed if not isinstance(p, str)]
-    if objects:
-        boxes, labels, difficult = zip(*objects)
-        anno.update(boxes=torch.tensor(boxes, dtype=torch.float32), labels=torch.tensor(labels),
-                    difficult=torch.tensor(difficult))
-    return anno, problems
-
-# %% ../nbs/01_data.ipynb #c019
-def anno_to_target(anno, keep_difficult=True):
-    "`(n, 5)` float32 target `x_min, y_min, x_max, y_max, label` with coordinates as fractions of the image."
-    keep = torch.ones_like(anno["difficult"]) if keep_difficult else ~anno["difficult"]
-    scale = torch.tensor([anno["width"], anno["height"]] * 2, dtype=torch.float32)
-    boxes = anno["boxes"][keep] / scale
-    return torch.cat([boxes, anno["labels"][keep, None].float()], 1)
-
-# %% ../nbs/01_data.ipynb #c020
-def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
-    """Write `anno` (the dict `parse_voc_xml` returns, 0-based pixel boxes) as a VOC annotation file.
-
-    Coordinates are written 1-based and rounded to whole pixels, as VOC does. `<filename>` is
-    `anno['filename']` when given, else `<id>.jpg`."""
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = folder
-    ET.SubElement(root, "filename").text = anno.get("filename") or f"{anno['id']}.jpg"
-    size = ET.SubElement(root, "size")
-    for tag, v in (("width", anno["width"]), ("height", anno["height"]), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(int(v))
-    ET.SubElement(root, "segmented").text = "0"
-    n = len(anno["labels"])
-    difficult = anno.get("difficult", torch.zeros(n, dtype=torch.bool))
-    for box, label, diff in zip(torch.as_tensor(anno["boxes"]).tolist(), torch.as_tensor(anno["labels"]).tolist(),
-                                torch.as_tensor(difficult).tolist()):
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = classes[int(label)]
-        for tag, v in (("pose", "Unspecified"), ("truncated", "0"), ("difficult", str(int(bool(diff))))):
-            ET.SubElement(obj, tag).text = v
-        bb = ET.SubElement(obj, "bndbox")
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
-            ET.SubElement(bb, tag).text = str(int(round(v)) + 1)
-    ET.indent(root)
-    Path(path).write_text(ET.tostring(root, encoding="unicode") + "\n")
-
-# %% ../nbs/01_data.ipynb #c025
-def write_coco_json(path, annos, classes) -> Path:
-    """Write annotations (`parse_voc_xml`/`pull_anno` dicts: 0-based pixel boxes, 0-based labels) as a COCO
-    instances JSON: category ids are 1-based in the order of `classes`; `bbox` is `[x, y, w, h]` in pixels;
-    difficult objects get `iscrowd: 1`. Image `file_name` is `anno['filename']` or `<id>.jpg`."""
-    classes = check_classes(classes, str(path))
-    images, annotations = [], []
-    for i, a in enumerate(annos, 1):
-        images.append(dict(id=i, file_name=a.get("filename") or f"{a['id']}.jpg", width=int(a["width"]),
-                           height=int(a["height"])))
-        difficult = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))
-        for (x1, y1, x2, y2), label, diff in zip(torch.as_tensor(a["boxes"]).tolist(),
-                                                 torch.as_tensor(a["labels"]).tolist(), torch.as_tensor(difficult).tolist()):
-            annotations.append(dict(id=len(annotations) + 1, image_id=i, category_id=int(label) + 1,
-                                    bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=int(diff)))
-    categories = [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
-    Path(path).write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
-    return Path(path)
-
-# %% ../nbs/01_data.ipynb #c028
-_VOC_ARCHIVES = {  # (url, md5, a file the archive provides, relative to VOC{year})
-    "2007": [("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
-              "c52e279531787c972589f7e41ab4ae64", "ImageSets/Main/trainval.txt"),
-             ("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
-              "b6e924de25625d8de591ea690078ad9f", "ImageSets/Main/test.txt")],
-    "2012": [("https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-              "6cd6e144f989b92b3379bac3b3de84fd", "ImageSets/Main/trainval.txt")],
-}
-
-
-def _move_merge(src: Path, dst: Path):
-    "Move the tree `src` into `dst`, merging folders that already exist."
-    if not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
-    elif src.is_dir() and dst.is_dir():
-        for child in src.iterdir():
-            _move_merge(child, dst / child.name)
-        src.rmdir()
-    else:
-        os.replace(src, dst)
-
-
-def download_voc(root, years=("2007", "2012")):
-    """Download and unpack Pascal VOC (about 2 GB for 2007 + 2012) so that `root/VOC2007`, `root/VOC2012` exist.
-
-    An explicit opt-in for Colab users; the tests and the shapes set never download anything.
-    Archives already unpacked are skipped."""
-    from torchvision.datasets.utils import download_and_extract_archive
-    root = Path(root).expanduser()
-    for year in years:
-        if str(year) not in _VOC_ARCHIVES:
-            raise ValueError(f"cannot download VOC{year}: known years are {sorted(_VOC_ARCHIVES)}")
-        for url, md5, marker in _VOC_ARCHIVES[str(year)]:
-            if (root / f"VOC{year}" / marker).exists():
-                continue
-            staging = root / ".voc_download"
-            download_and_extract_archive(url, str(staging), filename=url.rsplit("/", 1)[1], md5=md5,
-                                         remove_finished=True)
-            _move_merge(staging / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}")
-            shutil.rmtree(staging, ignore_errors=True)
-    return root
-
-# %% ../nbs/01_data.ipynb #c029
-@functools.lru_cache(maxsize=1)
-def image_extensions() -> tuple:
-    "File extensions tried for an image id: the common ones first, then every format PIL can open."
-    common = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
-    Image.init()                                    # registers all of PIL's plugins
-    return common + tuple(sorted(e for e in Image.registered_extensions() if e not in common))
-
-
-def read_image(path):
-    "Read an image file as a float tensor `(3, H, W)` in [0, 1]; `ValueError` naming the file if it cannot."
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: image file is missing")
-    try:
-        with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8; decodes every pixel
-    except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
-        raise ValueError(f"{path}: cannot decode image ({e})") from None
-    return to_float_image(pixels.transpose(2, 0, 1))                    # (3, H, W) float32, contiguous
-
-
-def find_image(folder, img_id, filename=None):
-    "The image file of `img_id` in `folder`: the XML's `filename` if it exists, else `<id>` + a known extension."
-    folder = Path(folder)
-    candidates = [folder / filename] if filename else [folder / f"{img_id}.jpg"]
-    for p in candidates + [folder / f"{img_id}{ext}" for ext in image_extensions()]:
-        if p.is_file():
-            return p
-    raise ValueError(f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "
-                     "extensions PIL reads)")
-
-# %% ../nbs/01_data.ipynb #c030
-def _as_image_sets(image_sets):
-    "Normalise `image_sets` to a list of `(year, name)` string pairs; a one-line error for anything else."
-    if isinstance(image_sets, tuple) and len(image_sets) == 2 and all(isinstance(s, str) for s in image_sets):
-        image_sets = [image_sets]
-    if isinstance(image_sets, str) or not all(
-            isinstance(s, (tuple, list)) and len(s) == 2 and all(isinstance(v, (str, int)) for v in s) for s in image_sets):
-        raise ValueError(f"image_sets must be a list of (year, name) pairs such as [('2007', 'trainval')] or "
-                         f"[('shapes', 'train')], got {image_sets!r}")
-    return [(str(year), str(name)) for year, name in image_sets]
-
-
-def _folder_classes(root, years):
-    "The class list stored with the data (`VOC{year}/classes.txt`, else `root/classes.txt`), or None."
-    found = {}
-    for year in years:
-        for p in (root / f"VOC{year}" / "classes.txt", root / "classes.txt"):
-            if p.is_file():
-                found[p] = read_classes(p)
-                break
-    lists = list(found.items())
-    for p, c in lists[1:]:
-        if [x.lower() for x in c] != [x.lower() for x in lists[0][1]]:
-            raise ValueError(f"{p} lists classes {', '.join(c)} but {lists[0][0]} lists {', '.join(lists[0][1])}")
-    return lists[0][1] if lists else None
-
-
-def _read_ids(list_file, year, root):
-    if not list_file.is_file():
-        hint = ("make it with ssdbook.shapes.make_shapes_voc or shapes_set" if year == "shapes" else
-                "pass download=True to fetch VOC2007/VOC2012")
-        raise ValueError(f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
-                         f"under {root}; {hint})")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise ValueError(f"{list_file}: the image set is empty (no image ids)")
-    return ids
-
-# %% ../nbs/01_data.ipynb #c031
-def _read_item(path, anno, keep_difficult=False, transform=None, source="its annotation"):
-    "Read image `path`, check its size against `anno`, make the target, apply `transform`: one data set item."
-    image = read_image(path)
-    if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
-        raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but {source} "
-                         f"says {anno['width']}x{anno['height']}")
-    target = anno_to_target(anno, keep_difficult)
-    return transform(image, target) if transform is not None else (image, target)
-
-
-class VOCDetection(torch.utils.data.Dataset):
-    """Detection data in the Pascal VOC folder layout (real VOC, the shapes set or a folder of your own).
-
-    Reads `root/VOC{year}/{JPEGImages, Annotations, ImageSets/Main}` for each `(year, image_set)` of
-    `image_sets`. `ds[i]` is `(image, target)`: without a transform `image` is a float `(3, H, W)` tensor
-    in [0, 1] and `target` a float `(n_i, 5)` tensor `x_min, y_min, x_max, y_max, label` with coordinates as
-    fractions and a 0-based label (an index into `classes`). `classes=None` reads the `classes.txt` stored
-    with the data (`VOC{year}/` or `root/`), else `VOC_CLASSES`. `transform(image, target) -> (image,
-    target)` is applied last. Difficult objects are left out unless `keep_difficult`; `pull_anno` always
-    returns them. `download=True` fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in)."""
-    def __init__(self, root, image_sets=(("2007", "trainval"),), transform=None, keep_difficult=False,
-                 classes=None, download=False):
-        self.root = Path(root).expanduser()
-        self.image_sets = _as_image_sets(image_sets)
-        self.transform, self.keep_difficult = transform, keep_difficult
-        if download:
-            download_voc(self.root, sorted({y for y, _ in self.image_sets}))
-        if classes is None:
-            classes = _folder_classes(self.root, [y for y, _ in self.image_sets]) or VOC_CLASSES
-        self.classes = check_classes(classes, "classes")
-        self.ids = []
-        for year, name in self.image_sets:
-            base = self.root / f"VOC{year}"
-            self.ids += [(base, i) for i in _read_ids(base / "ImageSets" / "Main" / f"{name}.txt", year, self.root)]
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __repr__(self):
-        return (f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, {len(self)} images, "
-                f"{len(self.classes)} classes, transform={self.transform})")
-
-    def image_path(self, i, anno=None):
-        "The image file of item `i` (the XML's `<filename>` wins, then `<id>.jpg/.jpeg/.png/...`)."
-        base, img_id = self.ids[i]
-        anno = anno or parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)[0]
-        return find_image(base / "JPEGImages", img_id, anno.get("filename"))
-
-    def pull_anno(self, i):
-        "The annotation of image `i`: `dict(id, filename, width, height, boxes (n,4) pixels, labels (n,), difficult (n,))`."
-        base, img_id = self.ids[i]
-        anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)
-        if problems:
-            more = f" (and {len(problems) - 1} more problem(s): run check_dataset)" if len(problems) > 1 else ""
-            raise ValueError(problems[0] + more)
-        return anno
-
-    def pull_image(self, i):
-        "Image `i` as a float `(3, H, W)` tensor in [0, 1], without the transform."
-        return read_image(self.image_path(i))
-
-    def pull_item(self, i):
-        anno = self.pull_anno(i)
-        return _read_item(self.image_path(i, anno), anno, self.keep_difficult, self.transform)
-
-    def __getitem__(self, i):
-        return self.pull_item(i)
-
-# %% ../nbs/01_data.ipynb #c033
 class BaseTransform:
     """Resize to `size x size` and normalise with `mean`/`std` (no augmentation): the test-time transform.
 
@@ -497,7 +193,7 @@ class BaseTransform:
     def __repr__(self):
         return f"BaseTransform(size={self.size})"
 
-# %% ../nbs/01_data.ipynb #c036
+# %% ../nbs/01_data.ipynb #c021
 def detection_collate(batch):
     """Stack a list of `(image (3,H,W), target (n_i,5))` pairs into `images (B,3,H,W)` and a list of B targets.
 
@@ -513,7 +209,7 @@ def detection_collate(batch):
     targets = _as_target_list([torch.as_tensor(t, dtype=torch.float32) for _, t in batch])
     return torch.stack(images), targets
 
-# %% ../nbs/01_data.ipynb #c038
+# %% ../nbs/01_data.ipynb #c023
 def _to_hwc(image, denorm, mean, std):
     "A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not) or an (H,W,3) array."
     if isinstance(image, Image.Image):
@@ -570,7 +266,7 @@ def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coor
         ax.axis("off")
     return ax
 
-# %% ../nbs/01_data.ipynb #c039
+# %% ../nbs/01_data.ipynb #c024
 def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=3, max_images=15,
                figsize=None, title=None, denorm="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD, fontsize=9):
     """A grid of images with their target boxes and class names; each panel's title is `targets[i].shape`.
@@ -601,71 +297,3 @@ def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=
     fig.suptitle(title if title is not None else f"images {shape}", fontsize=fontsize + 1)
     fig.tight_layout()
     return fig
-
-# %% ../nbs/01_data.ipynb #c049
-def _check_image(path, anno):
-    "Problems of one image file: missing, undecodable (decoded in full) or of another size than its XML."
-    try:
-        image = read_image(path)
-    except ValueError as e:
-        return [str(e)]
-    h, w = image.shape[1:]
-    if anno["width"] and (w, h) != (anno["width"], anno["height"]):
-        return [f"{path}: image is {w}x{h} but its annotation says {anno['width']}x{anno['height']}"]
-    return []
-
-
-def _check_id(base, img_id, classes, check_images):
-    "Problems of one image id: its annotation and (with `check_images`) its image file."
-    anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
-    if check_images:
-        try:
-            problems += _check_image(find_image(base / "JPEGImages", img_id, anno["filename"]), anno)
-        except ValueError as e:
-            problems.append(str(e))
-    return problems
-
-
-def _check_split(root, year, name, classes, check_images, workers):
-    "Problems of one image set; images are decoded by `workers` threads (PIL releases the GIL while decoding)."
-    base = root / f"VOC{year}"
-    list_file = base / "ImageSets" / "Main" / f"{name}.txt"
-    try:
-        ids = _read_ids(list_file, year, root)
-    except ValueError as e:
-        return [str(e)]
-    seen, problems = set(), []
-    for img_id in ids:
-        if img_id in seen:
-            problems.append(f"{list_file}: id {img_id} is listed twice")
-        seen.add(img_id)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        found = pool.map(lambda i: _check_id(base, i, classes, check_images), ids)
-        return problems + [p for ps in found for p in ps]
-
-
-def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False,
-                  workers=None):
-    """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
-
-    Checks that each image set exists and is not empty, that each listed id has a well-formed annotation
-    (XML parses, known class names, x_max > x_min, y_max > y_min, boxes inside the image) and, with
-    `check_images`, that its image exists, decodes in full and has the size its annotation states.
-    `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`). `strict=True` raises one
-    `ValueError` listing every problem instead of returning them. `workers` threads (default: the CPU count,
-    at most 8) read the files."""
-    root = Path(root).expanduser()
-    image_sets = _as_image_sets(image_sets)
-    try:
-        classes = check_classes(classes or _folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES)
-    except ValueError as e:
-        return _report([str(e)], root, strict)
-    workers = workers or min(8, os.cpu_count() or 1)
-    problems = [p for year, name in image_sets for p in _check_split(root, year, name, classes, check_images, workers)]
-    return _report(problems, root, strict)
-
-
-def _report(problems, root, strict):
-    if strict and problems:
-        raise ValueError(f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems))
-    return problems

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import BaseTransform, read_image
+from .data import BaseTransform
+from .voc import read_image
 from .detect import Detect
 
 # %% auto #0
@@ -45,7 +46,7 @@ def ap_by_size(detections, annotations, classes, bands=SIZE_BANDS, method="voc07
 def _shapes_test_set(cfg):
     """The shapes set of `cfg` under `cfg.root` (chapter 1a's `shapes_set`: one folder per seed and version, made
     on first use): its dataset root and its test split with the test-time transform."""
-    from ssdbook.data import VOCDetection
+    from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
     root = shapes_set(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
     return root, VOCDetection(root, image_sets=[("shapes", "test")], transform=BaseTransform(), keep_difficult=True)

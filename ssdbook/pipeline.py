@@ -134,7 +134,8 @@ class CachedDataset(torch.utils.data.Dataset):
 # %% ../nbs/09a_input_pipeline.ipynb #c012
 def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
     "The training dataset (no transform: float [0,1] images) and its class names."
-    from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES, VOCDetection
+    from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
+    from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import make_shapes_voc
     if cfg.data == "shapes":
         if rank == 0:
@@ -154,7 +155,8 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
 
 def build_test_set(data="shapes", root="data", image_set=None, transform=None):
     "The held-out split: shapes 'test', or VOC2007 'test' (difficult objects kept: evaluation needs them)."
-    from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES, VOCDetection
+    from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
+    from ssdbook.dataset import VOCDetection
     shapes = data == "shapes"
     return VOCDetection(root, image_sets=[image_set or (("shapes", "test") if shapes else ("2007", "test"))],
                         transform=transform, classes=list(SHAPES_CLASSES if shapes else VOC_CLASSES),

@@ -77,7 +77,8 @@ def _shapes_like_boxes(n=20000, seed=0):
 
 def test_designed_priors_reach_every_object_of_the_shapes_set(tmp_path):
     "Every ground-truth box of a generated shapes set (>= 12 px by construction) has a designed prior at IoU >= 0.5."
-    from ssdbook.data import SHAPES_CLASSES, VOCDetection
+    from ssdbook.data import SHAPES_CLASSES
+    from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
     root = shapes_set(tmp_path, n_train=150, n_test=50, seed=0)
     ds = VOCDetection(root, [("shapes", "train"), ("shapes", "test")], classes=list(SHAPES_CLASSES))

@@ -160,7 +160,7 @@ def _toy_voc(root, n=6):
     "A tiny VOC-format set of our own: classes box, ball; PNG and JPEG images of two sizes; train = test = all."
     from PIL import Image, ImageDraw
     import torch
-    from ssdbook.data import write_voc_xml
+    from ssdbook.voc import write_voc_xml
     base = root / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (base / sub).mkdir(parents=True)

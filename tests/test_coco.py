@@ -1,4 +1,4 @@
-"""Tests of ssdbook.coco (chapter 1b): COCO-format data with the (image, target) contract of chapter 1."""
+"""Tests of ssdbook.coco (chapter 1d): COCO-format data with the (image, target) contract of chapter 1."""
 import json
 
 import pytest
@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from ssdbook.coco import COCODetection, voc_to_coco
-from ssdbook.data import SHAPES_CLASSES, VOCDetection, check_targets
+from ssdbook.data import SHAPES_CLASSES, check_targets
+from ssdbook.dataset import VOCDetection
 from ssdbook.shapes import shapes_set
 
 

@@ -2,6 +2,8 @@
 import contextlib
 import io
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,68 +11,8 @@ import torch
 
 from ssdbook.evaluate import evaluate_detections, format_results, voc_ap
 
-
-# ---------------------------------------------------------------- reference implementations (slow, obvious)
-def devkit_voc_ap(rec, prec, use_07_metric):
-    "The VOC devkit's / reference eval.py's voc_ap, verbatim in numpy."
-    if use_07_metric:
-        ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
-            p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
-            ap = ap + p / 11.0
-        return ap
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
-
-
-def devkit_voc_eval(dets, annos, k, thresh=0.5, use_07_metric=True):
-    "reference eval.py's voc_eval for class k: one detection at a time (without the +1 pixel rule)."
-    recs = {}
-    npos = 0
-    for i, a in enumerate(annos):
-        m = a["labels"] == k
-        diff = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))[m].numpy()
-        recs[i] = dict(bbox=a["boxes"][m].numpy(), difficult=diff, det=[False] * int(m.sum()))
-        npos += int((~diff).sum())
-    ids, conf, bbs = [], [], []
-    for i, d in enumerate(dets):
-        m = d["labels"] == k
-        ids += [i] * int(m.sum())
-        conf.append(d["scores"][m].numpy())
-        bbs.append(d["boxes"][m].numpy())
-    conf, bbs = np.concatenate(conf), np.concatenate(bbs).reshape(-1, 4)
-    order = np.argsort(-conf, kind="stable")
-    bbs, ids = bbs[order], [ids[j] for j in order]
-    tp, fp = np.zeros(len(ids)), np.zeros(len(ids))
-    for d in range(len(ids)):
-        R, bb = recs[ids[d]], bbs[d]
-        ovmax, BBGT = -np.inf, R["bbox"]
-        if BBGT.size > 0:
-            iw = np.maximum(np.minimum(BBGT[:, 2], bb[2]) - np.maximum(BBGT[:, 0], bb[0]), 0.0)
-            ih = np.maximum(np.minimum(BBGT[:, 3], bb[3]) - np.maximum(BBGT[:, 1], bb[1]), 0.0)
-            inters = iw * ih
-            uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (BBGT[:, 2] - BBGT[:, 0]) * (BBGT[:, 3] - BBGT[:, 1]) - inters
-            overlaps = inters / uni
-            ovmax, jmax = np.max(overlaps), np.argmax(overlaps)
-        if ovmax > thresh:
-            if not R["difficult"][jmax]:
-                if not R["det"][jmax]:
-                    tp[d] = 1.0
-                    R["det"][jmax] = True
-                else:
-                    fp[d] = 1.0
-        else:
-            fp[d] = 1.0
-    fp, tp = np.cumsum(fp), np.cumsum(tp)
-    if npos == 0:
-        return math.nan
-    rec = tp / float(npos)
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return devkit_voc_ap(rec, prec, use_07_metric)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _devkit import devkit_voc_ap, devkit_voc_eval  # noqa: E402  the devkit's loop, one copy (benchmarks/_devkit.py)
 
 
 def random_case(n_img=40, K=4, seed=0, overlapping=True, difficult=0.0):
@@ -282,10 +224,11 @@ def test_bad_method_and_bad_entries():
 def test_evaluate_model_and_save_detections(tmp_path):
     data = pytest.importorskip("ssdbook.data")
     model = pytest.importorskip("ssdbook.model")
+    from ssdbook.dataset import VOCDetection
     from ssdbook.evaluate import evaluate_model, format_results, save_detections
     from ssdbook.shapes import shapes_set
-    ds = data.VOCDetection(shapes_set(tmp_path, n_train=0, n_test=6, seed=0), [("shapes", "test")], transform=data.BaseTransform(),
-                           classes=data.SHAPES_CLASSES)
+    ds = VOCDetection(shapes_set(tmp_path, n_train=0, n_test=6, seed=0), [("shapes", "test")], transform=data.BaseTransform(),
+                      classes=data.SHAPES_CLASSES)
     torch.manual_seed(0)
     net = model.build_ssd("train", 300, len(data.SHAPES_CLASSES) + 1, base="mini")
     res = evaluate_model(net, ds, batch_size=3, return_detections=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdbook.data import read_image
+from ssdbook.voc import read_image
 from ssdbook.detect import Detect
 from ssdbook.export import ExportModel, export
 from ssdbook.inference import Detector

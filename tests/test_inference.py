@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from ssdbook.checkpoint import checkpoint_state, save_checkpoint
-from ssdbook.data import BaseTransform, SHAPES_CLASSES, read_image
+from ssdbook.data import BaseTransform, SHAPES_CLASSES
+from ssdbook.voc import read_image
 from ssdbook.detect import Detect
 from ssdbook.inference import Detector, ap_by_size, as_image, detection_grid, image_files
 from ssdbook.model import build_ssd

@@ -1,4 +1,4 @@
-"""Tests of ssdbook.shapes (chapter 1a): the walkthrough batch and the shapes set on disk."""
+"""Tests of ssdbook.shapes (chapter 1c): the walkthrough batch and the shapes set on disk."""
 import os
 
 import torch
@@ -38,7 +38,9 @@ from pathlib import Path
 
 import pytest
 
-from ssdbook.data import VOCDetection, check_dataset, read_classes
+from ssdbook.data import read_classes
+from ssdbook.dataset import VOCDetection
+from ssdbook.voc import check_dataset
 from ssdbook.shapes import SHAPES_VERSION, make_shapes_voc, shapes_set
 
 N_TRAIN, N_TEST = 40, 10
@@ -156,7 +158,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 _GENERATE = """
 import sys, time
 from ssdbook.shapes import shapes_set
-from ssdbook.data import VOCDetection
+from ssdbook.dataset import VOCDetection
 root, seed = sys.argv[1], int(sys.argv[2])
 p = shapes_set(root, n_train=30, n_test=5, seed=seed)
 ds = VOCDetection(p, [("shapes", "train"), ("shapes", "test")])
