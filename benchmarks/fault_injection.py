@@ -90,7 +90,8 @@ def inspect(out: Path) -> dict:
 def same_run(a: Path, b: Path) -> list[str]:
     "Differences between two finished runs: weights, optimiser state, iteration, log rows (empty: identical)."
     import torch
-    from ssdbook.checkpoint import load_checkpoint, read_log
+    from ssdbook.checkpoint import load_checkpoint
+    from ssdbook.runfolder import read_log
     x, y = load_checkpoint(a / "last.pth"), load_checkpoint(b / "last.pth")
     diff = [k for k in x["model"] if not torch.equal(x["model"][k], y["model"][k])]
     for i, (s, t) in enumerate(zip(x["optimizer"]["state"].values(), y["optimizer"]["state"].values())):
@@ -139,7 +140,7 @@ def kill_anytime(p: subprocess.Popen, out: Path, before: int, k: int, startup: f
                  rng: random.Random) -> bool:
     """SIGKILL `p` at a random instant of its k-th step after `before` (k = 0: of its start-up), whatever the load
     on the machine; False if it finished first."""
-    from ssdbook.checkpoint import read_log
+    from ssdbook.runfolder import read_log
     while p.poll() is None and sum(r["iteration"] > before for r in read_log(out / "log.csv")) < k:
         time.sleep(0.002)
     time.sleep(rng.uniform(0, startup if k == 0 else step))
@@ -193,7 +194,7 @@ def main(argv=None) -> dict:
         t0 = wait_ready(p)
         finish(p)
         duration = time.perf_counter() - t0
-        from ssdbook.checkpoint import read_log
+        from ssdbook.runfolder import read_log
         loop = read_log(work / "reference" / "log.csv")[-1]["elapsed_s"]
         timing = (duration - loop, loop / args.iterations)
         print(f"reference: {duration:.1f} s after imports: {timing[0]:.1f} s start-up (data, model), "

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .augment import batch_augment
-from .checkpoint import RunLock
+from .runfolder import RunLock
 from .config import TrainConfig, pick_device, shapes_recipe
 from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, BaseTransform, check_targets
 from .dataset import VOCDetection

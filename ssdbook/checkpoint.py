@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import io
 import logging
 import os
 import random
 import re
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +32,10 @@ class NoSpaceError(CheckpointError, OSError):
     "The disk filled up while a file was written; the previous version is intact."
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'LOG_FIELDS', 'CheckpointError', 'CheckpointNotFoundError', 'NoSpaceError', 'rng_state',
-           'set_rng_state', 'checkpoint_state', 'atomic_write', 'save_checkpoint', 'clean_temp_files',
-           'load_checkpoint', 'numbered_checkpoints', 'write_checkpoints', 'find_resume', 'resolve_resume',
-           'RunLockedError', 'RunLock', 'append_log_row', 'read_log', 'truncate_log', 'check_compatible', 'load_model',
-           'load_for_finetuning']
+__all__ = ['FORMAT_VERSION', 'CheckpointError', 'CheckpointNotFoundError', 'NoSpaceError', 'rng_state', 'set_rng_state',
+           'checkpoint_state', 'atomic_write', 'save_checkpoint', 'clean_temp_files', 'load_checkpoint',
+           'numbered_checkpoints', 'write_checkpoints', 'find_resume', 'resolve_resume', 'check_compatible',
+           'load_model', 'load_for_finetuning']
 
 # %% ../nbs/09b_checkpoints.ipynb #c006
 def rng_state() -> dict:
@@ -81,8 +77,6 @@ def checkpoint_state(net, optimizer=None, scheduler=None, scaler=None, *, iterat
                  prior_cfg=dict(net.cfg), world_size=int(world_size), torch_version=str(torch.__version__))
     for k, obj in dict(optimizer=optimizer, scheduler=scheduler, scaler=scaler).items():
         state[k] = obj.state_dict() if obj is not None else {}
-    if "seed" in cfg and "batch_size" in cfg:
-        state["sampler"] = dict(seed=cfg["seed"], position=int(iteration) * cfg["batch_size"])
     return {**state, **extra}
 
 # %% ../nbs/09b_checkpoints.ipynb #c014
@@ -228,119 +222,6 @@ def resolve_resume(resume: str, out_dir) -> Path | None:
     return None if not resume else find_resume(out_dir) if resume == "auto" else Path(resume)
 
 # %% ../nbs/09b_checkpoints.ipynb #c027
-class RunLockedError(ValueError):
-    "Another live process holds the output folder's `RunLock`."
-
-
-def _holder(fd) -> dict:
-    return dict(line.split("=", 1) for line in os.pread(fd, 4096, 0).decode(errors="replace").splitlines() if "=" in line)
-
-
-class RunLock:
-    """`with RunLock(out):` one run per output folder — an exclusive `flock` on `out/.ssdbook.lock`, which names
-    its holder (pid, host, start). A second run gets a one-line `RunLockedError`; the kernel drops the lock when
-    its process dies, so a stale lock file is taken over (logged). Cleans the temp files of killed writes."""
-    NAME = ".ssdbook.lock"
-
-    def __init__(self, out_dir):
-        self.path, self.fd, self.previous = Path(out_dir) / self.NAME, None, {}
-
-    def acquire(self) -> "RunLock":
-        try:
-            import fcntl
-        except ImportError:                            # Windows: no flock; run unprotected, and say so
-            _log.warning(f"no file locks on this platform: {self.path.parent} is not protected from a second run")
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while self.fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                h = _holder(fd)
-                os.close(fd)
-                raise RunLockedError(f"{self.path.parent} is in use by another run: pid {h.get('pid', '?')} on "
-                                     f"{h.get('host', '?')} since {h.get('started', '?')} (lock {self.path}); "
-                                     "wait for it to finish or choose another output folder") from None
-            with contextlib.suppress(FileNotFoundError):   # still the file at that path (not unlinked meanwhile)?
-                self.fd = fd if os.stat(self.path).st_ino == os.fstat(fd).st_ino else None
-            if self.fd is None:
-                os.close(fd)
-        self.previous = _holder(fd)
-        if self.previous.get("pid"):
-            _log.warning(f"taking over the stale lock of pid {self.previous['pid']} on {self.previous.get('host', '?')}"
-                         f" (started {self.previous.get('started', '?')}): it is gone")
-        os.ftruncate(fd, 0)
-        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        os.pwrite(fd, f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n".encode(), 0)
-        clean_temp_files(self.path.parent, everything=True)
-        return self
-
-    def release(self):
-        if self.fd is not None:
-            self.path.unlink(missing_ok=True)          # while still holding it: nobody can lock this inode after
-            os.close(self.fd)                          # closing drops the flock
-            self.fd = None
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-# %% ../nbs/09b_checkpoints.ipynb #c030
-LOG_FIELDS = ["iteration", "loss_l", "loss_c", "loss", "lr", "img_s", "elapsed_s", "cpu_s", "skipped"]
-
-
-def _csv_line(values) -> str:
-    s = io.StringIO()
-    csv.writer(s, lineterminator="\n").writerow(values)
-    return s.getvalue()
-
-
-def append_log_row(path, row: dict, fields=LOG_FIELDS):
-    "Append one row to a CSV log in one write + flush (the header first if the file is new); closes off a torn row."
-    with open(path, "ab+") as f:
-        if size := f.seek(0, os.SEEK_END):
-            f.seek(size - 1)
-        head = _csv_line(fields) if size == 0 else "" if f.read(1) == b"\n" else "\n"
-        f.write((head + _csv_line([row.get(k, "") for k in fields])).encode())
-        f.flush()
-
-
-def _parse_log(path):
-    "(header line, [(row dict, raw line)]) of the complete, well-formed rows of a CSV log."
-    lines = (Path(path).read_text() if Path(path).exists() else "").split("\n")
-    lines = [line.rstrip("\r") for line in lines[:-1]]           # the last piece has no newline: torn (or empty)
-    header, rows = (next(csv.reader([lines[0]])) if lines else None), []
-    for line in lines[1:]:
-        vals = next(csv.reader([line]), [])
-        try:
-            row = {k: None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
-                   for k, v in zip(header, vals)} if len(vals) == len(header) else None
-        except ValueError:
-            row = None
-        if row is None:
-            _log.warning(f"{path}: skipping a malformed row {line[:60]!r}")
-        else:
-            rows.append((row, line))
-    return (lines[0] if lines else None), rows
-
-
-def read_log(path, upto: int | None = None) -> list[dict]:
-    "The complete rows of a training log (log.csv) as dicts, those with `iteration <= upto` if given."
-    return [r for r, _ in _parse_log(path)[1] if upto is None or r["iteration"] <= upto]
-
-
-def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
-    """Rewrite the log atomically with its complete rows up to `upto_iteration` and return them: at a (re)start,
-    rows logged after the checkpoint resumed from are dropped, never duplicated; 0 starts a fresh log."""
-    header, rows = _parse_log(path)
-    keep = [(r, line) for r, line in rows if r["iteration"] <= upto_iteration]
-    atomic_write(path, ((header or _csv_line(fields)[:-1]) + "\n" + "".join(l + "\n" for _, l in keep)).encode())
-    return [r for r, _ in keep]
-
-# %% ../nbs/09b_checkpoints.ipynb #c033
 def _names(classes, n=6) -> str:
     c = list(classes)
     return "[" + ", ".join(map(repr, c[:n])) + (f", ... ({len(c)} names)" if len(c) > n else "") + "]"
@@ -364,7 +245,7 @@ def check_compatible(ckpt, base=None, classes=None, num_classes=None, prior_cfg=
     if diff:
         raise CheckpointError(f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs {prior_cfg[diff[0]]}")
 
-# %% ../nbs/09b_checkpoints.ipynb #c034
+# %% ../nbs/09b_checkpoints.ipynb #c028
 def load_model(path, device="auto", phase="train"):
     """Rebuild the network a checkpoint was trained as (base, classes, priors: from the file), load its weights and
     move it to `device` in eval mode. Returns `(net, ckpt)`; `ckpt["classes"]` names its labels."""

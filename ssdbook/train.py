@@ -18,15 +18,15 @@ import torch
 import torch.nn as nn
 
 from .augment import batch_augment
-from .checkpoint import (LOG_FIELDS, RunLock, append_log_row, check_compatible, checkpoint_state,
-                                load_checkpoint, read_log, resolve_resume, rng_state, save_checkpoint, set_rng_state,
-                                truncate_log, write_checkpoints)
+from .checkpoint import (check_compatible, checkpoint_state, load_checkpoint, resolve_resume, rng_state,
+                                save_checkpoint, set_rng_state, write_checkpoints)
 from .config import (TrainConfig, amp_dtype, pick_device, resume_changes, shapes_recipe, use_channels_last,
                             voc_recipe)
 from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, normalize
 from .loss import MultiBoxLoss
 from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set,
                               init_distributed, make_loader, progress, sample_seed)
+from .runfolder import LOG_FIELDS, RunLock, append_log_row, read_log, truncate_log
 
 # %% auto #0
 __all__ = ['LRSchedule', 'make_optimizer', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'build_model', 'Run', 'train',

@@ -1,12 +1,11 @@
 """Chapter 9b: checkpoints you can trust (ssdbook.checkpoint): atomic writes, corrupt files, resume discovery,
-the run lock, the training log, rebuilding and fine-tuning models."""
+rebuilding and fine-tuning models. The run folder (lock, log.csv) is chapter 9c: tests/test_runfolder.py."""
 import errno
 import logging
 import os
 import random
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,9 @@ import pytest
 import torch
 
 import ssdbook.checkpoint as C
-from ssdbook.checkpoint import (FORMAT_VERSION, CheckpointError, NoSpaceError, RunLock, RunLockedError,
-                                append_log_row, check_compatible, checkpoint_state, clean_temp_files,
-                                find_resume, load_checkpoint, load_for_finetuning, load_model, read_log,
-                                resolve_resume, rng_state, save_checkpoint, set_rng_state, truncate_log,
-                                write_checkpoints)
+from ssdbook.checkpoint import (FORMAT_VERSION, CheckpointError, NoSpaceError, check_compatible, checkpoint_state,
+                                find_resume, load_checkpoint, load_for_finetuning, load_model, resolve_resume,
+                                rng_state, save_checkpoint, set_rng_state, write_checkpoints)
 from ssdbook.model import build_ssd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +41,7 @@ def test_state_has_everything_and_round_trips(net, tmp_path):
     ck = load_checkpoint(p)
     assert ck["format_version"] == FORMAT_VERSION and ck["base"] == "mini" and ck["classes"] == CLASSES
     assert ck["num_classes"] == 4 and ck["prior_cfg"]["feature_maps"] == [38, 19, 10, 5, 3, 1]
-    assert ck["iteration"] == 3 and ck["sampler"] == dict(seed=0, position=6)
+    assert ck["iteration"] == 3 and "sampler" not in ck          # the data stream's state is the iteration
     assert all(torch.equal(ck["model"][k], v) for k, v in net.state_dict().items())
     # keyword form (what ssdbook 0.1 called) still works
     assert load_checkpoint(save_checkpoint(tmp_path / "k.pth", iteration=7))["iteration"] == 7
@@ -112,6 +109,14 @@ def test_bad_files_are_one_line_errors_naming_the_file(net, tmp_path):
     assert load_checkpoint(tmp_path / "v1.pth").get("format_version", 1) == 1
 
 
+def test_checkpoints_with_the_old_sampler_entry_still_load(net, tmp_path):
+    "Format 2 files written before the unused `sampler` entry was dropped: they load and rebuild as before."
+    p = save_checkpoint(tmp_path / "old.pth", state_of(net), sampler=dict(seed=0, position=6))
+    assert load_checkpoint(p)["sampler"] == dict(seed=0, position=6)
+    m, ck = load_model(p, device="cpu")
+    assert ck["iteration"] == 3 and m.num_classes == 4
+
+
 def test_disk_full_names_the_file_and_keeps_the_previous(net, tmp_path, monkeypatch):
     p = save_checkpoint(tmp_path / "last.pth", state_of(net, it=1))
     before = p.read_bytes()
@@ -126,24 +131,6 @@ def test_disk_full_names_the_file_and_keeps_the_previous(net, tmp_path, monkeypa
     assert isinstance(e.value, OSError) and isinstance(e.value, ValueError)
     assert p.read_bytes() == before and load_checkpoint(p)["iteration"] == 1
     assert [q.name for q in tmp_path.iterdir()] == ["last.pth"]       # the partial temp file is gone
-    with pytest.raises(NoSpaceError, match="log.csv"):
-        truncate_log(tmp_path / "log.csv", 0)
-
-
-def test_temp_files_of_killed_writes_are_cleaned(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    (tmp_path / f".last.pth.tmp{dead}").write_bytes(b"half")
-    (tmp_path / f".last.pth.tmp{os.getpid()}").write_bytes(b"mine, in flight")
-    (tmp_path / "notes.tmp123").write_text("not ours")          # other patterns are never touched
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / f".x.pth.tmp{dead}").write_bytes(b"other folder")
-    gone = clean_temp_files(tmp_path)
-    assert [p.name for p in gone] == [f".last.pth.tmp{dead}"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".last.pth.tmp{os.getpid()}", "notes.tmp123", "sub"]
-    with RunLock(tmp_path):                                       # under the lock: every temp file of ours
-        assert sorted(p.name for p in tmp_path.iterdir()) == [".ssdbook.lock", "notes.tmp123", "sub"]
-    assert (tmp_path / "sub" / f".x.pth.tmp{dead}").exists()
 
 
 def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
@@ -171,64 +158,6 @@ def test_kill_during_first_last_write_does_not_lose_a_complete_checkpoint(net, t
     save_checkpoint(tmp_path / "ssd_mini_000001.pth", state_of(net, it=1))
     (tmp_path / f".last.pth.tmp{os.getpid() + 1}").write_bytes(b"PK\x03\x04 half")
     assert find_resume(tmp_path) == tmp_path / "ssd_mini_000001.pth"
-
-
-LOCK_HOLDER = textwrap.dedent("""
-    import sys, time
-    from ssdbook.checkpoint import RunLock
-    with RunLock(sys.argv[1]):
-        print("locked", flush=True)
-        time.sleep(60)
-""")
-
-
-def test_run_lock_refuses_a_second_run_and_takes_over_a_stale_one(tmp_path, caplog):
-    p = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=rf"in use by another run: pid {p.pid} on") as e:
-            RunLock(tmp_path).acquire()
-        one_line(e)
-    finally:
-        p.kill()                                                  # SIGKILL: no cleanup, the lock file stays
-        p.wait()
-    assert f"pid={p.pid}" in (tmp_path / ".ssdbook.lock").read_text()
-    with caplog.at_level(logging.WARNING, "ssdbook.checkpoint"):
-        with RunLock(tmp_path) as lock:
-            assert lock.previous["pid"] == str(p.pid)
-            assert f"pid={os.getpid()}" in lock.path.read_text()
-            with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):   # also within one process
-                RunLock(tmp_path).acquire()
-    assert f"taking over the stale lock of pid {p.pid}" in caplog.text
-    assert not (tmp_path / ".ssdbook.lock").exists()              # released
-    with pytest.raises(ZeroDivisionError):
-        with RunLock(tmp_path):
-            1 / 0
-    with RunLock(tmp_path) as again:                             # released on the exception too
-        assert again.previous == {}
-
-
-def test_log_rows_torn_rows_and_truncation(tmp_path):
-    path = tmp_path / "log.csv"
-    rows = [dict(iteration=i, loss_l=0.5 / i, loss_c=1.0, loss=1.5, lr=1e-3, img_s=10.0, elapsed_s=i, cpu_s=i,
-                 skipped=0) for i in (1, 2, 3)]
-    for r in rows:
-        append_log_row(path, r)
-    assert read_log(path) == [dict(r, elapsed_s=float(r["elapsed_s"]), cpu_s=float(r["cpu_s"])) for r in rows]
-    with open(path, "a") as f:
-        f.write("4,0.12")                                        # a kill in the middle of a row
-    assert [r["iteration"] for r in read_log(path)] == [1, 2, 3]
-    assert [r["iteration"] for r in read_log(path, upto=2)] == [1, 2]
-    append_log_row(path, dict(rows[0], iteration=5))             # the torn row is closed off, then skipped
-    assert [r["iteration"] for r in read_log(path)] == [1, 2, 3, 5]
-    # resume at 2: rows after 2 dropped, then the resumed run appends 3: never a duplicate
-    assert [r["iteration"] for r in truncate_log(path, 2)] == [1, 2]
-    append_log_row(path, rows[2])
-    lines = path.read_text().splitlines()
-    assert [l.split(",")[0] for l in lines] == ["iteration", "1", "2", "3"]
-    assert truncate_log(tmp_path / "fresh.csv", 0) == [] and read_log(tmp_path / "fresh.csv") == []
-    assert (tmp_path / "fresh.csv").read_text().startswith("iteration,loss_l")
-    assert read_log(tmp_path / "missing.csv") == []
 
 
 def test_compatibility_errors_name_both_sides(net):
@@ -275,11 +204,3 @@ def test_fine_tuning_keeps_all_but_the_class_heads(net, tmp_path):
     bad["loc.0.weight"] = bad["loc.0.weight"][:1]
     with pytest.raises(CheckpointError, match=r"beyond its class heads: loc.0.weight \(1,"):
         load_for_finetuning(other, bad)
-
-
-def test_run_lock_without_flock_warns_and_runs(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "fcntl", None)               # as on Windows: `import fcntl` fails
-    with caplog.at_level(logging.WARNING, "ssdbook.checkpoint"):
-        with RunLock(tmp_path):
-            pass
-    assert "no file locks on this platform" in caplog.text and not (tmp_path / RunLock.NAME).exists()

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import ssdbook.checkpoint as C
-from ssdbook.checkpoint import NoSpaceError, load_checkpoint, read_log
+from ssdbook.checkpoint import NoSpaceError, load_checkpoint
+from ssdbook.runfolder import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
