@@ -24,8 +24,10 @@ from .config import (TrainConfig, amp_dtype, pick_device, resume_changes, shapes
                             voc_recipe)
 from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, normalize
 from .loss import MultiBoxLoss
+from .mining import init_background_bias
 from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set,
                               init_distributed, make_loader, progress, sample_seed)
+from .priors import CONFIGS
 from .runfolder import LOG_FIELDS, RunLock, append_log_row, read_log, truncate_log
 
 # %% auto #0
@@ -111,19 +113,22 @@ class NonFiniteWatch:
                                      ". Try a lower --lr or a longer --warmup, and check the data for degenerate boxes.")
 
 # %% ../nbs/09d_training_loop.ipynb #c021
-def build_model(base="mini", num_classes=21, phase="train", pretrained=""):
-    "`build_ssd` at 300 px, with the ImageNet VGG16 weights when `pretrained` is a path or 'download'."
+def build_model(base="mini", num_classes=21, phase="train", pretrained="", priors="voc", focal_gamma=0.0):
+    """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's `CONFIGS` or a dict), the ImageNet
+    VGG16 weights if `pretrained` (a path or 'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
     from ssdbook.model import build_ssd, load_vgg16_imagenet
-    net = build_ssd(phase, size=SIZE, num_classes=num_classes, base=base)
+    net = build_ssd(phase, size=SIZE, num_classes=num_classes, base=base,
+                    cfg=CONFIGS[priors] if isinstance(priors, str) else priors)
     if pretrained:
         if base != "vgg16":
             raise ValueError(f"pretrained={pretrained!r} needs base='vgg16' (got base={base!r})")
         load_vgg16_imagenet(net, **({} if pretrained == "download" else dict(weights=pretrained)))
-    return net
+    return init_background_bias(net) if focal_gamma else net
 
 # %% ../nbs/09d_training_loop.ipynb #c022
 class Run:
     "One training run: set-up (resume, data, model, optimiser) in `__init__`, the iterations in `loop()`."
+    augment_options: dict = {}          # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
     def __init__(self, cfg, rank, world, device, net=None, dataset=None, classes=None, criterion=None):
         if cfg.batch_size % world:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
@@ -141,16 +146,13 @@ class Run:
                             (SHAPES_CLASSES if cfg.data == "shapes" else VOC_CLASSES))
         num_classes = len(self.classes) + 1
         if ck:
-            check_compatible(ck, base=cfg.base, classes=self.classes, num_classes=num_classes,
-                             name=str(self.resume_from))
+            check_compatible(ck, base=cfg.base, classes=self.classes, num_classes=num_classes, name=str(self.resume_from))
         if net is None:
             torch.manual_seed(cfg.seed)
-            net = build_model(cfg.base, num_classes, "train", "" if ck else cfg.pretrained)
+            net = build_model(cfg.base, num_classes, "train", "" if ck else cfg.pretrained, cfg.priors, cfg.focal_gamma)
         self.channels_last, self.dtype = use_channels_last(cfg.channels_last), amp_dtype(device, cfg.amp)
-        self.net = net.to(device)
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.criterion = criterion or MultiBoxLoss(num_classes)
+        self.net = net.to(device, memory_format=torch.channels_last) if self.channels_last else net.to(device)
+        self.criterion = criterion or MultiBoxLoss(num_classes, focal_gamma=cfg.focal_gamma)
         self.opt = make_optimizer(self.net, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.skipped, self.resumes = 0, []
@@ -192,7 +194,7 @@ class Run:
         images, targets = images.to(dev, non_blocking=True), [t.to(dev, non_blocking=True) for t in targets]
         if cfg.augment == "light":
             g = torch.Generator().manual_seed(sample_seed(cfg.seed + 7919, it * self.world + self.rank))
-            images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD)
+            images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD, **self.augment_options)
         elif cfg.augment == "none":
             images = normalize(images, IMAGENET_MEAN, IMAGENET_STD)
         if self.channels_last:
@@ -251,8 +253,7 @@ class Run:
         self.last_logged = done
 
     def result(self) -> dict:
-        seconds = time.perf_counter() - self.t0
-        trained = max(self.stop - self.start, 0)
+        seconds, trained = time.perf_counter() - self.t0, max(self.stop - self.start, 0)
         if self.main and self.history:
             plot_log(self.history, self.out / "loss.png")
         return dict(net=self.net, iteration=max(self.stop, self.start), classes=self.classes,
@@ -281,8 +282,7 @@ def train(cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, c
 def plot_log(history, path=None, title="training loss"):
     "Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or a log.csv path."
     import matplotlib.pyplot as plt
-    if isinstance(history, (str, Path)):
-        history = read_log(history)
+    history = read_log(history) if isinstance(history, (str, Path)) else history
     it = [r["iteration"] for r in history]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1]))
     for k, c in (("loss", "k"), ("loss_l", "tab:blue"), ("loss_c", "tab:orange")):

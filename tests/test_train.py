@@ -159,3 +159,36 @@ def test_ddp_two_processes_gloo(shapes, tmp_path):
     ck = load_checkpoint(out / "last.pth")
     assert ck["iteration"] == 2 and ck["world_size"] == 2
     assert "trained 2 iterations" in r.stdout
+
+
+def test_shapes_priors_and_focal_loss_travel_with_the_checkpoint(shapes, tmp_path):
+    "priors='shapes', focal_gamma=2: the net, the loss and the checkpoint follow; load_model and Detector rebuild them."
+    from ssdbook.checkpoint import load_model
+    from ssdbook.inference import Detector
+    from ssdbook.priors import CONFIGS, PriorBox
+    r = train(tiny(shapes, tmp_path / "s", iterations=2, priors="shapes", focal_gamma=2.0))
+    want = PriorBox(CONFIGS["shapes"]).forward()
+    assert not torch.equal(want, PriorBox(CONFIGS["voc"]).forward())
+    assert torch.equal(r["net"].priors.cpu(), want)
+    ck = load_checkpoint(r["checkpoint"])
+    assert ck["prior_cfg"] == CONFIGS["shapes"]
+    assert (ck["config"]["priors"], ck["config"]["focal_gamma"]) == ("shapes", 2.0)
+    net, _ = load_model(r["checkpoint"], device="cpu")
+    assert torch.equal(net.priors, want) and net.cfg == CONFIGS["shapes"]
+    assert torch.equal(Detector.from_checkpoint(r["checkpoint"], device="cpu").net.priors, want)
+    with pytest.raises(ValueError, match="priors"):                     # a resume keeps the priors
+        train(tiny(shapes, tmp_path / "s", iterations=4, priors="voc", focal_gamma=2.0, resume="auto"))
+
+
+def test_build_model_and_criterion_follow_the_config(shapes, tmp_path):
+    from ssdbook.config import pick_device
+    from ssdbook.train import Run, build_model
+    net = build_model("mini", 7, priors="shapes", focal_gamma=2.0)
+    assert net.cfg["name"] == "shapes" and len(net.priors) == 8732
+    with torch.no_grad():
+        assert net.raw(torch.zeros(1, 3, 300, 300))[1].softmax(-1)[..., 0].mean() > 0.9   # p(background) start
+    torch.manual_seed(0)
+    plain = build_model("mini", 7)
+    assert plain.cfg["name"] == "VOC" and not torch.equal(plain.conf[0].bias, net.conf[0].bias)
+    run = Run(tiny(shapes, tmp_path / "r", focal_gamma=1.5), 0, 1, pick_device("cpu"))
+    assert run.criterion.focal_gamma == 1.5 and run.net.cfg["name"] == "VOC"
