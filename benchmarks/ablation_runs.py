@@ -26,6 +26,42 @@ MAIN_BUDGET = dict(iterations=1800, batch_size=16, warmup=100, n_train=2000, n_t
                    checkpoint_every=300)
 
 
+def speed_table(widths=(8, 12, 16), batch_size: int = 16, rounds: int = 3, num_classes: int = 7) -> list[dict]:
+    """Parameters, MACs per image, training and inference images/s of the mini base at each width, on this CPU.
+    The widths are timed in turns (round-robin, `rounds` times; the median kept), so a change of machine load
+    hits them all alike: compare them with each other, not with numbers measured elsewhere."""
+    from ssdbook.ablation import count_macs
+    from ssdbook.loss import MultiBoxLoss
+    from ssdbook.model import MiniSSD
+    nets = {w: MiniSSD('train', num_classes, width=w).to(memory_format=torch.channels_last) for w in widths}
+    crit = MultiBoxLoss(num_classes)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, 300, 300, generator=g).contiguous(memory_format=torch.channels_last)
+    xy = torch.rand(batch_size, 2, generator=g) * 0.6
+    targets = [torch.tensor([[a, b, a + 0.3, b + 0.3, 1.0]]) for a, b in xy.tolist()]
+    opts = {w: torch.optim.AdamW(n.parameters(), 1e-4) for w, n in nets.items()}
+    times = {w: dict(train=[], infer=[]) for w in widths}
+    for _ in range(rounds + 1):                               # the first round warms up (not kept)
+        for w, net in nets.items():
+            net.train()
+            t = time.perf_counter()
+            loss_l, loss_c = crit(net(x), targets)
+            opts[w].zero_grad()
+            (loss_l + loss_c).backward()
+            opts[w].step()
+            times[w]["train"].append(time.perf_counter() - t)
+            net.eval()
+            t = time.perf_counter()
+            with torch.no_grad():
+                net.raw(x)
+            times[w]["infer"].append(time.perf_counter() - t)
+    med = lambda v: sorted(v[1:])[len(v[1:]) // 2]
+    return [dict(width=w, params=sum(p.numel() for p in net.parameters()), macs=count_macs(net),
+                 train_img_s=round(batch_size / med(times[w]["train"]), 2),
+                 infer_img_s=round(batch_size / med(times[w]["infer"]), 2), threads=torch.get_num_threads())
+            for w, net in nets.items()]
+
+
 def machine() -> str:
     return f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 
@@ -44,7 +80,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.speed:
-        rows = A.speed_table()
+        rows = speed_table()
         res = A.load_results(args.out)
         res["speed"] = dict(rows=rows, machine=machine(), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         Path(args.out).write_text(json.dumps(res, indent=1))

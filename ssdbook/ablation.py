@@ -5,77 +5,32 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .augment import batch_augment
-from .runfolder import RunLock
 from .config import TrainConfig, pick_device, shapes_recipe
-from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, BaseTransform, check_targets
+from .data import SHAPES_CLASSES, BaseTransform
 from .dataset import VOCDetection
-from .encoding import encode, point_form
-from .loss import MultiBoxLoss, multibox_loss
-from .matching import jaccard, match_batch, pad_targets
+from .loss import MultiBoxLoss
+from .matching import jaccard, point_form
+from .mining import init_background_bias
 from .model import MiniSSD
-from .pipeline import CachedDataset, sample_seed
-from .priors import PriorBox, boxes_per_location, voc
+from .pipeline import CachedDataset
+from .priors import CONFIGS, PriorBox, layout_config, voc
+from .runfolder import RunLock
 from .train import Run
 
 # %% auto #0
-__all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_TABLE2', 'PAPER_DELTA', 'layout_of',
-           'prior_layout', 'designed_layout', 'best_prior_iou', 'level_reach', 'match_targets', 'focal_loss',
-           'AblationLoss', 'Variant', 'get_variant', 'variant_prior_cfg', 'variant_priors', 'variant_net',
-           'variant_loss', 'variant_config', 'VariantRun', 'shapes_data', 'run_variant', 'check_results',
-           'load_results', 'record_run', 'summarize', 'format_summary', 'count_macs', 'speed_table']
+__all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_DELTA', 'best_prior_iou', 'level_reach',
+           'Variant', 'get_variant', 'variant_prior_cfg', 'variant_net', 'variant_config', 'shapes_data', 'run_variant',
+           'check_results', 'load_results', 'record_run', 'summarize', 'format_summary', 'count_macs']
 
-# %% ../nbs/10c_ablations.ipynb #c006
-def layout_of(cfg: dict = voc) -> list[dict]:
-    """A prior config as an explicit layout: one dict per source map, `feature_map`, `step` (pixels between cell
-    centres) and `boxes`, a list of `(w, h)` or `(w, h, dx, dy)` in pixels (dx, dy: shift from the cell centre)."""
-    pb = PriorBox(cfg)
-    S = cfg['min_dim']
-    return [dict(feature_map=f, step=float(st), boxes=[tuple(wh) for wh in (pb.level_shapes(k) * S).tolist()])
-            for k, (f, st) in enumerate(zip(cfg['feature_maps'], cfg['steps']))]
-
-
-def prior_layout(levels: list[dict], image_size: int = 300, clip: bool = True) -> Tensor:
-    """The priors `(P, 4)` centre form (fractions) of an explicit layout (see `layout_of`), in the reference's order:
-    map by map, rows outer, columns inner, a cell's boxes innermost. `clip` clamps like `PriorBox` (centre form)."""
-    out = []
-    for k, lv in enumerate(levels):
-        f, boxes = lv['feature_map'], [tuple(b) + (0, 0) * (len(b) == 2) for b in lv['boxes']]
-        if any(len(b) != 4 or b[0] <= 0 or b[1] <= 0 for b in boxes):
-            raise ValueError(f"prior layout, map {k}: boxes must be (w, h) or (w, h, dx, dy) with w, h > 0 pixels")
-        c = (torch.arange(f, dtype=torch.float64) + 0.5) * lv['step'] / image_size
-        cy, cx = torch.meshgrid(c, c, indexing='ij')
-        b = torch.tensor(boxes, dtype=torch.float64) / image_size                     # (A, 4)
-        centres = torch.stack([cx, cy], -1).reshape(f * f, 1, 2) + b[None, :, 2:]       # (f*f, A, 2)
-        out.append(torch.cat([centres, b[None, :, :2].expand(f * f, -1, 2)], -1).reshape(-1, 4))
-    priors = torch.cat(out)
-    return (priors.clamp(0, 1) if clip else priors).float()
-
-# %% ../nbs/10c_ablations.ipynb #c009
-_Q = 300 / 38 / 4          # a quarter of a 38x38 cell, in pixels
-
-
-def designed_layout() -> list[dict]:
-    """Priors designed for the shapes set (objects 12 to 270 px, aspect 0.6 to 1.7): the 38x38 map gets two
-    15 px squares a quarter cell off centre (a 4 px grid for the smallest objects) and 22, 31 px squares; the
-    19x19 map 43, 60, 85 px squares and three 2:3 / 3:2 / 2:1 boxes; the other maps are `voc`'s.
-    Same boxes per location as `voc` (4, 6, 6, 6, 4, 4), so the same heads and the same 8732 priors."""
-    levels = layout_of(voc)
-    levels[0] = dict(levels[0], boxes=[(15, 15, -_Q, -_Q), (15, 15, _Q, _Q), (22, 22), (31, 31)])
-    levels[1] = dict(levels[1], boxes=[(43, 43), (60, 60), (85, 85), (52, 35), (35, 52), (60, 30)])
-    return levels
-
-
+# %% ../nbs/10c_ablations.ipynb #c010
 def best_prior_iou(boxes: Tensor, priors: Tensor) -> Tensor:
     "For each box `(n, 4)` (point form, fractions) the IoU of its best prior `(n,)` -- what matching can reach."
     if len(boxes) == 0:
@@ -90,7 +45,7 @@ def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int
     sides = torch.as_tensor(sides, dtype=torch.float64)
     out = torch.zeros(len(levels), len(sides))
     for k, lv in enumerate(levels):
-        pri = prior_layout([lv], image_size, clip)
+        pri = PriorBox(layout_config([lv], image_size=image_size, clip=clip)).forward()
         for j, s in enumerate(sides.tolist()):
             lo = max(s / 2, image_size / 2 - lv['step'] / 2)
             hi = min(image_size - s / 2, image_size / 2 + lv['step'] / 2)
@@ -101,68 +56,15 @@ def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int
             out[k, j] = best_prior_iou(sq, pri).min()
     return out
 
-# %% ../nbs/10c_ablations.ipynb #c017
-def match_targets(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2), forced: bool = True,
-                  num_classes: int | None = None) -> tuple[Tensor, Tensor]:
-    """`loc_t (B, P, 4)` (positives only), `conf_t (B, P)`: chapter 5's `match_batch` (`forced=True`: every object
-    also claims its best prior, whatever the IoU), or plain IoU >= `threshold` matching (`forced=False`), where an
-    object no prior overlaps enough is simply not learnt."""
-    if forced:
-        return match_batch(targets, priors, threshold, variances, positives_only=True, num_classes=num_classes)
-    truths, labels, valid = pad_targets(targets)
-    check_targets(targets, num_classes)
-    truths, labels, valid = truths.to(priors), labels.to(priors.device), valid.to(priors.device)
-    B, M, P = *valid.shape, priors.shape[0]
-    conf_t, loc_t = torch.zeros(B, P, dtype=torch.long, device=priors.device), priors.new_zeros(B, P, 4)
-    if M == 0:
-        return loc_t, conf_t
-    overlaps = jaccard(truths, point_form(priors)).masked_fill_(~valid[..., None], -1.0)   # (B, M, P)
-    best, idx = overlaps.max(1)                                                          # (B, P)
-    conf_t = torch.where(best >= threshold, labels.gather(1, idx) + 1, 0)
-    b, p = conf_t.nonzero(as_tuple=True)
-    loc_t[b, p] = encode(truths[b, idx[b, p]], priors[p], variances)
-    return loc_t, conf_t
-
-
-def focal_loss(conf: Tensor, conf_t: Tensor, gamma: float = 2.0) -> Tensor:
-    """Softmax focal loss (Lin et al. 2017, eq. 5, on SSD's softmax head) summed over **every** prior:
-    `-(1 - p_t)^gamma log p_t`. Easy negatives (p_t near 1) weigh almost nothing: no mining needed."""
-    logp = F.log_softmax(conf.float(), -1).gather(-1, conf_t[..., None]).squeeze(-1)   # (B, P) log p_t
-    return -((1 - logp.exp()).pow(gamma) * logp).sum()
-
-
-class AblationLoss(MultiBoxLoss):
-    """`MultiBoxLoss` with the ingredients the ablations switch: `forced_match`, `neg_pos` / `neg_mining` (hard
-    negatives), and `focal_gamma > 0` (focal loss over all priors instead of mining). Same call, same N."""
-    def __init__(self, num_classes: int, forced_match: bool = True, focal_gamma: float = 0.0, **kw):
-        super().__init__(num_classes, **kw)
-        if not (isinstance(focal_gamma, (int, float)) and 0 <= focal_gamma < 10):
-            raise ValueError(f"AblationLoss: focal_gamma must be a number in [0, 10), got {focal_gamma!r}")
-        self.forced_match, self.focal_gamma = forced_match, float(focal_gamma)
-
-    def forward(self, predictions, targets):
-        loc, conf, priors = predictions
-        self._check(loc, conf, priors, targets)
-        with torch.no_grad():
-            loc_t, conf_t = match_targets(targets, priors.detach().to(loc.device), self.threshold, self.variance,
-                                          self.forced_match, self.num_classes)
-        if not self.focal_gamma:
-            return multibox_loss(loc, conf, loc_t, conf_t, self.negpos_ratio, self.do_neg_mining)
-        pos = conf_t > 0
-        n = pos.sum().clamp(min=1)
-        loss_l = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="sum", beta=1.0) / n
-        return loss_l, focal_loss(conf, conf_t, self.focal_gamma) / n
-
 # %% ../nbs/10c_ablations.ipynb #c021
 @dataclass(frozen=True)
 class Variant:
     "One row of the ablation table: the shapes recipe with one ingredient changed."
     group: str                                               # what kind of ingredient
     what: str                                                # one line for the table
-    config: dict = field(default_factory=dict)               # TrainConfig fields
-    priors: dict = field(default_factory=dict)               # changes to `voc` (aspect_ratios, clip)
-    layout: str = ""                                         # 'designed': `designed_layout()` instead of `voc`
-    loss: dict = field(default_factory=dict)                 # `AblationLoss` options
+    config: dict = field(default_factory=dict)               # TrainConfig fields (augment, priors, focal_gamma)
+    priors: dict = field(default_factory=dict)               # changes to `voc` no prior config has (aspect_ratios, clip)
+    loss: dict = field(default_factory=dict)                 # more `MultiBoxLoss` options (neg_pos, prior_for_matching)
     augment: dict = field(default_factory=dict)              # `batch_augment` options (augment='light')
     width: int = 16                                          # `MiniSSD(width=)`
     paper: str = ""                                          # what the paper measured for this ingredient
@@ -189,22 +91,21 @@ VARIANTS = {
     "all negatives": Variant("negatives", "every negative prior in the loss (no mining)", loss=dict(neg_mining=False),
                              paper="sec. 2.2: 3:1 mining 'leads to faster optimization and a more stable training'"),
     "focal loss": Variant("negatives", "focal loss (gamma 2) over all priors, no mining",
-                          loss=dict(focal_gamma=2.0, neg_mining=False)),
+                          config=dict(focal_gamma=2.0)),
     "no forced match": Variant("matching", "IoU >= 0.5 only: no best-prior match per object",
-                               loss=dict(forced_match=False)),
+                               loss=dict(prior_for_matching=False)),
     "clip corners": Variant("priors", "priors clipped at their corners (chapter 2)", priors=dict(clip="corners")),
     "no clip": Variant("priors", "priors not clipped", priors=dict(clip=False)),
     "designed priors": Variant("small objects", "priors designed for the data (15-31 px on the 38x38 map)",
-                               layout="designed"),
+                               config=dict(priors="shapes")),
     "coco priors": Variant("small objects", "the reference's COCO prior sizes (21, 45, 99, ... px): smaller "
-                           "boxes, same 8732 priors", priors=dict(min_sizes=[21, 45, 99, 153, 207, 261],
-                                                                  max_sizes=[45, 99, 153, 207, 261, 315])),
+                           "boxes, same 8732 priors", config=dict(priors="coco")),
     "zoom-out 2.5x": Variant("small objects", "stronger expansion: zoom 0.6-2.5x", augment=dict(zoom_range=(0.6, 2.5)),
                              paper="Table 6: SSD300* (16x expansion) 77.2 vs 74.3"),
-    "designed + zoom-out": Variant("small objects", "designed priors and zoom 0.6-2.5x", layout="designed",
+    "designed + zoom-out": Variant("small objects", "designed priors and zoom 0.6-2.5x", config=dict(priors="shapes"),
                                    augment=dict(zoom_range=(0.6, 2.5))),
-    "designed + focal": Variant("small objects", "designed priors and focal loss (no mining)", layout="designed",
-                                loss=dict(focal_gamma=2.0, neg_mining=False)),
+    "designed + focal": Variant("small objects", "designed priors and focal loss (no mining)",
+                                config=dict(priors="shapes", focal_gamma=2.0)),
     "width 8": Variant("speed", "mini base at half width (8)", width=8),
     "width 12": Variant("speed", "mini base at width 12", width=12),
 }
@@ -225,40 +126,20 @@ def get_variant(name: str) -> Variant:
 
 
 def variant_prior_cfg(v: Variant) -> dict:
-    "The `PriorBox` config of a variant (a copy of `voc` with its changes); decides the heads' boxes per location."
-    cfg = copy.deepcopy(voc)
-    cfg.update(copy.deepcopy(v.priors))
-    cfg['name'] = 'VOC' + ''.join(f" {k}={v!r}" for k, v in sorted(v.priors.items()))
-    return cfg
+    "The prior config of a row that changes `voc` itself (`v.priors`): a copy of `voc` with its changes."
+    name = 'VOC' + ''.join(f" {k}={val!r}" for k, val in sorted(v.priors.items()))
+    return copy.deepcopy({**voc, **v.priors, 'name': name})
 
 
-def variant_priors(v: Variant) -> Tensor:
-    "The `(P, 4)` priors of a variant."
-    if v.layout == "designed":
-        return prior_layout(designed_layout())
-    if v.layout:
-        raise ValueError(f"unknown prior layout {v.layout!r} (known: 'designed')")
-    return PriorBox(variant_prior_cfg(v)).forward()
-
-
-def variant_net(v: Variant, num_classes: int, seed: int = 0) -> MiniSSD:
-    "The mini SSD of a variant: its width, its prior config (heads) and priors; focal loss gets RetinaNet's prior init."
-    torch.manual_seed(seed)
-    cfg = variant_prior_cfg(v)
-    net = MiniSSD('train', num_classes, cfg=cfg, width=v.width)
-    pri = variant_priors(v)
-    if pri.shape != net.priors.shape:
-        raise ValueError(f"variant layout gives {len(pri)} priors, the heads of its config make {len(net.priors)}")
-    net.priors = pri
-    if v.loss.get("focal_gamma"):            # Lin et al. sec. 4.1: start with p(background) = 0.99 everywhere
-        with torch.no_grad():
-            for head, a in zip(net.conf, boxes_per_location(cfg)):
-                head.bias.view(a, num_classes)[:, 0] = math.log(0.99 * (num_classes - 1) / 0.01)
-    return net
-
-
-def variant_loss(v: Variant, num_classes: int) -> AblationLoss:
-    return AblationLoss(num_classes, **v.loss)
+def variant_net(v: Variant, cfg: TrainConfig, num_classes: int) -> MiniSSD | None:
+    """The network of a row, when chapter 9d cannot build it from `cfg` alone: another width, or prior boxes no
+    named config has (`v.priors`; the heads follow them). `None` otherwise: `Run` builds it from `cfg`."""
+    if not v.priors and v.width == 16:
+        return None
+    torch.manual_seed(cfg.seed)
+    prior_cfg = variant_prior_cfg(v) if v.priors else CONFIGS[cfg.priors]
+    net = MiniSSD('train', num_classes, cfg=prior_cfg, width=v.width)
+    return init_background_bias(net) if cfg.focal_gamma else net
 
 
 def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overrides) -> TrainConfig:
@@ -271,22 +152,6 @@ def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overr
     return shapes_recipe(**{**kw, **overrides})
 
 # %% ../nbs/10c_ablations.ipynb #c024
-class VariantRun(Run):
-    "Chapter 9d's `Run` whose batched augmentation takes a variant's `batch_augment` options."
-    augment_options: dict = {}
-
-    def device_batch(self, images, targets, it):
-        if self.cfg.augment != "light" or not self.augment_options:
-            return super().device_batch(images, targets, it)
-        images = images.to(self.device)
-        targets = [t.to(self.device) for t in targets]
-        g = torch.Generator().manual_seed(sample_seed(self.cfg.seed + 7919, it * self.world + self.rank))
-        images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD, **self.augment_options)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, targets
-
-
 _CACHE: dict = {}
 
 
@@ -319,15 +184,16 @@ def run_variant(name: str, seed: int = 0, budget: dict | None = None, root=None,
         torch.set_num_threads(threads)
     cfg = variant_config(name, seed, budget, **overrides)
     train_set, test_set, classes = shapes_data(cfg.n_train, cfg.n_test, root)
-    net = variant_net(v, len(classes) + 1, seed)
+    n = len(classes) + 1
+    criterion = MultiBoxLoss(n, focal_gamma=cfg.focal_gamma, **v.loss) if v.loss else None   # None: cfg's loss
     t0 = time.perf_counter()
     with RunLock(cfg.out):
-        run = VariantRun(cfg, 0, 1, pick_device(cfg.device), net=net, dataset=train_set, classes=classes,
-                         criterion=variant_loss(v, len(classes) + 1))
+        run = Run(cfg, 0, 1, pick_device(cfg.device), net=variant_net(v, cfg, n), dataset=train_set,
+                  classes=classes, criterion=criterion)
         run.augment_options = dict(v.augment)
         out = run.loop()
-    t1 = time.perf_counter()
-    res = evaluate_model(out["net"].eval(), test_set, classes=classes, return_detections=True)
+    net, t1 = out["net"], time.perf_counter()
+    res = evaluate_model(net.eval(), test_set, classes=classes, return_detections=True)
     sizes = ap_by_size(res["detections"], res["annotations"], classes)
     t2 = time.perf_counter()
     changed = {k: val for k, val in cfg.to_dict().items() if k in v.config}
@@ -349,8 +215,7 @@ def check_results(results: dict, path="the results") -> dict:
     if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
         raise ValueError(f"{path}: expected a dict with a 'runs' list")
     for i, r in enumerate(results["runs"]):
-        missing = [k for k in RESULT_KEYS if k not in r]
-        if missing:
+        if missing := [k for k in RESULT_KEYS if k not in r]:
             raise ValueError(f"{path}: run {i} ({r.get('variant', '?')}) lacks {', '.join(missing)}")
         if r["variant"] not in VARIANTS:
             raise ValueError(f"{path}: run {i} has unknown variant {r['variant']!r}")
@@ -362,15 +227,12 @@ def check_results(results: dict, path="the results") -> dict:
 def load_results(path) -> dict:
     "The recorded ablation runs (`{'runs': []}` if the file is not there)."
     path = Path(path)
-    if not path.exists():
-        return {"runs": []}
-    return check_results(json.loads(path.read_text()), str(path))
+    return check_results(json.loads(path.read_text()), str(path)) if path.exists() else {"runs": []}
 
 
 def record_run(path, row: dict, **meta) -> dict:
     "Add `row` to the results file (replacing the same variant, seed and budget), atomically; returns the results."
-    path = Path(path)
-    results = load_results(path)
+    path, results = Path(path), load_results(path)
     key = lambda r: (r["variant"], r["seed"], r["iterations"], r["batch_size"], r["n_train"])
     results["runs"] = [r for r in results["runs"] if key(r) != key(row)] + [row]
     results.update(meta)
@@ -380,15 +242,6 @@ def record_run(path, row: dict, **meta) -> dict:
     return results
 
 # %% ../nbs/10c_ablations.ipynb #c033
-PAPER_TABLE2 = (  # SSD300 trained on VOC07+12, VOC2007 test mAP (%), Liu et al. 2016, sec. 3.2, Table 2
-    dict(augmentation=False, boxes_half_2=True, boxes_third_3=True, atrous=True, map=65.5),
-    dict(augmentation=True, boxes_half_2=False, boxes_third_3=False, atrous=True, map=71.6),
-    dict(augmentation=True, boxes_half_2=True, boxes_third_3=False, atrous=True, map=73.7),
-    dict(augmentation=True, boxes_half_2=True, boxes_third_3=True, atrous=False, map=74.2),
-    dict(augmentation=True, boxes_half_2=True, boxes_third_3=True, atrous=True, map=74.3),
-)
-"The paper's Table 2, column by column (the last column is the full SSD300)."
-
 PAPER_DELTA = {"no augmentation": 65.5 - 74.3, "boxes {1}": 71.6 - 74.3, "boxes {1,2,1/2}": 73.7 - 74.3,
                "no zoom-out": 74.3 - 77.2, "zoom-out 2.5x": 77.2 - 74.3}
 """The paper's change of VOC07 mAP (points) for the rows it measured: Table 2, and Table 6 (SSD300 vs SSD300*,
@@ -445,36 +298,3 @@ def count_macs(net, image_size: int = 300) -> int:
     finally:
         net.train(was)
     return fc.get_total_flops() // 2
-
-
-def speed_table(widths=(8, 12, 16), batch_size: int = 16, rounds: int = 3, num_classes: int = 7) -> list[dict]:
-    """Parameters, MACs per image, training and inference images/s of the mini base at each width, on this CPU.
-    The widths are timed in turns (round-robin, `rounds` times; the median kept), so a change of machine load
-    hits them all alike: compare them with each other, not with numbers measured elsewhere."""
-    nets = {w: MiniSSD('train', num_classes, width=w).to(memory_format=torch.channels_last) for w in widths}
-    crit = MultiBoxLoss(num_classes)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, 3, 300, 300, generator=g).contiguous(memory_format=torch.channels_last)
-    xy = torch.rand(batch_size, 2, generator=g) * 0.6
-    targets = [torch.tensor([[a, b, a + 0.3, b + 0.3, 1.0]]) for a, b in xy.tolist()]
-    opts = {w: torch.optim.AdamW(n.parameters(), 1e-4) for w, n in nets.items()}
-    times = {w: dict(train=[], infer=[]) for w in widths}
-    for _ in range(rounds + 1):                               # the first round warms up (not kept)
-        for w, net in nets.items():
-            net.train()
-            t = time.perf_counter()
-            loss_l, loss_c = crit(net(x), targets)
-            opts[w].zero_grad()
-            (loss_l + loss_c).backward()
-            opts[w].step()
-            times[w]["train"].append(time.perf_counter() - t)
-            net.eval()
-            t = time.perf_counter()
-            with torch.no_grad():
-                net.raw(x)
-            times[w]["infer"].append(time.perf_counter() - t)
-    med = lambda v: sorted(v[1:])[len(v[1:]) // 2]
-    return [dict(width=w, params=sum(p.numel() for p in net.parameters()), macs=count_macs(net),
-                 train_img_s=round(batch_size / med(times[w]["train"]), 2),
-                 infer_img_s=round(batch_size / med(times[w]["infer"]), 2), threads=torch.get_num_threads())
-            for w, net in nets.items()]

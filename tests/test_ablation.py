@@ -1,5 +1,8 @@
-"""Chapter 10c (ssdbook.ablation): every ablation row builds and trains, the prior layouts, the designed priors'
-coverage, the loss variants and the results file."""
+"""Chapter 10c (ssdbook.ablation): every ablation row builds and trains, rows are TrainConfig fields where they can
+be, the designed priors' coverage, the results file and the speed benchmark."""
+import dataclasses
+import importlib.util
+import inspect
 import json
 import math
 from pathlib import Path
@@ -8,8 +11,10 @@ import pytest
 import torch
 
 import ssdbook.ablation as A
+from ssdbook.config import TrainConfig
 from ssdbook.loss import MultiBoxLoss
-from ssdbook.priors import PriorBox, coco, voc
+from ssdbook.priors import PriorBox, designed_layout, layout_of, shapes, voc
+from ssdbook.train import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,26 +48,35 @@ def test_variant_config_is_the_training_config():
     assert A.variant_config("full").out != A.variant_config("full", seed=1).out
 
 
-@pytest.mark.parametrize("cfg", [voc, coco])
-def test_layout_of_reproduces_priorbox_exactly(cfg):
-    assert torch.equal(A.prior_layout(A.layout_of(cfg)), PriorBox(cfg).forward())
+def test_rows_are_training_configs_and_library_options():
+    "Every row is TrainConfig fields, MultiBoxLoss keywords, batch_augment keywords, a width or a changed voc."
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    loss_kw = set(inspect.signature(MultiBoxLoss).parameters)
+    for name, v in A.VARIANTS.items():
+        assert set(v.config) <= fields and set(v.loss) <= loss_kw and set(v.priors) <= set(voc), name
+    assert A.variant_config("focal loss").focal_gamma == 2.0
+    assert A.variant_config("designed + focal").priors == "shapes" and A.variant_config("coco priors").priors == "coco"
+    assert A.VARIANTS["no forced match"].loss == {"prior_for_matching": False}
+    plain = [n for n, v in A.VARIANTS.items() if A.variant_net(v, A.variant_config(n), 7) is None]
+    assert set(A.VARIANTS) - set(plain) == {"boxes {1}", "boxes {1,2,1/2}", "clip corners", "no clip", "width 8",
+                                           "width 12"}
 
 
-def test_prior_layout_rejects_bad_boxes():
-    lv = A.layout_of(voc)
-    lv[2] = dict(lv[2], boxes=[(0, 10)])
-    with pytest.raises(ValueError, match="map 2"):
-        A.prior_layout(lv)
-
-
-def test_designed_priors_keep_8732_and_the_heads():
-    pri = A.prior_layout(A.designed_layout())
-    assert pri.shape == (8732, 4)
-    assert [len(lv["boxes"]) for lv in A.designed_layout()] == [4, 6, 6, 6, 4, 4]
-    net = A.variant_net(A.VARIANTS["designed priors"], 7)
-    assert torch.equal(net.priors, pri)
+def test_designed_priors_row_builds_the_shapes_config():
+    cfg = A.variant_config("designed priors")
+    net = build_model(cfg.base, 7, priors=cfg.priors)                       # what chapter 9d's Run builds
+    assert torch.equal(net.priors, PriorBox(shapes).forward()) and len(net.priors) == 8732
     loc, conf, priors = net.raw(torch.zeros(1, 3, 300, 300))
     assert loc.shape == (1, 8732, 4) and conf.shape == (1, 8732, 7)
+
+
+def test_changed_voc_and_width_rows_build_their_own_net():
+    v = A.VARIANTS["boxes {1}"]
+    net = A.variant_net(v, A.variant_config("boxes {1}"), 7)
+    assert len(net.priors) == 3880 and net.cfg["aspect_ratios"] == [[]] * 6 and voc["aspect_ratios"][0] == [2]
+    wide = A.variant_net(A.VARIANTS["width 8"], A.variant_config("width 8", focal_gamma=2.0), 7)
+    with torch.no_grad():
+        assert wide.raw(torch.zeros(1, 3, 300, 300))[1].softmax(-1)[..., 0].mean() > 0.9     # focal: background start
 
 
 def _shapes_like_boxes(n=20000, seed=0):
@@ -85,7 +99,7 @@ def test_designed_priors_reach_every_object_of_the_shapes_set(tmp_path):
     boxes = torch.cat([torch.as_tensor(ds.pull_anno(i)["boxes"]).float().reshape(-1, 4) / 300 for i in range(len(ds))])
     sides = ((boxes[:, 2:] - boxes[:, :2]) * 300).prod(1).sqrt()
     assert len(boxes) > 300 and sides.min() >= 11.9
-    designed = A.best_prior_iou(boxes, A.prior_layout(A.designed_layout()))
+    designed = A.best_prior_iou(boxes, PriorBox(shapes).forward())
     today = A.best_prior_iou(boxes, PriorBox(voc).forward())
     assert designed.min() >= 0.5
     assert (today[sides < 20] < 0.5).all()                  # today's priors reach no object under 20 px
@@ -94,7 +108,7 @@ def test_designed_priors_reach_every_object_of_the_shapes_set(tmp_path):
 def test_designed_priors_on_a_dense_sweep():
     "On 20,000 boxes placed anywhere: 99.8 % reach IoU >= 0.5; the misses are 12-13 px boxes at unlucky positions."
     boxes, sides = _shapes_like_boxes()
-    iou = A.best_prior_iou(boxes, A.prior_layout(A.designed_layout()))
+    iou = A.best_prior_iou(boxes, PriorBox(shapes).forward())
     assert (iou >= 0.5).float().mean() >= 0.997
     assert (iou[sides >= 14] >= 0.5).float().mean() >= 0.9995
     today = A.best_prior_iou(boxes, PriorBox(voc).forward())
@@ -102,54 +116,12 @@ def test_designed_priors_on_a_dense_sweep():
 
 
 def test_level_reach_shows_the_smallest_map_is_too_coarse():
-    reach = A.level_reach(A.layout_of(voc), [12, 30, 100, 250])
+    reach = A.level_reach(layout_of(voc), [12, 30, 100, 250])
     assert reach.shape == (6, 4)
     assert reach[:, 0].max() < 0.5                           # nothing reaches a 12 px square everywhere
     assert reach[0, 1] >= 0.5                                # the 38x38 map reaches 30 px
-    designed = A.level_reach(A.designed_layout(), [12, 15, 30])
+    designed = A.level_reach(designed_layout(), [12, 15, 30])
     assert designed[0, 1] > reach[0, 0]
-
-
-def _batch():
-    torch.manual_seed(0)
-    pri = PriorBox(voc).forward()
-    loc, conf = torch.randn(2, 8732, 4), torch.randn(2, 8732, 7)
-    targets = [torch.tensor([[0.1, 0.1, 0.4, 0.5, 2.0], [0.5, 0.5, 0.9, 0.8, 0.0]]), torch.zeros(0, 5)]
-    return (loc, conf, pri), targets
-
-
-def test_ablation_loss_defaults_equal_multiboxloss():
-    pred, targets = _batch()
-    a, b = A.AblationLoss(7)(pred, targets), MultiBoxLoss(7)(pred, targets)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-
-
-def test_match_without_forcing_drops_objects_no_prior_reaches():
-    pri = PriorBox(voc).forward()
-    small = [torch.tensor([[0.50, 0.50, 0.54, 0.54, 1.0]])]          # 12 px: best IoU < 0.5
-    _, forced = A.match_targets(small, pri, forced=True)
-    _, plain = A.match_targets(small, pri, forced=False)
-    assert int((forced > 0).sum()) == 1 and int((plain > 0).sum()) == 0
-    big = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0]])]
-    lf, cf = A.match_targets(big, pri, forced=True)
-    lp, cp = A.match_targets(big, pri, forced=False)
-    assert torch.equal(cf, cp) and torch.equal(lf, lp)                # forcing changes nothing when IoU >= 0.5
-
-
-def test_focal_loss_counts_every_prior_and_is_finite():
-    pred, targets = _batch()
-    loss_l, loss_c = A.AblationLoss(7, focal_gamma=2.0, neg_mining=False)(pred, targets)
-    assert torch.isfinite(loss_l) and torch.isfinite(loss_c) and loss_c > 0
-    conf_t = torch.zeros(1, 5, dtype=torch.long)
-    assert torch.allclose(A.focal_loss(torch.zeros(1, 5, 7), conf_t, 0.0), torch.tensor(5 * math.log(7)))
-    with pytest.raises(ValueError, match="focal_gamma"):
-        A.AblationLoss(7, focal_gamma=-1)
-
-
-def test_focal_variant_starts_at_background():
-    net = A.variant_net(A.VARIANTS["focal loss"], 7)
-    _, conf, _ = net.raw(torch.zeros(1, 3, 300, 300))
-    assert conf.softmax(-1)[..., 0].mean() > 0.9
 
 
 def test_results_schema(tmp_path):
@@ -177,7 +149,11 @@ def test_committed_results_file_follows_the_schema():
 
 
 def test_speed_table_counts_parameters_and_macs():
-    rows = A.speed_table(widths=(8, 16), batch_size=2, rounds=1)
+    "The timing is a benchmark (benchmarks/ablation_runs.py --speed); MACs are counted by the library's count_macs."
+    spec = importlib.util.spec_from_file_location("ablation_runs", ROOT / "benchmarks" / "ablation_runs.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.speed_table(widths=(8, 16), batch_size=2, rounds=1)
     assert [r["width"] for r in rows] == [8, 16]
     assert rows[0]["params"] < rows[1]["params"] and rows[0]["macs"] < rows[1]["macs"]
     assert all(r["train_img_s"] > 0 and r["infer_img_s"] > 0 for r in rows)
