@@ -4,23 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib.util
 import inspect
-import json
-import os
 import re
 import sys
-import time
-from pathlib import Path
 
-from .config import DEVICE_PATTERN, add_config_arguments, config_from_args, image_sets, pick_device, yes_no
+from .commands import (cmd_demo, cmd_detect, cmd_eval, cmd_export, cmd_make_shapes, cmd_train,
+                              one_line)
+from .config import DEVICE_PATTERN, add_config_arguments, image_sets, yes_no
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'CSV_FIELDS', 'Parser', 'one_line', 'positive', 'add_model_arguments', 'detect_options',
-           'add_classes_arguments', 'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train',
-           'cmd_eval', 'detection_records', 'write_detections', 'cmd_detect', 'cmd_export', 'cmd_make_shapes',
-           'record_result', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['USER_ERRORS', 'Parser', 'positive', 'add_model_arguments', 'add_classes_arguments', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #c006
 class Parser(argparse.ArgumentParser):
@@ -28,15 +21,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def one_line(e: BaseException) -> str:
-    "The message of a user error as one line (a DataLoader worker's traceback reduced to its last line)."
-    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
-    if any(l.startswith("Original Traceback") for l in lines):
-        lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]
-    text = " ".join(lines) or type(e).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 USER_ERRORS = (ValueError, OSError, FloatingPointError)   # OSError: missing files, permissions, a full disk
@@ -76,251 +60,12 @@ def add_model_arguments(p, checkpoint=True, thresholds=True):
         p.add_argument("--nms-thresh", type=float, default=None, help=f"NMS IoU threshold (default: {d['nms_thresh']})")
 
 
-def detect_options(args) -> dict:
-    "The `Detect` keywords given on the command line (the others keep `Detect`'s defaults)."
-    return {k: getattr(args, k) for k in ("top_k", "nms_thresh", "conf_thresh") if getattr(args, k, None) is not None}
-
-
 def add_classes_arguments(p, default="the dataset's classes.txt"):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--classes", default=None, help=f"class names, comma-separated: box,ball (default: {default})")
     g.add_argument("--classes-file", default=None, metavar="FILE", help="the class names, one per line")
 
-
-def classes_from_args(args):
-    "The class list of `--classes` / `--classes-file` (validated), or None."
-    from ssdbook.data import check_classes, read_classes
-    if getattr(args, "classes", None):
-        return check_classes([c.strip() for c in args.classes.split(",")], "--classes")
-    if getattr(args, "classes_file", None):
-        return read_classes(args.classes_file)
-    return None
-
-
-def agree(a, what_a, b, what_b):
-    "A one-line `ValueError` naming both lists unless the class lists `a` and `b` (either may be None) agree."
-    if a is not None and b is not None and list(a) != list(b):
-        raise ValueError(f"{what_a} lists classes {', '.join(a)} but {what_b} lists {', '.join(b)}")
-    return a if a is not None else b
-
 # %% ../nbs/11_cli.ipynb #c010
-def shapes_root(root, n_train, n_test, seed) -> Path:
-    "The dataset root of the shapes set with these parameters under `root` (generated safely on first use)."
-    from ssdbook.shapes import shapes_set
-    return shapes_set(root, n_train=n_train, n_test=n_test, seed=seed)
-
-
-def open_dataset(data, root, *, train, classes=None, source="--classes", annotations=None, image_sets=(),
-                 transform=None, download=False):
-    """The training (`train=True`) or test split of `--data` under `root`. `classes` (from `source`: the flags or a
-    checkpoint) must agree with the list the data carries; a one-line `ValueError` names both lists."""
-    from ssdbook.data import VOC_CLASSES
-    from ssdbook.dataset import VOCDetection
-    from ssdbook.voc import folder_classes
-    if data == "coco":
-        if not annotations:
-            raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
-        from ssdbook.coco import COCODetection
-        ds = COCODetection(root, annotations, transform=transform)
-        agree(classes, source, ds.classes, str(annotations))
-        return ds
-    if annotations:
-        raise ValueError(f"--annotations is for --data coco, not --data {data}")
-    split = "train" if train else "test"
-    default = [("shapes", split)] if data == "shapes" else (
-        [("2007", "trainval"), ("2012", "trainval")] if train else [("2007", "test")])
-    sets = [tuple(s) for s in image_sets] or default
-    if not download and not Path(root).expanduser().is_dir():
-        raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
-    own = folder_classes(Path(root).expanduser(), [y for y, _ in sets])
-    names = agree(classes, source, own, f"the dataset's classes.txt under {root}")
-    return VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names or VOC_CLASSES,
-                        download=download)
-
-# %% ../nbs/11_cli.ipynb #c012
-def _finetune_net(path, base, classes, seed):
-    import torch
-    from ssdbook.checkpoint import load_for_finetuning
-    from ssdbook.model import build_ssd
-    torch.manual_seed(seed)
-    net = build_ssd("train", num_classes=len(classes) + 1, base=base)
-    fresh = load_for_finetuning(net, path)
-    print(f"fine-tuning {path} on classes {', '.join(classes)}: "
-          + (f"new class heads ({len(fresh)} tensors start fresh)" if fresh else "same classes, all weights kept"))
-    return net
-
-
-def cmd_train(args):
-    from ssdbook.data import SHAPES_CLASSES
-    from ssdbook.train import train
-    ns = argparse.Namespace(**{**vars(args), "data": "voc" if args.data == "coco" else args.data})
-    cfg = config_from_args(ns)
-    pick_device(cfg.device)                                          # a missing GPU fails before any data is made
-    classes, dataset = classes_from_args(args), None
-    if args.data == "shapes":
-        classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
-        cfg = config_from_args(ns, root=str(shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)))
-    else:
-        dataset = open_dataset(args.data, cfg.root, train=True, classes=classes, annotations=args.annotations,
-                               image_sets=cfg.image_sets, download=cfg.download)
-        classes = dataset.classes
-        if cfg.max_images and cfg.max_images < len(dataset):
-            import torch
-            dataset = torch.utils.data.Subset(dataset, range(cfg.max_images))
-    net = _finetune_net(args.finetune, cfg.base, classes, cfg.seed) if args.finetune else None
-    r = train(cfg, net=net, dataset=dataset, classes=list(classes))
-    last = r["history"][-1] if r.get("history") else {}
-    print(f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
-          + (f"; last loss_l {last['loss_l']:.3f}, loss_c {last['loss_c']:.3f}" if last else "")
-          + (f"; {r['skipped']} non-finite steps skipped" if r.get("skipped") else ""))
-    print(f"checkpoint: {r['checkpoint']}\nlog: {r['log']}")
-    return 0
-
-# %% ../nbs/11_cli.ipynb #c014
-def _eval_root(data, args, cfg):
-    recorded = cfg.get("root")
-    if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes" / "shapes.json").is_file():
-        return args.root or recorded or "data"
-    return shapes_root(args.root or "data", cfg.get("n_train", 2000), cfg.get("n_test", 500), cfg.get("seed", 0))
-
-
-def cmd_eval(args):
-    from ssdbook.checkpoint import load_model
-    from ssdbook.data import BaseTransform
-    from ssdbook.detect import Detect
-    from ssdbook.evaluate import evaluate_model, format_results
-    net, ck = load_model(args.checkpoint, device=args.device)
-    where = f"checkpoint {args.checkpoint}"
-    classes = agree(classes_from_args(args), "--classes", ck["classes"], where)
-    kw = detect_options(args)
-    detect = Detect(net.num_classes, **kw) if kw else None          # bad thresholds fail before any data is read
-    cfg = ck.get("config") or {}
-    data = args.data or cfg.get("data", "shapes")
-    ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
-                      annotations=args.annotations, image_sets=args.image_set, transform=BaseTransform(net.size))
-    t0 = time.perf_counter()
-    res = evaluate_model(net, ds, batch_size=args.batch_size, detect=detect,
-                         method=args.metric, classes=list(classes), progress=args.progress)
-    print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
-    print(format_results(res))
-    return 0
-
-# %% ../nbs/11_cli.ipynb #c016
-CSV_FIELDS = ("image", "width", "height", "class", "label", "score", "x1", "y1", "x2", "y2")
-
-
-def detection_records(path, res) -> dict:
-    "One image's detections as plain data: `dict(image, width, height, detections=[dict(class, label, score, box)])`."
-    h, w = res["size"]
-    dets = [{"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]} for n, l, s, b in
-            zip(res["names"], res["labels"].tolist(), res["scores"].tolist(), res["boxes"].tolist())]
-    return dict(image=str(path), width=w, height=h, detections=dets)
-
-
-def write_detections(out, records) -> tuple[Path, Path]:
-    "`out/detections.json` and `out/detections.csv` (one row per detection) from `detection_records`."
-    out = Path(out)
-    (out / "detections.json").write_text(json.dumps(records, indent=1) + "\n")
-    with open(out / "detections.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        w.writerows([r["image"], r["width"], r["height"], d["class"], d["label"], d["score"], *d["box"]]
-                    for r in records for d in r["detections"])
-    return out / "detections.json", out / "detections.csv"
-
-
-def _picture_name(path, taken):
-    name, k = f"{Path(path).stem}_detections.png", 1
-    while name in taken:
-        k += 1
-        name = f"{Path(path).stem}_{k}_detections.png"
-    taken.add(name)
-    return name
-
-
-def cmd_detect(args):
-    from ssdbook.evaluate import save_detections
-    from ssdbook.inference import Detector, image_files
-    files, problems = image_files(args.images)
-    if not files:
-        raise ValueError(problems[0] + (f" (and {len(problems) - 1} more inputs gave no file)" if len(problems) > 1 else ""))
-    det = Detector.from_checkpoint(args.checkpoint, device=args.device, score_thresh=args.score_thresh,
-                                   max_detections=args.max_detections, batch_size=args.batch_size, **detect_options(args))
-    agree(classes_from_args(args), "--classes", det.classes, f"checkpoint {args.checkpoint}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for p in problems:
-        print(f"ssdbook detect: skipped {p}", file=sys.stderr)
-    records, failed, taken = [], len(problems), set()
-    for path, res, image in det.predict_files(files, with_images=args.pictures):
-        if isinstance(res, Exception):
-            print(f"ssdbook detect: skipped {one_line(res)}", file=sys.stderr)
-            failed += 1
-            continue
-        records.append(detection_records(path, res))
-        msg = f"{path}: {len(res['scores'])} detections"
-        if args.pictures:
-            pic = save_detections(out / _picture_name(path, taken), image, res, det.classes,
-                                  score_thresh=det.score_thresh, coords="pixel")
-            msg += f" -> {pic}"
-        print(msg)
-    j, c = write_detections(out, records)
-    print(f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
-          f"{det.score_thresh}): {j}, {c}")
-    if failed:
-        raise ValueError(f"{failed} of {len(files) + len(problems)} inputs could not be read (named above); "
-                         f"the other {len(records)} are in {out}")
-    return 0
-
-
-def cmd_export(args):
-    from ssdbook.export import export
-    ck = Path(args.checkpoint)
-    out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + {"onnx": ".onnx", "torchscript": ".pt"}[args.format])
-    t0 = time.perf_counter()
-    p = export(ck, out, args.format, nms=args.nms, **detect_options(args))
-    outputs = "boxes (N, 4), scores (N,), labels (N,), image (N,)" if args.nms else "boxes (B, 8732, 4), scores (B, 8732, C)"
-    print(f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): images (B, 3, 300, 300) RGB "
-          f"in [0, 1] -> {outputs}")
-    return 0
-
-
-def cmd_make_shapes(args):
-    t0 = time.perf_counter()
-    p = shapes_root(args.root, args.n_train, args.n_test, args.seed)
-    print(f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
-          f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {args.root}")
-    return 0
-
-# %% ../nbs/11_cli.ipynb #c018
-def record_result(name, numbers, command) -> Path | None:
-    "Record `numbers` with `benchmarks/_results.py` when running from a checkout of the repository; else nothing."
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "_results.py"
-    if not script.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("_ssdbook_results", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.record(name, numbers, command=command)
-    return mod.RESULTS
-
-
-def cmd_demo(args):
-    from ssdbook.inference import demo
-    over = {k: getattr(args, k) for k in ("iterations", "batch_size", "n_train", "n_test", "lr", "seed", "threads")
-            if getattr(args, k) is not None}
-    quick = True if args.quick else None
-    r = demo(args.root, args.out, quick=quick, progress=args.progress, **over)
-    if args.record and not (quick or os.environ.get("SSDBOOK_QUICK") == "1"):
-        keep = ("map", "ap", "ap_by_size", "iterations", "batch_size", "n_train", "n_test", "seconds", "data_seconds",
-                "train_seconds", "eval_seconds")
-        command = " ".join(["python -m ssdbook demo"] + [f"--{k.replace('_', '-')} {v}" for k, v in over.items()])
-        where = record_result("main_job", {k: r[k] for k in keep}, command)
-        if where:
-            print(f"recorded as 'main_job' in {where}")
-    return 0
-
-# %% ../nbs/11_cli.ipynb #c020
 def _parser_train(sub):
     t = sub.add_parser("train", help="train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun for "
                        "several GPUs)", description="Train an SSD. Defaults come from the recipe of --data: 'shapes' "

@@ -1,4 +1,5 @@
-"""Chapter 11: the command line (`python -m ssdbook`, console script `ssdbook`). Tiny budgets only."""
+"""Chapters 10e and 11: the commands and the command line (`python -m ssdbook`, console script `ssdbook`).
+Tiny budgets only."""
 import csv
 import json
 import subprocess
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ssdbook.checkpoint import load_checkpoint
-from ssdbook.cli import build_parser, config_from_args, main, one_line
-from ssdbook.config import TrainConfig, shapes_recipe, voc_recipe
+from ssdbook.cli import build_parser, main
+from ssdbook.commands import detect_options, one_line
+from ssdbook.config import TrainConfig, config_from_args, shapes_recipe, voc_recipe
 from ssdbook.data import write_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +49,6 @@ def test_train_options_override_the_recipe():
 
 
 def test_detect_thresholds_default_to_detect_s_own():
-    from ssdbook.cli import detect_options
     args = build_parser().parse_args(["eval", "--checkpoint", "x.pth"])
     assert detect_options(args) == {}                      # nothing retyped: Detect's defaults apply
     args = build_parser().parse_args(["eval", "--checkpoint", "x.pth", "--top-k", "50", "--nms-thresh", "0.5"])
