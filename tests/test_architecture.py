@@ -14,7 +14,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,9 +188,6 @@ def test_functions_are_at_most_60_lines():
     assert not long_functions, "\n" + "\n".join(long_functions)
 
 
-@pytest.mark.xfail(strict=False, reason="data.py, checkpoint.py and cli.py are split (chapters 1-1b, 9b/9c, 10e/11); "
-                   "ablation.py (480 lines) was still being split when this was written (issue 10 'Done when'); "
-                   "remove this mark once every module is within bound or in ONE_IDEA")
 def test_modules_are_at_most_300_lines():
     _, long_modules = _sizes()
     assert not long_modules, "\n" + "\n".join(long_modules)
