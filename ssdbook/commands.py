@@ -3,7 +3,6 @@
 # %% ../nbs/10e_commands.ipynb #c003
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import json
@@ -86,12 +85,13 @@ def open_dataset(data, root, *, train, classes=None, source="--classes", annotat
                         download=download)
 
 # %% ../nbs/10e_commands.ipynb #c012
-def _finetune_net(path, base, classes, seed):
+def _finetune_net(path, cfg, classes):
+    "The network `cfg` names (base, priors, focal-loss start) with the weights of checkpoint `path` loaded into it."
     import torch
     from ssdbook.checkpoint import load_for_finetuning
-    from ssdbook.model import build_ssd
-    torch.manual_seed(seed)
-    net = build_ssd("train", num_classes=len(classes) + 1, base=base)
+    from ssdbook.train import build_model
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.base, len(classes) + 1, priors=cfg.priors, focal_gamma=cfg.focal_gamma)
     fresh = load_for_finetuning(net, path)
     print(f"fine-tuning {path} on classes {', '.join(classes)}: "
           + (f"new class heads ({len(fresh)} tensors start fresh)" if fresh else "same classes, all weights kept"))
@@ -101,13 +101,12 @@ def _finetune_net(path, base, classes, seed):
 def cmd_train(args):
     from ssdbook.data import SHAPES_CLASSES
     from ssdbook.train import train
-    ns = argparse.Namespace(**{**vars(args), "data": "voc" if args.data == "coco" else args.data})
-    cfg = config_from_args(ns)
+    cfg = config_from_args(args)
     pick_device(cfg.device)                                          # a missing GPU fails before any data is made
     classes, dataset = classes_from_args(args), None
     if args.data == "shapes":
         classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
-        cfg = config_from_args(ns, root=str(shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)))
+        cfg = config_from_args(args, root=str(shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)))
     else:
         dataset = open_dataset(args.data, cfg.root, train=True, classes=classes, annotations=args.annotations,
                                image_sets=cfg.image_sets, download=cfg.download)
@@ -115,7 +114,7 @@ def cmd_train(args):
         if cfg.max_images and cfg.max_images < len(dataset):
             import torch
             dataset = torch.utils.data.Subset(dataset, range(cfg.max_images))
-    net = _finetune_net(args.finetune, cfg.base, classes, cfg.seed) if args.finetune else None
+    net = _finetune_net(args.finetune, cfg, classes) if args.finetune else None
     r = train(cfg, net=net, dataset=dataset, classes=list(classes))
     last = r["history"][-1] if r.get("history") else {}
     print(f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
@@ -124,7 +123,7 @@ def cmd_train(args):
     print(f"checkpoint: {r['checkpoint']}\nlog: {r['log']}")
     return 0
 
-# %% ../nbs/10e_commands.ipynb #c014
+# %% ../nbs/10e_commands.ipynb #c016
 def _eval_root(data, args, cfg):
     recorded = cfg.get("root")
     if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes" / "shapes.json").is_file():
@@ -153,7 +152,7 @@ def cmd_eval(args):
     print(format_results(res))
     return 0
 
-# %% ../nbs/10e_commands.ipynb #c016
+# %% ../nbs/10e_commands.ipynb #c018
 CSV_FIELDS = ("image", "width", "height", "class", "label", "score", "x1", "y1", "x2", "y2")
 
 
@@ -232,7 +231,7 @@ def cmd_export(args):
           f"in [0, 1] -> {outputs}")
     return 0
 
-# %% ../nbs/10e_commands.ipynb #c020
+# %% ../nbs/10e_commands.ipynb #c022
 def cmd_make_shapes(args):
     t0 = time.perf_counter()
     p = shapes_root(args.root, args.n_train, args.n_test, args.seed)

@@ -215,3 +215,42 @@ def test_own_coco_data(tmp_path, capsys):
         assert main(["eval", "--checkpoint", str(out / "last.pth"), "--data", "coco", "--root", str(images),
                      "--annotations", str(ann), "--metric", metric, "--progress", "no"]) == 0
         assert f"({metric})" in capsys.readouterr().out
+
+
+def _shapes_coco(tmp_path):
+    "A tiny shapes set (chapter 1c) read through its COCO JSON files: (images folder, train JSON, test JSON)."
+    from ssdbook.shapes import shapes_set
+    voc = shapes_set(tmp_path / "data", n_train=4, n_test=2) / "VOCshapes"
+    return voc / "JPEGImages", voc / "annotations" / "instances_train.json", voc / "annotations" / "instances_test.json"
+
+
+def test_train_coco_records_coco(tmp_path, capsys):
+    images, train_json, test_json = _shapes_coco(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--data", "coco", "--root", str(images), "--annotations", str(train_json), *TINY,
+                 "--out", str(out)]) == 0
+    ck = load_checkpoint(out / "last.pth")
+    assert ck["config"]["data"] == "coco" and ck["config"]["image_sets"] == []
+    assert ck["classes"] == ["circle", "square", "triangle", "star", "cross", "ring"]
+    capsys.readouterr()
+    # eval reads the recorded kind of data: a COCO run asks for its test JSON, then evaluates without --data
+    assert main(["eval", "--checkpoint", str(out / "last.pth"), "--progress", "no"]) == 2
+    assert "--data coco needs --annotations" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(out / "last.pth"), "--root", str(images), "--annotations",
+                 str(test_json), "--progress", "no"]) == 0
+    assert "2 test images (coco)" in capsys.readouterr().out
+
+
+def test_finetune_builds_the_configured_priors(demo_run, tmp_path, capsys):
+    from ssdbook.priors import CONFIGS
+    tmp, _ = demo_run
+    images, train_json, _ = _shapes_coco(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--data", "coco", "--root", str(images), "--annotations", str(train_json), *TINY,
+                 "--finetune", str(tmp / "run/last.pth"), "--priors", "shapes", "--focal-gamma", "2",
+                 "--out", str(out)]) == 0
+    assert "same classes, all weights kept" in capsys.readouterr().out
+    ck = load_checkpoint(out / "last.pth")
+    assert load_checkpoint(tmp / "run/last.pth")["prior_cfg"] == CONFIGS["voc"]        # the source's priors ...
+    assert ck["prior_cfg"] == CONFIGS["shapes"]                                          # ... are not the run's
+    assert ck["config"]["priors"] == "shapes" and ck["config"]["focal_gamma"] == 2.0
