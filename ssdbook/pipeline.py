@@ -137,6 +137,9 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
     from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import make_shapes_voc
+    if cfg.data == "coco":
+        raise ValueError("data='coco': the config names no COCO JSON; pass train(cfg, dataset=COCODetection(images, "
+                         "json)) (chapter 1d), as `ssdbook train --data coco --annotations FILE.json` does")
     if cfg.data == "shapes":
         if rank == 0:
             make_shapes_voc(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, size=SIZE)
@@ -157,6 +160,8 @@ def build_test_set(data="shapes", root="data", image_set=None, transform=None):
     "The held-out split: shapes 'test', or VOC2007 'test' (difficult objects kept: evaluation needs them)."
     from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
     from ssdbook.dataset import VOCDetection
+    if data == "coco":
+        raise ValueError("data='coco': read a COCO test set with COCODetection(images, json) (chapter 1d)")
     shapes = data == "shapes"
     return VOCDetection(root, image_sets=[image_set or (("shapes", "test") if shapes else ("2007", "test"))],
                         transform=transform, classes=list(SHAPES_CLASSES if shapes else VOC_CLASSES),

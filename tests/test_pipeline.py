@@ -85,3 +85,11 @@ def test_loader_batches_do_not_depend_on_workers(shapes):
 def test_max_images_limits_the_set(shapes):
     ds, _ = build_train_set(shapes_recipe(root=str(shapes), n_train=10, n_test=4, max_images=3))
     assert len(ds) == 3
+
+
+def test_coco_config_needs_a_dataset_not_a_voc_folder(shapes):
+    from ssdbook.config import coco_recipe
+    with pytest.raises(ValueError, match="data='coco'.*COCODetection"):
+        build_train_set(coco_recipe(root=str(shapes)))
+    with pytest.raises(ValueError, match="data='coco'.*COCODetection"):
+        build_test_set("coco", str(shapes))
