@@ -44,7 +44,7 @@ def ap_by_size(detections, annotations, classes, bands=SIZE_BANDS, method="voc07
 
 
 def _shapes_test_set(cfg):
-    """The shapes set of `cfg` under `cfg.root` (chapter 1a's `shapes_set`: one folder per seed and version, made
+    """The shapes set of `cfg` under `cfg.root` (chapter 1c's `shapes_set`: one folder per seed and version, made
     on first use): its dataset root and its test split with the test-time transform."""
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
