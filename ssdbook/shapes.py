@@ -21,7 +21,7 @@ from .data import SHAPES_CLASSES, to_float_image, write_classes
 from .voc import write_coco_json, write_voc_xml
 
 # %% auto #0
-__all__ = ['SHAPES_VERSION', 'walkthrough_batch', 'shapes_set', 'make_shapes_voc']
+__all__ = ['MIN_CONTRAST', 'SHAPES_VERSION', 'walkthrough_batch', 'shapes_set', 'make_shapes_voc']
 
 # %% ../nbs/01c_shapes.ipynb #c006
 def _unit_polygon(kind):
@@ -84,6 +84,31 @@ def _overlap_ok(box, others, max_iou=0.3, max_cover=0.4):
     return True
 
 
+MIN_CONTRAST = 100
+"Least RGB distance (0..441) between the colours of two objects whose boxes overlap: no object hides in another."
+_HUE_STEPS = (0.0, 0.5, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875)
+
+
+def _boxes_touch(a, b):
+    return min(a[2], b[2]) >= max(a[0], b[0]) and min(a[3], b[3]) >= max(a[1], b[1])
+
+
+def _contrasting(hsv, box, others, colours):
+    """The RGB colour of `hsv`, its hue turned by the first of `_HUE_STEPS` that keeps it `MIN_CONTRAST` away from
+    every earlier object whose box touches `box` (deterministic: no random draws, so the rest of the image is
+    unchanged). Without this an object can be drawn over an earlier one of nearly the same colour: invisible."""
+    near = [np.array(c, float) for o, c in zip(others, colours) if _boxes_touch(box, o)]
+    best, best_d = None, -1.0
+    for step in _HUE_STEPS:
+        rgb = _hsv((hsv[0] + step) % 1.0, hsv[1], hsv[2])
+        d = min((float(np.linalg.norm(np.array(rgb, float) - c)) for c in near), default=np.inf)
+        if d >= MIN_CONTRAST:
+            return rgb
+        if d > best_d:
+            best, best_d = rgb, d
+    return best
+
+
 _OBJECTS_PER_IMAGE = np.array([0.08, 0.17, 0.19, 0.17, 0.15, 0.13, 0.11])  # P(0 objects) ... P(6 objects)
 
 
@@ -112,8 +137,11 @@ def _make_shapes_image(rng, size, min_size, max_frac):
                 boxes.append(box)
                 labels.append(int(rng.integers(0, len(SHAPES_CLASSES))))
                 break
+    colours = []
     for box, label in zip(boxes, labels):
-        _draw_shape(draw, SHAPES_CLASSES[label], box, _hsv(rng.random(), rng.uniform(0.6, 1), rng.uniform(0.6, 1)))
+        hsv = (rng.random(), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
+        colours.append(_contrasting(hsv, box, boxes[:len(colours)], colours))
+        _draw_shape(draw, SHAPES_CLASSES[label], box, colours[-1])
     # texture: a faint stripe pattern and pixel noise over everything (objects included), in int16 for speed
     yy, xx = _grid(size)
     theta, freq = rng.uniform(0, math.pi), rng.uniform(0.05, 0.4)
@@ -122,7 +150,7 @@ def _make_shapes_image(rng, size, min_size, max_frac):
     arr = np.asarray(img, dtype=np.int16) + stripes[..., None] + rng.integers(-noise, noise + 1, (size, size, 3), dtype=np.int16)
     return np.clip(arr, 0, 255).astype(np.uint8), list(zip(boxes, labels))
 
-# %% ../nbs/01c_shapes.ipynb #c009
+# %% ../nbs/01c_shapes.ipynb #c012
 def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
     """THE batch of the book: the first `n` training images of the shapes set with `seed`, made in memory.
 
@@ -141,8 +169,8 @@ def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
     images = to_float_image(np.stack(pixels).transpose(0, 3, 1, 2))     # (n, 3, size, size) float32
     return images, targets
 
-# %% ../nbs/01c_shapes.ipynb #c017
-SHAPES_VERSION = 3
+# %% ../nbs/01c_shapes.ipynb #c020
+SHAPES_VERSION = 4
 "Version of the generator and of the folder layout; part of every shapes folder's name and stamp."
 
 
@@ -185,7 +213,7 @@ def _write_shapes(out, p):
     write_classes(out / "classes.txt", SHAPES_CLASSES)
     (out / "shapes.json").write_text(json.dumps(p, indent=1))
 
-# %% ../nbs/01c_shapes.ipynb #c018
+# %% ../nbs/01c_shapes.ipynb #c021
 def _read_stamp(folder):
     try:
         return json.loads((Path(folder) / "shapes.json").read_text())
@@ -222,7 +250,7 @@ def _build_atomically(dest, p, inner=None):
             raise
     return dest
 
-# %% ../nbs/01c_shapes.ipynb #c019
+# %% ../nbs/01c_shapes.ipynb #c022
 def _describe(p):
     return f"version {p.get('version')}, seed {p.get('seed')}, {p.get('n_train')} train + {p.get('n_test')} test, {p.get('size')} px"
 

@@ -182,3 +182,40 @@ def test_concurrent_generation_in_two_processes(tmp_path, seeds):
         assert check_dataset(p, [("shapes", "train"), ("shapes", "test")]) == []
     if seeds[0] == seeds[1]:
         assert paths[0] == paths[1]
+
+
+def test_objects_whose_boxes_touch_differ_in_colour(monkeypatch):
+    "Version 4's contrast rule: no object is drawn over a touching one of nearly the same colour (it would hide)."
+    import numpy as np
+    import ssdbook.shapes as S
+    drawn = []
+    monkeypatch.setattr(S, "_draw_shape", lambda draw, kind, box, colour: drawn.append((box, colour)))
+    pairs = 0
+    for j in range(200):
+        drawn.clear()
+        S._make_shapes_image(np.random.default_rng([0, 1, j]), 300, 15, 0.9)
+        for k, (box, colour) in enumerate(drawn):
+            for other, c in drawn[:k]:
+                if S._boxes_touch(box, other):
+                    pairs += 1
+                    assert np.linalg.norm(np.subtract(colour, c)) >= S.MIN_CONTRAST, (j, k)
+    assert pairs > 50                      # the rule was exercised
+
+
+def test_contrast_rule_keeps_boxes_labels_and_other_pixels():
+    "The rule makes no random draws: with it off (version 3) the boxes are the same and only re-coloured objects differ."
+    import numpy as np
+    import ssdbook.shapes as S
+    new, objects = S._make_shapes_image(np.random.default_rng([0, 1, 287]), 300, 15, 0.9)
+    saved, S.MIN_CONTRAST = S.MIN_CONTRAST, 0
+    try:
+        old, old_objects = S._make_shapes_image(np.random.default_rng([0, 1, 287]), 300, 15, 0.9)
+    finally:
+        S.MIN_CONTRAST = saved
+    assert objects == old_objects
+    changed = np.abs(new.astype(int) - old.astype(int)).sum(-1) > 0
+    inside = np.zeros_like(changed)
+    for k in (2, 3):
+        x0, y0, x1, y1 = objects[k][0]
+        inside[y0:y1 + 1, x0:x1 + 1] = True
+    assert changed.any() and not (changed & ~inside).any()
