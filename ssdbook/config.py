@@ -172,11 +172,13 @@ def field_problem(f, value) -> str | None:
 
 # %% ../nbs/09_training.ipynb #c012
 def shapes_recipe(**kw) -> TrainConfig:
-    "The CPU recipe: the mini base on the shapes set, in minutes (what `ssdbook demo` runs)."
-    cfg = dict(data="shapes", base="mini", iterations=1800, batch_size=16, optimizer="adamw", lr=3e-3,
-               weight_decay=5e-4, schedule="cosine", warmup=100, augment="light", cache=True,
+    """The CPU recipe (`ssdbook demo`), chapter 10c's best: the mini base, the priors designed for the shapes set,
+    focal loss, 3200 x 16 images; bf16 autocast on a CPU that computes bf16 natively (AVX512-BF16 or AMX)."""
+    native = [getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    cfg = dict(data="shapes", base="mini", priors="shapes", focal_gamma=2.0, iterations=3200, batch_size=16, lr=3e-3,
+               optimizer="adamw", weight_decay=5e-4, schedule="cosine", warmup=100, augment="light", cache=True,
                image_sets=(("shapes", "train"),), n_train=2000, n_test=500, checkpoint_every=300,
-               out="runs/shapes_mini")
+               amp="bf16" if any(native) else "off", out="runs/shapes_mini")
     return TrainConfig(**{**cfg, **kw})
 
 
@@ -206,15 +208,11 @@ def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dic
             continue
         old, rule = saved[f.name], f.metadata["on_resume"]
         if rule == FIXED or (rule == EXTEND and new[f.name] < old):
+            why = "it may only grow" if rule == EXTEND else "a resume continues the same run, so its hyper-parameters stay"
             raise ValueError(f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
-                             f"{f.name}={old!r} ({_why(f)}); pass the same value or train into a new --out")
+                             f"{f.name}={old!r} ({why}); pass the same value or train into a new --out")
         changes[f.name] = [old, new[f.name]]
     return changes
-
-
-def _why(f):
-    return ("it may only grow" if f.metadata["on_resume"] == EXTEND
-            else "a resume continues the same run, so its hyper-parameters stay")
 
 # %% ../nbs/09_training.ipynb #c017
 def _arg_type(f):
