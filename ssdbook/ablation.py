@@ -113,7 +113,7 @@ VARIANTS = {
 
 ABLATION_BUDGET = dict(iterations=400, batch_size=8, warmup=40, n_train=2000, n_test=500, log_every=50,
                        checkpoint_every=400)
-"The equal budget of every ablation run (a fraction of the main job's 1800 x 16 images): 400 x 8 = 3200 images."
+"The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trains 3200 x 16)."
 
 QUICK_BUDGET = dict(iterations=2, batch_size=2, warmup=1, n_train=16, n_test=8, log_every=1, checkpoint_every=2)
 "A few iterations on a tiny set: checks that a variant builds and trains (`SSDBOOK_QUICK=1`, the tests)."
@@ -143,10 +143,10 @@ def variant_net(v: Variant, cfg: TrainConfig, num_classes: int) -> MiniSSD | Non
 
 
 def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overrides) -> TrainConfig:
-    "The `TrainConfig` of a row: `shapes_recipe()` + the budget + the variant's fields + `overrides`."
+    "A row's `TrainConfig`: the grid's shapes recipe (voc priors, mining, fp32) + budget + variant fields + `overrides`."
     v = get_variant(name)
     slug = name.replace(' ', '_').replace('/', '-').replace('+', 'and').replace('{', '').replace('}', '').replace(',', '-')
-    kw = dict(ABLATION_BUDGET if budget is None else budget)
+    kw = dict(priors="voc", focal_gamma=0.0, amp="off", **(ABLATION_BUDGET if budget is None else budget))
     kw.update(v.config)
     kw = dict(kw, seed=seed, device="cpu", progress=False, out=f"runs/ablation/{slug}-seed{seed}")
     return shapes_recipe(**{**kw, **overrides})

@@ -247,10 +247,10 @@ def test_finetune_builds_the_configured_priors(demo_run, tmp_path, capsys):
     images, train_json, _ = _shapes_coco(tmp_path)
     out = tmp_path / "run"
     assert main(["train", "--data", "coco", "--root", str(images), "--annotations", str(train_json), *TINY,
-                 "--finetune", str(tmp / "run/last.pth"), "--priors", "shapes", "--focal-gamma", "2",
+                 "--finetune", str(tmp / "run/last.pth"), "--priors", "voc", "--focal-gamma", "0",
                  "--out", str(out)]) == 0
     assert "same classes, all weights kept" in capsys.readouterr().out
     ck = load_checkpoint(out / "last.pth")
-    assert load_checkpoint(tmp / "run/last.pth")["prior_cfg"] == CONFIGS["voc"]        # the source's priors ...
-    assert ck["prior_cfg"] == CONFIGS["shapes"]                                          # ... are not the run's
-    assert ck["config"]["priors"] == "shapes" and ck["config"]["focal_gamma"] == 2.0
+    assert load_checkpoint(tmp / "run/last.pth")["prior_cfg"] == CONFIGS["shapes"]     # the source's priors (demo) ...
+    assert ck["prior_cfg"] == CONFIGS["voc"]                                             # ... are not the run's
+    assert ck["config"]["priors"] == "voc" and ck["config"]["focal_gamma"] == 0.0

@@ -167,7 +167,8 @@ def test_priors_and_focal_gamma_fields():
     cfg = shapes_recipe(priors="shapes", focal_gamma=2.0)
     assert (cfg.priors, cfg.focal_gamma) == ("shapes", 2.0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert shapes_recipe().priors == "voc" and shapes_recipe().focal_gamma == 0.0       # the paper's defaults
+    assert TrainConfig().priors == "voc" and TrainConfig().focal_gamma == 0.0           # the paper's defaults
+    assert voc_recipe().priors == "voc" and voc_recipe().focal_gamma == 0.0
     with pytest.raises(ValueError, match="TrainConfig.priors: 'ssd512' is not one of"):
         shapes_recipe(priors="ssd512")                                                  # 512 px: not this pipeline
     for bad in (-1, float("nan"), "2"):
@@ -180,7 +181,7 @@ def test_priors_and_focal_gamma_fields():
         add_config_arguments(argparse.ArgumentParser()).parse_args(["--focal-gamma", "-1"])
     assert "must be >= 0" in err.getvalue()
     saved = shapes_recipe().to_dict()
-    for change in (dict(priors="shapes"), dict(focal_gamma=2.0)):                      # fixed on resume
+    for change in (dict(priors="voc"), dict(focal_gamma=0.0)):                         # fixed on resume
         with pytest.raises(ValueError, match=f"cannot resume .* {next(iter(change))}="):
             resume_changes(saved, shapes_recipe(**change))
     assert yes_no(True) is True and yes_no("off") is False
@@ -193,3 +194,14 @@ def test_coco_recipe():
     assert cfg.base == voc_recipe().base and cfg.lr == voc_recipe().lr
     args = add_config_arguments(argparse.ArgumentParser()).parse_args(["--data", "coco", "--iterations", "5"])
     assert config_from_args(args).data == "coco" and config_from_args(args).iterations == 5
+
+
+def test_shapes_recipe_is_the_main_jobs_recipe():
+    "Chapter 10c's best: designed priors, focal loss, 3200 x 16; bf16 exactly where the CPU computes it natively."
+    import torch
+    from ssdbook.config import shapes_recipe
+    cfg = shapes_recipe()
+    assert (cfg.priors, cfg.focal_gamma, cfg.iterations, cfg.batch_size) == ("shapes", 2.0, 3200, 16)
+    native = any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    assert cfg.amp == ("bf16" if native else "off")
+    assert shapes_recipe(amp="off").amp == "off"              # a caller can still ask for fp32
