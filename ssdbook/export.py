@@ -53,7 +53,8 @@ class ExportModel(nn.Module):
         else:                                 # float64 keeps the groups' coordinate offsets exact
             sel = (top_s.reshape(-1) > self.conf_thresh).nonzero().squeeze(1)
             b = top_b.reshape(-1, 4)[sel].double()
-            flat = sel[torchvision.ops.batched_nms(b - b.min(), top_s.reshape(-1)[sel].double(), sel // K, self.nms_thresh)]
+            b = b - torch.cat([b.flatten(), b.new_zeros(1)]).min()     # coordinates >= 0; an empty b stays empty
+            flat = sel[torchvision.ops.batched_nms(b, top_s.reshape(-1)[sel].double(), sel // K, self.nms_thresh)]
         s = top_s.reshape(-1)[flat]
         order = s.argsort(descending=True)
         flat, s, group = flat[order], s[order], flat[order] // K                          # group = b*(C-1) + c

@@ -104,3 +104,14 @@ def test_bad_format_and_no_partial_file(setup, tmp_path, monkeypatch):
 def test_export_thresholds_are_validated(setup, tmp_path):
     with pytest.raises(ValueError):
         export(setup[0], tmp_path / "m.onnx", nms=True, nms_thresh=2.0)
+
+
+def test_nms_graph_with_no_detection_above_the_threshold():
+    "A detector that finds nothing (an untrained focal-loss net: p(background) 0.99 everywhere) gives empty outputs."
+    from ssdbook.export import ExportModel
+    from ssdbook.train import build_model
+    torch.manual_seed(0)
+    net = build_model("mini", 7, priors="shapes", focal_gamma=2.0).eval()
+    with torch.no_grad():
+        outputs = ExportModel(net, nms=True)(torch.rand(2, 3, 300, 300))
+    assert all(len(o) == 0 for o in outputs)

@@ -190,5 +190,5 @@ def test_build_model_and_criterion_follow_the_config(shapes, tmp_path):
     torch.manual_seed(0)
     plain = build_model("mini", 7)
     assert plain.cfg["name"] == "VOC" and not torch.equal(plain.conf[0].bias, net.conf[0].bias)
-    run = Run(tiny(shapes, tmp_path / "r", focal_gamma=1.5), 0, 1, pick_device("cpu"))
+    run = Run(tiny(shapes, tmp_path / "r", focal_gamma=1.5, priors="voc"), 0, 1, pick_device("cpu"))
     assert run.criterion.focal_gamma == 1.5 and run.net.cfg["name"] == "VOC"
