@@ -53,7 +53,9 @@ class ExportModel(nn.Module):
         else:                                 # float64 keeps the groups' coordinate offsets exact
             sel = (top_s.reshape(-1) > self.conf_thresh).nonzero().squeeze(1)
             b = top_b.reshape(-1, 4)[sel].double()
-            b = b - torch.cat([b.flatten(), b.new_zeros(1)]).min()     # coordinates >= 0; an empty b stays empty
+            # coordinates >= 0 for batched_nms's group offsets; no Python branch on the data (the graph is traced,
+            # unlike Detect's `if numel()`), and an empty b (nothing above conf_thresh) stays empty
+            b = b - torch.cat([b.flatten(), b.new_zeros(1)]).min()
             flat = sel[torchvision.ops.batched_nms(b, top_s.reshape(-1)[sel].double(), sel // K, self.nms_thresh)]
         s = top_s.reshape(-1)[flat]
         order = s.argsort(descending=True)
