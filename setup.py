@@ -21,7 +21,7 @@ setup(
     include_package_data=True,
     python_requires='>=' + c['min_python'],
     install_requires=c['requirements'].split(),
-    extras_require={'dev': c['dev_requirements'].split()},
+    extras_require={'dev': c['dev_requirements'].split(), 'app': c['app_requirements'].split()},
     entry_points={
         'console_scripts': c['console_scripts'].split(),
         'nbdev': [f"{c['lib_path']}={c['lib_path']}._modidx:d"],
