@@ -95,8 +95,9 @@ def _check_options(num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap,
 
 # %% ../nbs/07_loss.ipynb #c022
 class MultiBoxLoss(nn.Module):
-    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s `MultiBoxLoss`) and the paper's
-    defaults (IoU 0.5, 3 negatives per positive, variances 0.1/0.2), so `MultiBoxLoss(num_classes)` is SSD's loss.
+    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s `MultiBoxLoss`), the
+    paper's defaults (IoU 0.5, 3 negatives per positive) and the reference code's variances 0.1/0.2,
+    so `MultiBoxLoss(num_classes)` is SSD's loss as the reference trains it.
 
     `loss_l, loss_c = criterion((loc (B,P,4), conf (B,P,C), priors (P,4)), targets)`, `targets` a list of B
     `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (0-based labels, fractions of the image).

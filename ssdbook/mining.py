@@ -56,9 +56,10 @@ def hard_negative_mining(conf_loss: Tensor, pos: Tensor, neg_pos_ratio: float = 
 
 # %% ../nbs/06_hard_negatives.ipynb #c031
 def focal_loss(conf: Tensor, conf_t: Tensor, gamma: float = 2.0) -> Tensor:
-    """Softmax focal loss (Lin et al. 2017, eq. 5, on SSD's softmax head), summed over every prior given:
-    `conf (..., C)` logits, `conf_t (...)` int64 classes -> `sum -(1 - p_t)^gamma log p_t`. `gamma=0` is the
-    cross-entropy; easy priors (p_t near 1) weigh almost nothing, so no mining is needed."""
+    """Softmax focal loss (Lin et al. 2017, eq. 4, on SSD's softmax head; no α weight), summed
+    over every prior given: `conf (..., C)` logits, `conf_t (...)` int64 classes ->
+    `sum -(1 - p_t)^gamma log p_t`. `gamma=0` is the cross-entropy; easy priors (p_t near 1)
+    weigh almost nothing, so no mining is needed."""
     logp = F.log_softmax(conf.float(), -1).gather(-1, conf_t[..., None]).squeeze(-1)   # (...) log p_t
     return -((1 - logp.exp()).pow(gamma) * logp).sum()
 

@@ -198,9 +198,10 @@ _Q = 300 / 38 / 4          # a quarter of a 38x38 cell, in pixels
 
 
 def designed_layout() -> list[dict]:
-    """Priors designed for the shapes set (objects 12 to 270 px, aspect 0.6 to 1.7): the 38x38 map gets two
-    15 px squares a quarter cell off centre (a 4 px grid for the smallest objects) and 22, 31 px squares; the
-    19x19 map 43, 60, 85 px squares and three 3:2 / 2:3 / 2:1 boxes; the other maps are `voc`'s.
+    """Priors designed for the shapes set (objects of scale 15 to 270 px, sides from 12 px,
+    aspect 0.6 to 1.7): the 38x38 map gets two 15 px squares a quarter cell off centre (a 4 px
+    grid for the smallest objects) and 22, 31 px squares; the 19x19 map 43, 60, 85 px squares
+    and three 3:2 / 2:3 / 2:1 boxes; the other maps are `voc`'s.
     Same boxes per location as `voc` (4, 6, 6, 6, 4, 4), so the same heads and the same 8732 priors."""
     levels = layout_of(voc)
     levels[0] = dict(levels[0], boxes=[[15, 15, -_Q, -_Q], [15, 15, _Q, _Q], [22, 22], [31, 31]])
