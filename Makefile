@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ssdbook-installed
 
-.PHONY: install main test export book run-nbs bench clean
+.PHONY: install main test export book book-run run-nbs book-check book-screens bench clean
 
 $(STAMP): setup.py settings.ini
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,20 @@ export: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# Re-run every chapter with full budgets so the committed outputs come from a real run.
-run-nbs: $(STAMP)
-	for nb in nbs/*.ipynb; do echo "== $$nb"; $(BIN)/python tools/nbtext.py run $$nb || exit 1; done
-	$(BIN)/nbdev_export
+# One pass makes the book (tools/run_book.py): the main job if its checkpoint is missing or stale, every
+# chapter in _toc.yml order with full budgets, a stamp (library commit, machine) on each page, nbdev_export.
+book-run: $(STAMP)
+	$(BIN)/python tools/run_book.py
+
+run-nbs: book-run
+
+# Which pages are older than the library they use (nothing runs).
+book-check: $(STAMP)
+	$(BIN)/python tools/run_book.py --check
+
+# A full-page PNG of every page at 1280 px and a table of what a reader would trip over (tools/screenshot_book.py).
+book-screens: book
+	$(BIN)/python tools/screenshot_book.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

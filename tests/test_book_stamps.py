@@ -1,0 +1,41 @@
+"""Every page of the book was executed by today's library: `tools/run_book.py` stamps each notebook with
+the library commit it ran against, and a page is stale when a module it imports (directly or through
+other modules) changed in a later commit. Fix: `make book-run` (or `python tools/run_book.py nbs/X.ipynb`
+for one chapter). Same check from the command line: `python tools/run_book.py --check`."""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import run_book  # noqa: E402
+
+
+def test_imports_are_found_in_notebook_code_and_modules():
+    src = "import torch\nfrom ssdbook.loss import MultiBoxLoss\nimport ssdbook.detect as d\n" \
+          "def f():\n    from ssdbook import voc\n    from .priors import PriorBox\n%matplotlib inline"
+    assert run_book.imports_of_source_lines(src) == {"loss", "detect", "voc", "priors"}
+
+
+def test_a_page_depends_on_what_its_imports_import():
+    graph = {"loss": {"matching", "mining"}, "matching": {"encoding"}, "mining": {"priors"},
+             "encoding": set(), "priors": set(), "detect": set()}
+    nb = {"cells": [{"cell_type": "code", "source": "#| default_exp detect\nfrom ssdbook.loss import x"}]}
+    assert run_book.page_modules(nb, graph) == {"loss", "matching", "mining", "encoding", "priors"}
+
+
+def test_every_page_is_stamped_and_current():
+    stale = run_book.check(run_book.toc_notebooks())
+    assert not stale, (f"{len(stale)} pages were executed before a change to the library they use "
+                       "(run `make book-run`):\n" + "\n".join(f"  {p.name}: {why}" for p, why in stale))
+
+
+def test_pages_of_one_pass_carry_one_stamp():
+    stamps = {}
+    for p in run_book.toc_notebooks():
+        s = json.loads(p.read_text()).get("metadata", {}).get("ssdbook")
+        if s:
+            stamps.setdefault((s.get("library_commit"), s.get("library_dirty")), []).append(p.name)
+    assert len(stamps) <= 1, "pages stamped by different library states: " + \
+        "; ".join(f"{c[0][:8] if c[0] else None}{' dirty' if c[1] else ''}: {len(v)} pages" for c, v in stamps.items())
