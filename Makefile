@@ -23,8 +23,10 @@ main: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# nbdev_export writes the modules from the notebooks; ruff formats them (nbdev's long __all__ lines).
 export: $(STAMP)
 	$(BIN)/nbdev_export
+	$(BIN)/ruff format --quiet ssdbook
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going

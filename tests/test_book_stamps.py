@@ -39,3 +39,29 @@ def test_pages_of_one_pass_carry_one_stamp():
             stamps.setdefault((s.get("library_commit"), s.get("library_dirty")), []).append(p.name)
     assert len(stamps) <= 1, "pages stamped by different library states: " + \
         "; ".join(f"{c[0][:8] if c[0] else None}{' dirty' if c[1] else ''}: {len(v)} pages" for c, v in stamps.items())
+
+
+def test_execute_runs_with_full_budgets_stamps_and_never_half_writes(tmp_path, monkeypatch):
+    import nbformat
+
+    monkeypatch.setenv("SSDBOOK_QUICK", "1")  # as under pytest: the run must not inherit it
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import json, os\nprint(os.environ.get('SSDBOOK_QUICK'), "
+                                          "json.loads(os.environ['SSDBOOK_BOOK_STAMP'])['library_commit'])")]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    stamp = {"library_commit": "abc123", "library_dirty": False, "machine": {"cpu": "test"}}
+    run_book.execute(path, stamp, timeout=120)
+    out = nbformat.read(path, as_version=4)
+    assert out.cells[0].outputs[0]["text"] == "None abc123\n" and out.cells[0].execution_count == 1
+    assert out.metadata["ssdbook"] == stamp
+    import os
+    assert os.environ["SSDBOOK_QUICK"] == "1" and "SSDBOOK_BOOK_STAMP" not in os.environ
+
+    out.cells.append(nbformat.v4.new_code_cell("raise ValueError('boom')"))
+    nbformat.write(out, path)
+    before = path.read_bytes()
+    import pytest
+    with pytest.raises(Exception, match="boom"):
+        run_book.execute(path, {**stamp, "library_commit": "def456"}, timeout=120)
+    assert path.read_bytes() == before, "a failed run leaves the notebook as it was"

@@ -16,7 +16,7 @@ A full pass
    commit touching `ssdbook/`, and whether the tree had uncommitted changes) and the machine (CPU
    model, torch's CPU capability, native bf16, threads); the kernels see the same stamp as JSON in
    `SSDBOOK_BOOK_STAMP`, so the front page can print it;
-4. runs `nbdev_export`.
+4. runs `nbdev_export` and `ruff format ssdbook` (what `make export` does).
 
 A page is stale when its stamp is missing, or when its stamp commit does not contain the last commit
 that changed a module it imports, directly or through other modules (`ssdbook/X.py`, which
@@ -277,6 +277,12 @@ def full_budget_env() -> dict:
     return env
 
 
+def tool(name: str) -> str:
+    "A console script of this environment (the venv's, even when it is not activated)."
+    here = Path(sys.executable).with_name(name)
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
 # ------------------------------------------------------------------ command line
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -324,9 +330,9 @@ def main(argv=None) -> int:
                 break
             continue
         print(f"{time.perf_counter() - t0:.0f} s", flush=True)
-    if not failed:
-        exe = shutil.which("nbdev_export") or str(Path(sys.executable).with_name("nbdev_export"))
-        subprocess.run([exe], cwd=ROOT, check=True)
+    if not failed:  # = make export: the modules from the notebooks, formatted as tests/test_style.py asks
+        subprocess.run([tool("nbdev_export")], cwd=ROOT, check=True)
+        subprocess.run([tool("ruff"), "format", "--quiet", PKG], cwd=ROOT, check=True)
     if failed:
         print(f"run_book: {len(failed)} chapter(s) failed: "
               + ", ".join(str(p.relative_to(ROOT)) for p in failed), file=sys.stderr)
