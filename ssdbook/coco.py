@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from .dataset import VOCDetection, read_item
 from .voc import find_image, read_image, write_coco_json
 
 # %% auto #0
-__all__ = ['COCODetection', 'voc_to_coco']
+__all__ = ['COCODetection', 'check_coco', 'voc_to_coco']
 
 # %% ../nbs/01d_coco.ipynb #c006
 def _load_json(path):
@@ -26,32 +28,57 @@ def _load_json(path):
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")) or \
+            not isinstance(data.get("annotations", []), list):
         raise ValueError(f"{path}: a COCO instances file needs the lists 'images' and 'categories' (and 'annotations')")
     return data
 
 
+_ID = ((int, str), "an integer or a string")
+
+
+def _field(path, items, name, k, key, kinds=_ID):
+    "`items[k][key]` (`items` is the file's list `name`) if one of `kinds` (a bool is no int); else a one-line error."
+    if not isinstance(items[k], dict):
+        raise ValueError(f"{path}: {name}[{k}] is {json.dumps(items[k])[:40]}, not an object {{...}}")
+    value = items[k].get(key)
+    if isinstance(value, bool) or not isinstance(value, kinds[0]):
+        raise ValueError(f"{path}: {name}[{k}].{key} is {json.dumps(value)[:40]}; it must be {kinds[1]}")
+    return value
+
+
+def _unique(path, ids, what):
+    seen = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"{path}: {what} id {i!r} is listed twice (ids must be unique)")
+        seen.add(i)
+
+
 def _category_labels(data, path, classes):
-    "Map category id -> 0-based label; the class list is the categories' order unless `classes` is given."
+    "Map category id -> 0-based label; the class list is the categories in id order unless `classes` is given."
     cats = data["categories"]
-    names = [str(c.get("name", "")) for c in cats]
+    ids = [_field(path, cats, "categories", k, "id") for k in range(len(cats))]
+    names = [_field(path, cats, "categories", k, "name", (str, "a class name")) for k in range(len(cats))]
+    _unique(path, ids, "category")
+    order = sorted(range(len(ids)), key=lambda k: (isinstance(ids[k], str), ids[k]))  # id order, not list order
+    ids, names = [ids[k] for k in order], [names[k] for k in order]
     classes = check_classes(names if classes is None else classes, f"{path} categories" if classes is None else "classes")
     index = {name.lower(): k for k, name in enumerate(classes)}
-    return {c.get("id"): index.get(str(c.get("name", "")).lower(), -1) for c in cats}, classes
+    return {i: index.get(name.lower(), -1) for i, name in zip(ids, names)}, classes
 
 
 def _images(data, path):
     "Image ids, file names and sizes; duplicate ids or missing sizes are errors."
-    ids, files, sizes = [], [], []
-    for im in data["images"]:
-        try:
-            w, h = int(im["width"]), int(im["height"])
-            assert w > 0 and h > 0
-            ids.append(im["id"]), files.append(str(im["file_name"])), sizes.append((w, h))
-        except (KeyError, TypeError, ValueError, AssertionError):
-            raise ValueError(f"{path}: image {im.get('id')!r} needs an id, a file_name and a positive width and height") from None
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: image ids are not unique")
+    images, ids, files, sizes = data["images"], [], [], []
+    for k in range(len(images)):
+        ids.append(_field(path, images, "images", k, "id"))
+        files.append(_field(path, images, "images", k, "file_name", (str, "a file name (a string)")))
+        w, h = (_field(path, images, "images", k, s, ((int, float), "a number")) for s in ("width", "height"))
+        if not (0 < w < math.inf and 0 < h < math.inf):
+            raise ValueError(f"{path}: images[{k}] (id {ids[-1]!r}) needs a positive width and height, got {w}x{h}")
+        sizes.append((int(w), int(h)))
+    _unique(path, ids, "image")
     return ids, files, np.array(sizes, dtype=np.float64).reshape(-1, 2)
 
 # %% ../nbs/01d_coco.ipynb #c007
@@ -61,21 +88,24 @@ def _annotation_arrays(data, path, image_index, cat_labels):
     img = np.empty(len(anns), dtype=np.int64)
     xywh = np.empty((len(anns), 4), dtype=np.float64)
     label, crowd = np.empty(len(anns), dtype=np.int64), np.empty(len(anns), dtype=bool)
-    ann_ids = [a.get("id") for a in anns]
+    ann_ids = [a.get("id") if isinstance(a, dict) else None for a in anns]
     for k, a in enumerate(anns):
+        image_id, cat = (_field(path, anns, "annotations", k, key) for key in ("image_id", "category_id"))
         where = f"{path}: annotation {a.get('id')!r}"
-        if a.get("image_id") not in image_index:
-            raise ValueError(f"{where} refers to image_id {a.get('image_id')!r}, which is not in 'images'")
-        if a.get("category_id") not in cat_labels:
-            raise ValueError(f"{where} has category_id {a.get('category_id')!r}, which is not in 'categories'")
-        if cat_labels[a["category_id"]] < 0:
-            name = next(c.get("name") for c in data["categories"] if c.get("id") == a["category_id"])
-            raise ValueError(f"{where} has category {name!r} (id {a['category_id']}), which is not in the class list")
+        if image_id not in image_index:
+            raise ValueError(f"{where} refers to image_id {image_id!r}, which is not in 'images'")
+        if cat not in cat_labels:
+            raise ValueError(f"{where} has category_id {cat!r}, which is not in 'categories'")
+        if cat_labels[cat] < 0:
+            name = next(c.get("name") for c in data["categories"] if c.get("id") == cat)
+            raise ValueError(f"{where} has category {name!r} (id {cat}), which is not in the class list")
+        if a.get("iscrowd", 0) not in (0, 1):
+            raise ValueError(f"{where} has iscrowd {json.dumps(a.get('iscrowd'))[:40]}; it must be 0 or 1")
         try:
             xywh[k] = [float(v) for v in a["bbox"]]
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{where} needs a bbox of four numbers [x, y, width, height]") from None
-        img[k], label[k], crowd[k] = image_index[a["image_id"]], cat_labels[a["category_id"]], bool(a.get("iscrowd", 0))
+        img[k], label[k], crowd[k] = image_index[image_id], cat_labels[cat], bool(a.get("iscrowd", 0))
     return img, xywh, label, crowd, ann_ids
 
 
@@ -97,11 +127,11 @@ class COCODetection(torch.utils.data.Dataset):
     """Detection data from a COCO instances JSON, with the contract of `VOCDetection`.
 
     `ds[i]` is `(image, target)`: `image` float `(3, H, W)` in [0, 1] (before `transform`), `target` float
-    `(n_i, 5)`: `x_min, y_min, x_max, y_max` as fractions and a 0-based label into `ds.classes` (the order of
-    the file's `categories`, or `classes` matched by name). Crowd regions (`iscrowd: 1`) are not targets;
+    `(n_i, 5)`: `x_min, y_min, x_max, y_max` as fractions and a 0-based label into `ds.classes` (the file's
+    `categories` in id order, or `classes` matched by name). Crowd regions (`iscrowd: 1`) are not targets;
     `pull_anno(i)` keeps them with `difficult=True` so that evaluation ignores them. Unknown image or
     category ids, and boxes without area or outside the image, are one-line errors naming the file and the
-    annotation id."""
+    annotation id, as are malformed fields and duplicate ids. `require_objects()` is the training set's check."""
     def __init__(self, images_dir, annotation_json, transform=None, classes=None):
         self.images_dir, self.annotation_json = Path(images_dir).expanduser(), Path(annotation_json).expanduser()
         self.transform = transform
@@ -139,8 +169,38 @@ class COCODetection(torch.utils.data.Dataset):
     def pull_image(self, i):
         return read_image(self.image_path(i))
 
+    def require_objects(self):
+        "`self`, or a one-line `ValueError` if no image has an object to train on (crowd regions are none)."
+        if not bool((~self._crowd).any()):
+            why = f"all {len(self._crowd)} annotations are iscrowd: 1" if len(self._crowd) else "no annotations"
+            raise ValueError(f"{self.annotation_json}: none of its {len(self)} images has an object ({why})")
+        return self
+
     def __getitem__(self, i):
         return read_item(self.image_path(i), self.pull_anno(i), False, self.transform, self.annotation_json.name)
+
+# %% ../nbs/01d_coco.ipynb #388e09e1
+def _problem(f, *args):
+    "The one-line `ValueError` message of `f(*args)`, or None."
+    try:
+        f(*args)
+    except ValueError as e:
+        return str(e)
+
+
+def check_coco(annotation_json, images_dir, classes=None, check_images=True, workers=None) -> list:
+    """Every problem of a COCO set as one-line strings (`[]` when clean): the JSON's first error, else a set
+    without objects and, with `check_images`, each image missing, undecodable or of another size (all decoded
+    by `workers` threads)."""
+    try:
+        ds = COCODetection(images_dir, annotation_json, classes=classes)
+    except ValueError as e:
+        return [str(e)]
+    found = [_problem(ds.require_objects)]
+    if check_images:
+        with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+            found += pool.map(lambda i: _problem(ds.__getitem__, i), range(len(ds)))
+    return [p for p in found if p]
 
 # %% ../nbs/01d_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:

@@ -54,7 +54,10 @@ def read_classes(path) -> tuple:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: class list file is missing")
-    lines = path.read_text(encoding="utf-8-sig").splitlines()          # -sig: a BOM (Windows editors) is not a name
+    try:                                                                # -sig: a BOM (Windows editors) is not a name
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     while lines and not lines[-1].strip():
         lines.pop()
     return check_classes([line.strip() if line.strip() else "" for line in lines], str(path))
@@ -62,23 +65,21 @@ def read_classes(path) -> tuple:
 
 def write_classes(path, classes) -> Path:
     "Write `classes` (validated) to `path`, one name per line; return the path."
-    path = Path(path)
     text = "".join(f"{c}\n" for c in check_classes(classes, str(path)))
-    path.write_text(text, encoding="utf-8")
-    return path
+    Path(path).write_text(text, encoding="utf-8")
+    return Path(path)
 
 # %% ../nbs/01_data.ipynb #c011
 def _problem(row, num_classes):
     "A description of what is wrong with one target row (a list of 5 floats)."
     *box, label = row
-    finite = all(math.isfinite(v) for v in box)
-    if not finite:
+    if not all(math.isfinite(v) for v in box):
         return "has a coordinate that is not finite"
-    if max(box) > 1.01:
+    if max(box) > 1.5:
         return ("has coordinates above 1: they look like pixels; targets are fractions of the image "
                 "(divide x by the image width and y by its height)")
-    if min(box) < -0.01:
-        return "has a coordinate below 0: targets are fractions of the image, in [0, 1]"
+    if min(box) < -0.5:
+        return "has a coordinate below -0.5: targets are fractions of the image, within [-0.5, 1.5]"
     if not (box[2] > box[0] and box[3] > box[1]):
         return (f"is degenerate (width {box[2] - box[0]:.4g}, height {box[3] - box[1]:.4g}): "
                 "a box needs x_max > x_min and y_max > y_min")
@@ -113,17 +114,17 @@ def check_targets(targets, num_classes: int | None = None, names=None) -> None:
     """Raise one `ValueError` naming the image and the box if a target breaks the contract; else return None.
 
     `targets`: a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (or one `(n, 5)` tensor).
-    Coordinates must be finite fractions in [-0.01, 1.01] with `x_max > x_min` and `y_max > y_min`; labels
-    whole numbers >= 0 and, when `num_classes` (background included) is given, <= `num_classes - 2`.
-    An image with no objects is valid. One host sync when all is well. `names` (one per image, e.g. file
-    names) replace "image i" in the message."""
+    Coordinates must be finite fractions in [-0.5, 1.5] (a box may pass the border, as the reference allows)
+    with `x_max > x_min`, `y_max > y_min`; labels whole numbers >= 0 and <= `num_classes - 2` when
+    `num_classes` (background included) is given. An image with no objects is valid. One host sync when all
+    is well. `names` (one per image, e.g. file names) replace "image i" in the message."""
     targets = _as_target_list(targets)
     if not targets or sum(len(t) for t in targets) == 0:
         return
     dtype = torch.float64 if targets[0].dtype == torch.float64 else torch.float32
     t = torch.cat([x.to(targets[0].device, dtype) for x in targets])              # (N, 5)
     box, label = t[:, :4], t[:, 4]
-    bad = ~torch.isfinite(t).all(1) | (box < -0.01).any(1) | (box > 1.01).any(1)
+    bad = ~torch.isfinite(t).all(1) | (box < -0.5).any(1) | (box > 1.5).any(1)
     bad |= ~(box[:, 2] > box[:, 0]) | ~(box[:, 3] > box[:, 1]) | (label != label.round()) | (label < 0)
     if num_classes is not None:
         bad |= label > num_classes - 2

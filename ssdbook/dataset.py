@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from .data import VOC_CLASSES, check_classes
-from .voc import anno_to_target, as_image_sets, find_image, folder_classes, parse_voc_xml, read_image, read_image_ids
+from .voc import (anno_to_target, as_image_sets, find_image, folder_classes, parse_voc_xml, read_image,
+                         read_image_ids, size_problem)
 
 # %% auto #0
 __all__ = ['download_voc', 'read_item', 'VOCDetection']
@@ -62,10 +63,10 @@ def download_voc(root, years=("2007", "2012")):
 # %% ../nbs/01b_dataset.ipynb #c007
 def read_item(path, anno, keep_difficult=False, transform=None, source="its annotation"):
     "Read image `path`, check its size against `anno`, make the target, apply `transform`: one data set item."
-    image = read_image(path)
-    if tuple(image.shape[1:]) != (anno["height"], anno["width"]):
-        raise ValueError(f"{path}: image is {image.shape[2]}x{image.shape[1]} but {source} "
-                         f"says {anno['width']}x{anno['height']}")
+    image = read_image(path)                                     # EXIF orientation applied (chapter 1a)
+    problem = size_problem(path, image.shape[2], image.shape[1], anno, source)
+    if problem:
+        raise ValueError(problem)
     target = anno_to_target(anno, keep_difficult)
     return transform(image, target) if transform is not None else (image, target)
 
@@ -120,6 +121,13 @@ class VOCDetection(torch.utils.data.Dataset):
     def pull_image(self, i):
         "Image `i` as a float `(3, H, W)` tensor in [0, 1], without the transform."
         return read_image(self.image_path(i))
+
+    def require_objects(self):
+        "`self`, or a one-line `ValueError` if no image has an object to train on (an image without objects is fine)."
+        if not any(len(anno_to_target(self.pull_anno(i), self.keep_difficult)) for i in range(len(self))):
+            left = "" if self.keep_difficult else " (difficult objects left out)"
+            raise ValueError(f"{self.root}: none of the {len(self)} images of {self.image_sets} has an object{left}")
+        return self
 
     def pull_item(self, i):
         anno = self.pull_anno(i)

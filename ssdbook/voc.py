@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from .data import VOC_CLASSES, check_classes, read_classes, to_float_image, write_classes
 
 # %% auto #0
-__all__ = ['parse_voc_xml', 'anno_to_target', 'write_voc_xml', 'write_coco_json', 'image_extensions', 'read_image', 'find_image',
-           'as_image_sets', 'folder_classes', 'read_image_ids', 'make_toy_voc', 'check_dataset']
+__all__ = ['parse_voc_xml', 'anno_to_target', 'write_voc_xml', 'write_coco_json', 'image_extensions', 'pil_to_float',
+           'read_image', 'size_problem', 'find_image', 'as_image_sets', 'folder_classes', 'read_image_ids',
+           'make_toy_voc', 'check_dataset']
 
 # %% ../nbs/01a_voc.ipynb #c006
 def _text(node, tag):
@@ -38,6 +40,8 @@ def _parse_object(obj, where, index, classes, width, height):
         x1, y1, x2, y2 = (float(_text(obj.find("bndbox"), t)) for t in ("xmin", "ymin", "xmax", "ymax"))
     except (TypeError, ValueError):
         return f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"
+    if not all(map(math.isfinite, (x1, y1, x2, y2))):
+        return f"{where}: <bndbox> ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not four finite numbers"
     bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + ([f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else [])
     if min(x1, y1) < 0 or x2 > width or y2 > height:
         bad.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image")
@@ -66,7 +70,7 @@ def parse_voc_xml(path, classes=VOC_CLASSES):
     try:
         width, height = (int(float(_text(root.find("size"), t))) for t in ("width", "height"))
         assert width > 0 and height > 0
-    except (TypeError, ValueError, AssertionError):
+    except (TypeError, ValueError, OverflowError, AssertionError):
         return anno, [f"{path}: <size> needs positive <width> and <height>"]
     anno.update(filename=_text(root, "filename"), width=width, height=height)
     index = {name.lower(): i for i, name in enumerate(classes)}
@@ -143,17 +147,43 @@ def image_extensions() -> tuple:
     return common + tuple(sorted(e for e in Image.registered_extensions() if e not in common))
 
 
-def read_image(path):
-    "Read an image file as a float tensor `(3, H, W)` in [0, 1]; `ValueError` naming the file if it cannot."
+def pil_to_float(im) -> torch.Tensor:
+    """A PIL image as the float `(3, H, W)` image in [0, 1] its owner sees: EXIF orientation applied; 16-bit
+    grey (`I;16`) divided by 65535, `I` by 255 or, when a value passes 255, by 65535; float (`F`) kept when
+    in [0, 1], else scaled like `I`; transparency composited on white; grey, palette, CMYK as RGB."""
+    im = ImageOps.exif_transpose(im)                                    # a phone's portrait photo stands up
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)                            # (H, W); decodes every pixel
+        top = 1 if im.mode == "F" and a.max() <= 1 else 255 if a.max() <= 255 and im.mode[:3] != "I;1" else 65535
+        return torch.from_numpy(np.clip(a / np.float32(top), 0, 1)).expand(3, *a.shape).contiguous()
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
+    return to_float_image(np.asarray(im.convert("RGB")).transpose(2, 0, 1))  # (3, H, W) float32
+
+
+def read_image(path) -> torch.Tensor:
+    "An image file as a float `(3, H, W)` tensor in [0, 1] (`pil_to_float`); `ValueError` naming the file."
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: image file is missing")
     try:
         with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8; decodes every pixel
+            return pil_to_float(im)
     except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
         raise ValueError(f"{path}: cannot decode image ({e})") from None
-    return to_float_image(pixels.transpose(2, 0, 1))                    # (3, H, W) float32, contiguous
+
+
+def size_problem(path, width, height, anno, source="its annotation"):
+    "A one-line problem if the image (`width` x `height`, EXIF applied) is not `anno`'s size (EXIF named); else None."
+    if not anno["width"] or (width, height) == (anno["width"], anno["height"]):
+        return None
+    with Image.open(path) as im:
+        turn = im.getexif().get(0x0112, 1)                              # EXIF orientation 5..8: a quarter turn
+    if turn in (5, 6, 7, 8) and (height, width) == (anno["width"], anno["height"]):
+        return (f"{path}: its EXIF orientation {turn} turns the stored {height}x{width} pixels to {width}x{height}, "
+                f"but {source} says {height}x{width}: the boxes were drawn on the unturned pixels (remove the "
+                "image's EXIF orientation tag to keep them, or annotate the upright image)")
+    return f"{path}: image is {width}x{height} but {source} says {anno['width']}x{anno['height']}"
 
 
 def find_image(folder, img_id, filename=None):
@@ -193,14 +223,22 @@ def folder_classes(root, years):
     return lists[0][1] if lists else None
 
 
+def _image_id(line, annotations):
+    "The id on one line: the whole line, less a last word that is a VOC flag (-1, 0, 1) as in `dog_train.txt`."
+    line, words = line.strip(), line.split()
+    flagged = len(words) > 1 and words[-1] in ("-1", "0", "1") and not (annotations / f"{line}.xml").is_file()
+    return line[: -len(words[-1])].rstrip() if flagged else line
+
+
 def read_image_ids(list_file, year, root):
-    "The image ids of one split file (first word of each line); `ValueError` if the file is missing or empty."
+    "The image ids of one split file, one per line (spaces kept); `ValueError` if the file is missing or empty."
     if not list_file.is_file():
         hint = ("make it with ssdbook.shapes.make_shapes_voc or shapes_set" if year == "shapes" else
                 "pass download=True to fetch VOC2007/VOC2012")
         raise ValueError(f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
                          f"under {root}; {hint})")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    annotations = list_file.parent.parent.parent / "Annotations"
+    ids = [_image_id(line, annotations) for line in list_file.read_text().splitlines() if line.strip()]
     if not ids:
         raise ValueError(f"{list_file}: the image set is empty (no image ids)")
     return ids
@@ -231,27 +269,17 @@ def make_toy_voc(root, n=6, seed=0, classes=("box", "ball")) -> Path:
     return base
 
 # %% ../nbs/01a_voc.ipynb #c028
-def _check_image(path, anno):
-    "Problems of one image file: missing, undecodable (decoded in full) or of another size than its XML."
-    try:
-        image = read_image(path)
-    except ValueError as e:
-        return [str(e)]
-    h, w = image.shape[1:]
-    if anno["width"] and (w, h) != (anno["width"], anno["height"]):
-        return [f"{path}: image is {w}x{h} but its annotation says {anno['width']}x{anno['height']}"]
-    return []
-
-
 def _check_id(base, img_id, classes, check_images):
-    "Problems of one image id: its annotation and (with `check_images`) its image file."
+    """Problems of one image id and its number of objects: its annotation and, with `check_images`, its image
+    file (missing, undecodable: decoded in full, or of another size than its XML)."""
     anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
-    if check_images:
-        try:
-            problems += _check_image(find_image(base / "JPEGImages", img_id, anno["filename"]), anno)
-        except ValueError as e:
-            problems.append(str(e))
-    return problems
+    try:
+        path = find_image(base / "JPEGImages", img_id, anno["filename"]) if check_images else None
+        image = read_image(path) if path else None
+        problems += [size_problem(path, image.shape[2], image.shape[1], anno)] if path else []
+    except ValueError as e:
+        problems.append(str(e))
+    return [p for p in problems if p], len(anno["labels"])
 
 
 def _check_split(root, year, name, classes, check_images, workers):
@@ -268,32 +296,30 @@ def _check_split(root, year, name, classes, check_images, workers):
             problems.append(f"{list_file}: id {img_id} is listed twice")
         seen.add(img_id)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        found = pool.map(lambda i: _check_id(base, i, classes, check_images), ids)
-        return problems + [p for ps in found for p in ps]
+        found = list(pool.map(lambda i: _check_id(base, i, classes, check_images), ids))
+    if not sum(n for _, n in found):                  # an image without objects is valid, a set without any is not
+        problems.append(f"{list_file}: none of its {len(ids)} images has an object (nothing to train on or score)")
+    return problems + [p for ps, _ in found for p in ps]
 
 
 def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False,
                   workers=None):
     """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
 
-    Checks that each image set exists and is not empty, that each listed id has a well-formed annotation
-    (XML parses, known class names, x_max > x_min, y_max > y_min, boxes inside the image) and, with
-    `check_images`, that its image exists, decodes in full and has the size its annotation states.
-    `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`). `strict=True` raises one
-    `ValueError` listing every problem instead of returning them. `workers` threads (default: the CPU count,
+    Checks that each image set exists, is not empty and has an object, that each listed id has a well-formed
+    annotation (XML parses, known class names, finite boxes with x_max > x_min, y_max > y_min, inside the
+    image) and, with `check_images`, that its image exists, decodes in full and has the size its annotation
+    states (EXIF orientation applied). `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`).
+    `strict=True` raises one `ValueError` listing every problem. `workers` threads (default: the CPU count,
     at most 8) read the files."""
     root = Path(root).expanduser()
     image_sets = as_image_sets(image_sets)
     try:
         classes = check_classes(classes or folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES)
+        workers = workers or min(8, os.cpu_count() or 1)
+        problems = [p for y, name in image_sets for p in _check_split(root, y, name, classes, check_images, workers)]
     except ValueError as e:
-        return _report([str(e)], root, strict)
-    workers = workers or min(8, os.cpu_count() or 1)
-    problems = [p for year, name in image_sets for p in _check_split(root, year, name, classes, check_images, workers)]
-    return _report(problems, root, strict)
-
-
-def _report(problems, root, strict):
+        problems = [str(e)]
     if strict and problems:
         raise ValueError(f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems))
     return problems
