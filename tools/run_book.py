@@ -2,7 +2,7 @@
 
     python tools/run_book.py                  # the whole book (what `make book-run` runs)
     python tools/run_book.py --check          # nothing runs: list the pages whose stamp is stale
-    python tools/run_book.py nbs/07_loss.ipynb nbs/08_augmentation.ipynb   # only these chapters
+    python tools/run_book.py nbs/07_loss.ipynb nbs/08_augmentation.ipynb   # only these (no export)
 
 A full pass
 
@@ -330,7 +330,9 @@ def main(argv=None) -> int:
                 break
             continue
         print(f"{time.perf_counter() - t0:.0f} s", flush=True)
-    if not failed:  # = make export: the modules from the notebooks, formatted as tests/test_style.py asks
+    if not failed and not whole_book:
+        print("(chapters only: run `make export` to write the package from them)")
+    elif not failed:  # = make export: the modules from the notebooks, formatted as tests/test_style.py asks
         subprocess.run([tool("nbdev_export")], cwd=ROOT, check=True)
         subprocess.run([tool("ruff"), "format", "--quiet", PKG], cwd=ROOT, check=True)
     if failed:
