@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import lzma
+import math
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
 import torch
 
 GOLDEN_FILE = Path(str(files("ssdbook"))) / "reference_data" / "ssd_pytorch_golden_slim.pt"
@@ -19,47 +22,156 @@ REFERENCE_COMMIT = "5b0b77faa955c1917b0c710d770739ba8fbff9b7"
 __all__ = ['GOLDEN_FILE', 'REFERENCE_COMMIT', 'load_golden']
 
 # %% ../nbs/00a_reference.ipynb #c007
-def _sha256(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10   # ln 2 = HI + LO
+_PIO2_HI, _PIO2_LO = 1.57079632673412561417e+00, 6.07710050650619224932e-11  # pi/2 = HI + LO
 
 
-def _verified(name: str, t: torch.Tensor, expected: str) -> torch.Tensor:
-    if _sha256(t) != expected:
-        raise RuntimeError(f"golden data: regenerating {name} with torch {torch.__version__} does not reproduce the "
-                           f"reference's inputs (SHA-256 differs); this torch's random number generator differs")
-    return t
+def _poly(x: np.ndarray, coefs: list) -> np.ndarray:
+    "Horner's rule: coefs[0] + coefs[1] x + coefs[2] x^2 + ..."
+    acc = np.full_like(x, coefs[-1])
+    for c in coefs[-2::-1]:
+        acc = acc * x + c
+    return acc
 
 
-def _restore_loss_case(case: dict, P: int = 8732, C: int = 21) -> dict:
+def _log(x: np.ndarray) -> np.ndarray:
+    "log(x), x > 0 float64: x = m 2^e, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh((m-1)/(m+1))."
+    m, e = np.frexp(x)
+    small = m < math.sqrt(0.5)
+    m, e = np.where(small, 2 * m, m), (e - small).astype(np.float64)
+    s = (m - 1) / (m + 1)                                    # |s| < 0.172: 14 terms reach 1e-22
+    log_m = 2 * s * _poly(s * s, [1 / (2 * k + 1) for k in range(14)])
+    return e * _LN2_HI + (e * _LN2_LO + log_m)
+
+
+def _sincos(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "sin(x), cos(x) for 0 <= x < 8, float64: x = k pi/2 + r with |r| <= pi/4, then Taylor series."
+    k = np.rint(x / _PIO2_HI)
+    r = (x - k * _PIO2_HI) - k * _PIO2_LO
+    s = r * _poly(r * r, [(-1) ** n / math.factorial(2 * n + 1) for n in range(12)])
+    c = _poly(r * r, [(-1) ** n / math.factorial(2 * n) for n in range(12)])
+    q = k.astype(np.int64) % 4
+    return np.choose(q, [s, c, -s, -c]), np.choose(q, [c, -s, -c, s])
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    "exp(x) float64: x = k ln2 + r with |r| <= ln2 / 2, exp(x) = 2^k exp(r)."
+    k = np.rint(x / (_LN2_HI + _LN2_LO))
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    return np.ldexp(_poly(r, [1 / math.factorial(n) for n in range(19)]), k.astype(np.int64))
+
+# %% ../nbs/00a_reference.ipynb #9099825d
+def _mt19937(seed: int) -> np.random.MT19937:
+    "torch's CPU generator: a 32-bit Mersenne Twister seeded like NumPy's legacy RandomState."
+    bits = np.random.MT19937()
+    bits.state = np.random.RandomState(seed).get_state(legacy=False)
+    return bits
+
+
+def _uniform(bits: np.random.MT19937, n: int) -> np.ndarray:
+    "torch's float uniform in [0, 1): the low 24 bits of a 32-bit draw, times 2^-24 (exact)."
+    return (bits.random_raw(n) & 0xFFFFFF).astype(np.float32) * np.float32(2.0**-24)
+
+
+def _box_muller16(u: np.ndarray) -> np.ndarray:
+    "Rows of 16 uniforms -> 16 normals: pairs (u[j], u[j+8]), float32 like torch's normal_fill_16."
+    u = u.reshape(-1, 16)
+    log_u1 = _log((np.float32(1) - u[:, :8]).astype(np.float64)).astype(np.float32)
+    radius = np.sqrt(np.float32(-2) * log_u1)
+    sin, cos = _sincos((np.float32(2 * np.pi) * u[:, 8:]).astype(np.float64))
+    normals = [radius * cos.astype(np.float32), radius * sin.astype(np.float32)]
+    return np.concatenate(normals, 1).ravel()
+
+
+def _normal(bits: np.random.MT19937, n: int) -> np.ndarray:
+    "Predicted torch.randn(n) (n >= 16), float32: torch's CPU result to within a few ulps."
+    out = _uniform(bits, n)
+    m = n - n % 16
+    out[:m] = _box_muller16(out[:m])
+    if n % 16:                                               # torch redraws the last 16
+        out[n - 16:] = _box_muller16(_uniform(bits, 16))
+    return out
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    "softmax over the last axis in float64, summed left to right, rounded to float32."
+    z = z.astype(np.float64)
+    e = _exp(z - z.max(-1, keepdims=True))
+    total = e[..., 0]
+    for k in range(1, e.shape[-1]):
+        total = total + e[..., k]
+    return (e / total[..., None]).astype(np.float32)
+
+# %% ../nbs/00a_reference.ipynb #44340558
+def _predict_loss_inputs(seed: int, batch_size: int, P: int = 8732, C: int = 21) -> list:
+    "[loc_data (B,P,4), conf_data (B,P,C)] as drawn from torch.Generator().manual_seed(seed)."
+    bits = _mt19937(seed)
+    return [_normal(bits, batch_size * P * 4).reshape(batch_size, P, 4),
+            _normal(bits, batch_size * P * C).reshape(batch_size, P, C)]
+
+
+def _predict_decode_inputs(seed: int, boosts: list, P: int = 8732, C: int = 21) -> list:
+    "[[loc (P,4), conf_scores (P,C)] per case]: one stream after torch.manual_seed(seed)."
+    bits, out = _mt19937(seed), []
+    for boost in boosts:
+        loc = np.float32(0.5) * _normal(bits, P * 4).reshape(P, 4)
+        z = np.float32(2) * _normal(bits, P * C).reshape(P, C)
+        z[:, 0] += np.float32(boost)
+        out.append([loc, _softmax(z)])
+    return out
+
+
+def _pack_correction(exact: list, predicted: list) -> torch.Tensor:
+    "lzma bytes (uint8 tensor) of the int8 ulp corrections from `predicted` to `exact` float32 arrays."
+    diff = np.concatenate([(x.view(np.int32).astype(np.int64) - p.view(np.int32)).ravel()
+                           for x, p in zip(exact, predicted)])
+    assert np.abs(diff).max() <= 127, "a correction does not fit in int8"
+    packed = lzma.compress(diff.astype(np.int8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    return torch.frombuffer(bytearray(packed), dtype=torch.uint8)
+
+
+def _apply_correction(packed: torch.Tensor, predicted: list) -> list:
+    "The exact arrays: each prediction's int32 bits plus its int8 corrections."
+    diff, out, at = np.frombuffer(lzma.decompress(packed.numpy().tobytes()), np.int8), [], 0
+    for p in predicted:
+        d = diff[at:at + p.size].reshape(p.shape)
+        out.append((p.view(np.int32) + d).view(np.float32))
+        at += p.size
+    assert at == diff.size, "correction length differs from the inputs"
+    return out
+
+# %% ../nbs/00a_reference.ipynb #67cbdda7
+def _verified(name: str, a: np.ndarray, expected: str) -> torch.Tensor:
+    if hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() != expected:
+        raise RuntimeError(f"golden data: rebuilt {name} is not the reference's input "
+                           "(SHA-256 differs): the golden file is damaged or was not made by "
+                           "tools/slim_golden.py of this ssdbook")
+    return torch.from_numpy(a)
+
+
+def _restore_loss_case(case: dict) -> dict:
     r = dict(case)
     rec = r.pop("inputs_recipe")
-    g = torch.Generator().manual_seed(rec["seed"])
-    r["loc_data"] = _verified(f"{case['name']} loc_data", torch.randn(rec["batch_size"], P, 4, generator=g),
-                              rec["sha256_loc_data"])
-    r["conf_data"] = _verified(f"{case['name']} conf_data", torch.randn(rec["batch_size"], P, C, generator=g),
-                               rec["sha256_conf_data"])
+    pred = _predict_loss_inputs(rec["seed"], rec["batch_size"])
+    loc, conf = _apply_correction(rec["correction"], pred)
+    r["loc_data"] = _verified(f"{case['name']} loc_data", loc, rec["sha256_loc_data"])
+    r["conf_data"] = _verified(f"{case['name']} conf_data", conf, rec["sha256_conf_data"])
     r["conf_t"] = case["conf_t"].long()
     return r
 
 
-def _restore_decode_cases(cases: list, P: int = 8732, C: int = 21) -> list:
-    state = torch.random.get_rng_state()          # leave the caller's global RNG untouched
-    try:
-        torch.manual_seed(cases[0]["inputs_recipe"]["seed"])
-        out = []
-        for case in cases:
-            r = dict(case)
-            rec = r.pop("inputs_recipe")
-            loc = 0.5 * torch.randn(P, 4)
-            z = 2 * torch.randn(P, C)
-            z[:, 0] += rec["background_boost"]
-            r["loc"] = _verified(f"decode case {case['name'][:6]} loc", loc, rec["sha256_loc"])
-            r["conf_scores"] = _verified(f"decode case {case['name'][:6]} conf", torch.softmax(z, 1),
-                                         rec["sha256_conf_scores"])
-            out.append(r)
-        return out
-    finally:
-        torch.random.set_rng_state(state)
+def _restore_decode_cases(cases: list) -> list:
+    recs = [c["inputs_recipe"] for c in cases]
+    pred = _predict_decode_inputs(recs[0]["seed"], [r["background_boost"] for r in recs])
+    out = []
+    for case, rec, p in zip(cases, recs, pred):
+        r = {k: v for k, v in case.items() if k != "inputs_recipe"}
+        loc, conf = _apply_correction(rec["correction"], p)
+        r["loc"] = _verified(f"decode case {case['name'][:6]} loc", loc, rec["sha256_loc"])
+        r["conf_scores"] = _verified(f"decode case {case['name'][:6]} conf", conf,
+                                     rec["sha256_conf_scores"])
+        out.append(r)
+    return out
 
 # %% ../nbs/00a_reference.ipynb #c009
 @lru_cache(maxsize=1)
@@ -67,8 +179,8 @@ def load_golden(path: str | Path | None = None) -> dict:
     """The reference SSD's golden data: priors, jaccard, match, loss and decode/NMS cases.
 
     Keys: `meta`, `priors_voc300 (8732, 4)`, `priors_voc300_config`, `priors_voc300_point_form`,
-    `jaccard_cases`, `match_cases` (10), `loss_cases` (5, with `loc_data`/`conf_data` regenerated),
-    `loss_config`, `decode_nms_cases` (2, with `loc`/`conf_scores` regenerated), `quirks_probed`.
+    `jaccard_cases`, `match_cases` (10), `loss_cases` (5, with `loc_data`/`conf_data` rebuilt),
+    `loss_config`, `decode_nms_cases` (2, with `loc`/`conf_scores` rebuilt), `quirks_probed`.
     """
     path = Path(path) if path is not None else GOLDEN_FILE
     if not path.exists():

@@ -33,14 +33,22 @@ def _rel(a, b):
     return abs(float(a) / float(b) - 1.0)
 
 
+# The golden losses cannot be compared bit for bit: each is a float32 sum over B x 8732 priors, and the order of
+# that sum follows the CPU's vector width and thread split (and our code sums in another order than the
+# reference). Measured |ours / reference - 1|: <= 1.8e-7 (2 ulps) under AVX512, AVX2 and torch's scalar path.
+# A pairwise float32 sum of 10^5 terms is off by at most ~log2(10^5) eps = 1e-6; GOLDEN_REL allows that twice.
+# Everything discrete (conf_t, positives, the mined negatives) is compared exactly.
+GOLDEN_REL = 2e-6
+
+
 def test_every_golden_loss_case(golden, criterion):
     priors = golden["priors_voc300"]
     assert len(golden["loss_cases"]) == 5
     for case in golden["loss_cases"]:
         loss_l, loss_c, pos, neg = criterion((case["loc_data"], case["conf_data"], priors), case["targets"],
                                              return_masks=True)
-        assert _rel(loss_l, case["loss_l"]) < 1e-5, case["name"]
-        assert _rel(loss_c, case["loss_c"]) < 1e-5, case["name"]
+        assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL, case["name"]
+        assert _rel(loss_c, case["loss_c"]) < GOLDEN_REL, case["name"]
         assert torch.equal(pos.sum(1), case["num_pos"]), case["name"]
         assert int(pos.sum()) == case["N"], case["name"]
         assert torch.equal(neg, case["neg_mask"]), case["name"]
@@ -53,13 +61,14 @@ def test_golden_from_matched_targets(golden):
     """The loss core alone, fed the reference's own conf_t / loc_t intermediates."""
     for case in golden["loss_cases"]:
         loss_l, loss_c = multibox_loss(case["loc_data"], case["conf_data"], case["loc_t"], case["conf_t"])
-        assert _rel(loss_l, case["loss_l"]) < 1e-5 and _rel(loss_c, case["loss_c"]) < 1e-5, case["name"]
+        assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL and _rel(loss_c, case["loss_c"]) < GOLDEN_REL, case["name"]
 
 
 def test_tie_sensitive_case_is_reproduced(golden, criterion):
     case = next(c for c in golden["loss_cases"] if c["tie_sensitive"])
     loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], golden["priors_voc300"]), case["targets"])
-    assert _rel(loss_l, 4.026580) < 1e-5 and _rel(loss_c, 22.603992) < 1e-5
+    assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL and _rel(loss_c, case["loss_c"]) < GOLDEN_REL
+    assert _rel(loss_l, 4.026580) < 1e-5 and _rel(loss_c, 22.603992) < 1e-5     # the README's 7 printed digits
 
 
 @functools.lru_cache(maxsize=1)

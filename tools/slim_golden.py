@@ -1,19 +1,26 @@
-"""Derive the repository's slimmed golden file from the full reference golden data.
+"""Derive the repository's slimmed golden file from the full reference golden data, and check it.
 
 The full file (../shared/reference/ssd_pytorch_golden.pt, 33 MB) was produced by running the reference PyTorch SSD,
 amdegroot/ssd.pytorch at commit 5b0b77faa955c1917b0c710d770739ba8fbff9b7, on CPU (torch 2.14.1). The book and the
-tests need every case in it, but most of its bytes are random *inputs* drawn from seeded generators:
+tests need every case in it, but most of its bytes are random *inputs*:
 
-* `loss_cases[i]`: `loc_data (B,8732,4)` and `conf_data (B,8732,21)` are
+* `loss_cases[i]`: `loc_data (B,8732,4)` and `conf_data (B,8732,21)`, drawn as
   `g = torch.Generator().manual_seed(seed); randn(B,P,4, generator=g); randn(B,P,21, generator=g)`;
-* `decode_nms_cases`: `torch.manual_seed(777)`, then for "dense" `loc = 0.5*randn(P,4)`,
+* `decode_nms_cases`: after `torch.manual_seed(777)`, for "dense" `loc = 0.5*randn(P,4)`,
   `conf = softmax(2*randn(P,21))`, and for "sparse" (the same stream, continued) the same with +12 added to the
   background logit.
 
-This script replaces those inputs by their recipe and a SHA-256 of their bytes (ssdbook.reference regenerates them and
-checks the hash), stores integer class targets as uint8 (restored to int64 on load), checks that every regenerated
-input is bit-identical to the full file, and writes `ssdbook/reference_data/ssd_pytorch_golden_slim.pt`. Every output
-of the reference (priors, IoUs, loc_t, conf_t, losses, masks, detections) is kept bit for bit.
+Those bytes are not reproducible with `torch.randn`/`torch.softmax` on another CPU (their log/sin/cos/exp are
+vectorised per instruction set), so they are shipped: as a portable prediction (`ssdbook.reference`: the same
+MT19937 integer stream, Box-Muller and softmax with correctly rounded float64 series) plus, per number, the int8
+correction in ulps from the prediction to the reference's float32 bits, lzma-compressed, plus the SHA-256 of the
+exact bytes. Integer class targets are stored as uint8 (restored to int64 on load). Every output of the reference
+(priors, IoUs, loc_t, conf_t, losses, masks, detections) is kept bit for bit.
+
+This script is the one place that makes the shipped file: it reads the full file, writes
+`ssdbook/reference_data/ssd_pytorch_golden_slim.pt`, then loads what it wrote with `ssdbook.reference.load_golden`
+and checks that the result equals the full file bit for bit (every key, every tensor). It never calls torch's random
+number generator, so it gives the same file on any CPU.
 
     python tools/slim_golden.py [FULL_FILE] [OUT_FILE]
 """
@@ -21,12 +28,17 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ssdbook.reference import (_pack_correction, _predict_decode_inputs,  # noqa: E402
+                               _predict_loss_inputs, load_golden)
+
 FULL = ROOT.parent / "shared" / "reference" / "ssd_pytorch_golden.pt"
 OUT = ROOT / "ssdbook" / "reference_data" / "ssd_pytorch_golden_slim.pt"
-P, C = 8732, 21
+BOOSTS = (0.0, 12.0)          # background logit boost of the decode cases "dense" and "sparse"
 
 
 def sha(t: torch.Tensor) -> str:
@@ -40,30 +52,26 @@ def small_int(t: torch.Tensor) -> torch.Tensor:
 
 def slim_loss_case(case: dict) -> dict:
     out = dict(case)
-    g = torch.Generator().manual_seed(int(case["seed"]))
-    loc = torch.randn(case["batch_size"], P, 4, generator=g)
-    conf = torch.randn(case["batch_size"], P, C, generator=g)
-    assert torch.equal(loc, case["loc_data"]) and torch.equal(conf, case["conf_data"]), case["name"]
+    exact = [case["loc_data"].numpy(), case["conf_data"].numpy()]
+    pred = _predict_loss_inputs(int(case["seed"]), case["batch_size"])
     del out["loc_data"], out["conf_data"]
     out["inputs_recipe"] = {"kind": "loss", "seed": int(case["seed"]), "batch_size": case["batch_size"],
-                            "sha256_loc_data": sha(loc), "sha256_conf_data": sha(conf)}
+                            "sha256_loc_data": sha(case["loc_data"]), "sha256_conf_data": sha(case["conf_data"]),
+                            "correction": _pack_correction(exact, pred)}
     out["conf_t"] = small_int(case["conf_t"])
     return out
 
 
 def slim_decode_cases(cases: list) -> list:
-    torch.manual_seed(777)
+    pred = _predict_decode_inputs(777, list(BOOSTS))
     out = []
-    for case, background_boost in zip(cases, (0.0, 12.0)):
-        loc = 0.5 * torch.randn(P, 4)
-        z = 2 * torch.randn(P, C)
-        z[:, 0] += background_boost
-        conf = torch.softmax(z, 1)
-        assert torch.equal(loc, case["loc"]) and torch.equal(conf, case["conf_scores"]), case["name"]
+    for case, boost, p in zip(cases, BOOSTS, pred):
         c = dict(case)
         del c["loc"], c["conf_scores"]
-        c["inputs_recipe"] = {"kind": "decode_nms", "seed": 777, "background_boost": background_boost,
-                              "sha256_loc": sha(loc), "sha256_conf_scores": sha(conf)}
+        exact = [case["loc"].numpy(), case["conf_scores"].numpy()]
+        c["inputs_recipe"] = {"kind": "decode_nms", "seed": 777, "background_boost": boost,
+                              "sha256_loc": sha(case["loc"]), "sha256_conf_scores": sha(case["conf_scores"]),
+                              "correction": _pack_correction(exact, p)}
         out.append(c)
     return out
 
@@ -74,16 +82,42 @@ def slim(full: dict) -> dict:
     out["decode_nms_cases"] = slim_decode_cases(full["decode_nms_cases"])
     out["match_cases"] = [{**c, "conf_t": small_int(c["conf_t"])} for c in full["match_cases"]]
     out["slim"] = {"derived_by": "tools/slim_golden.py", "int_fields_stored_as": "uint8 (conf_t)",
-                   "regenerated_inputs": "loss_cases loc_data/conf_data, decode_nms_cases loc/conf_scores"}
+                   "shipped_inputs": "loss_cases loc_data/conf_data, decode_nms_cases loc/conf_scores: "
+                                     "portable prediction + lzma int8 ulp correction + SHA-256"}
     return out
+
+
+def assert_equal(a, b, where="golden"):
+    "Bit-identical: same types, keys, dtypes, shapes and bytes (NaN equals NaN)."
+    assert type(a) is type(b), f"{where}: {type(a)} vs {type(b)}"
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert np.array_equal(a.reshape(-1).numpy().view(np.uint8), b.reshape(-1).numpy().view(np.uint8)), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(set(a) ^ set(b))}"
+        for k in a:
+            assert_equal(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and a != a:
+        assert b != b, where
+    else:
+        assert a == b, where
 
 
 def main(full_path=FULL, out_path=OUT):
     full = torch.load(full_path, weights_only=True)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(slim(full), out_path)
-    print(f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB (from {Path(full_path).stat().st_size / 2**20:.1f} MiB)")
+    tmp = out_path.with_suffix(".tmp")
+    torch.save(slim(full), tmp)
+    rebuilt = load_golden.__wrapped__(tmp)            # bypass the cache: read what was just written
+    assert_equal({k: v for k, v in rebuilt.items() if k != "slim"}, full)
+    tmp.replace(out_path)
+    print(f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB (from {Path(full_path).stat().st_size / 2**20:.1f} "
+          f"MiB); load_golden() of it equals the full file bit for bit")
 
 
 if __name__ == "__main__":
