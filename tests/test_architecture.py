@@ -2,7 +2,8 @@
 
 * book order is import order: no module and no notebook uses `ssdbook.<module>` of a later chapter;
 * one chapter, one module: every module of the package is exported by exactly one notebook;
-* small pieces: every function and method of the package is at most 60 lines, every module at most ~300;
+* small pieces: every function and method of the package is at most 45 statements, every module at most 240
+  (counted as logical lines, see `logical_lines`);
 * notebooks, `_toc.yml` and the README's chapter table tell the same story.
 
 The book's order is `_toc.yml`'s; a module belongs to the notebook whose `#| default_exp` names it.
@@ -19,9 +20,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NBS, PKG = ROOT / "nbs", ROOT / "ssdbook"
 GENERATED = {"_modidx"}            # written by nbdev, not by a chapter
-MAX_FUNCTION_LINES = 60
-MAX_MODULE_LINES = 300
+# Sizes are counted in logical lines (statements and docstrings: the tokenizer's NEWLINE tokens), which a
+# formatter cannot change. Until issue 20 the code was written ~110 columns wide and the bounds were physical
+# lines (module <= 300, function <= 60); at the book's 88 columns the same code takes 1.25-1.75x the lines.
+# The largest module that met the old bound (train.py: 300 lines) had 240 statements, the longest function 40
+# (of 42 lines): the new bounds keep the old ones' strictness in a unit that does not move with the formatter.
+MAX_FUNCTION_LINES = 45
+MAX_MODULE_LINES = 240
 ONE_IDEA = {}                      # module -> why it may be longer than MAX_MODULE_LINES (none so far)
+
+
+def logical_lines(text: str) -> set[int]:
+    "Line numbers (1-based) where a logical line (a statement or a docstring) ends."
+    import io
+    import tokenize
+    toks = tokenize.generate_tokens(io.StringIO(text).readline)
+    return {t.start[0] for t in toks if t.type == tokenize.NEWLINE}
 
 
 # ------------------------------------------------------------------ reading the book
@@ -171,24 +185,25 @@ def _sizes():
         if p.stem in GENERATED:
             continue
         text = p.read_text()
-        n = len(text.splitlines())
+        ends = logical_lines(text)
+        n = len(ends)
         if n > MAX_MODULE_LINES and p.stem not in ONE_IDEA:
-            long_modules.append(f"ssdbook/{p.name}: {n} lines")
+            long_modules.append(f"ssdbook/{p.name}: {n} logical lines")
         tree = ast.parse(text)
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
+                lines = sum(node.lineno <= e <= node.end_lineno for e in ends)
                 if lines > MAX_FUNCTION_LINES:
-                    long_functions.append(f"ssdbook/{p.name}:{node.lineno} {node.name}: {lines} lines")
+                    long_functions.append(f"ssdbook/{p.name}:{node.lineno} {node.name}: {lines} logical lines")
     return long_functions, long_modules
 
 
-def test_functions_are_at_most_60_lines():
+def test_functions_are_small():
     long_functions, _ = _sizes()
     assert not long_functions, "\n" + "\n".join(long_functions)
 
 
-def test_modules_are_at_most_300_lines():
+def test_modules_are_small():
     _, long_modules = _sizes()
     assert not long_modules, "\n" + "\n".join(long_modules)
 
