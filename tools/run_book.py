@@ -279,8 +279,10 @@ def full_budget_env() -> dict:
 
 def tool(name: str) -> str:
     "A console script of this environment (the venv's, even when it is not activated)."
-    here = Path(sys.executable).with_name(name)
-    return str(here) if here.exists() else (shutil.which(name) or name)
+    for here in (Path(sys.executable).with_name(name), ROOT / ".venv" / "bin" / name):
+        if here.exists():
+            return str(here)
+    return shutil.which(name) or name
 
 
 # ------------------------------------------------------------------ command line

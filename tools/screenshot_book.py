@@ -79,7 +79,8 @@ def toc_pages() -> list[str]:
 
 
 def build(out: Path) -> None:
-    exe = Path(sys.executable).with_name("jupyter-book")
+    exe = next((p for p in (Path(sys.executable).with_name("jupyter-book"), ROOT / ".venv" / "bin" / "jupyter-book")
+                if p.exists()), shutil.which("jupyter-book") or "jupyter-book")
     r = subprocess.run([str(exe), "build", str(ROOT), "-n", "--keep-going", "--path-output", str(out)],
                        capture_output=True, text=True)
     warnings = [l for l in (r.stdout + r.stderr).splitlines() if "WARNING" in l]
