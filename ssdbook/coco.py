@@ -172,7 +172,7 @@ class COCODetection(torch.utils.data.Dataset):
     def require_objects(self):
         "`self`, or a one-line `ValueError` if no image has an object to train on (crowd regions are none)."
         if not bool((~self._crowd).any()):
-            why = f"all {len(self._crowd)} annotations are iscrowd: 1" if len(self._crowd) else "no annotations"
+            why = "every annotation is iscrowd: 1, a crowd region" if len(self._crowd) else "no annotations"
             raise ValueError(f"{self.annotation_json}: none of its {len(self)} images has an object ({why})")
         return self
 

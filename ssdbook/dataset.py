@@ -125,7 +125,7 @@ class VOCDetection(torch.utils.data.Dataset):
     def require_objects(self):
         "`self`, or a one-line `ValueError` if no image has an object to train on (an image without objects is fine)."
         if not any(len(anno_to_target(self.pull_anno(i), self.keep_difficult)) for i in range(len(self))):
-            left = "" if self.keep_difficult else " (difficult objects left out)"
+            left = "" if self.keep_difficult else " (difficult ones do not count: keep_difficult=False)"
             raise ValueError(f"{self.root}: none of the {len(self)} images of {self.image_sets} has an object{left}")
         return self
 

@@ -171,7 +171,7 @@ def test_a_set_without_objects(toy):
     from ssdbook.coco import check_coco
     for name, change, why in (("none.json", lambda d: d.pop("annotations"), "no annotations"),
                               ("crowd.json", lambda d: [a.update(iscrowd=1) for a in d["annotations"]],
-                               "all 3 annotations are iscrowd: 1")):
+                               "every annotation is iscrowd: 1, a crowd region")):
         d = json.loads(json.dumps(TOY))
         change(d)
         (toy / name).write_text(json.dumps(d))

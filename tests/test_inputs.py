@@ -155,7 +155,7 @@ def test_one_image_without_objects_is_fine_and_difficult_only_is_not(tmp_path):
     assert check_dataset(tmp_path, [("t", "train")]) == []
     assert VOCDetection(tmp_path, [("t", "train")]).require_objects() is not None
     (base / "Annotations/b.xml").write_text(anno_xml(obj_xml("box", (2, 2, 20, 20), difficult=1), width=60, height=40))
-    with pytest.raises(ValueError, match=r"has an object \(difficult objects left out\)"):
+    with pytest.raises(ValueError, match=r"has an object \(difficult ones do not count"):
         VOCDetection(tmp_path, [("t", "train")]).require_objects()
     assert VOCDetection(tmp_path, [("t", "train")], keep_difficult=True).require_objects() is not None
 
