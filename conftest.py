@@ -9,6 +9,7 @@ use the `golden` fixture (directly or through another fixture), tests/test_refer
 notebook that calls `load_golden`. `pytest -m golden` selects them; `.ci/run` runs them again under other CPU
 capabilities (`ATEN_CPU_CAPABILITY=avx2`, `=default`) to prove they do not depend on the CPU's vector unit.
 """
+
 import os
 from pathlib import Path
 
@@ -21,12 +22,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _reads_golden(path: Path, cache: dict) -> bool:
     if path not in cache:
         cache[path] = path.name == "test_reference.py" or (
-            path.suffix == ".ipynb" and "load_golden" in path.read_text(encoding="utf-8"))
+            path.suffix == ".ipynb"
+            and "load_golden" in path.read_text(encoding="utf-8")
+        )
     return cache[path]
 
 
 def pytest_collection_modifyitems(config, items):
     cache = {}
     for item in items:
-        if "golden" in getattr(item, "fixturenames", ()) or _reads_golden(Path(str(item.fspath)), cache):
+        if "golden" in getattr(item, "fixturenames", ()) or _reads_golden(
+            Path(str(item.fspath)), cache
+        ):
             item.add_marker(pytest.mark.golden)

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-GOLDEN_FILE = Path(str(files("ssdbook"))) / "reference_data" / "ssd_pytorch_golden_slim.pt"
+GOLDEN_FILE = (
+    Path(str(files("ssdbook"))) / "reference_data" / "ssd_pytorch_golden_slim.pt"
+)
 "The slimmed golden data of the reference SSD, shipped inside the package."
 REFERENCE_COMMIT = "5b0b77faa955c1917b0c710d770739ba8fbff9b7"
 "The amdegroot/ssd.pytorch commit that produced the golden data."
@@ -22,8 +24,14 @@ REFERENCE_COMMIT = "5b0b77faa955c1917b0c710d770739ba8fbff9b7"
 __all__ = ['GOLDEN_FILE', 'REFERENCE_COMMIT', 'load_golden']
 
 # %% ../nbs/00a_reference.ipynb #c007
-_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10   # ln 2 = HI + LO
-_PIO2_HI, _PIO2_LO = 1.57079632673412561417e+00, 6.07710050650619224932e-11  # pi/2 = HI + LO
+_LN2_HI, _LN2_LO = (
+    6.93147180369123816490e-01,
+    1.90821492927058770002e-10,
+)  # ln 2 = HI + LO
+_PIO2_HI, _PIO2_LO = (
+    1.57079632673412561417e00,
+    6.07710050650619224932e-11,
+)  # pi/2 = HI + LO
 
 
 def _poly(x: np.ndarray, coefs: list) -> np.ndarray:
@@ -39,7 +47,7 @@ def _log(x: np.ndarray) -> np.ndarray:
     m, e = np.frexp(x)
     small = m < math.sqrt(0.5)
     m, e = np.where(small, 2 * m, m), (e - small).astype(np.float64)
-    s = (m - 1) / (m + 1)                                    # |s| < 0.172: 14 terms reach 1e-22
+    s = (m - 1) / (m + 1)  # |s| < 0.172: 14 terms reach 1e-22
     log_m = 2 * s * _poly(s * s, [1 / (2 * k + 1) for k in range(14)])
     return e * _LN2_HI + (e * _LN2_LO + log_m)
 
@@ -58,7 +66,9 @@ def _exp(x: np.ndarray) -> np.ndarray:
     "exp(x) float64: x = k ln2 + r with |r| <= ln2 / 2, exp(x) = 2^k exp(r)."
     k = np.rint(x / (_LN2_HI + _LN2_LO))
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    return np.ldexp(_poly(r, [1 / math.factorial(n) for n in range(19)]), k.astype(np.int64))
+    return np.ldexp(
+        _poly(r, [1 / math.factorial(n) for n in range(19)]), k.astype(np.int64)
+    )
 
 # %% ../nbs/00a_reference.ipynb #9099825d
 def _mt19937(seed: int) -> np.random.MT19937:
@@ -88,8 +98,8 @@ def _normal(bits: np.random.MT19937, n: int) -> np.ndarray:
     out = _uniform(bits, n)
     m = n - n % 16
     out[:m] = _box_muller16(out[:m])
-    if n % 16:                                               # torch redraws the last 16
-        out[n - 16:] = _box_muller16(_uniform(bits, 16))
+    if n % 16:  # torch redraws the last 16
+        out[n - 16 :] = _box_muller16(_uniform(bits, 16))
     return out
 
 
@@ -103,11 +113,15 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return (e / total[..., None]).astype(np.float32)
 
 # %% ../nbs/00a_reference.ipynb #44340558
-def _predict_loss_inputs(seed: int, batch_size: int, P: int = 8732, C: int = 21) -> list:
+def _predict_loss_inputs(
+    seed: int, batch_size: int, P: int = 8732, C: int = 21
+) -> list:
     "[loc_data (B,P,4), conf_data (B,P,C)] as drawn from torch.Generator().manual_seed(seed)."
     bits = _mt19937(seed)
-    return [_normal(bits, batch_size * P * 4).reshape(batch_size, P, 4),
-            _normal(bits, batch_size * P * C).reshape(batch_size, P, C)]
+    return [
+        _normal(bits, batch_size * P * 4).reshape(batch_size, P, 4),
+        _normal(bits, batch_size * P * C).reshape(batch_size, P, C),
+    ]
 
 
 def _predict_decode_inputs(seed: int, boosts: list, P: int = 8732, C: int = 21) -> list:
@@ -123,18 +137,28 @@ def _predict_decode_inputs(seed: int, boosts: list, P: int = 8732, C: int = 21) 
 
 def _pack_correction(exact: list, predicted: list) -> torch.Tensor:
     "lzma bytes (uint8 tensor) of the int8 ulp corrections from `predicted` to `exact` float32 arrays."
-    diff = np.concatenate([(x.view(np.int32).astype(np.int64) - p.view(np.int32)).ravel()
-                           for x, p in zip(exact, predicted)])
+    diff = np.concatenate(
+        [
+            (x.view(np.int32).astype(np.int64) - p.view(np.int32)).ravel()
+            for x, p in zip(exact, predicted)
+        ]
+    )
     assert np.abs(diff).max() <= 127, "a correction does not fit in int8"
-    packed = lzma.compress(diff.astype(np.int8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    packed = lzma.compress(
+        diff.astype(np.int8).tobytes(), preset=9 | lzma.PRESET_EXTREME
+    )
     return torch.frombuffer(bytearray(packed), dtype=torch.uint8)
 
 
 def _apply_correction(packed: torch.Tensor, predicted: list) -> list:
     "The exact arrays: each prediction's int32 bits plus its int8 corrections."
-    diff, out, at = np.frombuffer(lzma.decompress(packed.numpy().tobytes()), np.int8), [], 0
+    diff, out, at = (
+        np.frombuffer(lzma.decompress(packed.numpy().tobytes()), np.int8),
+        [],
+        0,
+    )
     for p in predicted:
-        d = diff[at:at + p.size].reshape(p.shape)
+        d = diff[at : at + p.size].reshape(p.shape)
         out.append((p.view(np.int32) + d).view(np.float32))
         at += p.size
     assert at == diff.size, "correction length differs from the inputs"
@@ -143,9 +167,11 @@ def _apply_correction(packed: torch.Tensor, predicted: list) -> list:
 # %% ../nbs/00a_reference.ipynb #67cbdda7
 def _verified(name: str, a: np.ndarray, expected: str) -> torch.Tensor:
     if hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() != expected:
-        raise RuntimeError(f"golden data: rebuilt {name} is not the reference's input "
-                           "(SHA-256 differs): the golden file is damaged or was not made by "
-                           "tools/slim_golden.py of this ssdbook")
+        raise RuntimeError(
+            f"golden data: rebuilt {name} is not the reference's input "
+            "(SHA-256 differs): the golden file is damaged or was not made by "
+            "tools/slim_golden.py of this ssdbook"
+        )
     return torch.from_numpy(a)
 
 
@@ -155,21 +181,28 @@ def _restore_loss_case(case: dict) -> dict:
     pred = _predict_loss_inputs(rec["seed"], rec["batch_size"])
     loc, conf = _apply_correction(rec["correction"], pred)
     r["loc_data"] = _verified(f"{case['name']} loc_data", loc, rec["sha256_loc_data"])
-    r["conf_data"] = _verified(f"{case['name']} conf_data", conf, rec["sha256_conf_data"])
+    r["conf_data"] = _verified(
+        f"{case['name']} conf_data", conf, rec["sha256_conf_data"]
+    )
     r["conf_t"] = case["conf_t"].long()
     return r
 
 
 def _restore_decode_cases(cases: list) -> list:
     recs = [c["inputs_recipe"] for c in cases]
-    pred = _predict_decode_inputs(recs[0]["seed"], [r["background_boost"] for r in recs])
+    pred = _predict_decode_inputs(
+        recs[0]["seed"], [r["background_boost"] for r in recs]
+    )
     out = []
     for case, rec, p in zip(cases, recs, pred):
         r = {k: v for k, v in case.items() if k != "inputs_recipe"}
         loc, conf = _apply_correction(rec["correction"], p)
-        r["loc"] = _verified(f"decode case {case['name'][:6]} loc", loc, rec["sha256_loc"])
-        r["conf_scores"] = _verified(f"decode case {case['name'][:6]} conf", conf,
-                                     rec["sha256_conf_scores"])
+        r["loc"] = _verified(
+            f"decode case {case['name'][:6]} loc", loc, rec["sha256_loc"]
+        )
+        r["conf_scores"] = _verified(
+            f"decode case {case['name'][:6]} conf", conf, rec["sha256_conf_scores"]
+        )
         out.append(r)
     return out
 
@@ -184,7 +217,9 @@ def load_golden(path: str | Path | None = None) -> dict:
     """
     path = Path(path) if path is not None else GOLDEN_FILE
     if not path.exists():
-        raise FileNotFoundError(f"golden data not found: {path} (it ships inside the ssdbook package)")
+        raise FileNotFoundError(
+            f"golden data not found: {path} (it ships inside the ssdbook package)"
+        )
     g = torch.load(path, weights_only=True)
     g["loss_cases"] = [_restore_loss_case(c) for c in g["loss_cases"]]
     g["decode_nms_cases"] = _restore_decode_cases(g["decode_nms_cases"])

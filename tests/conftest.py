@@ -3,6 +3,7 @@
 `ssdbook.reference.load_golden()` reads the slimmed golden file in `ssdbook/reference_data/` (derived from the
 reference's full file by `tools/slim_golden.py`), so the tests need nothing beside the repository.
 """
+
 import json
 from pathlib import Path
 
@@ -22,4 +23,6 @@ def golden():
 @pytest.fixture(scope="session")
 def voc_layout():
     """The reference SSD300-VOC state_dict layout (keys, shapes, parameter count)."""
-    return json.loads((ROOT / "ssdbook" / "reference_data" / "ssd300_voc_layout.json").read_text())
+    return json.loads(
+        (ROOT / "ssdbook" / "reference_data" / "ssd300_voc_layout.json").read_text()
+    )

@@ -1,4 +1,5 @@
 """The MultiBox loss (chapter 7, ssdbook.loss) against the reference golden data, torchvision and edge cases."""
+
 import functools
 
 import pytest
@@ -16,7 +17,9 @@ def priors():
 
 @pytest.fixture(scope="module")
 def criterion():
-    return MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False)   # the reference's call
+    return MultiBoxLoss(
+        21, 0.5, True, 0, True, 3, 0.5, False, False
+    )  # the reference's call
 
 
 def _batch(B=3, seed=0, n=(3, 1, 4)):
@@ -25,8 +28,16 @@ def _batch(B=3, seed=0, n=(3, 1, 4)):
     for k in n:
         xy = torch.rand(k, 2, generator=g) * 0.6
         wh = 0.1 + torch.rand(k, 2, generator=g) * 0.3
-        targets.append(torch.cat([xy, xy + wh, torch.randint(0, 20, (k, 1), generator=g).float()], 1))
-    return torch.randn(B, 8732, 4, generator=g), torch.randn(B, 8732, 21, generator=g), targets
+        targets.append(
+            torch.cat(
+                [xy, xy + wh, torch.randint(0, 20, (k, 1), generator=g).float()], 1
+            )
+        )
+    return (
+        torch.randn(B, 8732, 4, generator=g),
+        torch.randn(B, 8732, 21, generator=g),
+        targets,
+    )
 
 
 def _rel(a, b):
@@ -45,8 +56,11 @@ def test_every_golden_loss_case(golden, criterion):
     priors = golden["priors_voc300"]
     assert len(golden["loss_cases"]) == 5
     for case in golden["loss_cases"]:
-        loss_l, loss_c, pos, neg = criterion((case["loc_data"], case["conf_data"], priors), case["targets"],
-                                             return_masks=True)
+        loss_l, loss_c, pos, neg = criterion(
+            (case["loc_data"], case["conf_data"], priors),
+            case["targets"],
+            return_masks=True,
+        )
         assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL, case["name"]
         assert _rel(loss_c, case["loss_c"]) < GOLDEN_REL, case["name"]
         assert torch.equal(pos.sum(1), case["num_pos"]), case["name"]
@@ -60,45 +74,71 @@ def test_every_golden_loss_case(golden, criterion):
 def test_golden_from_matched_targets(golden):
     """The loss core alone, fed the reference's own conf_t / loc_t intermediates."""
     for case in golden["loss_cases"]:
-        loss_l, loss_c = multibox_loss(case["loc_data"], case["conf_data"], case["loc_t"], case["conf_t"])
-        assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL and _rel(loss_c, case["loss_c"]) < GOLDEN_REL, case["name"]
+        loss_l, loss_c = multibox_loss(
+            case["loc_data"], case["conf_data"], case["loc_t"], case["conf_t"]
+        )
+        assert (
+            _rel(loss_l, case["loss_l"]) < GOLDEN_REL
+            and _rel(loss_c, case["loss_c"]) < GOLDEN_REL
+        ), case["name"]
 
 
 def test_tie_sensitive_case_is_reproduced(golden, criterion):
     case = next(c for c in golden["loss_cases"] if c["tie_sensitive"])
-    loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], golden["priors_voc300"]), case["targets"])
-    assert _rel(loss_l, case["loss_l"]) < GOLDEN_REL and _rel(loss_c, case["loss_c"]) < GOLDEN_REL
-    assert _rel(loss_l, 4.026580) < 1e-5 and _rel(loss_c, 22.603992) < 1e-5     # the README's 7 printed digits
+    loss_l, loss_c = criterion(
+        (case["loc_data"], case["conf_data"], golden["priors_voc300"]), case["targets"]
+    )
+    assert (
+        _rel(loss_l, case["loss_l"]) < GOLDEN_REL
+        and _rel(loss_c, case["loss_c"]) < GOLDEN_REL
+    )
+    assert (
+        _rel(loss_l, 4.026580) < 1e-5 and _rel(loss_c, 22.603992) < 1e-5
+    )  # the README's 7 printed digits
 
 
 @functools.lru_cache(maxsize=1)
 def _torchvision_ssd():
     from torchvision.models.detection import ssd300_vgg16
-    with torch.device("meta"):        # compute_loss uses no weights: build the network without allocating them
+
+    with torch.device(
+        "meta"
+    ):  # compute_loss uses no weights: build the network without allocating them
         return ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)
 
 
 def _torchvision_loss(loc, conf, priors, targets):
     from torchvision.ops import box_iou
+
     model = _torchvision_ssd()
     anchors = point_form(priors) * 300
-    tv_targets = [dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets]
+    tv_targets = [
+        dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets
+    ]
     matched = []
     for t in tv_targets:
         if t["boxes"].numel() == 0:
             matched.append(torch.full((anchors.shape[0],), -1, dtype=torch.int64))
         else:
             matched.append(model.proposal_matcher(box_iou(t["boxes"], anchors)))
-    out = model.compute_loss(tv_targets, dict(bbox_regression=loc, cls_logits=conf), [anchors] * len(targets),
-                             matched)
+    out = model.compute_loss(
+        tv_targets,
+        dict(bbox_regression=loc, cls_logits=conf),
+        [anchors] * len(targets),
+        matched,
+    )
     return out["bbox_regression"], out["classification"]
 
 
 def test_agrees_with_torchvision_on_tie_free_case(golden, criterion):
     case = next(c for c in golden["loss_cases"] if c["name"] == "batch4")
     priors = golden["priors_voc300"]
-    tv_l, tv_c = _torchvision_loss(case["loc_data"], case["conf_data"], priors, case["targets"])
-    loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], priors), case["targets"])
+    tv_l, tv_c = _torchvision_loss(
+        case["loc_data"], case["conf_data"], priors, case["targets"]
+    )
+    loss_l, loss_c = criterion(
+        (case["loc_data"], case["conf_data"], priors), case["targets"]
+    )
     assert _rel(loss_l, tv_l) < 1e-4 and _rel(loss_c, tv_c) < 1e-4
     # and with an empty image in the batch (torchvision: no positives, no negatives for it)
     targets = case["targets"][:3] + [torch.zeros(0, 5)]
@@ -120,7 +160,9 @@ def test_empty_image_contributes_nothing(priors, criterion):
 def test_all_empty_batch_gives_zero_finite_loss(priors, criterion):
     loc = torch.randn(2, 8732, 4, requires_grad=True)
     conf = torch.randn(2, 8732, 21, requires_grad=True)
-    loss_l, loss_c = criterion((loc, conf, priors), [torch.zeros(0, 5), torch.zeros(0, 5)])
+    loss_l, loss_c = criterion(
+        (loc, conf, priors), [torch.zeros(0, 5), torch.zeros(0, 5)]
+    )
     assert float(loss_l.detach()) == 0.0 and float(loss_c.detach()) == 0.0
     (loss_l + loss_c).backward()
     assert (loc.grad == 0).all() and (conf.grad == 0).all()
@@ -128,8 +170,11 @@ def test_all_empty_batch_gives_zero_finite_loss(priors, criterion):
 
 def test_gradients_finite_and_only_on_used_priors(priors, criterion):
     loc, conf, targets = _batch()
-    loc.requires_grad_(True); conf.requires_grad_(True)
-    loss_l, loss_c, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
+    loc.requires_grad_(True)
+    conf.requires_grad_(True)
+    loss_l, loss_c, pos, neg = criterion(
+        (loc, conf, priors), targets, return_masks=True
+    )
     (loss_l + loss_c).backward()
     assert torch.isfinite(loc.grad).all() and torch.isfinite(conf.grad).all()
     assert (loc.grad[~pos] == 0).all() and (loc.grad[pos] != 0).any()
@@ -143,21 +188,30 @@ def test_gradcheck_small():
     conf = torch.randn(B, P, C, dtype=torch.double, generator=g, requires_grad=True)
     loc_t = torch.randn(B, P, 4, dtype=torch.double, generator=g)
     conf_t = torch.zeros(B, P, dtype=torch.long)
-    conf_t[0, :3] = torch.tensor([1, 2, 2]); conf_t[1, 5] = 2
-    assert torch.autograd.gradcheck(lambda a, b: sum(multibox_loss(a, b, loc_t, conf_t)), (loc, conf), fast_mode=True)
+    conf_t[0, :3] = torch.tensor([1, 2, 2])
+    conf_t[1, 5] = 2
+    assert torch.autograd.gradcheck(
+        lambda a, b: sum(multibox_loss(a, b, loc_t, conf_t)),
+        (loc, conf),
+        fast_mode=True,
+    )
 
 
 def test_huge_logit_gives_finite_loss(priors, criterion):
     loc, conf, targets = _batch()
     _, conf_t = match_batch(targets, priors)
-    p0 = int((conf_t[0] == 0).nonzero()[0])             # a negative prior of image 0
-    p1 = int((conf_t[1] == 0).nonzero()[0])             # and one of image 1
-    conf[0, p0, 5] = 150.0                              # predicted as class 5 with logit 150: the hardest negative
-    conf[1, p1, 0] = -150.0                             # background logit -150: also maximally wrong
-    loss_l, loss_c, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
+    p0 = int((conf_t[0] == 0).nonzero()[0])  # a negative prior of image 0
+    p1 = int((conf_t[1] == 0).nonzero()[0])  # and one of image 1
+    conf[0, p0, 5] = 150.0  # predicted as class 5 with logit 150: the hardest negative
+    conf[1, p1, 0] = -150.0  # background logit -150: also maximally wrong
+    loss_l, loss_c, pos, neg = criterion(
+        (loc, conf, priors), targets, return_masks=True
+    )
     assert torch.isfinite(loss_l) and torch.isfinite(loss_c)
     assert neg[0, p0] and neg[1, p1] and not pos[0, p0]
-    assert float(loss_c) > 150 / int(pos.sum())         # their cross-entropy (about 150 each) is in the sum
+    assert float(loss_c) > 150 / int(
+        pos.sum()
+    )  # their cross-entropy (about 150 each) is in the sum
 
 
 def test_mining_count_and_reexport(priors, criterion):
@@ -165,24 +219,29 @@ def test_mining_count_and_reexport(priors, criterion):
     _, _, pos, neg = criterion((loc, conf, priors), targets, return_masks=True)
     assert torch.equal(neg.sum(1), 3 * pos.sum(1))
     import ssdbook.mining
+
     assert hard_negative_mining is ssdbook.mining.hard_negative_mining
 
 
 def test_ranking_equals_prior_conf_loss_ranking(priors):
     # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 6 by prior_conf_loss: the same masks
     from ssdbook.mining import prior_conf_loss
+
     for seed in range(3):
         loc, conf, targets = _batch(seed=seed)
         loc_t, conf_t = match_batch(targets, priors)
         _, _, pos, neg = multibox_loss(loc, conf, loc_t, conf_t, return_masks=True)
-        assert torch.equal(neg, hard_negative_mining(prior_conf_loss(conf, conf_t), pos, 3))
+        assert torch.equal(
+            neg, hard_negative_mining(prior_conf_loss(conf, conf_t), pos, 3)
+        )
 
 
 def test_criterion_equals_multibox_loss_on_full_targets(priors, criterion):
     # MultiBoxLoss encodes loc_t only on the positives; the losses and gradients are the same
     loc, conf, targets = _batch(seed=4)
     loc_t, conf_t = match_batch(targets, priors)
-    loc.requires_grad_(True); conf.requires_grad_(True)
+    loc.requires_grad_(True)
+    conf.requires_grad_(True)
     l1, c1 = multibox_loss(loc, conf, loc_t, conf_t)
     g1 = torch.autograd.grad(l1 + c1, (loc, conf))
     l2, c2 = criterion((loc, conf, priors), targets)
@@ -211,8 +270,10 @@ def test_nan_logit_is_not_hidden(priors, criterion):
 def test_nonfinite_loc_t_on_negatives_does_not_leak():
     loc = torch.randn(1, 10, 4, requires_grad=True)
     loc_t = torch.randn(1, 10, 4)
-    conf_t = torch.zeros(1, 10, dtype=torch.long); conf_t[0, 0] = 1
-    loc_t[0, 5] = float("inf"); loc_t[0, 6] = float("nan")
+    conf_t = torch.zeros(1, 10, dtype=torch.long)
+    conf_t[0, 0] = 1
+    loc_t[0, 5] = float("inf")
+    loc_t[0, 6] = float("nan")
     loss_l, _ = multibox_loss(loc, torch.randn(1, 10, 3), loc_t, conf_t)
     loss_l.backward()
     assert torch.isfinite(loss_l) and torch.isfinite(loc.grad).all()
@@ -221,7 +282,9 @@ def test_nonfinite_loc_t_on_negatives_does_not_leak():
 def test_float64_inputs(priors, criterion):
     loc, conf, targets = _batch()
     l32, c32 = criterion((loc, conf, priors), targets)
-    l64, c64 = criterion((loc.double(), conf.double(), priors.double()), [t.double() for t in targets])
+    l64, c64 = criterion(
+        (loc.double(), conf.double(), priors.double()), [t.double() for t in targets]
+    )
     assert _rel(l32, l64) < 1e-5 and _rel(c32, c64) < 1e-5
 
 
@@ -237,9 +300,11 @@ def test_bad_input_raises_value_error(priors, criterion, what):
     elif what == "count":
         targets = targets[:2]
     elif what == "label":
-        targets[1] = targets[1].clone(); targets[1][0, 4] = 20.0
+        targets[1] = targets[1].clone()
+        targets[1][0, 4] = 20.0
     else:
-        targets[2] = targets[2].clone(); targets[2][1, 2] = targets[2][1, 0]      # zero width
+        targets[2] = targets[2].clone()
+        targets[2][1, 2] = targets[2][1, 0]  # zero width
     with pytest.raises(ValueError) as err:
         criterion((loc, conf, priors), targets)
     if what == "label":
@@ -253,15 +318,26 @@ def test_constructor_rejects_other_background_label():
         MultiBoxLoss(21, 0.5, True, 3, True, 3, 0.5, False)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(overlap_thresh=2), "overlap_thresh"), (dict(overlap_thresh=0), "overlap_thresh"),
-    (dict(overlap_thresh=float("nan")), "overlap_thresh"), (dict(overlap_thresh=-0.5), "overlap_thresh"),
-    (dict(overlap_thresh="0.5"), "overlap_thresh"), (dict(neg_pos=-1), "neg_pos"),
-    (dict(neg_pos=float("inf")), "neg_pos"), (dict(neg_pos=float("nan")), "neg_pos"),
-    (dict(neg_overlap=1.5), "neg_overlap"), (dict(num_classes=1), "num_classes"),
-    (dict(num_classes=2.5), "num_classes"), (dict(num_classes=True), "num_classes"),
-    (dict(variances=(0.1,)), "variances"), (dict(variances=(0.0, 0.2)), "variances"),
-    (dict(variances=(0.1, float("nan"))), "variances")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(overlap_thresh=2), "overlap_thresh"),
+        (dict(overlap_thresh=0), "overlap_thresh"),
+        (dict(overlap_thresh=float("nan")), "overlap_thresh"),
+        (dict(overlap_thresh=-0.5), "overlap_thresh"),
+        (dict(overlap_thresh="0.5"), "overlap_thresh"),
+        (dict(neg_pos=-1), "neg_pos"),
+        (dict(neg_pos=float("inf")), "neg_pos"),
+        (dict(neg_pos=float("nan")), "neg_pos"),
+        (dict(neg_overlap=1.5), "neg_overlap"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(num_classes=2.5), "num_classes"),
+        (dict(num_classes=True), "num_classes"),
+        (dict(variances=(0.1,)), "variances"),
+        (dict(variances=(0.0, 0.2)), "variances"),
+        (dict(variances=(0.1, float("nan"))), "variances"),
+    ],
+)
 def test_constructor_validates_options(kwargs, name):
     kwargs = dict(dict(num_classes=21), **kwargs)
     with pytest.raises(ValueError, match=name) as err:
@@ -272,22 +348,37 @@ def test_constructor_validates_options(kwargs, name):
 def test_defaults_are_the_papers_and_the_reference_call(priors):
     loc, conf, targets = _batch()
     default = MultiBoxLoss(21)
-    assert (default.threshold, default.negpos_ratio, default.variance, default.do_neg_mining) == (0.5, 3, (0.1, 0.2), True)
-    ref = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False)           # positional, as the reference
+    assert (
+        default.threshold,
+        default.negpos_ratio,
+        default.variance,
+        default.do_neg_mining,
+    ) == (0.5, 3, (0.1, 0.2), True)
+    ref = MultiBoxLoss(
+        21, 0.5, True, 0, True, 3, 0.5, False, False
+    )  # positional, as the reference
     kw = MultiBoxLoss(num_classes=21, overlap_thresh=0.5, neg_pos=3)
     out = [crit((loc, conf, priors), targets) for crit in (default, ref, kw)]
-    assert all(torch.equal(a[0], out[0][0]) and torch.equal(a[1], out[0][1]) for a in out)
-    assert MultiBoxLoss(21, overlap_thresh=1.0).threshold == 1.0                # the closed end is allowed
+    assert all(
+        torch.equal(a[0], out[0][0]) and torch.equal(a[1], out[0][1]) for a in out
+    )
+    assert (
+        MultiBoxLoss(21, overlap_thresh=1.0).threshold == 1.0
+    )  # the closed end is allowed
 
 
-@pytest.mark.parametrize("target, words", [
-    ([[30.0, 60.0, 150.0, 180.0, 2.0]], "pixels"),              # pixel coordinates (issue 12)
-    ([[0.1, 0.1, 0.5, 0.5, -0.5]], "label"),                    # negative, non-integer label
-    ([[0.1, 0.1, 0.5, 0.5, 2.7]], "label"),                     # non-integer label: not truncated to 2
-    ([[0.1, 0.1, 0.5, 0.5, float("nan")]], "label"),            # NaN label
-    ([[0.1, 0.1, 0.5, 0.5, float("inf")]], "label"),
-    ([[0.1, float("nan"), 0.5, 0.5, 1.0]], "finite"),
-    ([[0.5, 0.1, 0.5, 0.5, 1.0]], "width")])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ([[30.0, 60.0, 150.0, 180.0, 2.0]], "pixels"),  # pixel coordinates (issue 12)
+        ([[0.1, 0.1, 0.5, 0.5, -0.5]], "label"),  # negative, non-integer label
+        ([[0.1, 0.1, 0.5, 0.5, 2.7]], "label"),  # non-integer label: not truncated to 2
+        ([[0.1, 0.1, 0.5, 0.5, float("nan")]], "label"),  # NaN label
+        ([[0.1, 0.1, 0.5, 0.5, float("inf")]], "label"),
+        ([[0.1, float("nan"), 0.5, 0.5, 1.0]], "finite"),
+        ([[0.5, 0.1, 0.5, 0.5, 1.0]], "width"),
+    ],
+)
 def test_wrong_targets_are_one_line_errors(priors, criterion, target, words):
     loc, conf, targets = _batch()
     targets[1] = torch.tensor(target)
@@ -301,7 +392,9 @@ def test_wrong_targets_are_one_line_errors(priors, criterion, target, words):
 def test_cuda_matches_cpu(priors, criterion):
     loc, conf, targets = _batch()
     l_cpu, c_cpu = criterion((loc, conf, priors), targets)
-    l_gpu, c_gpu = criterion((loc.cuda(), conf.cuda(), priors.cuda()), [t.cuda() for t in targets])
+    l_gpu, c_gpu = criterion(
+        (loc.cuda(), conf.cuda(), priors.cuda()), [t.cuda() for t in targets]
+    )
     assert l_gpu.device.type == "cuda"
     assert _rel(l_cpu, l_gpu.cpu()) < 1e-5 and _rel(c_cpu, c_gpu.cpu()) < 1e-5
     # priors left on the CPU (use_gpu is ignored): the loss follows the predictions' device
@@ -311,21 +404,31 @@ def test_cuda_matches_cpu(priors, criterion):
 
 # --- the options: focal loss instead of mining, and matching without the forced best-prior match ---
 
+
 def test_focal_loss_equals_the_direct_formula():
     from ssdbook.mining import focal_loss
+
     g = torch.Generator().manual_seed(1)
-    conf, conf_t = torch.randn(2, 50, 21, generator=g) * 3, torch.randint(0, 21, (2, 50), generator=g)
+    conf, conf_t = (
+        torch.randn(2, 50, 21, generator=g) * 3,
+        torch.randint(0, 21, (2, 50), generator=g),
+    )
     p_t = conf.double().softmax(-1).gather(-1, conf_t[..., None]).squeeze(-1)
     for gamma in (0.5, 2.0, 5.0):
-        direct = (-(1 - p_t) ** gamma * p_t.log()).sum()
-        assert torch.allclose(focal_loss(conf, conf_t, gamma).double(), direct, rtol=1e-5)
+        direct = (-((1 - p_t) ** gamma) * p_t.log()).sum()
+        assert torch.allclose(
+            focal_loss(conf, conf_t, gamma).double(), direct, rtol=1e-5
+        )
 
 
 def test_focal_gamma_zero_is_cross_entropy_over_every_prior(priors):
     from ssdbook.mining import focal_loss
+
     loc, conf, targets = _batch()
     loc_t, conf_t = match_batch(targets, priors)
-    ce = torch.nn.functional.cross_entropy(conf.reshape(-1, 21), conf_t.reshape(-1), reduction="sum")
+    ce = torch.nn.functional.cross_entropy(
+        conf.reshape(-1, 21), conf_t.reshape(-1), reduction="sum"
+    )
     assert torch.allclose(focal_loss(conf, conf_t, 0.0), ce, rtol=1e-6)
     n = (conf_t > 0).sum()
     _, every = MultiBoxLoss(21, neg_mining=False)((loc, conf, priors), targets)
@@ -334,50 +437,73 @@ def test_focal_gamma_zero_is_cross_entropy_over_every_prior(priors):
 
 def test_multiboxloss_focal_option(priors):
     from ssdbook.mining import focal_loss
+
     loc, conf, targets = _batch()
     crit = MultiBoxLoss(21, focal_gamma=2.0)
     loss_l, loss_c, pos, neg = crit((loc, conf, priors), targets, return_masks=True)
-    assert torch.equal(neg, ~pos)                                        # every prior, no mining
+    assert torch.equal(neg, ~pos)  # every prior, no mining
     ref_l, _ = MultiBoxLoss(21)((loc, conf, priors), targets)
     _, conf_t = match_batch(targets, priors)
-    assert torch.allclose(loss_l, ref_l) and torch.allclose(loss_c, focal_loss(conf, conf_t, 2.0) / pos.sum())
+    assert torch.allclose(loss_l, ref_l) and torch.allclose(
+        loss_c, focal_loss(conf, conf_t, 2.0) / pos.sum()
+    )
     conf_req = conf.clone().requires_grad_(True)
     crit((loc, conf_req, priors), targets)[1].backward()
-    assert torch.isfinite(conf_req.grad).all() and (conf_req.grad != 0).any(-1).all()   # every prior gets a gradient
+    assert (
+        torch.isfinite(conf_req.grad).all() and (conf_req.grad != 0).any(-1).all()
+    )  # every prior gets a gradient
     for bad in (-1, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="focal_gamma"):
             MultiBoxLoss(21, focal_gamma=bad)
     with pytest.raises(TypeError):
-        MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, False, (0.1, 0.2), 2.0)   # keyword only
+        MultiBoxLoss(
+            21, 0.5, True, 0, True, 3, 0.5, False, False, (0.1, 0.2), 2.0
+        )  # keyword only
 
 
 def test_no_forced_match_differs_exactly_at_the_forced_priors(priors):
     from ssdbook.loss import match_iou_only
     from ssdbook.matching import jaccard
-    small = torch.tensor([[0.50, 0.50, 0.54, 0.54, 1.0]])                 # 12 px: no prior reaches IoU 0.5
+
+    small = torch.tensor(
+        [[0.50, 0.50, 0.54, 0.54, 1.0]]
+    )  # 12 px: no prior reaches IoU 0.5
     big = torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0], [0.45, 0.5, 0.9, 0.95, 7.0]])
     targets = [torch.cat([small, big]), big, torch.zeros(0, 5)]
     lf, cf, d = match_batch(targets, priors, positives_only=True, return_details=True)
     lp, cp = match_iou_only(targets, priors)
     forced = d["best_truth_overlap"] == 2
-    assert torch.equal(cf[~forced], cp[~forced]) and torch.equal(lf[~forced], lp[~forced])
-    best, idx = d["overlaps"].max(1)                                       # by IoU alone
-    labels = torch.nn.utils.rnn.pad_sequence([t[:, 4].long() + 1 for t in targets], batch_first=True)   # (B, M)
+    assert torch.equal(cf[~forced], cp[~forced]) and torch.equal(
+        lf[~forced], lp[~forced]
+    )
+    best, idx = d["overlaps"].max(1)  # by IoU alone
+    labels = torch.nn.utils.rnn.pad_sequence(
+        [t[:, 4].long() + 1 for t in targets], batch_first=True
+    )  # (B, M)
     expect = torch.where(best >= 0.5, labels.gather(1, idx), 0)
     assert torch.equal(cp, expect)
-    assert int((cf[0] == 2).sum()) >= 1 and int((cp[0] == 2).sum()) == 0     # the 12 px object is lost
+    assert (
+        int((cf[0] == 2).sum()) >= 1 and int((cp[0] == 2).sum()) == 0
+    )  # the 12 px object is lost
     assert float(jaccard(small[:, :4], point_form(priors)).max()) < 0.5
-    assert (cf != cp).sum() == (cf != cp)[forced].sum() > 0                 # differences only on forced priors
+    assert (
+        (cf != cp).sum() == (cf != cp)[forced].sum() > 0
+    )  # differences only on forced priors
     # through the loss: the default is the paper's forced match; False uses IoU alone
     loc, conf = torch.randn(3, 8732, 4), torch.randn(3, 8732, 21)
     _, _, pos_f, _ = MultiBoxLoss(21)((loc, conf, priors), targets, return_masks=True)
-    _, _, pos_p, _ = MultiBoxLoss(21, prior_for_matching=False)((loc, conf, priors), targets, return_masks=True)
+    _, _, pos_p, _ = MultiBoxLoss(21, prior_for_matching=False)(
+        (loc, conf, priors), targets, return_masks=True
+    )
     assert torch.equal(pos_f, cf > 0) and torch.equal(pos_p, cp > 0)
-    assert match_iou_only([torch.zeros(0, 5)], priors)[1].sum() == 0      # a batch without objects
+    assert (
+        match_iou_only([torch.zeros(0, 5)], priors)[1].sum() == 0
+    )  # a batch without objects
 
 
 def test_forced_match_on_big_objects_changes_nothing(priors):
     from ssdbook.loss import match_iou_only
+
     big = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 3.0]])]
     lf, cf = match_batch(big, priors, positives_only=True)
     lp, cp = match_iou_only(big, priors)

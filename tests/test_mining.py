@@ -1,4 +1,5 @@
 """Hard negative mining (chapter 6, ssdbook.mining) against the reference and its edge cases."""
+
 import pytest
 import torch
 
@@ -18,7 +19,9 @@ def _random_case(B=4, P=500, C=21, npos=(10, 0, 3, 40), seed=0):
 def test_golden_neg_mask(golden):
     for case in golden["loss_cases"]:
         pos = case["conf_t"] > 0
-        neg = hard_negative_mining(prior_conf_loss(case["conf_data"], case["conf_t"]), pos, 3)
+        neg = hard_negative_mining(
+            prior_conf_loss(case["conf_data"], case["conf_t"]), pos, 3
+        )
         assert torch.equal(neg, case["neg_mask"]), case["name"]
         assert torch.equal(neg.sum(1), case["num_neg"]), case["name"]
         assert torch.equal(pos.sum(1), case["num_pos"]), case["name"]
@@ -51,7 +54,7 @@ def test_empty_image_and_empty_batch():
     pos = conf_t > 0
     ce = prior_conf_loss(conf, conf_t)
     neg = hard_negative_mining(ce, pos, 3)
-    assert neg[1].sum() == 0                                        # image 1 has no positives
+    assert neg[1].sum() == 0  # image 1 has no positives
     assert not hard_negative_mining(ce, torch.zeros_like(pos), 3).any()
     assert hard_negative_mining(ce[:0], pos[:0], 3).shape == (0, pos.shape[1])
 
@@ -60,7 +63,9 @@ def test_float_ratio_and_zero_ratio():
     conf, conf_t = _random_case()
     pos = conf_t > 0
     ce = prior_conf_loss(conf, conf_t)
-    assert torch.equal(hard_negative_mining(ce, pos, 1.5).sum(1), (pos.sum(1) * 1.5).long())
+    assert torch.equal(
+        hard_negative_mining(ce, pos, 1.5).sum(1), (pos.sum(1) * 1.5).long()
+    )
     assert not hard_negative_mining(ce, pos, 0).any()
 
 
@@ -68,20 +73,20 @@ def test_huge_logit_still_ranks_correctly():
     conf, conf_t = _random_case()
     pos = conf_t > 0
     neg = hard_negative_mining(prior_conf_loss(conf, conf_t), pos, 3)
-    j = int(torch.nonzero(~pos[0] & ~neg[0])[0])                   # an easy, unmined negative
+    j = int(torch.nonzero(~pos[0] & ~neg[0])[0])  # an easy, unmined negative
     conf[0, j, 7] = 150.0
     ce = prior_conf_loss(conf, conf_t)
     assert torch.isfinite(ce).all()
     neg2 = hard_negative_mining(ce, pos, 3)
-    assert neg2[0, j]                                               # now the hardest one
-    assert torch.equal(neg2[1:], neg[1:])                           # the other images are untouched
+    assert neg2[0, j]  # now the hardest one
+    assert torch.equal(neg2[1:], neg[1:])  # the other images are untouched
     assert neg2[0].sum() == neg[0].sum()
 
 
 def test_reference_global_max_lse_breaks_but_ours_does_not():
     x = torch.randn(2000, 21)
     x[0, 3] = 150.0
-    x_max = x.max()                                                 # the reference's single global max
+    x_max = x.max()  # the reference's single global max
     ref = torch.log(torch.exp(x - x_max).sum(1)) + x_max
     assert torch.isinf(ref).sum() == 1999
     assert torch.allclose(log_sum_exp(x), torch.logsumexp(x, -1), atol=1e-5)
@@ -91,8 +96,12 @@ def test_log_sum_exp_matches_torch():
     g = torch.Generator().manual_seed(3)
     for scale in (1.0, 30.0, 1000.0):
         x = torch.randn(64, 8, 21, generator=g) * scale
-        torch.testing.assert_close(log_sum_exp(x), torch.logsumexp(x, -1), rtol=1e-6, atol=1e-5)
-    edge = torch.tensor([[-float("inf")] * 3, [1e4, 0.0, -1e4], [float("inf"), 0.0, 1.0]])
+        torch.testing.assert_close(
+            log_sum_exp(x), torch.logsumexp(x, -1), rtol=1e-6, atol=1e-5
+        )
+    edge = torch.tensor(
+        [[-float("inf")] * 3, [1e4, 0.0, -1e4], [float("inf"), 0.0, 1.0]]
+    )
     torch.testing.assert_close(log_sum_exp(edge), torch.logsumexp(edge, -1))
     assert torch.isnan(log_sum_exp(torch.tensor([[float("nan"), 0.0]]))).all()
 
@@ -140,11 +149,15 @@ def test_init_background_bias_starts_every_prior_at_background():
     from ssdbook.mining import init_background_bias
     from ssdbook.model import build_ssd
     from ssdbook.priors import boxes_per_location, voc
+
     torch.manual_seed(0)
     net = init_background_bias(build_ssd("train", base="mini", num_classes=7))
     for head, a in zip(net.conf, boxes_per_location(voc)):
         b = head.bias.view(a, 7)
-        assert torch.allclose(b[:, 0], torch.tensor(math.log(0.99 * 6 / 0.01))) and (b[:, 1:] == 0).all()
+        assert (
+            torch.allclose(b[:, 0], torch.tensor(math.log(0.99 * 6 / 0.01)))
+            and (b[:, 1:] == 0).all()
+        )
     with torch.no_grad():
         conf = net.raw(torch.zeros(1, 3, 300, 300))[1]
     assert conf.softmax(-1)[..., 0].mean() > 0.9

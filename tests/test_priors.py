@@ -1,4 +1,5 @@
 """ssdbook.priors: the default boxes, against the reference's golden priors; explicit layouts (the designed priors)."""
+
 import math
 from itertools import product
 
@@ -7,8 +8,19 @@ import torch
 
 import json
 
-from ssdbook.priors import (CONFIGS, PriorBox, boxes_per_location, coco, designed_layout, layout_config, layout_of,
-                            num_priors, shapes, ssd512, voc)
+from ssdbook.priors import (
+    CONFIGS,
+    PriorBox,
+    boxes_per_location,
+    coco,
+    designed_layout,
+    layout_config,
+    layout_of,
+    num_priors,
+    shapes,
+    ssd512,
+    voc,
+)
 
 
 def reference_loop(cfg):
@@ -37,10 +49,21 @@ def test_voc_priors_bit_identical_to_golden(golden):
 
 def test_voc_config_is_the_reference_config(golden):
     g = golden['priors_voc300_config']
-    for key in ('feature_maps', 'min_dim', 'steps', 'min_sizes', 'max_sizes', 'aspect_ratios', 'variance', 'clip'):
+    for key in (
+        'feature_maps',
+        'min_dim',
+        'steps',
+        'min_sizes',
+        'max_sizes',
+        'aspect_ratios',
+        'variance',
+        'clip',
+    ):
         ours, theirs = voc[key], g[key]
         if isinstance(theirs, (list, tuple)):
-            assert [list(x) if isinstance(x, (list, tuple)) else x for x in theirs] == ours, key
+            assert [
+                list(x) if isinstance(x, (list, tuple)) else x for x in theirs
+            ] == ours, key
         else:
             assert theirs == ours, key
 
@@ -61,18 +84,34 @@ def test_vectorised_equals_reference_loop(cfg):
 
 def test_counts():
     assert boxes_per_location(voc) == [4, 6, 6, 6, 4, 4]
-    assert num_priors(voc) == len(PriorBox(voc)) == PriorBox(voc).forward().shape[0] == 8732
+    assert (
+        num_priors(voc)
+        == len(PriorBox(voc))
+        == PriorBox(voc).forward().shape[0]
+        == 8732
+    )
     assert num_priors(coco) == PriorBox(coco).forward().shape[0] == 8732
-    assert num_priors(ssd512) == len(PriorBox(ssd512)) == PriorBox(ssd512).forward().shape[0] == 24564
+    assert (
+        num_priors(ssd512)
+        == len(PriorBox(ssd512))
+        == PriorBox(ssd512).forward().shape[0]
+        == 24564
+    )
 
 
 def test_order_of_first_location():
     p = PriorBox(voc, clip=False).forward()
     c = 0.5 / 37.5
     s, s2 = 30 / 300, math.sqrt(30 / 300 * 60 / 300)
-    exp = torch.tensor([[c, c, s, s], [c, c, s2, s2],
-                        [c, c, s * math.sqrt(2), s / math.sqrt(2)], [c, c, s / math.sqrt(2), s * math.sqrt(2)]],
-                       dtype=torch.float64).float()
+    exp = torch.tensor(
+        [
+            [c, c, s, s],
+            [c, c, s2, s2],
+            [c, c, s * math.sqrt(2), s / math.sqrt(2)],
+            [c, c, s / math.sqrt(2), s * math.sqrt(2)],
+        ],
+        dtype=torch.float64,
+    ).float()
     assert torch.equal(p[:4], exp)
     # next location is the next column (x), same row
     assert p[4, 0] > p[0, 0] and p[4, 1] == p[0, 1]
@@ -85,7 +124,9 @@ def test_clip_modes():
     assert torch.equal(center, PriorBox(voc, clip=True).forward())
     assert torch.equal(center, PriorBox(voc, clip='center').forward())
     none = PriorBox(voc, clip='none').forward()
-    assert none[:, :2].max() > 1 and none[:, 2:].max() > 1  # the 10x10 centres at 1.013 and the 1.05 squares
+    assert (
+        none[:, :2].max() > 1 and none[:, 2:].max() > 1
+    )  # the 10x10 centres at 1.013 and the 1.05 squares
     assert center.min() >= 0 and center.max() <= 1
     corners = PriorBox(voc, clip='corners').forward()
     lo, hi = corners[:, :2] - corners[:, 2:] / 2, corners[:, :2] + corners[:, 2:] / 2
@@ -94,7 +135,9 @@ def test_clip_modes():
     lo_c = center[:, :2] - center[:, 2:] / 2
     assert lo_c.min() < -0.3
     # boxes entirely inside the image are the same in both modes
-    inside = ((none[:, :2] - none[:, 2:] / 2) >= 0).all(1) & ((none[:, :2] + none[:, 2:] / 2) <= 1).all(1)
+    inside = ((none[:, :2] - none[:, 2:] / 2) >= 0).all(1) & (
+        (none[:, :2] + none[:, 2:] / 2) <= 1
+    ).all(1)
     assert inside.sum() > 4000
     assert torch.allclose(corners[inside], none[inside].float(), atol=1e-6)
 
@@ -111,7 +154,9 @@ def test_bad_arguments():
 def test_layout_of_reproduces_priorbox_exactly(cfg):
     lay = layout_config(layout_of(cfg), image_size=cfg["min_dim"])
     assert torch.equal(PriorBox(lay).forward(), PriorBox(cfg).forward())
-    assert boxes_per_location(lay) == boxes_per_location(cfg) and num_priors(lay) == num_priors(cfg)
+    assert boxes_per_location(lay) == boxes_per_location(cfg) and num_priors(
+        lay
+    ) == num_priors(cfg)
 
 
 def test_layout_rejects_bad_boxes_naming_the_map():
@@ -127,24 +172,41 @@ def test_layout_rejects_bad_boxes_naming_the_map():
 
 def test_shapes_config_keeps_the_heads_and_8732_priors():
     assert CONFIGS["shapes"] is shapes and shapes["layout"] == designed_layout()
-    assert boxes_per_location(shapes) == boxes_per_location(voc) and num_priors(shapes) == 8732
+    assert (
+        boxes_per_location(shapes) == boxes_per_location(voc)
+        and num_priors(shapes) == 8732
+    )
     pri = PriorBox(shapes).forward()
     assert pri.shape == (8732, 4) and not torch.equal(pri, PriorBox(voc).forward())
-    assert not torch.equal(pri[5776:5776 + 2166], PriorBox(voc).forward()[5776:5776 + 2166])   # the 19x19 map too
-    assert torch.equal(pri[5776 + 2166:], PriorBox(voc).forward()[5776 + 2166:])      # maps 2..5 are voc's
-    assert float(pri[:5776, 2].min()) * 300 == pytest.approx(15)                      # 15 px squares on the 38x38 map
+    assert not torch.equal(
+        pri[5776 : 5776 + 2166], PriorBox(voc).forward()[5776 : 5776 + 2166]
+    )  # the 19x19 map too
+    assert torch.equal(
+        pri[5776 + 2166 :], PriorBox(voc).forward()[5776 + 2166 :]
+    )  # maps 2..5 are voc's
+    assert float(pri[:5776, 2].min()) * 300 == pytest.approx(
+        15
+    )  # 15 px squares on the 38x38 map
 
 
 def test_shifted_boxes_sit_a_quarter_cell_off_centre():
-    pri = PriorBox(shapes, clip=False).forward()[:4] * 300                           # cell (0, 0) of the 38x38 map
+    pri = (
+        PriorBox(shapes, clip=False).forward()[:4] * 300
+    )  # cell (0, 0) of the 38x38 map
     q = 300 / 38 / 4
-    assert pri[0, :2].tolist() == pytest.approx([4 - q, 4 - q]) and pri[1, :2].tolist() == pytest.approx([4 + q, 4 + q])
+    assert pri[0, :2].tolist() == pytest.approx([4 - q, 4 - q]) and pri[
+        1, :2
+    ].tolist() == pytest.approx([4 + q, 4 + q])
     assert pri[2, :2].tolist() == pytest.approx([4, 4])
 
 
 def test_layout_config_survives_json_and_a_checkpoint(tmp_path):
     again = json.loads(json.dumps(shapes))
-    assert again == shapes and torch.equal(PriorBox(again).forward(), PriorBox(shapes).forward())
+    assert again == shapes and torch.equal(
+        PriorBox(again).forward(), PriorBox(shapes).forward()
+    )
     torch.save({"prior_cfg": dict(shapes)}, tmp_path / "c.pth")
     back = torch.load(tmp_path / "c.pth", weights_only=True)["prior_cfg"]
-    assert back == shapes and torch.equal(PriorBox(back).forward(), PriorBox(shapes).forward())
+    assert back == shapes and torch.equal(
+        PriorBox(back).forward(), PriorBox(shapes).forward()
+    )

@@ -24,6 +24,7 @@ number generator, so it gives the same file on any CPU.
 
     python tools/slim_golden.py [FULL_FILE] [OUT_FILE]
 """
+
 import hashlib
 import sys
 from pathlib import Path
@@ -33,12 +34,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ssdbook.reference import (_pack_correction, _predict_decode_inputs,  # noqa: E402
-                               _predict_loss_inputs, load_golden)
+import ssdbook.reference as ref  # noqa: E402
 
 FULL = ROOT.parent / "shared" / "reference" / "ssd_pytorch_golden.pt"
 OUT = ROOT / "ssdbook" / "reference_data" / "ssd_pytorch_golden_slim.pt"
-BOOSTS = (0.0, 12.0)          # background logit boost of the decode cases "dense" and "sparse"
+BOOSTS = (0.0, 12.0)  # background logit boost of the decode cases "dense" and "sparse"
 
 
 def sha(t: torch.Tensor) -> str:
@@ -53,25 +53,35 @@ def small_int(t: torch.Tensor) -> torch.Tensor:
 def slim_loss_case(case: dict) -> dict:
     out = dict(case)
     exact = [case["loc_data"].numpy(), case["conf_data"].numpy()]
-    pred = _predict_loss_inputs(int(case["seed"]), case["batch_size"])
+    pred = ref._predict_loss_inputs(int(case["seed"]), case["batch_size"])
     del out["loc_data"], out["conf_data"]
-    out["inputs_recipe"] = {"kind": "loss", "seed": int(case["seed"]), "batch_size": case["batch_size"],
-                            "sha256_loc_data": sha(case["loc_data"]), "sha256_conf_data": sha(case["conf_data"]),
-                            "correction": _pack_correction(exact, pred)}
+    out["inputs_recipe"] = {
+        "kind": "loss",
+        "seed": int(case["seed"]),
+        "batch_size": case["batch_size"],
+        "sha256_loc_data": sha(case["loc_data"]),
+        "sha256_conf_data": sha(case["conf_data"]),
+        "correction": ref._pack_correction(exact, pred),
+    }
     out["conf_t"] = small_int(case["conf_t"])
     return out
 
 
 def slim_decode_cases(cases: list) -> list:
-    pred = _predict_decode_inputs(777, list(BOOSTS))
+    pred = ref._predict_decode_inputs(777, list(BOOSTS))
     out = []
     for case, boost, p in zip(cases, BOOSTS, pred):
         c = dict(case)
         del c["loc"], c["conf_scores"]
         exact = [case["loc"].numpy(), case["conf_scores"].numpy()]
-        c["inputs_recipe"] = {"kind": "decode_nms", "seed": 777, "background_boost": boost,
-                              "sha256_loc": sha(case["loc"]), "sha256_conf_scores": sha(case["conf_scores"]),
-                              "correction": _pack_correction(exact, p)}
+        c["inputs_recipe"] = {
+            "kind": "decode_nms",
+            "seed": 777,
+            "background_boost": boost,
+            "sha256_loc": sha(case["loc"]),
+            "sha256_conf_scores": sha(case["conf_scores"]),
+            "correction": ref._pack_correction(exact, p),
+        }
         out.append(c)
     return out
 
@@ -80,10 +90,15 @@ def slim(full: dict) -> dict:
     out = dict(full)
     out["loss_cases"] = [slim_loss_case(c) for c in full["loss_cases"]]
     out["decode_nms_cases"] = slim_decode_cases(full["decode_nms_cases"])
-    out["match_cases"] = [{**c, "conf_t": small_int(c["conf_t"])} for c in full["match_cases"]]
-    out["slim"] = {"derived_by": "tools/slim_golden.py", "int_fields_stored_as": "uint8 (conf_t)",
-                   "shipped_inputs": "loss_cases loc_data/conf_data, decode_nms_cases loc/conf_scores: "
-                                     "portable prediction + lzma int8 ulp correction + SHA-256"}
+    out["match_cases"] = [
+        {**c, "conf_t": small_int(c["conf_t"])} for c in full["match_cases"]
+    ]
+    out["slim"] = {
+        "derived_by": "tools/slim_golden.py",
+        "int_fields_stored_as": "uint8 (conf_t)",
+        "shipped_inputs": "loss_cases loc_data/conf_data, decode_nms_cases loc/conf_scores: "
+        "portable prediction + lzma int8 ulp correction + SHA-256",
+    }
     return out
 
 
@@ -92,7 +107,9 @@ def assert_equal(a, b, where="golden"):
     assert type(a) is type(b), f"{where}: {type(a)} vs {type(b)}"
     if isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert np.array_equal(a.reshape(-1).numpy().view(np.uint8), b.reshape(-1).numpy().view(np.uint8)), where
+        assert np.array_equal(
+            a.reshape(-1).numpy().view(np.uint8), b.reshape(-1).numpy().view(np.uint8)
+        ), where
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), f"{where}: keys {sorted(set(a) ^ set(b))}"
         for k in a:
@@ -113,11 +130,15 @@ def main(full_path=FULL, out_path=OUT):
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp")
     torch.save(slim(full), tmp)
-    rebuilt = load_golden.__wrapped__(tmp)            # bypass the cache: read what was just written
+    rebuilt = ref.load_golden.__wrapped__(
+        tmp
+    )  # not the cache: read what was just written
     assert_equal({k: v for k, v in rebuilt.items() if k != "slim"}, full)
     tmp.replace(out_path)
-    print(f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB (from {Path(full_path).stat().st_size / 2**20:.1f} "
-          f"MiB); load_golden() of it equals the full file bit for bit")
+    print(
+        f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB (from {Path(full_path).stat().st_size / 2**20:.1f} "
+        f"MiB); load_golden() of it equals the full file bit for bit"
+    )
 
 
 if __name__ == "__main__":
