@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 
@@ -14,8 +15,9 @@ from .priors import CONFIGS
 
 # %% auto #0
 __all__ = ['DEVICE_PATTERN', 'FIXED', 'FREE', 'EXTEND', 'PRIOR_CONFIGS', 'RECIPES', 'option', 'yes_no', 'int_list', 'image_sets',
-           'TrainConfig', 'field_problem', 'shapes_recipe', 'voc_recipe', 'coco_recipe', 'resume_changes',
-           'add_config_arguments', 'config_from_args', 'pick_device', 'amp_dtype', 'use_channels_last']
+           'TrainConfig', 'field_problem', 'cpu_amp', 'shapes_recipe', 'voc_recipe', 'coco_recipe', 'small_recipe',
+           'config_warnings', 'add_config_arguments', 'config_from_args', 'pick_device', 'amp_dtype',
+           'use_channels_last']
 
 # %% ../nbs/09_training.ipynb #c006
 def option(default, help: str, *, choices=None, type=None, low=None, above=None, on_resume="fixed"):
@@ -61,9 +63,8 @@ PRIOR_CONFIGS = tuple(k for k, c in CONFIGS.items() if c['min_dim'] == 300)   # 
 @dataclass
 class TrainConfig:
     "Everything a training run needs; each field's metadata documents it (and becomes a command-line option)."
-    data: str = option("shapes", "the training set: 'shapes' (synthetic, generated on demand), 'voc' (Pascal VOC "
-                       "layout) or 'coco' (a COCO JSON + image folder); it picks the recipe that supplies the other "
-                       "defaults", choices=("shapes", "voc", "coco"))
+    data: str = option("shapes", "the training set: 'shapes' (synthetic, generated on demand), 'voc' (VOC layout) or "
+                       "'coco' (a COCO JSON + image folder); picks the default recipe", choices=("shapes", "voc", "coco"))
     root: str = option("data", "dataset root (VOC{year}/ or VOCshapes/ live under it)", on_resume=FREE)
     base: str = option("mini", "the network: 'mini' (small, for CPUs) or 'vgg16' (SSD300 of the paper)",
                        choices=("mini", "vgg16"))
@@ -87,17 +88,15 @@ class TrainConfig:
     augment: str = option("ssd", "'ssd' (chapter 8, per image, in the workers), 'light' (flip + colour + zoom, "
                           "batched on the device), 'none'", choices=("ssd", "light", "none"))
     cache: bool = option(False, "decode the training images once and keep them in memory (uint8)")
-    image_sets: tuple = option((), "image sets as YEAR:NAME,... (voc: 2007:trainval,2012:trainval; shapes: "
-                               "shapes:train)", type=image_sets)
+    image_sets: tuple = option((), "YEAR:NAME,... (voc: 2007:trainval,2012:trainval; shapes: shapes:train)", type=image_sets)
     n_train: int = option(2000, "shapes: number of training images to generate", low=1)
     n_test: int = option(500, "shapes: number of test images to generate", low=1)
     max_images: int = option(0, "use only the first N training images (0: all)", low=0)
     num_workers: int = option(-1, "DataLoader worker processes (-1: automatic)", low=-1, on_resume=FREE)
     device: str = option("auto", "'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'",
                          on_resume=FREE)
-    amp: str = option("auto", "mixed precision: 'auto' (bf16 if the GPU supports it, else fp16 + grad scaler; "
-                      "off on the CPU), 'bf16', 'fp16', 'off'", choices=("auto", "bf16", "fp16", "off"),
-                      on_resume=FREE)
+    amp: str = option("auto", "mixed precision: 'auto' (GPU: bf16 if supported, else fp16 + grad scaler; CPU: off), "
+                      "'bf16', 'fp16', 'off'; SSDBOOK_FP32=1 forces fp32", choices=("auto", "bf16", "fp16", "off"), on_resume=FREE)
     channels_last: str = option("auto", "memory format: 'auto' (= on), 'on', 'off'", choices=("auto", "on", "off"),
                                 on_resume=FREE)
     compile: bool = option(False, "torch.compile the model", on_resume=FREE)
@@ -109,16 +108,16 @@ class TrainConfig:
     keep_checkpoints: int = option(2, "keep the newest N numbered checkpoints (last.pth is always kept)", low=0,
                                    on_resume=FREE)
     log_every: int = option(20, "log (log.csv, progress bar) every N iterations", low=1, on_resume=FREE)
-    check_every: int = option(10, "look at the loss's finiteness on the host every N steps (a device-side flag "
-                              "in between: no sync per step)", low=1, on_resume=FREE)
+    check_every: int = option(10, "check on the host that the loss is finite every N steps", low=1, on_resume=FREE)
     on_nonfinite: str = option("stop", "NaN/inf loss: 'stop' (raise, naming the iteration) or 'skip' (skip the "
                                "step, count it)", choices=("stop", "skip"), on_resume=FREE)
     max_skips: int = option(20, "with --on-nonfinite skip: give up after this many skipped steps", low=0,
                             on_resume=FREE)
     download: bool = option(False, "voc: download VOC2007/2012 if missing (opt-in, ~3.5 GB)", on_resume=FREE)
-    resume: str = option("", "continue a run from a checkpoint path, or 'auto' (the newest intact one in OUT). "
-                         "Only --iterations may grow and the machine/bookkeeping options change; other "
-                         "hyper-parameters must equal the checkpoint's", on_resume=FREE)
+    resume: str = option("", "continue a run from a checkpoint path, or 'auto' (the newest intact one in OUT); only "
+                         "--iterations may grow and machine/bookkeeping options change", on_resume=FREE)
+    overwrite: bool = option(False, "replace a run already in OUT (its checkpoints, log.csv, loss.png; other files "
+                             "stay); without it such a folder needs --resume or a new --out", on_resume=FREE)
     stop_at: int = option(0, "stop after this iteration (0: at --iterations); the schedule still spans "
                           "--iterations", low=0, on_resume=FREE)
     progress: bool = option(True, "show a tqdm progress bar", on_resume=FREE)
@@ -171,14 +170,19 @@ def field_problem(f, value) -> str | None:
     return None
 
 # %% ../nbs/09_training.ipynb #c012
+def cpu_amp() -> str:
+    "'bf16' on a CPU that computes bf16 natively (AVX512-BF16 or AMX), else 'off'; `SSDBOOK_FP32=1`: always 'off'."
+    native = [getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bf16" if any(native) and os.environ.get("SSDBOOK_FP32") != "1" else "off"
+
+
 def shapes_recipe(**kw) -> TrainConfig:
     """The CPU recipe (`ssdbook demo`), chapter 10c's best: the mini base, the priors designed for the shapes set,
-    focal loss, 3200 x 16 images; bf16 autocast on a CPU that computes bf16 natively (AVX512-BF16 or AMX)."""
-    native = [getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    focal loss, 3200 x 16 images; bf16 autocast on a CPU that computes bf16 natively (`cpu_amp`)."""
     cfg = dict(data="shapes", base="mini", priors="shapes", focal_gamma=2.0, iterations=3200, batch_size=16, lr=3e-3,
                optimizer="adamw", weight_decay=5e-4, schedule="cosine", warmup=100, augment="light", cache=True,
                image_sets=(("shapes", "train"),), n_train=2000, n_test=500, checkpoint_every=300,
-               amp="bf16" if any(native) else "off", out="runs/shapes_mini")
+               amp=cpu_amp(), out="runs/shapes_mini")
     return TrainConfig(**{**cfg, **kw})
 
 
@@ -196,23 +200,21 @@ def coco_recipe(**kw) -> TrainConfig:
     return voc_recipe(**{**dict(data="coco", image_sets=(), out="runs/ssd300_coco"), **kw})
 
 
-RECIPES = {"shapes": shapes_recipe, "voc": voc_recipe, "coco": coco_recipe}
+def small_recipe(**kw) -> TrainConfig:
+    "Your own small set on a CPU: mini base, AdamW, cosine, 'light' augmentation, 1000 x 16 images, warm-up 1/10."
+    cfg = dict(data="voc", base="mini", pretrained="", iterations=1000, batch_size=16, lr=3e-3, optimizer="adamw",
+               schedule="cosine", augment="light", cache=True, checkpoint_every=250, amp=cpu_amp(), out="runs/small",
+               image_sets=() if kw.get("data") == "coco" else (("2007", "trainval"),))
+    return TrainConfig(**{**cfg, "warmup": max(1, min(100, kw.get("iterations", 1000) // 10)), **kw})
 
 
-def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dict:
-    """The fields in which `cfg` differs from a checkpoint's config `saved` (a `to_dict()`), as
-    `{name: [old, new]}`; `ValueError` (one line) if a change is not allowed on resume."""
-    new, changes = cfg.to_dict(), {}
-    for f in fields(cfg):
-        if f.name not in saved or saved[f.name] == new[f.name]:
-            continue
-        old, rule = saved[f.name], f.metadata["on_resume"]
-        if rule == FIXED or (rule == EXTEND and new[f.name] < old):
-            why = "it may only grow" if rule == EXTEND else "a resume continues the same run, so its hyper-parameters stay"
-            raise ValueError(f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
-                             f"{f.name}={old!r} ({why}); pass the same value or train into a new --out")
-        changes[f.name] = [old, new[f.name]]
-    return changes
+RECIPES = {"shapes": shapes_recipe, "voc": voc_recipe, "coco": coco_recipe, "small": small_recipe}
+
+
+def config_warnings(cfg: TrainConfig) -> list[str]:
+    "What in `cfg` is allowed but almost surely not meant (training warns): a warm-up as long as the run."
+    return [f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate climbs the whole run and never "
+            f"decays; try --warmup {max(1, cfg.iterations // 10)}"] if cfg.warmup >= cfg.iterations else []
 
 # %% ../nbs/09_training.ipynb #c017
 def _arg_type(f):
@@ -248,8 +250,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> argparse.A
         kw = dict(dest=f.name, default=None, type=_arg_type(f), help=f"{m['help']} (default: {default})")
         if m.get("choices"):
             kw.update(choices=m["choices"], metavar="{" + ",".join(m["choices"]) + "}")
-        elif type(f.default) is bool:
-            kw.update(metavar="yes|no")
+        elif type(f.default) is bool:                            # `--cache` alone means yes
+            kw.update(metavar="yes|no", nargs="?", const=True)
         else:
             kw.update(metavar=f.name.upper())
         parser.add_argument("--" + f.name.replace("_", "-"), **kw)
@@ -257,11 +259,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> argparse.A
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    "The recipe of `args.data` (default 'shapes'), overridden by every option given on the command line."
+    "The recipe `args.recipe` or of `args.data` (default 'shapes'), overridden by every option given."
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     data = given.pop("data", "shapes")
-    return RECIPES[data](**{**given, **overrides})
+    return RECIPES[getattr(args, "recipe", None) or data](**{"data": data, **given, **overrides})
 
 # %% ../nbs/09_training.ipynb #c021
 def pick_device(device: str = "auto") -> torch.device:
@@ -283,8 +285,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def amp_dtype(device: torch.device, amp: str = "auto"):
     "The autocast dtype: 'auto' = bf16 on GPUs that support it, else fp16, fp32 (None) on the CPU; or as asked."
-    device = torch.device(device)
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+    device = torch.device(device)                               # SSDBOOK_FP32=1: fp32 whatever is asked
+    if amp == "off" or (amp == "auto" and device.type != "cuda") or os.environ.get("SSDBOOK_FP32") == "1":
         return None
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,8 +15,9 @@ import torch.nn.functional as F
 from .config import TrainConfig
 
 # %% auto #0
-__all__ = ['SIZE', 'sample_seed', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'Transformed', 'progress', 'CachedDataset',
-           'build_train_set', 'build_test_set', 'auto_workers', 'make_loader', 'init_distributed']
+__all__ = ['SIZE', 'TRAIN_MB_PER_IMAGE', 'sample_seed', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'Transformed', 'progress',
+           'CachedDataset', 'build_train_set', 'build_test_set', 'data_classes', 'check_batch_size', 'auto_workers',
+           'make_loader', 'ignore_stop_signals', 'init_distributed']
 
 # %% ../nbs/09a_input_pipeline.ipynb #c006
 SIZE = 300   # the network input side (SSD300)
@@ -148,7 +151,8 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
         sets, classes = cfg.image_sets or (("shapes", "train"),), list(SHAPES_CLASSES)
         ds = VOCDetection(cfg.root, image_sets=[tuple(s) for s in sets], classes=classes)
     else:
-        sets, classes = cfg.image_sets or (("2007", "trainval"), ("2012", "trainval")), list(VOC_CLASSES)
+        sets = cfg.image_sets or (("2007", "trainval"), ("2012", "trainval"))
+        classes = list(VOC_CLASSES) if cfg.download else data_classes(cfg.root, sets)
         ds = VOCDetection(cfg.root, image_sets=[tuple(s) for s in sets], classes=classes,
                           download=cfg.download and rank == 0)
     if cfg.max_images and cfg.max_images < len(ds):
@@ -166,6 +170,51 @@ def build_test_set(data="shapes", root="data", image_set=None, transform=None):
     return VOCDetection(root, image_sets=[image_set or (("shapes", "test") if shapes else ("2007", "test"))],
                         transform=transform, classes=list(SHAPES_CLASSES if shapes else VOC_CLASSES),
                         keep_difficult=True)
+
+# %% ../nbs/09a_input_pipeline.ipynb #eddfa44c
+def data_classes(root, image_sets, classes=None, source="--classes") -> list:
+    """The class names of a VOC-layout folder: `classes` (from `source`) and/or its `classes.txt` (they must
+    agree), else VOC's 20 for Pascal VOC itself (its per-class image-set files); else a one-line `ValueError`."""
+    from ssdbook.data import VOC_CLASSES
+    from ssdbook.voc import folder_classes
+    root = Path(root).expanduser()
+    own = folder_classes(root, [y for y, _ in image_sets])
+    if classes is not None and own is not None and list(classes) != list(own):
+        raise ValueError(f"{source} lists classes {', '.join(classes)} but the dataset's classes.txt under {root} "
+                         f"lists {', '.join(own)}")
+    if classes is not None or own is not None:
+        return list(classes if classes is not None else own)
+    main = [root / f"VOC{y}" / "ImageSets" / "Main" / f"{VOC_CLASSES[0]}_{n}.txt" for y, n in image_sets]
+    if main and all(p.is_file() for p in main):                 # Pascal VOC: aeroplane_trainval.txt, ...
+        return list(VOC_CLASSES)
+    year = image_sets[0][0] if image_sets else "2007"
+    raise ValueError(f"no class names for the data under {root}: write {root / f'VOC{year}' / 'classes.txt'} (one "
+                     "name per line, in label order) or pass --classes a,b,c or --classes-file FILE")
+
+
+TRAIN_MB_PER_IMAGE = {"mini": 10, "vgg16": 140}   # half the measured fp32 train step (section text)
+
+
+def _free_bytes(device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if device.type == "cpu" else None
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_batch_size(cfg: TrainConfig, n_images: int, device=torch.device("cpu"), world_size: int = 1):
+    "One-line `ValueError` for a batch larger than the data set or one that cannot fit the memory there is."
+    if cfg.batch_size > n_images:
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {n_images} training images: use "
+                         f"--batch-size {n_images} or less")
+    need = cfg.batch_size // world_size * TRAIN_MB_PER_IMAGE.get(cfg.base, 10) * 2**20
+    free = _free_bytes(torch.device(device))
+    if free is not None and need > free:
+        raise ValueError(f"--batch-size {cfg.batch_size} needs about {need / 2**30:.0f} GB to train base "
+                         f"{cfg.base!r} on the {torch.device(device).type}, which has {free / 2**30:.1f} GB free: "
+                         "use a smaller --batch-size")
 
 # %% ../nbs/09a_input_pipeline.ipynb #c014
 def auto_workers(cfg: TrainConfig, device: torch.device) -> int:
@@ -195,7 +244,13 @@ def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size
     workers = auto_workers(cfg, device)
     return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=detection_collate,
                                        num_workers=workers, pin_memory=device.type == "cuda",
-                                       prefetch_factor=4 if workers else None)
+                                       prefetch_factor=4 if workers else None, worker_init_fn=ignore_stop_signals)
+
+
+def ignore_stop_signals(worker_id=None):
+    "A DataLoader worker ignores SIGINT/SIGTERM: the main process finishes its step, saves and stops them (9c, 9d)."
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
 
 # %% ../nbs/09a_input_pipeline.ipynb #c016
 def init_distributed(device):

@@ -6,18 +6,25 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
+import shutil
+import signal
 import socket
+import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
-from .checkpoint import atomic_write, clean_temp_files
+from .checkpoint import atomic_write, clean_temp_files, load_checkpoint, numbered_checkpoints
+from .config import EXTEND, FIXED, TrainConfig
 
 _log = logging.getLogger("ssdbook.runfolder")
 
 # %% auto #0
-__all__ = ['LOG_FIELDS', 'RunLockedError', 'RunLock', 'append_log_row', 'read_log', 'truncate_log']
+__all__ = ['LOG_FIELDS', 'RUN_FILES', 'RunLockedError', 'RunLock', 'append_log_row', 'read_log', 'truncate_log', 'plot_log',
+           'resume_changes', 'run_files', 'prepare_out', 'ResultFolder', 'TrainingInterrupted', 'StopSignals']
 
 # %% ../nbs/09c_run_folder.ipynb #c007
 class RunLockedError(ValueError):
@@ -100,23 +107,31 @@ def append_log_row(path, row: dict, fields=LOG_FIELDS):
         f.flush()
 
 
+def _value(k, v):
+    if k not in LOG_FIELDS:
+        return v                                         # a column added by hand: kept as text
+    return None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
+
+
 def _parse_log(path):
-    "(header line, [(row dict, raw line)]) of the complete, well-formed rows of a CSV log."
+    """(header, [(row dict, raw line)], malformed lines) of a CSV log; rows are read by the header's names, so a
+    column added by hand is kept; the last piece without its newline is a torn row (a kill), not malformed."""
     lines = (Path(path).read_text() if Path(path).exists() else "").split("\n")
     lines = [line.rstrip("\r") for line in lines[:-1]]           # the last piece has no newline: torn (or empty)
-    header, rows = (next(csv.reader([lines[0]])) if lines else None), []
+    header, rows, bad = (next(csv.reader([lines[0]])) if lines else []), [], []
+    need = max((i + 1 for i, k in enumerate(header) if k in LOG_FIELDS), default=0)   # every standard column
     for line in lines[1:]:
         vals = next(csv.reader([line]), [])
         try:
-            row = {k: None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
-                   for k, v in zip(header, vals)} if len(vals) == len(header) else None
+            row = {k: _value(k, v) for k, v in zip(header, vals)} if need <= len(vals) <= len(header) else None
         except ValueError:
             row = None
-        if row is None:
+        if row is None or not isinstance(row.get("iteration"), int):
             _log.warning(f"{path}: skipping a malformed row {line[:60]!r}")
+            bad.append(line)
         else:
             rows.append((row, line))
-    return (lines[0] if lines else None), rows
+    return header, rows, bad
 
 
 def read_log(path, upto: int | None = None) -> list[dict]:
@@ -124,10 +139,162 @@ def read_log(path, upto: int | None = None) -> list[dict]:
     return [r for r, _ in _parse_log(path)[1] if upto is None or r["iteration"] <= upto]
 
 
+def _backup(path) -> Path:
+    path, k = Path(path), 1
+    while (b := path.with_name(f"{path.name}.{k}.bak")).exists():
+        k += 1
+    shutil.copy2(path, b)
+    return b
+
+
 def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
     """Rewrite the log atomically with its complete rows up to `upto_iteration` and return them: at a (re)start,
-    rows logged after the checkpoint resumed from are dropped, never duplicated; 0 starts a fresh log."""
-    header, rows = _parse_log(path)
-    keep = [(r, line) for r, line in rows if r["iteration"] <= upto_iteration]
-    atomic_write(path, ((header or _csv_line(fields)[:-1]) + "\n" + "".join(l + "\n" for _, l in keep)).encode())
-    return [r for r, _ in keep]
+    rows logged after the checkpoint resumed from are dropped, never duplicated; 0 starts a fresh log. A log
+    with columns or rows this version does not write (edited by hand) is first copied to `log.csv.N.bak`
+    (one warning): no row is ever lost."""
+    header, rows, bad = _parse_log(path)
+    keep = [r for r, _ in rows if r["iteration"] <= upto_iteration]
+    if (header and header != list(fields)) or bad:
+        extra = [k for k in header if k not in fields]
+        _log.warning(f"{path}: " + (f"columns {', '.join(extra)} added by hand" if extra else
+                                    f"{len(bad)} malformed rows" if bad else "other columns") +
+                     f"; the whole file is kept as {_backup(path).name}, log.csv continues with the standard "
+                     f"columns up to iteration {upto_iteration}")
+    body = "".join(_csv_line(["" if r.get(k) is None else r[k] for k in fields]) for r in keep)
+    atomic_write(path, (_csv_line(fields) + body).encode())
+    return keep
+
+# %% ../nbs/09c_run_folder.ipynb #b7f58569
+def plot_log(history, path=None, title="training loss"):
+    "Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or a log.csv path."
+    import matplotlib.pyplot as plt
+    history = read_log(history) if isinstance(history, (str, Path)) else history
+    it = [r["iteration"] for r in history]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1]))
+    for k, c in (("loss", "k"), ("loss_l", "tab:blue"), ("loss_c", "tab:orange")):
+        ax.plot(it, [r[k] for r in history], c, label=k)
+    ax2.plot(it, [r["lr"] for r in history], "tab:green")
+    ax.legend(fontsize=9)
+    for a, name, ylabel in ((ax, title, "loss (per matched prior)"), (ax2, "schedule", "learning rate")):
+        a.set(xlabel="iteration", ylabel=ylabel)
+        a.set_title(name, fontsize=10)
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+    return fig
+
+# %% ../nbs/09c_run_folder.ipynb #c21e801c
+def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dict:
+    """The fields in which `cfg` differs from a checkpoint's config `saved` (a `to_dict()`), as
+    `{name: [old, new]}`; `ValueError` (one line) if a change is not allowed on resume."""
+    new, changes = cfg.to_dict(), {}
+    for f in fields(cfg):
+        if f.name not in saved or saved[f.name] == new[f.name]:
+            continue
+        old, rule = saved[f.name], f.metadata["on_resume"]
+        if rule == FIXED or (rule == EXTEND and new[f.name] < old):
+            why = "it may only grow" if rule == EXTEND else "a resume continues the same run, so its hyper-parameters stay"
+            raise ValueError(f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
+                             f"{f.name}={old!r} ({why}); pass the same value or train into a new --out")
+        changes[f.name] = [old, new[f.name]]
+    return changes
+
+# %% ../nbs/09c_run_folder.ipynb #891e644a
+RUN_FILES = ("last.pth", "log.csv", "loss.png")
+
+
+def run_files(out) -> list[Path]:
+    "The files of a training run in `out`: the numbered checkpoints, `last.pth`, `log.csv`, `loss.png`."
+    out = Path(out)
+    return [*numbered_checkpoints(out), *(p for n in RUN_FILES if (p := out / n).is_file())] if out.is_dir() else []
+
+
+def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
+    """Called with `out`'s `RunLock` held, before a training run writes: a folder holding a run is continued only
+    with `resume`, replaced only with `overwrite` (its run files are removed, other files stay), else a one-line
+    `ValueError` naming `--resume`, a new `--out` and `--overwrite`. Returns the files removed."""
+    found = run_files(out)
+    if resume or not found:
+        return []
+    if not overwrite:
+        try:
+            what = f"last.pth at iteration {load_checkpoint(Path(out) / 'last.pth', mmap=True)['iteration']}"
+        except (ValueError, OSError):
+            what = ", ".join(p.name for p in found)
+        raise ValueError(f"{out} already holds a training run ({what}): continue it with "
+                         "--resume auto, train into a new --out folder, or pass --overwrite to replace it")
+    for p in found:
+        p.unlink(missing_ok=True)
+    clean_temp_files(out, everything=True)
+    return found
+
+# %% ../nbs/09c_run_folder.ipynb #cc8cfa76
+class ResultFolder:
+    """`with ResultFolder(out, marker="detections.json") as stage:` write results into `stage`; on a clean exit
+    they replace the previous ones in `out` (marker removed first, written last); on an exception nothing changes."""
+    MANIFEST = ".ssdbook-results.json"
+
+    def __init__(self, out, marker: str):
+        self.out, self.marker, self.lock = Path(out), marker, RunLock(out)
+
+    def __enter__(self) -> Path:
+        self.lock.acquire()
+        for old in self.out.glob(".results.tmp*"):                 # staging folders of killed commands
+            shutil.rmtree(old, ignore_errors=True)
+        self.stage = self.out / f".results.tmp{os.getpid()}"
+        self.stage.mkdir()
+        return self.stage
+
+    def commit(self):
+        new = sorted(p.name for p in self.stage.iterdir())
+        try:
+            old = list(json.loads((self.out / self.MANIFEST).read_text()))  # what the last commit wrote
+        except (OSError, ValueError):
+            old = [self.marker]
+        atomic_write(self.out / self.MANIFEST, json.dumps(sorted({*old, *new})).encode())   # an interrupted commit
+        for name in [self.marker, *old]:                           # the marker goes first ...
+            (self.out / name).unlink(missing_ok=True)
+        for name in sorted(new, key=lambda n: n == self.marker):   # ... and comes back last
+            os.replace(self.stage / name, self.out / name)
+        atomic_write(self.out / self.MANIFEST, json.dumps(new).encode())
+
+    def __exit__(self, exc_type, *exc):
+        try:
+            if exc_type is None:
+                self.commit()
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            self.lock.release()
+
+# %% ../nbs/09c_run_folder.ipynb #b9cfa12d
+class TrainingInterrupted(KeyboardInterrupt):
+    "Training stopped by SIGINT/SIGTERM after saving a checkpoint; `signum` is the signal."
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopSignals:
+    """`with StopSignals() as stop:` SIGINT/SIGTERM raise `TrainingInterrupted`, or while `stop.soft` is set only set
+    `stop.requested` (the signal's number; a second one raises). Main thread only; old handlers restored on exit."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested, self.soft, self.saved = 0, False, {}
+
+    def _handle(self, signum, frame):
+        if self.soft and not self.requested:
+            self.requested = signum
+            return
+        raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.saved.items():
+            signal.signal(s, h)

@@ -9,6 +9,7 @@ import math
 import os
 import random
 import resource
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -20,19 +21,19 @@ import torch.nn as nn
 from .augment import batch_augment
 from .checkpoint import (check_compatible, checkpoint_state, load_checkpoint, resolve_resume, rng_state,
                                 save_checkpoint, set_rng_state, write_checkpoints)
-from .config import (TrainConfig, amp_dtype, pick_device, resume_changes, shapes_recipe, use_channels_last,
+from .config import (TrainConfig, amp_dtype, config_warnings, pick_device, shapes_recipe, use_channels_last,
                             voc_recipe)
 from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, normalize
 from .loss import MultiBoxLoss
 from .mining import init_background_bias
 from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set,
-                              init_distributed, make_loader, progress, sample_seed)
+                              check_batch_size, init_distributed, make_loader, progress, sample_seed)
 from .priors import CONFIGS
-from .runfolder import LOG_FIELDS, RunLock, append_log_row, read_log, truncate_log
+from .runfolder import (LOG_FIELDS, RunLock, StopSignals, TrainingInterrupted, append_log_row, plot_log,
+                               prepare_out, read_log, resume_changes, truncate_log)
 
 # %% auto #0
-__all__ = ['LRSchedule', 'make_optimizer', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'build_model', 'Run', 'train',
-           'plot_log']
+__all__ = ['LRSchedule', 'make_optimizer', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'build_model', 'Run', 'train']
 
 # %% ../nbs/09d_training_loop.ipynb #c006
 class LRSchedule:
@@ -129,19 +130,22 @@ def build_model(base="mini", num_classes=21, phase="train", pretrained="", prior
 class Run:
     "One training run: set-up (resume, data, model, optimiser) in `__init__`, the iterations in `loop()`."
     augment_options: dict = {}          # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
-    def __init__(self, cfg, rank, world, device, net=None, dataset=None, classes=None, criterion=None):
+    def __init__(self, cfg, rank, world, device, net=None, dataset=None, classes=None, criterion=None, stop=None):
         if cfg.batch_size % world:
             raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
         self.cfg, self.rank, self.world, self.device, self.main = cfg, rank, world, device, rank == 0
-        self.out, self.ckpt_path = Path(cfg.out), None
+        self.out, self.ckpt_path, self.signals = Path(cfg.out), None, stop or StopSignals()
         random.seed(cfg.seed); np.random.seed(cfg.seed); torch.manual_seed(cfg.seed)
         self.resume_from = resolve_resume(cfg.resume, self.out)
         ck = load_checkpoint(self.resume_from) if self.resume_from else None
         self.changes = resume_changes(ck.get("config", {}), cfg, str(self.resume_from)) if ck else {}
         self.start, self.stop = (ck["iteration"] if ck else 0), min(cfg.stop_at or cfg.iterations, cfg.iterations)
+        self.saved_at = self.start
         finished = self.start >= self.stop                       # nothing left to train: no data needed
         if dataset is None and not finished:
             dataset, classes = build_train_set(cfg, rank, world)
+        if not finished:                                          # before a byte of the batch is allocated
+            check_batch_size(cfg, len(dataset), device, world)
         self.classes = list(classes or (ck or {}).get("classes") or
                             (SHAPES_CLASSES if cfg.data == "shapes" else VOC_CLASSES))
         num_classes = len(self.classes) + 1
@@ -209,7 +213,8 @@ class Run:
         self.t0, self.c0, self.win_t = time.perf_counter(), time.process_time(), time.perf_counter()
         self.acc = torch.zeros(3, device=self.device)             # sum loss_l, sum loss_c, finite steps
         self.model.train()
-        for it, (images, targets) in zip(bar, self.loader):
+        self.watch, self.signals.soft = watch, self.world == 1    # SIGINT/SIGTERM: finish the step, save, stop
+        for it, (images, targets) in zip(bar, self.loader):    # (the workers ignore the signals: 9a)
             images, targets = self.device_batch(images, targets, it)
             lr = cfg.lr * schedule(it)
             self.opt.param_groups[0]["lr"] = lr                   # one group: the schedule is stateless
@@ -230,11 +235,24 @@ class Run:
             if log_now:
                 self.log_row(done, lr, bar)
             if ckpt_now and self.main:
-                state = checkpoint_state(self.net, self.opt, None, self.scaler, iteration=done, classes=self.classes,
-                                         config=cfg, skipped=self.skipped, world_size=self.world, resumes=self.resumes)
-                self.ckpt_path = write_checkpoints(self.out, state, keep=cfg.keep_checkpoints)
+                self.save(done)
+            if self.signals.requested:
+                self.interrupt(done)
         getattr(bar, "close", lambda: None)()                    # the tqdm bar, if there is one
         return self.result()
+
+    def save(self, done):
+        state = checkpoint_state(self.net, self.opt, None, self.scaler, iteration=done, classes=self.classes,
+                                 config=self.cfg, skipped=self.skipped, world_size=self.world, resumes=self.resumes)
+        self.ckpt_path, self.saved_at = write_checkpoints(self.out, state, keep=self.cfg.keep_checkpoints), done
+
+    def interrupt(self, done):
+        "Stopped by a signal after step `done`: a checkpoint of it (if finite and not written yet), then raise."
+        self.watch.check(self.ckpt_path)
+        if self.main and done > self.saved_at:
+            self.save(done)
+        raise TrainingInterrupted(f"stopped by {signal.Signals(self.signals.requested).name} after iteration {done}; "
+                                  f"checkpoint {self.ckpt_path or 'none yet'}: continue with --resume auto", self.signals.requested)
 
     def log_row(self, done, lr, bar):
         "One row of log.csv from the window's sums (the window's one host sync), and the progress bar."
@@ -267,34 +285,16 @@ class Run:
 def train(cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None) -> dict:
     """Train an SSD as `cfg` says -> dict(net, iteration, checkpoint, log, history, skipped, seconds, img_s, peak_memory_mb,
     classes, resumes). `net`, `dataset`, `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
-    cfg.validate()
+    for warning in config_warnings(cfg.validate()):
+        warnings.warn(warning, stacklevel=2)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world, device, created = init_distributed(pick_device(cfg.device))
     try:
-        with RunLock(cfg.out) if rank == 0 else contextlib.nullcontext():
-            return Run(cfg, rank, world, device, net, dataset, classes, criterion).loop()
+        with RunLock(cfg.out) if rank == 0 else contextlib.nullcontext(), StopSignals() as stop:
+            if rank == 0:                                         # a run in OUT: --resume, a new --out, --overwrite
+                prepare_out(cfg.out, cfg.resume, cfg.overwrite)
+            return Run(cfg, rank, world, device, net, dataset, classes, criterion, stop).loop()
     finally:
         if created:
             torch.distributed.destroy_process_group()
-
-# %% ../nbs/09d_training_loop.ipynb #c025
-def plot_log(history, path=None, title="training loss"):
-    "Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or a log.csv path."
-    import matplotlib.pyplot as plt
-    history = read_log(history) if isinstance(history, (str, Path)) else history
-    it = [r["iteration"] for r in history]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1]))
-    for k, c in (("loss", "k"), ("loss_l", "tab:blue"), ("loss_c", "tab:orange")):
-        ax.plot(it, [r[k] for r in history], c, label=k)
-    ax2.plot(it, [r["lr"] for r in history], "tab:green")
-    ax.legend(fontsize=9)
-    for a, name, ylabel in ((ax, title, "loss (per matched prior)"), (ax2, "schedule", "learning rate")):
-        a.set(xlabel="iteration", ylabel=ylabel)
-        a.set_title(name, fontsize=10)
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-    return fig

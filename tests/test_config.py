@@ -6,8 +6,9 @@ import io
 import pytest
 import torch
 
-from ssdbook.config import (TrainConfig, add_config_arguments, amp_dtype, config_from_args, pick_device,
-                            resume_changes, shapes_recipe, voc_recipe)
+from ssdbook.config import (TrainConfig, add_config_arguments, amp_dtype, config_from_args, config_warnings,
+                            pick_device, shapes_recipe, small_recipe, voc_recipe)
+from ssdbook.runfolder import resume_changes
 
 
 def test_config_validates_naming_the_field():

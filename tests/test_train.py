@@ -192,3 +192,78 @@ def test_build_model_and_criterion_follow_the_config(shapes, tmp_path):
     assert plain.cfg["name"] == "VOC" and not torch.equal(plain.conf[0].bias, net.conf[0].bias)
     run = Run(tiny(shapes, tmp_path / "r", focal_gamma=1.5, priors="voc"), 0, 1, pick_device("cpu"))
     assert run.criterion.focal_gamma == 1.5 and run.net.cfg["name"] == "VOC"
+
+
+# ---------------------------------------------------------------- issue 21: run folders, signals, batch sizes
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(shapes, tmp_path):
+    "Item 2: train into a finished run's folder without resume: refused (one line), nothing touched."
+    out = tmp_path / "run"
+    train(tiny(shapes, out, iterations=4))
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(ValueError, match=r"already holds a training run \(last.pth at iteration 4\).*--resume auto"
+                       r".*new --out.*--overwrite") as e:
+        train(tiny(shapes, out, iterations=2, warmup=1))
+    assert "\n" not in str(e.value)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    (out / "notes.txt").write_text("mine")
+    r = train(tiny(shapes, out, iterations=2, warmup=1, overwrite=True, keep_checkpoints=0))   # a clean new run
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["last.pth", "log.csv", "loss.png", "notes.txt", "ssd_mini_000002.pth"], names
+    assert r["iteration"] == 2 and [x["iteration"] for x in r["history"]] == [1, 2]
+
+
+def test_warmup_as_long_as_the_run_warns(shapes, tmp_path):
+    "Item 11: warm-up >= iterations is legal but a warning."
+    with pytest.warns(UserWarning, match=r"warmup=5 >= iterations=3"):
+        train(tiny(shapes, tmp_path / "w", iterations=3, warmup=5))
+
+
+def test_impossible_batch_sizes_are_refused_before_anything_is_allocated(shapes, tmp_path):
+    "Item 15: a batch larger than the data set, or one that cannot fit the memory: one line, at once."
+    with pytest.raises(ValueError, match=r"--batch-size 100000 is larger than the 10 training images"):
+        train(tiny(shapes, tmp_path / "b", batch_size=100_000))
+    from ssdbook.pipeline import check_batch_size
+    with pytest.raises(ValueError, match=r"--batch-size 20000000 needs about \d+ GB"):
+        check_batch_size(shapes_recipe(batch_size=20_000_000), n_images=10**9)
+    check_batch_size(shapes_recipe(batch_size=16), n_images=16)      # a feasible batch passes
+
+
+SIGTERM_CHILD = r"""
+import sys
+from ssdbook.runfolder import TrainingInterrupted
+from ssdbook.train import shapes_recipe, train
+import ssdbook.train as T
+real = T.Run.log_row
+def log_row(self, done, lr, bar):                   # tell the parent when step 2 is logged, then go slowly
+    real(self, done, lr, bar)
+    if done == 2:
+        print("ready", flush=True)
+    import time; time.sleep(0.2)
+T.Run.log_row = log_row
+try:
+    train(shapes_recipe(root=sys.argv[1], out=sys.argv[2], n_train=10, n_test=4, iterations=200, batch_size=2,
+                        warmup=2, log_every=1, checkpoint_every=100, progress=False, num_workers=0, device="cpu",
+                        threads=1))
+except TrainingInterrupted as e:
+    print(e, flush=True)
+    sys.exit(128 + e.signum)
+"""
+
+
+def test_sigterm_saves_a_checkpoint_of_the_current_step_and_releases_the_lock(shapes, tmp_path):
+    "Item 17: SIGTERM during training: the step finishes, a checkpoint of it is written, the lock goes."
+    import signal
+    out = tmp_path / "term"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", SIGTERM_CHILD, str(shapes), str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    p.send_signal(signal.SIGTERM)
+    said, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM after iteration" in said and "--resume auto" in said, said
+    it = load_checkpoint(out / "last.pth")["iteration"]
+    assert 2 <= it < 100 and str(it) in said                     # not a scheduled checkpoint (every 100)
+    assert not (out / ".ssdbook.lock").exists()
+    r = train(tiny(shapes, out, iterations=200, stop_at=it + 1, resume="auto", checkpoint_every=100))
+    assert r["iteration"] == it + 1
