@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_classes', 'read_classes', 'write_classes',
@@ -214,7 +214,7 @@ def detection_collate(batch):
 def _to_hwc(image, denorm, mean, std):
     "A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not) or an (H,W,3) array."
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))   # as a viewer shows it
     image = torch.as_tensor(image).detach().cpu()
     if image.dtype == torch.uint8:
         image = image.float() / 255

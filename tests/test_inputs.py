@@ -246,3 +246,17 @@ def test_slightly_outside_boxes_match_and_lose_as_in_the_reference():
         check_targets([torch.tensor([[30.0, 60.0, 150.0, 180.0, 2.0]])])
     with pytest.raises(ValueError, match="below -0.5"):
         check_targets([torch.tensor([[-0.6, 0.1, 0.5, 0.5, 2.0]])])
+
+
+def test_draw_boxes_shows_a_pil_phone_photo_upright(tmp_path):
+    "Pictures: a PIL image handed to draw_boxes is drawn as a viewer shows it (EXIF orientation applied)."
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ssdbook.data import draw_boxes
+    _phone_jpeg(tmp_path / "p.jpg", 6, w=60, h=40)
+    fig, ax = plt.subplots()
+    with Image.open(tmp_path / "p.jpg") as im:
+        draw_boxes(ax, im, torch.tensor([[0.1, 0.1, 0.5, 0.5]]))
+    assert ax.images[-1].get_array().shape[:2] == (60, 40)
+    plt.close(fig)
