@@ -238,7 +238,11 @@ def read_image_ids(list_file, year, root):
         raise ValueError(f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
                          f"under {root}; {hint})")
     annotations = list_file.parent.parent.parent / "Annotations"
-    ids = [_image_id(line, annotations) for line in list_file.read_text().splitlines() if line.strip()]
+    try:
+        lines = list_file.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{list_file}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    ids = [_image_id(line, annotations) for line in lines if line.strip()]
     if not ids:
         raise ValueError(f"{list_file}: the image set is empty (no image ids)")
     return ids

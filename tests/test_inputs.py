@@ -260,3 +260,12 @@ def test_draw_boxes_shows_a_pil_phone_photo_upright(tmp_path):
         draw_boxes(ax, im, torch.tensor([[0.1, 0.1, 0.5, 0.5]]))
     assert ax.images[-1].get_array().shape[:2] == (60, 40)
     plt.close(fig)
+
+
+def test_an_image_set_file_that_is_not_utf8(tmp_path):
+    base = _voc_folder(tmp_path, {"a": (_scene(), (60, 40), [("box", (2, 2, 20, 20))])})
+    (base / "ImageSets/Main/train.txt").write_text("a\n", encoding="utf-16")
+    problems = check_dataset(tmp_path, [("t", "train")])
+    assert len(problems) == 1 and "train.txt: not UTF-8 text" in problems[0]
+    with pytest.raises(ValueError, match="train.txt: not UTF-8 text"):
+        VOCDetection(tmp_path, [("t", "train")])
