@@ -139,23 +139,20 @@ class SSD(nn.Module):
 
     @property
     def detector(self):
-        "The post-processing of the `'test'` phase: the one given to the constructor, else the registered default."
+        "The `'test'` phase's post-processing: `detector=`, else the registered default, else `Detect`."
         if self._detector is None:
-            if _default_detector is None:
-                raise ValueError("the 'test' phase needs a detector: import ssdbook.detect (chapter 10), which "
-                                 "registers Detect as the default, or pass build_ssd(..., detector=...)")
-            self.__dict__['_detector'] = _default_detector(self.num_classes)
+            import ssdbook                       # the front door finds chapter 10's Detect by name
+            factory = _default_detector or ssdbook.Detect
+            self.__dict__['_detector'] = factory(self.num_classes)
         return self._detector
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         "`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images `(B, 3, S, S)`, whatever the phase."
         self.check_input(x)
         sources = self.features(x)
-        sizes = [s.shape[-1] for s in sources]
-        if sizes != list(self.cfg['feature_maps']):
+        if (sizes := [s.shape[-1] for s in sources]) != list(self.cfg['feature_maps']):
             raise RuntimeError(f"source maps are {sizes}, the prior config expects {self.cfg['feature_maps']}")
-        loc, conf = self.heads(sources)
-        return loc, conf, self.priors
+        return (*self.heads(sources), self.priors)
 
     def forward(self, x: torch.Tensor):
         loc, conf, priors = self.raw(x)

@@ -180,15 +180,27 @@ def test_types(mini, vgg300):
     assert isinstance(vgg300, SSD) and isinstance(vgg300, VGGSSD)
 
 
-def test_test_phase_without_detector_is_a_one_line_error(monkeypatch):
+def test_test_phase_works_on_first_call_with_no_other_import():
+    "Issue 21.5: `build_ssd('test')` from `ssdbook.model` alone finds chapter 10's Detect."
+    import subprocess, sys
+    code = ("import torch, sys; from ssdbook.model import build_ssd; "
+            "assert 'ssdbook.detect' not in sys.modules; "
+            "net = build_ssd('test', base='mini', num_classes=4).eval(); "
+            "out = net(torch.randn(1, 3, 300, 300)); print(tuple(out.shape), type(net.detector).__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split("\n")[0] == "(1, 4, 200, 5) Detect"
+
+
+def test_test_phase_without_a_registered_detector_uses_detect(monkeypatch):
     import ssdbook.model as model
-    monkeypatch.setattr(model, "_default_detector", None)        # as if ssdbook.detect were never imported
-    net = build_ssd('test', base='mini', num_classes=4)          # building needs no detector
+    from ssdbook.detect import Detect
+    monkeypatch.setattr(model, "_default_detector", None)        # nothing registered
+    net = build_ssd('test', base='mini', num_classes=4).eval()   # building needs no detector
     x = torch.randn(1, 3, 300, 300)
-    with pytest.raises(ValueError, match="import ssdbook.detect") as err:
-        net(x)
-    assert "\n" not in str(err.value)
-    loc, conf, priors = net.raw(x)                              # raw outputs need none either
+    with torch.no_grad():
+        assert net(x).shape == (1, 4, 200, 5) and isinstance(net.detector, Detect)
+        loc, conf, priors = net.raw(x)                          # raw outputs need none
     assert loc.shape == (1, 8732, 4) and conf.shape == (1, 8732, 4) and priors.shape == (8732, 4)
 
 
