@@ -4,7 +4,6 @@
 __all__ = ['noisy_oracle', 'nms', 'draw_detections', 'save_detections', 'Detect', 'predict']
 
 # %% ../nbs/10_detect.ipynb #c003
-import math
 from numbers import Integral, Real
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -133,9 +132,7 @@ def save_detections(path, image, detection: dict, classes: Optional[Sequence[str
     """Write `image` with its detections drawn (`draw_detections`) to `path` (PNG, JPEG, ...), at the
     image's own size in pixels. Returns the path."""
     from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    fig = Figure(dpi=dpi)
-    FigureCanvasAgg(fig)
+    fig = Figure(dpi=dpi)                                   # no pyplot: savefig picks its own canvas
     ax = fig.add_axes([0, 0, 1, 1])
     draw_detections(ax, image, detection, classes, score_thresh, **kwargs)
     h, w = ax.images[-1].get_array().shape[:2]
@@ -149,7 +146,6 @@ def save_detections(path, image, detection: dict, classes: Optional[Sequence[str
 def _top_candidates(scores: Tensor, conf_thresh: float, K: int) -> Tuple[Tensor, Tensor]:
     """The `K` best priors of each row of `scores (..., P)` among those `> conf_thresh`, best first; on
     exactly equal scores the higher prior index first (the reference's order). Returns `idx, valid (..., K)`.
-
     float32 (and narrower) scores: one `topk` of the int64 key `score_bits * P + index` (the bit pattern
     of a positive float grows with its value). float64 scores: a stable sort of the reversed rows."""
     P = scores.shape[-1]
@@ -163,6 +159,14 @@ def _top_candidates(scores: Tensor, conf_thresh: float, K: int) -> Tuple[Tensor,
     return idx, top >= 0
 
 
+def _check_probabilities(conf: Tensor) -> None:
+    "`conf (B, P, C)` must be softmax output: rows >= 0 summing to 1 (one host sync; NaN fails too)."
+    off = (conf.float().sum(-1) - 1).abs()
+    if bool((conf < 0).any() | ~(off <= (1e-3 if conf.element_size() >= 4 else 2e-2)).all()):
+        raise ValueError(f"Detect: conf must be class probabilities (softmax over the last dim), got a minimum of "
+                         f"{float(conf.min()):.3g} and row sums 1 +- {float(off.max()):.3g}: logits? pass conf.softmax(-1)")
+
+
 class Detect(nn.Module):
     """Turn SSD's raw outputs into detections: decode, threshold, top-k, per-class NMS.
 
@@ -173,8 +177,7 @@ class Detect(nn.Module):
 
     Per image and class: the candidates are the priors with score `> conf_thresh`, of which the `top_k` best
     go into NMS (IoU `> nms_thresh` is suppressed); equal scores: higher prior index first -- the reference's
-    rules. All images and classes run through one `torchvision.ops.batched_nms` call.
-    """
+    rules. All images and classes run through one `torchvision.ops.batched_nms` call."""
 
     def __init__(self, num_classes: int, bkg_label: int = 0, top_k: int = 200,
                  conf_thresh: float = 0.01, nms_thresh: float = 0.45, variances=(0.1, 0.2)):
@@ -201,10 +204,10 @@ class Detect(nn.Module):
             raise ValueError(f"Detect: loc must be (B, P, 4), got {tuple(loc.shape)}")
         B, P, _ = loc.shape
         if conf.shape != (B, P, self.num_classes):
-            raise ValueError(f"Detect: conf must be (B, P, C) = ({B}, {P}, {self.num_classes}) probabilities, "
-                             f"got {tuple(conf.shape)}")
+            raise ValueError(f"Detect: conf must be (B, P, C) = ({B}, {P}, {self.num_classes}), got {tuple(conf.shape)}")
         if priors.shape != (P, 4):
             raise ValueError(f"Detect: priors must be (P, 4) = ({P}, 4), got {tuple(priors.shape)}")
+        _check_probabilities(conf)                                   # logits are not probabilities
         boxes = decode(loc, priors.to(loc), self.variances)          # (B, P, 4) point form
         return self.detect_boxes(boxes, conf)
 

@@ -122,6 +122,16 @@ def _check_annotations(annotations, img, boxes, labels, counts, K: int) -> None:
         except ValueError as e:
             raise ValueError(f"{e}{'' if scaled else ' (pixel boxes need the dict width and height)'}") from None
 
+
+def _check_same_units(d_box: Tensor, g_box: Tensor) -> None:
+    "Detections and ground truth both in pixels or both in fractions (median x2, y2 above 1.5: pixels)."
+    if d_box.numel() and g_box.numel():
+        d_px, g_px = (bool(b[:, 2:].median() > 1.5) for b in (d_box, g_box))
+        if d_px != g_px:
+            unit = lambda px: "pixels" if px else "fractions of the image"
+            raise ValueError(f"evaluate_detections: the detections' boxes are in {unit(d_px)}, the annotations' "
+                             f"in {unit(g_px)}: give both in one coordinate system (scale by width, height)")
+
 # %% ../nbs/10a_evaluate.ipynb #c012
 _sel = lambda x, i: x.index_select(0, i)                       # several times faster than x[i] on the CPU
 
@@ -243,6 +253,7 @@ def evaluate_detections(detections: Sequence[dict], annotations: Sequence[dict],
     I = len(annotations)
     _check_detections(d_img, d_box, d_lab, d_score, d_counts, K)
     _check_annotations(annotations, g_img, g_box, g_lab, g_counts, K)
+    _check_same_units(d_box, g_box)
     d, g = (d_img, d_box, d_lab.long(), d_score), (g_img, g_box, g_lab.long(), g_ign)
     npos = torch.bincount(g[2][~g_ign], minlength=K)
     if method == 'coco':

@@ -7,6 +7,8 @@ import dataclasses
 import glob
 import os
 import time
+import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,12 @@ import torch
 from PIL import Image
 
 from .data import BaseTransform
-from .voc import read_image
+from .voc import pil_to_float, read_image
 from .detect import Detect
 
 # %% auto #0
 __all__ = ['QUICK_DEMO', 'SIZE_BANDS', 'IMAGE_SUFFIXES', 'ap_by_size', 'demo', 'detection_grid', 'image_files', 'as_image',
-           'Detector']
+           'open_image', 'Detections', 'Detector']
 
 # %% ../nbs/10b_inference.ipynb #c006
 QUICK_DEMO = dict(n_train=24, n_test=8, iterations=3, batch_size=4, warmup=1, log_every=1, checkpoint_every=3)
@@ -62,7 +64,7 @@ def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -
     from ssdbook.train import train
     quick = os.environ.get("SSDBOOK_QUICK") == "1" if quick is None else quick
     cfg = shapes_recipe(**{**(QUICK_DEMO if quick else {}), "root": str(root), "out": str(out),
-                           "progress": progress, "device": "cpu", **overrides})
+                           "progress": progress, "device": "cpu", "overwrite": True, **overrides})
     t = [time.perf_counter()]
     print(f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images (seed {cfg.seed}) under {root}", flush=True)
     root, ds = _shapes_test_set(cfg)
@@ -167,6 +169,45 @@ def as_image(x, name="image") -> torch.Tensor:
     return x.float()
 
 
+def _reduced(path, im, w: int, h: int, limit: int):
+    "A JPEG of `w x h > limit` pixels decoded at 1/2, 1/4 or 1/8 of its size (`Image.draft`); else refused."
+    k = next((k for k in (2, 4, 8) if (w // k) * (h // k) <= limit), None)
+    if im.format != "JPEG" or k is None:
+        raise ValueError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} Mpx), more than max_pixels={limit} "
+                         f"({limit / 1e6:.0f} Mpx); downscale it first, or raise max_pixels")
+    turn = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)                  # EXIF: a quarter turn
+    try:
+        im.draft("RGB", (w // k, h // k))                               # DCT scaling: never decodes w x h
+        return pil_to_float(im), ((w, h) if turn else (h, w))
+    except Exception as e:                                              # truncated, corrupt
+        raise ValueError(f"{path}: cannot decode image ({e})") from None
+
+
+def open_image(path, max_pixels=None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An image file for detection: `(image (3, h, w), (H, W))`, `(H, W)` the file's size (EXIF applied).
+    The size comes from the header first: over `max_pixels` (default PIL's `Image.MAX_IMAGE_PIXELS`) a
+    JPEG is decoded at 1/2, 1/4 or 1/8 of its size (then `h, w < H, W`) and anything else is refused, never
+    decoded in full. A one-line `ValueError` naming the file when it cannot be read."""
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:                                # reads the header only
+                if limit and im.size[0] * im.size[1] > limit:
+                    return _reduced(path, im, *im.size, limit)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: image too large to read ({e})") from None
+    except OSError:                                                     # missing, not an image: named below
+        pass
+    image = read_image(path)
+    return image, tuple(image.shape[-2:])
+
+
+def _name(item):
+    "The source name of an item: its path, or None for an in-memory image."
+    return str(item) if isinstance(item, (str, os.PathLike)) else None
+
+
 def _sources(x) -> list:
     "Flatten what `Detector.predict` accepts into a list of single images (paths stay paths: read lazily)."
     if isinstance(x, (list, tuple)):
@@ -187,6 +228,22 @@ def _load_model(path, device):
     return load_model(path, device=device)
 
 
+def _count(name: str, v) -> int:
+    "`v` as an int >= 1, else a one-line ValueError naming `name`."
+    if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
+class Detections(list):
+    """What `Detector.predict` returns: one dict per image read, in order, and `skipped`: a list of
+    `(path, reason)` for each file that could not be read (empty when every file was)."""
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped = list(skipped)
+
+
 class Detector:
     """A trained SSD ready to use: images of any size in, boxes in pixels out.
 
@@ -194,20 +251,21 @@ class Detector:
     folder, a glob pattern, a PIL image, a tensor `(3, H, W)` / `(B, 3, H, W)` in [0, 1], a NumPy `(H, W, 3)`
     image or a list of them, and returns one dict per image: `boxes (n, 4)` pixels `x1, y1, x2, y2`,
     `scores (n,)`, `labels (n,)` (0-based), `names` (class names), `size (H, W)` and `source` (the path).
-    Images go through the network `batch_size` at a time. Other keywords (`top_k`, `nms_thresh`) go to `Detect`.
+    Images go through the network `batch_size` at a time, decoded with the network's own priors (`net.raw`);
+    files over `max_pixels` are never decoded in full (`open_image`). Other keywords (`top_k`, `nms_thresh`)
+    go to `Detect`.
     """
 
     def __init__(self, net, classes, score_thresh: float = 0.3, max_detections: int = 100, batch_size: int = 16,
-                 **detect_kw):
+                 max_pixels=None, **detect_kw):
         if len(classes) != net.num_classes - 1:
             raise ValueError(f"{len(classes)} class names for a network with {net.num_classes - 1} object classes")
         if not 0 <= score_thresh < 1:      # NaN fails too
             raise ValueError(f"score_thresh must be in [0, 1), got {score_thresh}")
-        for name, v in (("max_detections", max_detections), ("batch_size", batch_size)):
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
         self.net, self.classes = net.eval(), tuple(classes)
-        self.score_thresh, self.max_detections, self.batch_size = float(score_thresh), int(max_detections), int(batch_size)
+        self.score_thresh, self.max_detections = float(score_thresh), _count("max_detections", max_detections)
+        self.batch_size = _count("batch_size", batch_size)
+        self.max_pixels = None if max_pixels is None else _count("max_pixels", max_pixels)
         self.detect = Detect(net.num_classes, conf_thresh=self.score_thresh, **detect_kw)
         self.transform = BaseTransform(net.size)
 
@@ -225,36 +283,56 @@ class Detector:
         return (f"Detector({type(self.net).__name__}, {len(self.classes)} classes {list(self.classes)}, "
                 f"device={self.device}, score_thresh={self.score_thresh}, max_detections={self.max_detections})")
 
-    def predict(self, x, batch_size=None) -> list[dict]:
-        "Detections for every image in `x` (see the class docstring); a one-line `ValueError` for a bad input."
-        items = _sources(x)
-        bs, out = batch_size or self.batch_size, []
-        for i in range(0, len(items), bs):
-            chunk = items[i:i + bs]
-            images = [as_image(item, name=str(item) if isinstance(item, (str, os.PathLike)) else f"image {i + k}")
-                      for k, item in enumerate(chunk)]
-            out += self.run_batch(images, [str(c) if isinstance(c, (str, os.PathLike)) else None for c in chunk])
+    def predict(self, x, batch_size=None, strict: bool = False) -> Detections:
+        """Detections for every image in `x` (see the class docstring). A file that cannot be read is skipped
+        and reported in the result's `skipped` `(path, reason)` list (and one warning); `strict=True` raises
+        its `ValueError` instead, with the detections made so far as its `results`. Any other bad input
+        (a missing path, a tensor of the wrong shape, `batch_size < 1`) is a one-line `ValueError`."""
+        out = Detections()
+        for item, res, _ in self._results(_sources(x), batch_size):
+            if isinstance(res, ValueError):
+                if strict:
+                    res.results = out
+                    raise res
+                out.skipped.append((str(item), str(res)))
+            else:
+                out.append(res)
+        if out.skipped:
+            warnings.warn(f"{len(out.skipped)} file(s) could not be read and were skipped (first: "
+                          f"{out.skipped[0][1]}); the result's .skipped lists them", stacklevel=2)
         return out
 
     __call__ = predict
 
     def predict_files(self, files, batch_size=None, with_images=False):
-        """Yield `(path, detections, image)` for each file in order — `detections` is a `ValueError` for a file
-        that cannot be read, `image` the float image if `with_images` (else None). A batch of readable images is
-        run at a time; this is what the command line's `detect` uses to report and skip bad files."""
-        bs, files = batch_size or self.batch_size, list(files)
-        for i in range(0, len(files), bs):
-            chunk, images = files[i:i + bs], {}
-            for f in chunk:
-                try:
-                    images[f] = read_image(f)
-                except ValueError as e:
-                    images[f] = e
-            good = [f for f in chunk if not isinstance(images[f], Exception)]
-            results = dict(zip(good, self.run_batch([images[f] for f in good], [str(f) for f in good]))) if good else {}
-            for f in chunk:
-                ok = f in results
-                yield f, results[f] if ok else images[f], images[f] if ok and with_images else None
+        """Yield `(path, detections, image)` for each file in order: `detections` is the `ValueError` of a file
+        that cannot be read, `image` the float image if `with_images` (else None). `predict` and the command
+        line's `detect` share it, so both skip and report the same files for the same reasons."""
+        yield from self._results(list(files), batch_size, with_images)
+
+    def _read(self, item, index: int):
+        "`(image, (H, W))` of one item; a file's `ValueError` is returned (reported), an in-memory one raised."
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                return open_image(item, self.max_pixels)
+            except ValueError as e:
+                return e
+        image = as_image(item, name=f"image {index}")
+        return image, tuple(image.shape[-2:])
+
+    def _results(self, items, batch_size=None, with_images=False):
+        "Yield `(item, detections or ValueError, image or None)` for each item, one batch of readable images at a time."
+        bs = self.batch_size if batch_size is None else _count("batch_size", batch_size)
+        for i in range(0, len(items), bs):
+            chunk = items[i:i + bs]
+            read = [self._read(item, i + k) for k, item in enumerate(chunk)]
+            good = [k for k, r in enumerate(read) if not isinstance(r, ValueError)]
+            dets = self.run_batch([read[k][0] for k in good], [_name(chunk[k]) for k in good],
+                                  [read[k][1] for k in good]) if good else []
+            found = dict(zip(good, dets))
+            for k, item in enumerate(chunk):
+                ok = k in found
+                yield item, found[k] if ok else read[k], read[k][0] if ok and with_images else None
 
     def prepare(self, images) -> torch.Tensor:
         "A list of float `(3, H_i, W_i)` images -> the network's input `(B, 3, S, S)` (one resize per image size)."
@@ -268,9 +346,10 @@ class Detector:
         return x
 
     @torch.inference_mode()
-    def run_batch(self, images, sources=None) -> list[dict]:
-        "Detections for a list of float `(3, H_i, W_i)` images in [0, 1], run as one batch."
-        sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=torch.float32)   # (B, 2) H, W
+    def run_batch(self, images, sources=None, sizes=None) -> list[dict]:
+        """Detections for a list of float `(3, H_i, W_i)` images in [0, 1], run as one batch; boxes in pixels
+        of `sizes` (default: each image's own `(H_i, W_i)`; `open_image` gives a reduced image's file size)."""
+        sizes = torch.tensor(sizes or [tuple(im.shape[-2:]) for im in images], dtype=torch.float32)  # (B, 2)
         x = self.prepare(images).to(self.device)
         loc, conf, priors = self.net.raw(x)
         out = self.detect(loc.float(), conf.float().softmax(-1), priors).cpu()                # (B, C, top_k, 5)

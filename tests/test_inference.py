@@ -8,7 +8,7 @@ from ssdbook.checkpoint import checkpoint_state, save_checkpoint
 from ssdbook.data import BaseTransform, SHAPES_CLASSES
 from ssdbook.voc import read_image
 from ssdbook.detect import Detect
-from ssdbook.inference import Detector, ap_by_size, as_image, detection_grid, image_files
+from ssdbook.inference import Detector, ap_by_size, as_image, detection_grid, image_files, open_image
 from ssdbook.model import build_ssd
 from ssdbook.shapes import make_shapes_voc
 
@@ -140,8 +140,11 @@ def test_unreadable_file_and_empty_folder(setup, tmp_path):
     _, _, files, det = setup
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(files[0].read_bytes()[:200])        # a truncated JPEG
+    with pytest.warns(UserWarning, match="skipped"):
+        res = det.predict(broken)
+    assert list(res) == [] and res.skipped[0][0] == str(broken) and "broken.jpg" in res.skipped[0][1]
     with pytest.raises(ValueError, match="broken.jpg"):
-        det.predict(broken)
+        det.predict(broken, strict=True)
     out = list(det.predict_files([files[0], broken, files[1]], with_images=True))
     assert [p for p, _, _ in out] == [files[0], broken, files[1]]
     assert isinstance(out[1][1], ValueError) and out[1][2] is None
@@ -181,3 +184,92 @@ def test_detection_grid_writes_a_picture(setup, tmp_path):
     p = detection_grid(imgs, det.predict(imgs), det.classes, tmp_path / "grid.png")
     assert p.stat().st_size > 1000
     assert as_image(Image.open(p)).shape[0] == 3
+
+
+# ---------------------------------------------------------------- issue 21: items 13, 15, 17
+@pytest.mark.parametrize("bs", [-1, 0, 2.5, True, "4"])
+def test_impossible_batch_size_is_refused(setup, bs):
+    _, _, files, det = setup
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1") as e:
+        det.predict(files[:2], batch_size=bs)
+    assert "\n" not in str(e.value)
+
+
+def test_one_corrupt_file_does_not_fail_a_folder(setup, tmp_path):
+    "Skip and report (`.skipped`, one warning), or raise with strict=True keeping the results made so far."
+    _, _, files, det = setup
+    for k, f in enumerate(files[:3]):
+        (tmp_path / f"img{k}.jpg").write_bytes(f.read_bytes())
+    (tmp_path / "img1.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.warns(UserWarning, match="1 file"):
+        res = det.predict(tmp_path, batch_size=2)
+    assert [r["source"] for r in res] == [str(tmp_path / "img0.jpg"), str(tmp_path / "img2.jpg")]
+    assert res.skipped == [(str(tmp_path / "img1.jpg"), res.skipped[0][1])]
+    assert "img1.jpg" in res.skipped[0][1] and "\n" not in res.skipped[0][1]
+    whole = det.predict([tmp_path / "img0.jpg", tmp_path / "img2.jpg"])
+    for a, b in zip(res, whole):
+        assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
+    with pytest.raises(ValueError, match="img1.jpg") as e:
+        det.predict(tmp_path, strict=True)
+    assert [r["source"] for r in e.value.results] == [str(tmp_path / "img0.jpg")]
+    assert det.predict(files[:2]).skipped == []
+
+
+def write_big_png(path, w, h):
+    "A 1-bit PNG of w x h black pixels written row by row (a few kB, whatever its size)."
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    z, row = zlib.compressobj(9), b"\x00" * (1 + (w + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_png_is_refused_before_decoding(tmp_path):
+    "12000 x 12000 (144 Mpx): refused from the header, in a fresh process whose peak memory barely moves."
+    import subprocess
+    import sys
+    big = write_big_png(tmp_path / "big.png", 12000, 12000)
+    small = tmp_path / "small.png"
+    Image.new("RGB", (320, 240), "gray").save(small)
+    code = f"""
+import resource, warnings
+from ssdbook.inference import Detector
+from ssdbook.model import build_ssd
+det = Detector(build_ssd('train', num_classes=3, base='mini'), ['a', 'b'])
+det.predict({str(small)!r})                                  # warm up: the network's own memory
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with warnings.catch_warnings(record=True):
+    res = det.predict([{str(big)!r}, {str(small)!r}])
+print(len(res)); print(res.skipped[0][1])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    count, reason, grew_kb = r.stdout.strip().split("\n")
+    assert count == "1" and "big.png: image is 12000x12000 (144 Mpx), more than max_pixels" in reason
+    assert int(grew_kb) < 50_000, f"peak memory grew by {int(grew_kb) / 1024:.0f} MB"
+
+
+def test_large_jpeg_is_decoded_smaller_and_boxes_are_in_its_pixels(setup, tmp_path):
+    _, ck, _, _ = setup
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (1600, 1200), (90, 160, 200)).save(path)
+    image, size = open_image(path, max_pixels=500_000)
+    assert size == (1200, 1600) and tuple(image.shape) == (3, 600, 800)        # 1/2: DCT scaling
+    full, size_full = open_image(path)
+    assert size_full == (1200, 1600) and tuple(full.shape) == (3, 1200, 1600)
+    det = Detector.from_checkpoint(ck, device="cpu", score_thresh=0.0, max_pixels=500_000)
+    (r,) = det.predict(path)
+    assert r["size"] == (1200, 1600) and r["boxes"][:, 2].max() > 800          # pixels of the file
+    with pytest.raises(ValueError, match="more than max_pixels=100"):
+        open_image(path, max_pixels=100)                                          # even 1/8 is too big
+    png = tmp_path / "wide.png"
+    Image.new("RGB", (1600, 1200)).save(png)
+    with pytest.raises(ValueError, match="wide.png: image is 1600x1200"):
+        open_image(png, max_pixels=500_000)
