@@ -59,7 +59,8 @@ PROBE = r"""
     if (m) warnings.push(m[0].trim().slice(0, 160));
   }
   const plotting = [];
-  const PLOT = /\b(plt|fig|axes|ax|a0|a1)\.\w|\bshow_batch\(|\bdraw_boxes\(|\.imshow\(/;
+  // drawing calls (plt.rcParams and other set-up is not drawing)
+  const PLOT = /\bplt\.(?!rcParams)\w|\b(fig|axes|ax|a0|a1)\.\w|\bshow_batch\(|\bdraw_boxes\(|\.imshow\(/;
   for (const cell of main.querySelectorAll('div.cell')) {
     const input = cell.querySelector('.cell_input');
     if (!input) continue;
@@ -69,7 +70,19 @@ PROBE = r"""
     const drawsImage = !!cell.querySelector('.cell_output img');
     if (!folded && (PLOT.test(code) || drawsImage)) plotting.push(code.trim().split('\n')[0].slice(0, 100));
   }
-  return {scroll, warnings, plotting, width: main.clientWidth};
+  // how many characters of code fit in a code block of this page
+  let charsFit = null;
+  const pre = main.querySelector('.cell_input pre, div.highlight pre');
+  if (pre) {
+    const probe = document.createElement('span');
+    probe.textContent = '0'.repeat(100);
+    pre.appendChild(probe);
+    const cs = getComputedStyle(pre);
+    const inner = pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    charsFit = Math.floor(inner / (probe.getBoundingClientRect().width / 100));
+    probe.remove();
+  }
+  return {scroll, warnings, plotting, width: main.clientWidth, chars_fit: charsFit};
 }
 """
 
@@ -170,6 +183,9 @@ def main(argv=None) -> int:
                 print(f"{name}: warning: {w}")
             for pl in r.get("plotting", []):
                 print(f"{name}: unfolded plot: {pl}")
+    fits = sorted({r["chars_fit"] for r in report.values() if r.get("chars_fit")})
+    if fits:
+        print(f"characters of code that fit in a code block at {args.width} px: {fits[0]}-{fits[-1]}")
     print(f"screenshots in {args.out}; report {args.out / 'report.json'}")
     return 1 if bad else 0
 
