@@ -269,3 +269,18 @@ def test_an_image_set_file_that_is_not_utf8(tmp_path):
     assert len(problems) == 1 and "train.txt: not UTF-8 text" in problems[0]
     with pytest.raises(ValueError, match="train.txt: not UTF-8 text"):
         VOCDetection(tmp_path, [("t", "train")])
+
+
+def test_exif_orientation_on_16_bit_and_rgba(tmp_path):
+    "The turn and the scaling compose: a 16-bit PNG and an RGBA PNG with an EXIF orientation are read upright."
+    deep = Image.fromarray((np.arange(40 * 60).reshape(40, 60) * 20).astype(np.uint16))
+    exif = deep.getexif()
+    exif[0x0112] = 6
+    deep.save(tmp_path / "d.png", exif=exif)
+    x = read_image(tmp_path / "d.png")
+    assert x.shape == (3, 60, 40) and abs(x.max().item() - 2399 * 20 / 65535) < 1e-6
+    clear = Image.fromarray(np.zeros((40, 60, 4), np.uint8), "RGBA")
+    exif = clear.getexif()
+    exif[0x0112] = 8
+    clear.save(tmp_path / "c.png", exif=exif)
+    assert torch.equal(read_image(tmp_path / "c.png"), torch.ones(3, 60, 40))
