@@ -21,6 +21,7 @@ API = {
     "coco": ["COCODetection", "voc_to_coco"],
     "priors": ["PriorBox", "CONFIGS", "layout_config"],
     "model": ["SSD", "build_ssd", "load_vgg16_imagenet"],
+    "pretrained": ["load_torchvision_ssd300", "pretrained_ssd300", "coco_classes"],
     "encoding": ["encode", "decode", "point_form", "center_size"],
     "matching": ["jaccard", "match", "match_batch"],
     "mining": ["hard_negative_mining", "focal_loss"],
