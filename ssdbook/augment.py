@@ -14,10 +14,20 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 from torchvision.transforms import v2
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, check_targets, normalize, to_float_image
+from ssdbook.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_targets,
+    normalize,
+    to_float_image,
+)
 
-if not hasattr(v2.Transform, "make_params"):   # public since torchvision 0.21 (pytorch/vision#8787): fail loudly
-    raise ImportError(f"ssdbook.augment needs torchvision >= 0.21 (public v2 make_params/transform), found {torchvision.__version__}")
+# public since torchvision 0.21 (pytorch/vision#8787): fail loudly
+if not hasattr(v2.Transform, "make_params"):
+    raise ImportError(
+        "ssdbook.augment needs torchvision >= 0.21 (public v2 make_params/transform), "
+        f"found {torchvision.__version__}"
+    )
 
 # %% auto #0
 __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sample', 'from_sample', 'hue_matrix', 'color_affine',
@@ -26,53 +36,86 @@ __all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sam
 
 # %% ../nbs/08_augmentation.ipynb #c006
 def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    "Validate an `(image, target)` pair of the transform contract; return the image as float and the target as `(n, 5)`."
-    if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3 or min(image.shape) < 1:
-        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+    """Validate an `(image, target)` pair of the transform contract; return the image as
+    float and the target as `(n, 5)`."""
+    if (
+        not isinstance(image, Tensor)
+        or image.ndim != 3
+        or image.shape[0] != 3
+        or min(image.shape) < 1
+    ):
+        shape = (
+            tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        )
         raise ValueError(f"image must be a (3, H, W) tensor with pixels, got {shape}")
     if image.dtype != torch.uint8 and not image.is_floating_point():
         raise ValueError(f"image must be float in [0, 1] (or uint8), got {image.dtype}")
     target = torch.as_tensor(target, dtype=torch.float32)
     if target.numel() == 0:
         return to_float_image(image), target.reshape(0, 5)
-    check_targets(target)                     # chapter 1's one validator: shape, finite, fractions, area, labels
-    return to_float_image(image), torch.cat([target[:, :4].clamp(0, 1), target[:, 4:]], 1)
+    # chapter 1's one validator: shape, finite, fractions, area, labels
+    check_targets(target)
+    return to_float_image(image), torch.cat(
+        [target[:, :4].clamp(0, 1), target[:, 4:]], 1
+    )
 
 
 def to_sample(image: Tensor, target: Tensor) -> dict[str, Any]:
-    "Wrap a contract pair as a `transforms.v2` sample: `Image`, XYXY pixel `BoundingBoxes`, `labels`."
+    """Wrap a contract pair as a `transforms.v2` sample: `Image`, XYXY pixel
+    `BoundingBoxes`, `labels`."""
     h, w = image.shape[-2:]
-    boxes = tv_tensors.BoundingBoxes(target[:, :4] * torch.tensor([w, h, w, h], dtype=torch.float32), format="XYXY",
-                                     canvas_size=(h, w))
-    return {"image": tv_tensors.Image(image), "boxes": boxes, "labels": target[:, 4].clone()}
+    boxes = tv_tensors.BoundingBoxes(
+        target[:, :4] * torch.tensor([w, h, w, h], dtype=torch.float32),
+        format="XYXY",
+        canvas_size=(h, w),
+    )
+    return {
+        "image": tv_tensors.Image(image),
+        "boxes": boxes,
+        "labels": target[:, 4].clone(),
+    }
 
 
 def from_sample(sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    "Unwrap a `transforms.v2` sample back to the contract: plain image tensor, `(m, 5)` target in fractions."
+    """Unwrap a `transforms.v2` sample back to the contract: plain image tensor, `(m,
+    5)` target in fractions."""
     image = sample["image"].as_subclass(Tensor)
     boxes = sample["boxes"]
     h, w = boxes.canvas_size
-    boxes = boxes.as_subclass(Tensor).float() / torch.tensor([w, h, w, h], dtype=torch.float32)
+    boxes = boxes.as_subclass(Tensor).float() / torch.tensor(
+        [w, h, w, h], dtype=torch.float32
+    )
     return image, torch.cat([boxes, sample["labels"].float()[:, None]], 1)
 
 # %% ../nbs/08_augmentation.ipynb #c008
 _GREY = torch.tensor([0.2989, 0.587, 0.114])
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+)
 
 
 def hue_matrix(hue: float) -> Tensor:
-    "The 3×3 matrix that turns the hue by `hue` of a full turn (rotation of the IQ plane of YIQ)."
-    t = -2 * math.pi * hue                      # sign chosen so that hue > 0 turns red towards yellow, like HSV
+    """The 3×3 matrix that turns the hue by `hue` of a full turn (rotation of the IQ
+    plane of YIQ)."""
+    # sign chosen so that hue > 0 turns red towards yellow, like HSV
+    t = -2 * math.pi * hue
     c, s = math.cos(t), math.sin(t)
     rot = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
     return torch.linalg.inv(_YIQ) @ rot @ _YIQ
 
 
-def color_affine(channel_mean: Tensor, brightness: float | None = None, contrast: float | None = None,
-                 saturation: float | None = None, hue: float | None = None, contrast_before: bool = True,
-                 permutation: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Compose the photometric operations (in `RandomPhotometricDistort`'s order) into `x -> A @ x + b`.
-    `channel_mean (3,)`: the image's per-channel mean (for contrast). Returns `A (3, 3)`, `b (3,)`."""
+def color_affine(
+    channel_mean: Tensor,
+    brightness: float | None = None,
+    contrast: float | None = None,
+    saturation: float | None = None,
+    hue: float | None = None,
+    contrast_before: bool = True,
+    permutation: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Compose the photometric operations (in `RandomPhotometricDistort`'s order) into
+    `x -> A @ x + b`. `channel_mean (3,)`: the image's per-channel mean (for contrast).
+    Returns `A (3, 3)`, `b (3,)`."""
     A, b, eye = torch.eye(3), torch.zeros(3), torch.eye(3)
 
     def then(M, off=None):
@@ -99,93 +142,170 @@ def color_affine(channel_mean: Tensor, brightness: float | None = None, contrast
 
 
 class RandomColorDistort(v2.RandomPhotometricDistort):
-    """`v2.RandomPhotometricDistort` (same parameters, same random draws) applied as one colour matrix:
-    one pass over the pixels and one clamp. Boxes and labels pass through unchanged."""
+    """`v2.RandomPhotometricDistort` (same parameters, same random draws) applied as one
+    colour matrix: one pass over the pixels and one clamp. Boxes and labels pass through
+    unchanged."""
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, tv_tensors.Image):
             return inpt
-        x = inpt.as_subclass(Tensor)[None]                                   # (1, 3, H, W)
+        x = inpt.as_subclass(Tensor)[None]  # (1, 3, H, W)
         A, b = params_affine(x.mean((2, 3))[0], params)
         return tv_tensors.wrap(apply_color(x, A[None], b[None])[0], like=inpt)
 
 
 def params_affine(channel_mean: Tensor, params: dict) -> tuple[Tensor, Tensor]:
-    "`color_affine` of one draw of `RandomPhotometricDistort`'s parameters (`make_params`'s dict)."
-    return color_affine(channel_mean, params["brightness_factor"], params["contrast_factor"],
-                        params["saturation_factor"], params["hue_factor"], params["contrast_before"],
-                        params["channel_permutation"])
+    """`color_affine` of one draw of `RandomPhotometricDistort`'s parameters
+    (`make_params`'s dict)."""
+    return color_affine(
+        channel_mean,
+        params["brightness_factor"],
+        params["contrast_factor"],
+        params["saturation_factor"],
+        params["hue_factor"],
+        params["contrast_before"],
+        params["channel_permutation"],
+    )
 
 
 def apply_color(images: Tensor, A: Tensor, b: Tensor) -> Tensor:
-    "`images (B, 3, H, W)` in [0, 1] -> `A @ x + b` per pixel, clamped to [0, 1]: one batched matrix product."
+    """`images (B, 3, H, W)` in [0, 1] -> `A @ x + b` per pixel, clamped to [0, 1]: one
+    batched matrix product."""
     flat = images.reshape(len(images), 3, -1)
-    return torch.baddbmm(b.to(flat)[:, :, None], A.to(flat), flat).clamp_(0, 1).reshape(images.shape)
+    return (
+        torch.baddbmm(b.to(flat)[:, :, None], A.to(flat), flat)
+        .clamp_(0, 1)
+        .reshape(images.shape)
+    )
 
 
-def color_params(distort: v2.RandomPhotometricDistort, generator: torch.Generator) -> dict:
-    "One draw of `distort`'s parameters (its ranges, its probability `p`) from `generator`: what `make_params` draws."
+def color_params(
+    distort: v2.RandomPhotometricDistort, generator: torch.Generator
+) -> dict:
+    """One draw of `distort`'s parameters (its ranges, its probability `p`) from
+    `generator`: what `make_params` draws."""
+
     def pick(rng):
         if rng is None or float(torch.rand((), generator=generator)) >= distort.p:
             return None
         return float(rng[0] + (rng[1] - rng[0]) * torch.rand((), generator=generator))
-    out = dict(brightness_factor=pick(distort.brightness), contrast_factor=pick(distort.contrast),
-               saturation_factor=pick(distort.saturation), hue_factor=pick(distort.hue),
-               contrast_before=bool(torch.rand((), generator=generator) < 0.5), channel_permutation=None)
+
+    out = dict(
+        brightness_factor=pick(distort.brightness),
+        contrast_factor=pick(distort.contrast),
+        saturation_factor=pick(distort.saturation),
+        hue_factor=pick(distort.hue),
+        contrast_before=bool(torch.rand((), generator=generator) < 0.5),
+        channel_permutation=None,
+    )
     if float(torch.rand((), generator=generator)) < distort.p:
         out["channel_permutation"] = torch.randperm(3, generator=generator)
     return out
 
 # %% ../nbs/08_augmentation.ipynb #c010
-SSD_CROP_OPTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # 1.0 = whole image, 0.0 = no constraint (torchvision's encoding)
-REFERENCE_CROP_OPTIONS = (0.0, 0.1, 0.3, 0.7, 0.9, 1.0)  # ssd.pytorch's modes: 0.5 forgotten
+# 1.0 = whole image, 0.0 = no constraint (torchvision's encoding)
+SSD_CROP_OPTIONS = (
+    0.0,
+    0.1,
+    0.3,
+    0.5,
+    0.7,
+    0.9,
+    1.0,
+)
+# ssd.pytorch's modes: 0.5 forgotten
+REFERENCE_CROP_OPTIONS = (
+    0.0,
+    0.1,
+    0.3,
+    0.7,
+    0.9,
+    1.0,
+)
 
 
 class SSDRandomIoUCrop(v2.RandomIoUCrop):
-    """SSD's random IoU crop: torchvision's `RandomIoUCrop` with a vectorised patch sampler that also crops
-    images with no objects, a bounded number of retries, and a choice of rule: `"any"` (Caffe, torchvision: one
-    object with IoU >= min_iou and its centre inside), `"centre"` (the reference port's effective rule: no IoU test,
-    one centre inside) or `"all"` (every object with IoU >= min_iou, one centre inside).
-    Follow it by `v2.SanitizeBoundingBoxes` (it zeroes the boxes whose centre left the patch)."""
+    """SSD's random IoU crop: torchvision's `RandomIoUCrop` with a vectorised patch
+    sampler that also crops images with no objects, a bounded number of retries, and a
+    choice of rule: `"any"` (Caffe, torchvision: one object with IoU >= min_iou and its
+    centre inside), `"centre"` (the reference port's effective rule: no IoU test, one
+    centre inside) or `"all"` (every object with IoU >= min_iou, one centre inside).
+    Follow it by `v2.SanitizeBoundingBoxes` (it zeroes the boxes whose centre left the
+    patch)."""
 
-    def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, min_aspect_ratio: float = 0.5,
-                 max_aspect_ratio: float = 2.0, sampler_options: Sequence[float] = SSD_CROP_OPTIONS,
-                 trials: int = 50, rule: str = "any", max_draws: int = 50):
-        super().__init__(min_scale, max_scale, min_aspect_ratio, max_aspect_ratio, list(sampler_options), trials)
+    def __init__(
+        self,
+        min_scale: float = 0.3,
+        max_scale: float = 1.0,
+        min_aspect_ratio: float = 0.5,
+        max_aspect_ratio: float = 2.0,
+        sampler_options: Sequence[float] = SSD_CROP_OPTIONS,
+        trials: int = 50,
+        rule: str = "any",
+        max_draws: int = 50,
+    ):
+        super().__init__(
+            min_scale,
+            max_scale,
+            min_aspect_ratio,
+            max_aspect_ratio,
+            list(sampler_options),
+            trials,
+        )
         if rule not in ("any", "centre", "all"):
-            raise ValueError(f"rule must be 'any' (Caffe, torchvision), 'centre' (ssd.pytorch as it runs) or 'all', "
-                             f"got {rule!r}")
+            raise ValueError(
+                "rule must be 'any' (Caffe, torchvision), 'centre' (ssd.pytorch as it "
+                "runs) or 'all', "
+                f"got {rule!r}"
+            )
         if not 0 < min_scale <= max_scale <= 1:
-            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}")
+            raise ValueError(
+                f"need 0 < min_scale <= max_scale <= 1, got {min_scale}, {max_scale}"
+            )
         self.rule, self.max_draws = rule, max_draws
 
     def _candidates(self, h: int, w: int) -> Tensor:
-        "`trials` random patches `(T, 4)` in integer pixels `left, top, right, bottom`; invalid ones have zero width."
-        side = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(self.trials, 2)
+        """`trials` random patches `(T, 4)` in integer pixels `left, top, right,
+        bottom`; invalid ones have zero width."""
+        side = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(
+            self.trials, 2
+        )
         size = (side * torch.tensor([w, h])).floor()
         off = ((torch.tensor([w, h]) - size) * torch.rand(self.trials, 2)).floor()
         patch = torch.cat([off, off + size], 1)
         ratio = size[:, 0] / size[:, 1].clamp(min=1)
-        bad = (ratio < self.min_aspect_ratio) | (ratio > self.max_aspect_ratio) | (size < 1).any(1)
+        bad = (
+            (ratio < self.min_aspect_ratio)
+            | (ratio > self.max_aspect_ratio)
+            | (size < 1).any(1)
+        )
         patch[bad, 2] = patch[bad, 0]
         return patch
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         boxes = next(x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes))
         h, w = boxes.canvas_size
-        xyxy = v2.functional.convert_bounding_box_format(boxes.as_subclass(Tensor), old_format=boxes.format,
-                                                          new_format=tv_tensors.BoundingBoxFormat.XYXY).float()
+        xyxy = v2.functional.convert_bounding_box_format(
+            boxes.as_subclass(Tensor),
+            old_format=boxes.format,
+            new_format=tv_tensors.BoundingBoxFormat.XYXY,
+        ).float()
         cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
         for _ in range(self.max_draws):
             min_iou = self.options[int(torch.randint(len(self.options), ()))]
             if min_iou >= 1.0:
-                return {}                                                   # whole image
-            patch = self._candidates(h, w)                                  # (T, 4)
+                return {}  # whole image
+            patch = self._candidates(h, w)  # (T, 4)
             ok = patch[:, 2] > patch[:, 0]
-            inside = ((cx > patch[:, :1]) & (cx < patch[:, 2:3])
-                      & (cy > patch[:, 1:2]) & (cy < patch[:, 3:4]))     # (T, n) centre in patch
+            # (T, n) centre in patch
+            inside = (
+                (cx > patch[:, :1])
+                & (cx < patch[:, 2:3])
+                & (cy > patch[:, 1:2])
+                & (cy < patch[:, 3:4])
+            )
             if len(xyxy):
-                iou = box_iou(patch, xyxy)                                  # (T, n)
+                iou = box_iou(patch, xyxy)  # (T, n)
                 if self.rule == "any":
                     ok &= (inside & (iou >= min_iou)).any(1)
                 elif self.rule == "centre":
@@ -195,42 +315,99 @@ class SSDRandomIoUCrop(v2.RandomIoUCrop):
             if ok.any():
                 i = int(ok.nonzero()[0])
                 left, top, right, bottom = (int(v) for v in patch[i])
-                return dict(top=top, left=left, height=bottom - top, width=right - left,
-                            is_within_crop_area=inside[i])
-        return {}                                                           # gave up: whole image is valid
+                return dict(
+                    top=top,
+                    left=left,
+                    height=bottom - top,
+                    width=right - left,
+                    is_within_crop_area=inside[i],
+                )
+        return {}  # gave up: whole image is valid
 
 # %% ../nbs/08_augmentation.ipynb #c012
 class SSDAugmentation:
-    """The SSD paper's training augmentation as a transform of the contract:
-    `aug(image (3, H, W) float [0, 1], target (n, 5) fractions) -> (image (3, size, size) normalised, target (m, 5))`.
+    """The SSD paper's training augmentation as a transform of the contract: `aug(image
+    (3, H, W) float [0, 1], target (n, 5) fractions) -> (image (3, size, size)
+    normalised, target (m, 5))`.
 
-    Steps (each can be switched off): photometric distortion (`RandomColorDistort`, or torchvision's
-    `RandomPhotometricDistort` with `photometric="torchvision"`), zoom out up to `max_expand`× (mean fill), random
-    IoU crop (`crop_options`, `crop_rule`, see `SSDRandomIoUCrop`), horizontal flip; then resize and normalise.
-    Objects whose centre leaves the crop, or that shrink below one output pixel, are dropped; an image with no
-    objects left (or none to begin with) returns a `(0, 5)` target. Randomness comes from torch's generator:
-    `torch.manual_seed` makes it repeatable."""
+    Steps (each can be switched off): photometric distortion (`RandomColorDistort`, or
+    torchvision's `RandomPhotometricDistort` with `photometric="torchvision"`), zoom out
+    up to `max_expand`× (mean fill), random IoU crop (`crop_options`, `crop_rule`, see
+    `SSDRandomIoUCrop`), horizontal flip; then resize and normalise. Objects whose
+    centre leaves the crop, or that shrink below one output pixel, are dropped; an image
+    with no objects left (or none to begin with) returns a `(0, 5)` target. Randomness
+    comes from torch's generator: `torch.manual_seed` makes it repeatable."""
 
-    def __init__(self, size: int = 300, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 photometric: bool | str = True, expand: bool = True, crop: bool = True, flip: bool = True,
-                 max_expand: float = 4.0, crop_options: Sequence[float] = SSD_CROP_OPTIONS, crop_rule: str = "any"):
-        self.size, self.mean, self.std = size, tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    def __init__(
+        self,
+        size: int = 300,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        photometric: bool | str = True,
+        expand: bool = True,
+        crop: bool = True,
+        flip: bool = True,
+        max_expand: float = 4.0,
+        crop_options: Sequence[float] = SSD_CROP_OPTIONS,
+        crop_rule: str = "any",
+    ):
+        self.size, self.mean, self.std = (
+            size,
+            tuple(float(m) for m in mean),
+            tuple(float(s) for s in std),
+        )
         steps: list[tuple[str, v2.Transform]] = []
         if photometric not in (True, False, "fast", "torchvision"):
-            raise ValueError(f"photometric must be True/'fast', 'torchvision' or False, got {photometric!r}")
+            raise ValueError(
+                "photometric must be True/'fast', 'torchvision' or False, got "
+                f"{photometric!r}"
+            )
         if photometric:
-            distort = v2.RandomPhotometricDistort if photometric == "torchvision" else RandomColorDistort
+            distort = (
+                v2.RandomPhotometricDistort
+                if photometric == "torchvision"
+                else RandomColorDistort
+            )
             steps.append(("photometric", distort(p=0.5)))
         if expand:
-            steps.append(("zoom out", v2.RandomZoomOut(fill={tv_tensors.Image: self.mean, "others": 0},
-                                                       side_range=(1.0, max_expand), p=0.5)))
+            steps.append(
+                (
+                    "zoom out",
+                    v2.RandomZoomOut(
+                        fill={tv_tensors.Image: self.mean, "others": 0},
+                        side_range=(1.0, max_expand),
+                        p=0.5,
+                    ),
+                )
+            )
         if crop:
-            steps.append(("IoU crop", v2.Compose([SSDRandomIoUCrop(sampler_options=crop_options, rule=crop_rule),
-                                                  v2.SanitizeBoundingBoxes()])))
+            steps.append(
+                (
+                    "IoU crop",
+                    v2.Compose(
+                        [
+                            SSDRandomIoUCrop(
+                                sampler_options=crop_options, rule=crop_rule
+                            ),
+                            v2.SanitizeBoundingBoxes(),
+                        ]
+                    ),
+                )
+            )
         if flip:
             steps.append(("flip", v2.RandomHorizontalFlip(p=0.5)))
-        steps.append(("resize", v2.Compose([v2.Resize((size, size), antialias=True), v2.SanitizeBoundingBoxes()])))
-        self.steps = steps                                  # named, for pictures (`trace`)
+        steps.append(
+            (
+                "resize",
+                v2.Compose(
+                    [
+                        v2.Resize((size, size), antialias=True),
+                        v2.SanitizeBoundingBoxes(),
+                    ]
+                ),
+            )
+        )
+        self.steps = steps  # named, for pictures (`trace`)
         self.normalize = v2.Normalize(self.mean, self.std)
         self.transform = v2.Compose([t for _, t in steps] + [self.normalize])
 
@@ -239,7 +416,8 @@ class SSDAugmentation:
         return from_sample(self.transform(to_sample(image, target)))
 
     def trace(self, image: Tensor, target: Tensor) -> list[tuple[str, Tensor, Tensor]]:
-        "Apply the steps one by one; return `(name, image in [0, 1], target)` after each (before normalising)."
+        """Apply the steps one by one; return `(name, image in [0, 1], target)` after
+        each (before normalising)."""
         image, target = check_sample(image, target)
         sample, out = to_sample(image, target), [("input", image, target)]
         for name, t in self.steps:
@@ -252,30 +430,59 @@ class SSDAugmentation:
 
 # %% ../nbs/08_augmentation.ipynb #c038
 def _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep):
-    "Boxes `(B, M, 4)` seen through per-image windows: new boxes (clipped) and which survive `(B, M)`."
-    nb = (boxes - torch.stack([ox, oy, ox, oy], 1)[:, None]) / torch.stack([sw, sh, sw, sh], 1)[:, None]
+    """Boxes `(B, M, 4)` seen through per-image windows: new boxes (clipped) and which
+    survive `(B, M)`."""
+    nb = (boxes - torch.stack([ox, oy, ox, oy], 1)[:, None]) / torch.stack(
+        [sw, sh, sw, sh], 1
+    )[:, None]
     cb = nb.clamp(0, 1)
-    area = lambda b: (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    area = lambda b: (
+        (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    )
     centre = (nb[..., :2] + nb[..., 2:]) / 2
     inside = ((centre > 0) & (centre < 1)).all(-1)
-    keep = valid & inside & (area(cb) >= min_keep * area(nb).clamp(min=1e-12)) & (area(cb) > 0)
+    keep = (
+        valid
+        & inside
+        & (area(cb) >= min_keep * area(nb).clamp(min=1e-12))
+        & (area(cb) > 0)
+    )
     return cb, keep
 
 
-def batch_augment(images, targets, generator, mean=IMAGENET_MEAN, std=IMAGENET_STD, flip=0.5, photometric=0.5,
-                  zoom=0.5, zoom_range=(0.6, 1.6), min_keep=0.4):
-    """The light augmentation of a whole batch on its device: `images` uint8 `(B, 3, S, S)` (or float in [0, 1]),
-    `targets` B × `(n_i, 5)` -> normalised float images `(B, 3, S, S)` and the new targets. Random draws come
-    from `generator` (a CPU `torch.Generator`): the same generator state gives the same batch on any device."""
-    from ssdbook.matching import pad_targets                  # (B,M,4), (B,M), (B,M): chapter 5's padding
+def batch_augment(
+    images,
+    targets,
+    generator,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    flip=0.5,
+    photometric=0.5,
+    zoom=0.5,
+    zoom_range=(0.6, 1.6),
+    min_keep=0.4,
+):
+    """The light augmentation of a whole batch on its device: `images` uint8 `(B, 3, S,
+    S)` (or float in [0, 1]), `targets` B × `(n_i, 5)` -> normalised float images `(B,
+    3, S, S)` and the new targets. Random draws come from `generator` (a CPU
+    `torch.Generator`): the same generator state gives the same batch on any device."""
+    # (B,M,4), (B,M), (B,M): chapter 5's padding
+    from ssdbook.matching import (
+        pad_targets,
+    )
+
     B, dev = images.shape[0], images.device
     rnd = lambda *s: torch.rand(*s, generator=generator).to(dev)
-    x = to_float_image(images)                                 # chapter 1's uint8 -> [0, 1]
-    if photometric > 0:                                        # colour: chapter 8's matrices, one bmm
+    x = to_float_image(images)  # chapter 1's uint8 -> [0, 1]
+    if photometric > 0:  # colour: chapter 8's matrices, one bmm
         distort, mu = RandomColorDistort(p=photometric), x.mean((2, 3)).cpu()
         Ab = [params_affine(mu[i], color_params(distort, generator)) for i in range(B)]
-        x = apply_color(x, torch.stack([a for a, _ in Ab]).to(dev), torch.stack([b for _, b in Ab]).to(dev))
-    x = normalize(x, mean, std)                                # the zoom-out canvas is 0 = the mean colour
+        x = apply_color(
+            x,
+            torch.stack([a for a, _ in Ab]).to(dev),
+            torch.stack([b for _, b in Ab]).to(dev),
+        )
+    x = normalize(x, mean, std)  # the zoom-out canvas is 0 = the mean colour
     boxes, labels, valid = (t.to(dev) for t in pad_targets(targets))
     lo, hi = math.log(zoom_range[0]), math.log(zoom_range[1])
     s, aspect = torch.exp(lo + (hi - lo) * rnd(B)), torch.exp((rnd(B) - 0.5) * 0.4)
@@ -283,18 +490,23 @@ def batch_augment(images, targets, generator, mean=IMAGENET_MEAN, std=IMAGENET_S
     ox = torch.minimum(1 - sw, torch.zeros_like(sw)) + (1 - sw).abs() * rnd(B)
     oy = torch.minimum(1 - sh, torch.zeros_like(sh)) + (1 - sh).abs() * rnd(B)
     cb, keep = _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep)
-    use = (rnd(B) < zoom) & (keep.any(1) | ~valid.any(1))      # never zoom every box away
+    use = (rnd(B) < zoom) & (keep.any(1) | ~valid.any(1))  # never zoom every box away
     keep = torch.where(use[:, None], keep, valid)
     cb = torch.where(use[:, None, None], cb, boxes)
-    if use.any():                                              # resample only the images that zoom
+    if use.any():  # resample only the images that zoom
         u = use.nonzero().squeeze(1)
         theta = torch.zeros(len(u), 2, 3, device=dev)
         theta[:, 0, 0], theta[:, 0, 2] = sw[u], 2 * ox[u] + sw[u] - 1
         theta[:, 1, 1], theta[:, 1, 2] = sh[u], 2 * oy[u] + sh[u] - 1
         grid = F.affine_grid(theta, [len(u), *x.shape[1:]], align_corners=False)
         x.index_copy_(0, u, F.grid_sample(x[u], grid, align_corners=False))
-    f = rnd(B) < flip                                          # horizontal flip
+    f = rnd(B) < flip  # horizontal flip
     x = torch.where(f[:, None, None, None], x.flip(-1), x)
-    cb = torch.where(f[:, None, None], torch.stack([1 - cb[..., 2], cb[..., 1], 1 - cb[..., 0], cb[..., 3]], -1), cb)
+    cb = torch.where(
+        f[:, None, None],
+        torch.stack([1 - cb[..., 2], cb[..., 1], 1 - cb[..., 0], cb[..., 3]], -1),
+        cb,
+    )
     out = torch.cat([cb, labels[..., None].to(cb.dtype)], -1)  # (B, M, 5)
-    return x, list(out[keep].split(keep.sum(1).tolist()))      # the kept boxes of each image, (n_b, 5)
+    # the kept boxes of each image, (n_b, 5)
+    return x, list(out[keep].split(keep.sum(1).tolist()))

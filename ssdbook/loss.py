@@ -13,59 +13,93 @@ from .encoding import encode
 from .matching import match_batch, pad_targets
 from .mining import focal_loss, hard_negative_mining
 
-_all_ = ["hard_negative_mining"]                 # chapter 7's mining, re-exported by ssdbook.loss
+_all_ = ["hard_negative_mining"]  # chapter 7's mining, re-exported by ssdbook.loss
 
 # %% ../nbs/07_loss.ipynb #c019
-def multibox_loss(loc_data: Tensor, conf_data: Tensor, loc_t: Tensor, conf_t: Tensor,
-                  neg_pos_ratio: float = 3, neg_mining: bool = True, return_masks: bool = False,
-                  focal_gamma: float = 0.0):
+def multibox_loss(
+    loc_data: Tensor,
+    conf_data: Tensor,
+    loc_t: Tensor,
+    conf_t: Tensor,
+    neg_pos_ratio: float = 3,
+    neg_mining: bool = True,
+    return_masks: bool = False,
+    focal_gamma: float = 0.0,
+):
     """The SSD loss from already matched targets.
 
-    `loc_data (B,P,4)`, `conf_data (B,P,C)` are the network's outputs, `loc_t (B,P,4)` the encoded targets
-    and `conf_t (B,P)` int64 the class targets (0 = background). Returns `(loss_l, loss_c)`: smooth L1 over
-    the positives and cross-entropy over the positives and the mined hard negatives, both divided by N,
-    the number of positives in the batch. N = max(N, 1): a batch without positives gives two zero losses.
-    `focal_gamma > 0`: the confidence term is chapter 6's focal loss over every prior instead (no mining).
-    With `return_masks=True` it returns `(loss_l, loss_c, pos, neg)`, the `(B,P)` bool masks used."""
-    pos = conf_t > 0                                                  # (B,P)
-    n = pos.sum().clamp(min=1)                                        # N, never 0 (stays on the device)
-    with torch.no_grad():                                             # ranking: no autograd graph
+    `loc_data (B,P,4)`, `conf_data (B,P,C)` are the network's outputs, `loc_t (B,P,4)`
+    the encoded targets and `conf_t (B,P)` int64 the class targets (0 = background).
+    Returns `(loss_l, loss_c)`: smooth L1 over the positives and cross-entropy over the
+    positives and the mined hard negatives, both divided by N, the number of positives
+    in the batch. N = max(N, 1): a batch without positives gives two zero losses.
+    `focal_gamma > 0`: the confidence term is chapter 6's focal loss over every prior
+    instead (no mining). With `return_masks=True` it returns `(loss_l, loss_c, pos,
+    neg)`, the `(B,P)` bool masks used."""
+    pos = conf_t > 0  # (B,P)
+    n = pos.sum().clamp(min=1)  # N, never 0 (stays on the device)
+    with torch.no_grad():  # ranking: no autograd graph
         if neg_mining and not focal_gamma:
-            # a negative's score is its cross-entropy against class 0: -log_softmax(conf)[..., 0], the
-            # numbers prior_conf_loss gives on the negatives (positives are never ranked), in one pass
-            logp = F.log_softmax(conf_data.detach().reshape(-1, conf_data.shape[-1]), dim=-1)   # (B*P,C)
-            score = logp[:, 0].neg().view(pos.shape)                  # (B,P)
-            del logp                                                  # free (B,P,C) before mining
+            # a negative's score is its cross-entropy against class 0,
+            # -log_softmax(conf)[..., 0]: the numbers prior_conf_loss gives on the
+            # negatives (positives are never ranked), in one pass
+            # (B*P,C)
+            logp = F.log_softmax(
+                conf_data.detach().reshape(-1, conf_data.shape[-1]), dim=-1
+            )
+            score = logp[:, 0].neg().view(pos.shape)  # (B,P)
+            del logp  # free (B,P,C) before mining
             neg = hard_negative_mining(score, pos, neg_pos_ratio=neg_pos_ratio)
         else:
             neg = ~pos
-    idx = (pos | neg).reshape(-1).nonzero().squeeze(1)                # (K,) flat indices of pos | neg
-    c_t = conf_t.reshape(-1).index_select(0, idx)                     # (K,)
+    idx = (pos | neg).reshape(-1).nonzero().squeeze(1)  # (K,) flat indices of pos | neg
+    c_t = conf_t.reshape(-1).index_select(0, idx)  # (K,)
     # confidence: cross-entropy (or focal loss) of the K chosen priors
-    conf_k = conf_data.reshape(-1, conf_data.shape[-1]).index_select(0, idx)       # (K,C)
-    loss_c = (focal_loss(conf_k, c_t, focal_gamma) if focal_gamma else F.cross_entropy(conf_k, c_t, reduction="sum")) / n
-    # localisation: smooth L1 over the 4 coordinates of the positives (0 for the negatives among the K)
-    diff = (loc_data.reshape(-1, 4).index_select(0, idx)
-            - loc_t.reshape(-1, 4).index_select(0, idx))              # (K,4)
+    conf_k = conf_data.reshape(-1, conf_data.shape[-1]).index_select(0, idx)  # (K,C)
+    loss_c = (
+        focal_loss(conf_k, c_t, focal_gamma)
+        if focal_gamma
+        else F.cross_entropy(conf_k, c_t, reduction="sum")
+    ) / n
+    # localisation: smooth L1 over the 4 coordinates of the positives
+    # (0 for the negatives among the K)
+    diff = loc_data.reshape(-1, 4).index_select(0, idx) - loc_t.reshape(
+        -1, 4
+    ).index_select(0, idx)  # (K,4)
     diff = torch.where((c_t > 0).unsqueeze(1), diff, 0.0)
-    loss_l = F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="sum", beta=1.0) / n
+    loss_l = (
+        F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="sum", beta=1.0) / n
+    )
     if return_masks:
         return loss_l, loss_c, pos, neg
     return loss_l, loss_c
 
 # %% ../nbs/07_loss.ipynb #c020
-def match_iou_only(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2),
-                   num_classes: int | None = None) -> tuple[Tensor, Tensor]:
-    """Matching by IoU alone (`MultiBoxLoss(prior_for_matching=False)`): `loc_t (B, P, 4)` (positives only),
-    `conf_t (B, P)`. A prior is positive where its best object's IoU is >= `threshold`; unlike `match_batch`
-    (chapter 5) no object claims its best prior regardless, so an object that no prior overlaps enough is not
-    learnt at all. Elsewhere the two agree exactly."""
-    loc_t, conf_t, d = match_batch(targets, priors, threshold, variances, positives_only=True,
-                                   num_classes=num_classes, return_details=True)
-    if d["overlaps"].shape[1] == 0:                                  # no object in the whole batch
+def match_iou_only(
+    targets,
+    priors: Tensor,
+    threshold: float = 0.5,
+    variances=(0.1, 0.2),
+    num_classes: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Matching by IoU alone (`MultiBoxLoss(prior_for_matching=False)`): `loc_t (B, P,
+    4)` (positives only), `conf_t (B, P)`. A prior is positive where its best object's
+    IoU is >= `threshold`; unlike `match_batch` (chapter 5) no object claims its best
+    prior regardless, so an object that no prior overlaps enough is not learnt at all.
+    Elsewhere the two agree exactly."""
+    loc_t, conf_t, d = match_batch(
+        targets,
+        priors,
+        threshold,
+        variances,
+        positives_only=True,
+        num_classes=num_classes,
+        return_details=True,
+    )
+    if d["overlaps"].shape[1] == 0:  # no object in the whole batch
         return loc_t, conf_t
     truths, labels, _ = pad_targets(targets)
-    best, idx = d["overlaps"].max(1)                                 # (B, P): each prior's best object, by IoU
+    best, idx = d["overlaps"].max(1)  # (B, P): each prior's best object, by IoU
     conf_t = torch.where(best >= threshold, labels.to(idx.device).gather(1, idx) + 1, 0)
     b, p = conf_t.nonzero(as_tuple=True)
     loc_t = torch.zeros_like(loc_t)
@@ -74,70 +108,153 @@ def match_iou_only(targets, priors: Tensor, threshold: float = 0.5, variances=(0
 
 # %% ../nbs/07_loss.ipynb #c021
 def _number(name: str, v, ok, rule: str) -> None:
-    "Raise a one-line `ValueError` unless `v` is a real number (not a bool) with `ok(v)`."
+    """Raise a one-line `ValueError` unless `v` is a real number (not a bool) with
+    `ok(v)`."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
         raise ValueError(f"MultiBoxLoss: {name} must be {rule}, got {v!r}")
 
 
-def _check_options(num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances, focal_gamma) -> None:
-    "The constructor's arguments, each checked with a one-line error (NaN fails every comparison)."
-    _number("num_classes", num_classes, lambda v: v == int(v) and v >= 2,
-            "an integer >= 2 (the object classes plus background)")
+def _check_options(
+    num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances, focal_gamma
+) -> None:
+    """The constructor's arguments, each checked with a one-line error (NaN fails every
+    comparison)."""
+    _number(
+        "num_classes",
+        num_classes,
+        lambda v: v == int(v) and v >= 2,
+        "an integer >= 2 (the object classes plus background)",
+    )
     _number("overlap_thresh", overlap_thresh, lambda v: 0 < v <= 1, "an IoU in (0, 1]")
-    _number("bkg_label", bkg_label, lambda v: v == 0, "0 (class 0 is background in ssdbook)")
-    _number("neg_pos", neg_pos, lambda v: 0 <= v < float("inf"), "a finite number >= 0 (negatives per positive)")
+    _number(
+        "bkg_label", bkg_label, lambda v: v == 0, "0 (class 0 is background in ssdbook)"
+    )
+    _number(
+        "neg_pos",
+        neg_pos,
+        lambda v: 0 <= v < float("inf"),
+        "a finite number >= 0 (negatives per positive)",
+    )
     _number("neg_overlap", neg_overlap, lambda v: 0 <= v <= 1, "an IoU in [0, 1]")
-    _number("focal_gamma", focal_gamma, lambda v: 0 <= v < float("inf"), "a finite number >= 0 (0: mining)")
+    _number(
+        "focal_gamma",
+        focal_gamma,
+        lambda v: 0 <= v < float("inf"),
+        "a finite number >= 0 (0: mining)",
+    )
     if not isinstance(variances, (tuple, list)) or len(variances) != 2:
-        raise ValueError(f"MultiBoxLoss: variances must be two numbers (centre, size), got {variances!r}")
+        raise ValueError(
+            "MultiBoxLoss: variances must be two numbers (centre, size), got "
+            f"{variances!r}"
+        )
     for v in variances:
-        _number("variances", v, lambda v: 0 < v < float("inf"), "two finite numbers > 0")
+        _number(
+            "variances", v, lambda v: 0 < v < float("inf"), "two finite numbers > 0"
+        )
 
 # %% ../nbs/07_loss.ipynb #c022
 class MultiBoxLoss(nn.Module):
-    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s `MultiBoxLoss`), the
-    paper's defaults (IoU 0.5, 3 negatives per positive) and the reference code's variances 0.1/0.2,
-    so `MultiBoxLoss(num_classes)` is SSD's loss as the reference trains it.
+    """SSD's MultiBox loss with the reference's constructor (`ssd.pytorch`'s
+    `MultiBoxLoss`), the paper's defaults (IoU 0.5, 3 negatives per positive) and the
+    reference code's variances 0.1/0.2, so `MultiBoxLoss(num_classes)` is SSD's loss as
+    the reference trains it.
 
-    `loss_l, loss_c = criterion((loc (B,P,4), conf (B,P,C), priors (P,4)), targets)`, `targets` a list of B
-    `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (0-based labels, fractions of the image).
-    Matches with `match_batch` (IoU >= `overlap_thresh`, and every object claims its best prior: the forced
-    match; `prior_for_matching=False` drops it: `match_iou_only`), mines `neg_pos` hard negatives per positive
-    (`neg_mining=False` counts every negative), divides both terms by N = max(number of positives in the
-    batch, 1). `focal_gamma > 0` (keyword only): chapter 6's focal loss over every prior instead of the mined
-    cross-entropy. Runs on the device of `loc`; `use_gpu` is accepted for compatibility and ignored;
+    `loss_l, loss_c = criterion((loc (B,P,4), conf (B,P,C), priors (P,4)), targets)`,
+    `targets` a list of B `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]`
+    (0-based labels, fractions of the image). Matches with `match_batch` (IoU >=
+    `overlap_thresh`, and every object claims its best prior: the forced match;
+    `prior_for_matching=False` drops it: `match_iou_only`), mines `neg_pos` hard
+    negatives per positive (`neg_mining=False` counts every negative), divides both
+    terms by N = max(number of positives in the batch, 1). `focal_gamma > 0` (keyword
+    only): chapter 6's focal loss over every prior instead of the mined cross-entropy.
+    Runs on the device of `loc`; `use_gpu` is accepted for compatibility and ignored;
     `neg_overlap` and `encode_target` are stored and unused, as in the reference."""
-    def __init__(self, num_classes: int, overlap_thresh: float = 0.5, prior_for_matching: bool = True,
-                 bkg_label: int = 0, neg_mining: bool = True, neg_pos: float = 3, neg_overlap: float = 0.5,
-                 encode_target: bool = False, use_gpu: bool = False, variances=(0.1, 0.2), *,
-                 focal_gamma: float = 0.0):
+
+    def __init__(
+        self,
+        num_classes: int,
+        overlap_thresh: float = 0.5,
+        prior_for_matching: bool = True,
+        bkg_label: int = 0,
+        neg_mining: bool = True,
+        neg_pos: float = 3,
+        neg_overlap: float = 0.5,
+        encode_target: bool = False,
+        use_gpu: bool = False,
+        variances=(0.1, 0.2),
+        *,
+        focal_gamma: float = 0.0,
+    ):
         super().__init__()
-        _check_options(num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances, focal_gamma)
-        self.num_classes, self.threshold, self.background_label = num_classes, overlap_thresh, bkg_label
+        _check_options(
+            num_classes,
+            overlap_thresh,
+            bkg_label,
+            neg_pos,
+            neg_overlap,
+            variances,
+            focal_gamma,
+        )
+        self.num_classes, self.threshold, self.background_label = (
+            num_classes,
+            overlap_thresh,
+            bkg_label,
+        )
         self.use_prior_for_matching, self.do_neg_mining = prior_for_matching, neg_mining
-        self.negpos_ratio, self.neg_overlap, self.encode_target = neg_pos, neg_overlap, encode_target
-        self.use_gpu, self.variance, self.focal_gamma = use_gpu, tuple(variances), float(focal_gamma)
+        self.negpos_ratio, self.neg_overlap, self.encode_target = (
+            neg_pos,
+            neg_overlap,
+            encode_target,
+        )
+        self.use_gpu, self.variance, self.focal_gamma = (
+            use_gpu,
+            tuple(variances),
+            float(focal_gamma),
+        )
 
     def _check(self, loc, conf, priors, targets):
         if loc.dim() != 3 or loc.shape[-1] != 4:
             raise ValueError(f"loc must be (B, P, 4), got {tuple(loc.shape)}")
         B, P = loc.shape[:2]
         if conf.shape != (B, P, self.num_classes):
-            raise ValueError(f"conf must be (B, P, num_classes) = {(B, P, self.num_classes)}, got {tuple(conf.shape)}")
+            raise ValueError(
+                f"conf must be (B, P, num_classes) = {(B, P, self.num_classes)}, got "
+                f"{tuple(conf.shape)}"
+            )
         if priors.shape != (P, 4):
-            raise ValueError(f"priors must be (P, 4) = {(P, 4)}, got {tuple(priors.shape)}")
+            raise ValueError(
+                f"priors must be (P, 4) = {(P, 4)}, got {tuple(priors.shape)}"
+            )
         if len(targets) != B:
             raise ValueError(f"got {len(targets)} targets for a batch of {B} images")
-        # the targets' values are checked by match_batch (check_targets, chapter 1), in one host sync
+        # the targets' values are checked by match_batch (check_targets, chapter 1),
+        # in one host sync
 
     def forward(self, predictions, targets, return_masks: bool = False):
-        "`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` -> `(loss_l, loss_c)` (each divided by N)."
+        """`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` -> `(loss_l,
+        loss_c)` (each divided by N)."""
         loc_data, conf_data, priors = predictions
         self._check(loc_data, conf_data, priors, targets)
-        kw = dict(threshold=self.threshold, variances=self.variance, num_classes=self.num_classes)
-        with torch.no_grad():   # loc_t only where the loss looks (positives); labels checked in the same sync
+        kw = dict(
+            threshold=self.threshold,
+            variances=self.variance,
+            num_classes=self.num_classes,
+        )
+        # loc_t only where the loss looks (positives); labels checked in the same sync
+        with torch.no_grad():
             pri = priors.detach().to(loc_data.device)
-            loc_t, conf_t = (match_batch(targets, pri, positives_only=True, **kw) if self.use_prior_for_matching
-                             else match_iou_only(targets, pri, **kw))
-        return multibox_loss(loc_data, conf_data, loc_t, conf_t, neg_pos_ratio=self.negpos_ratio,
-                             neg_mining=self.do_neg_mining, return_masks=return_masks, focal_gamma=self.focal_gamma)
+            loc_t, conf_t = (
+                match_batch(targets, pri, positives_only=True, **kw)
+                if self.use_prior_for_matching
+                else match_iou_only(targets, pri, **kw)
+            )
+        return multibox_loss(
+            loc_data,
+            conf_data,
+            loc_t,
+            conf_t,
+            neg_pos_ratio=self.negpos_ratio,
+            neg_mining=self.do_neg_mining,
+            return_masks=return_masks,
+            focal_gamma=self.focal_gamma,
+        )

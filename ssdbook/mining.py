@@ -14,62 +14,81 @@ from .priors import boxes_per_location
 
 # %% ../nbs/06_hard_negatives.ipynb #c008
 def log_sum_exp(x: Tensor) -> Tensor:
-    "`log(sum(exp(x)))` over the last dim, written out. Each row subtracts **its own** max first, so `exp` never overflows and the largest term is exactly `exp(0) = 1`."
-    m = x.amax(dim=-1, keepdim=True)                            # (..., 1) the max of each row
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # rows of all -inf (or with inf, nan) keep their value
+    """`log(sum(exp(x)))` over the last dim, written out. Each row subtracts **its own**
+    max first, so `exp` never overflows and the largest term is exactly `exp(0) = 1`."""
+    m = x.amax(dim=-1, keepdim=True)  # (..., 1) the max of each row
+    # rows of all -inf (or with inf, nan) keep their value
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     return (x - m).exp().sum(dim=-1).log() + m.squeeze(-1)
 
 # %% ../nbs/06_hard_negatives.ipynb #c013
 def prior_conf_loss(conf: Tensor, conf_t: Tensor) -> Tensor:
-    "Cross-entropy of every prior against its class target: `conf (B,P,C)` logits, `conf_t (B,P)` int64 -> `(B,P)`."
-    return F.cross_entropy(conf.reshape(-1, conf.shape[-1]), conf_t.reshape(-1),
-                           reduction="none").view(conf_t.shape)
+    """Cross-entropy of every prior against its class target: `conf (B,P,C)` logits,
+    `conf_t (B,P)` int64 -> `(B,P)`."""
+    return F.cross_entropy(
+        conf.reshape(-1, conf.shape[-1]), conf_t.reshape(-1), reduction="none"
+    ).view(conf_t.shape)
 
 # %% ../nbs/06_hard_negatives.ipynb #c016
-def hard_negative_mining(conf_loss: Tensor, pos: Tensor, neg_pos_ratio: float = 3) -> Tensor:
-    """Choose, per image, the `neg_pos_ratio * num_pos` negatives with the highest confidence loss.
+def hard_negative_mining(
+    conf_loss: Tensor, pos: Tensor, neg_pos_ratio: float = 3
+) -> Tensor:
+    """Choose, per image, the `neg_pos_ratio * num_pos` negatives with the highest
+    confidence loss.
 
-    `conf_loss (B,P)` is any per-prior score where higher means "harder" (the cross-entropy against
-    background), `pos (B,P)` bool marks the positive priors. Returns `neg (B,P)` bool, never overlapping `pos`.
-    Batched: one `topk` over the whole batch, no loop over images. The count is clamped to the number of
-    negatives `P - num_pos` (the reference clamps to `P - 1`; the union `pos | neg` is the same).
-    An image without positives gets no negatives. A NaN loss ranks first, so it is mined and shows up
-    in the loss instead of being hidden."""
+    `conf_loss (B,P)` is any per-prior score where higher means "harder" (the
+    cross-entropy against background), `pos (B,P)` bool marks the positive priors.
+    Returns `neg (B,P)` bool, never overlapping `pos`. Batched: one `topk` over the
+    whole batch, no loop over images. The count is clamped to the number of negatives `P
+    - num_pos` (the reference clamps to `P - 1`; the union `pos | neg` is the same). An
+    image without positives gets no negatives. A NaN loss ranks first, so it is mined
+    and shows up in the loss instead of being hidden."""
     if conf_loss.dim() != 2 or conf_loss.shape != pos.shape:
-        raise ValueError(f"conf_loss and pos must both be (B, P); got {tuple(conf_loss.shape)} and {tuple(pos.shape)}")
+        raise ValueError(
+            f"conf_loss and pos must both be (B, P); got {tuple(conf_loss.shape)} and "
+            f"{tuple(pos.shape)}"
+        )
     if pos.dtype != torch.bool:
         raise ValueError(f"pos must be a bool mask, got {pos.dtype}")
     if not 0 <= neg_pos_ratio < float("inf"):
-        raise ValueError(f"neg_pos_ratio must be a finite number >= 0, got {neg_pos_ratio}")
+        raise ValueError(
+            f"neg_pos_ratio must be a finite number >= 0, got {neg_pos_ratio}"
+        )
     P = pos.shape[1]
-    num_pos = pos.sum(dim=1, keepdim=True)                                     # (B,1)
-    num_neg = torch.minimum((num_pos * neg_pos_ratio).long(), P - num_pos)    # (B,1)
-    k = int(num_neg.max()) if num_neg.numel() else 0                          # the widest cut in the batch
+    num_pos = pos.sum(dim=1, keepdim=True)  # (B,1)
+    num_neg = torch.minimum((num_pos * neg_pos_ratio).long(), P - num_pos)  # (B,1)
+    k = int(num_neg.max()) if num_neg.numel() else 0  # the widest cut in the batch
     neg = torch.zeros_like(pos)
     if k == 0:
         return neg
     with torch.no_grad():
-        score = conf_loss.detach().masked_fill(pos, float("-inf"))           # positives rank last
-        idx = score.topk(k, dim=1).indices                                     # (B,k) hardest first
-    keep = torch.arange(k, device=pos.device) < num_neg                       # (B,k) the first num_neg of each row
+        # positives rank last
+        score = conf_loss.detach().masked_fill(pos, float("-inf"))
+        idx = score.topk(k, dim=1).indices  # (B,k) hardest first
+    # (B,k) the first num_neg of each row
+    keep = torch.arange(k, device=pos.device) < num_neg
     return neg.scatter_(1, idx, keep)
 
 # %% ../nbs/06_hard_negatives.ipynb #c031
 def focal_loss(conf: Tensor, conf_t: Tensor, gamma: float = 2.0) -> Tensor:
-    """Softmax focal loss (Lin et al. 2017, eq. 4, on SSD's softmax head; no α weight), summed
-    over every prior given: `conf (..., C)` logits, `conf_t (...)` int64 classes ->
-    `sum -(1 - p_t)^gamma log p_t`. `gamma=0` is the cross-entropy; easy priors (p_t near 1)
-    weigh almost nothing, so no mining is needed."""
-    logp = F.log_softmax(conf.float(), -1).gather(-1, conf_t[..., None]).squeeze(-1)   # (...) log p_t
+    """Softmax focal loss (Lin et al. 2017, eq. 4, on SSD's softmax head; no α weight),
+    summed over every prior given: `conf (..., C)` logits, `conf_t (...)` int64 classes
+    -> `sum -(1 - p_t)^gamma log p_t`. `gamma=0` is the cross-entropy; easy priors (p_t
+    near 1) weigh almost nothing, so no mining is needed."""
+    # (...) log p_t
+    logp = F.log_softmax(conf.float(), -1).gather(-1, conf_t[..., None]).squeeze(-1)
     return -((1 - logp.exp()).pow(gamma) * logp).sum()
 
 
 def init_background_bias(net, p_background: float = 0.99):
-    """RetinaNet's start for focal loss (sec. 4.1): set the background bias of each class head of `net` (chapter 3's
-    `net.conf`, `A` boxes x `C` classes per cell) to `log(p (C - 1) / (1 - p))`, so that with the other biases at
-    0 every prior starts at p(background) = `p_background`. Returns `net`."""
+    """RetinaNet's start for focal loss (sec. 4.1): set the background bias of each
+    class head of `net` (chapter 3's `net.conf`, `A` boxes x `C` classes per cell) to
+    `log(p (C - 1) / (1 - p))`, so that with the other biases at 0 every prior starts at
+    p(background) = `p_background`. Returns `net`."""
     C = net.num_classes
     with torch.no_grad():
         for head, a in zip(net.conf, boxes_per_location(net.cfg)):
-            head.bias.view(a, C)[:, 0] = math.log(p_background * (C - 1) / (1 - p_background))
+            head.bias.view(a, C)[:, 0] = math.log(
+                p_background * (C - 1) / (1 - p_background)
+            )
     return net

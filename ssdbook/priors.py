@@ -24,7 +24,7 @@ voc = {
     'clip': True,
     'name': 'VOC',
 }
-"SSD300 for PASCAL VOC: the reference's `voc` config (the default everywhere in ssdbook)."
+"SSD300 for PASCAL VOC: the reference's `voc` config (ssdbook's default)."
 
 coco = {
     'num_classes': 81,
@@ -38,7 +38,7 @@ coco = {
     'clip': True,
     'name': 'COCO',
 }
-"SSD300 for COCO: the reference's `coco` priors (smaller boxes); 80 classes + background."
+"SSD300 for COCO: the reference's `coco` priors (smaller boxes), 80 classes + 1."
 
 ssd512 = {
     'num_classes': 21,
@@ -58,7 +58,8 @@ CONFIGS = {'voc': voc, 'coco': coco, 'ssd512': ssd512}
 
 # %% ../nbs/02_priors.ipynb #c006
 def boxes_per_location(cfg: dict = voc) -> list[int]:
-    "How many priors sit on each cell of each source map: 2 squares + 2 per aspect ratio (or the boxes of a `layout`)."
+    """How many priors sit on each cell of each source map: 2 squares + 2 per aspect
+    ratio (or the boxes of a `layout`)."""
     if 'layout' in cfg:
         return [len(lv['boxes']) for lv in cfg['layout']]
     return [2 + 2 * len(ar) for ar in cfg['aspect_ratios']]
@@ -66,7 +67,11 @@ def boxes_per_location(cfg: dict = voc) -> list[int]:
 
 def num_priors(cfg: dict = voc) -> int:
     "The total number of priors `P` of a config (8732 for SSD300)."
-    maps = [lv['feature_map'] for lv in cfg['layout']] if 'layout' in cfg else cfg['feature_maps']
+    maps = (
+        [lv['feature_map'] for lv in cfg['layout']]
+        if 'layout' in cfg
+        else cfg['feature_maps']
+    )
     return sum(f * f * a for f, a in zip(maps, boxes_per_location(cfg)))
 
 # %% ../nbs/02_priors.ipynb #c010
@@ -74,16 +79,34 @@ _CLIP_MODES = ('center', 'corners', 'none')
 
 
 def check_layout(levels) -> list[dict]:
-    "Check an explicit layout (a list of `{feature_map, step, boxes}`, see `layout_of`); one-line `ValueError`."
+    """Check an explicit layout (a list of `{feature_map, step, boxes}`, see
+    `layout_of`); one-line `ValueError`."""
     if not isinstance(levels, (list, tuple)) or not levels:
-        raise ValueError(f"prior layout: expected a non-empty list of maps, got {levels!r}")
+        raise ValueError(
+            f"prior layout: expected a non-empty list of maps, got {levels!r}"
+        )
     for k, lv in enumerate(levels):
         if not isinstance(lv, dict) or {'feature_map', 'step', 'boxes'} - set(lv):
-            raise ValueError(f"prior layout, map {k}: expected a dict with feature_map, step and boxes")
-        if not (isinstance(lv['feature_map'], int) and lv['feature_map'] >= 1 and lv['step'] > 0):
-            raise ValueError(f"prior layout, map {k}: feature_map must be an integer >= 1 and step > 0 pixels")
-        if not lv['boxes'] or any(len(b) not in (2, 4) or b[0] <= 0 or b[1] <= 0 for b in lv['boxes']):
-            raise ValueError(f"prior layout, map {k}: boxes must be (w, h) or (w, h, dx, dy) with w, h > 0 pixels")
+            raise ValueError(
+                f"prior layout, map {k}: expected a dict with feature_map, step and "
+                "boxes"
+            )
+        if not (
+            isinstance(lv['feature_map'], int)
+            and lv['feature_map'] >= 1
+            and lv['step'] > 0
+        ):
+            raise ValueError(
+                f"prior layout, map {k}: feature_map must be an integer >= 1 and step "
+                "> 0 pixels"
+            )
+        if not lv['boxes'] or any(
+            len(b) not in (2, 4) or b[0] <= 0 or b[1] <= 0 for b in lv['boxes']
+        ):
+            raise ValueError(
+                f"prior layout, map {k}: boxes must be (w, h) or (w, h, dx, dy) with "
+                "w, h > 0 pixels"
+            )
     return list(levels)
 
 
@@ -98,61 +121,96 @@ def _clip_mode(clip) -> str:
 
 
 class PriorBox:
-    """The SSD default boxes of a config, in centre form `(cx, cy, w, h)`, fractions of the image.
+    """The SSD default boxes of a config, in centre form `(cx, cy, w, h)`, fractions of
+    the image.
 
-    `clip=None` follows `cfg['clip']`; `True`/`'center'` clamps the centre-form values to [0, 1] as the
-    reference does (the default, bit-identical to it); `'corners'` clips the corners to the image instead;
-    `False`/`'none'` does not clip. A config with a `layout` (see `layout_of`) gives its boxes explicitly.
-    """
+    `clip=None` follows `cfg['clip']`; `True`/`'center'` clamps the centre-form values
+    to [0, 1] as the reference does (the default, bit-identical to it); `'corners'`
+    clips the corners to the image instead; `False`/`'none'` does not clip. A config
+    with a `layout` (see `layout_of`) gives its boxes explicitly."""
 
     def __init__(self, cfg: dict = voc, clip=None):
         self.cfg = cfg
         self.image_size = cfg['min_dim']
         self.layout = check_layout(cfg['layout']) if 'layout' in cfg else None
-        if self.layout:                                  # explicit boxes (see "Priors designed for your data")
+        if self.layout:  # explicit boxes (see "Priors designed for your data")
             self.feature_maps = [lv['feature_map'] for lv in self.layout]
             self.steps = [lv['step'] for lv in self.layout]
-            for key, mine in (('feature_maps', self.feature_maps), ('steps', self.steps)):
+            for key, mine in (
+                ('feature_maps', self.feature_maps),
+                ('steps', self.steps),
+            ):
                 if key in cfg and list(cfg[key]) != mine:
-                    raise ValueError(f"cfg[{key!r}] is {list(cfg[key])}, its layout says {mine}")
+                    raise ValueError(
+                        f"cfg[{key!r}] is {list(cfg[key])}, its layout says {mine}"
+                    )
         else:
-            self.feature_maps, self.steps = list(cfg['feature_maps']), list(cfg['steps'])
-            self.min_sizes, self.max_sizes = list(cfg['min_sizes']), list(cfg['max_sizes'])
+            self.feature_maps, self.steps = (
+                list(cfg['feature_maps']),
+                list(cfg['steps']),
+            )
+            self.min_sizes, self.max_sizes = (
+                list(cfg['min_sizes']),
+                list(cfg['max_sizes']),
+            )
             self.aspect_ratios = [list(a) for a in cfg['aspect_ratios']]
             n = len(self.feature_maps)
             for key in ('steps', 'min_sizes', 'max_sizes', 'aspect_ratios'):
                 if len(cfg[key]) != n:
-                    raise ValueError(f"cfg[{key!r}] has {len(cfg[key])} entries, expected one per feature map ({n})")
+                    raise ValueError(
+                        f"cfg[{key!r}] has {len(cfg[key])} entries, expected one per "
+                        f"feature map ({n})"
+                    )
         self.clip = _clip_mode(cfg.get('clip', True) if clip is None else clip)
         self.version = cfg.get('name', '')
 
     def level_shapes(self, k: int) -> torch.Tensor:
-        "The `(A, 2)` widths and heights of one cell's boxes on map `k`, in float64, in the reference's order."
+        """The `(A, 2)` widths and heights of one cell's boxes on map `k`, in float64,
+        in the reference's order."""
         if self.layout:
-            return torch.tensor([b[:2] for b in self.layout[k]['boxes']], dtype=torch.float64) / self.image_size
+            return (
+                torch.tensor(
+                    [b[:2] for b in self.layout[k]['boxes']], dtype=torch.float64
+                )
+                / self.image_size
+            )
         s = self.min_sizes[k] / self.image_size
         s_prime = math.sqrt(s * (self.max_sizes[k] / self.image_size))
         wh = [(s, s), (s_prime, s_prime)]
         for ar in self.aspect_ratios[k]:
-            wh += [(s * math.sqrt(ar), s / math.sqrt(ar)), (s / math.sqrt(ar), s * math.sqrt(ar))]
+            wh += [
+                (s * math.sqrt(ar), s / math.sqrt(ar)),
+                (s / math.sqrt(ar), s * math.sqrt(ar)),
+            ]
         return torch.tensor(wh, dtype=torch.float64)
 
     def level_shifts(self, k: int) -> torch.Tensor:
-        "The `(A, 2)` shifts of one cell's boxes from the cell centre (0 unless a layout gives `(w, h, dx, dy)`)."
+        """The `(A, 2)` shifts of one cell's boxes from the cell centre (0 unless a
+        layout gives `(w, h, dx, dy)`)."""
         if self.layout:
-            return torch.tensor([list(b[2:]) or [0, 0] for b in self.layout[k]['boxes']],
-                                dtype=torch.float64) / self.image_size
+            return (
+                torch.tensor(
+                    [list(b[2:]) or [0, 0] for b in self.layout[k]['boxes']],
+                    dtype=torch.float64,
+                )
+                / self.image_size
+            )
         return torch.zeros(len(self.level_shapes(k)), 2, dtype=torch.float64)
 
     def level(self, k: int) -> torch.Tensor:
-        "The `(f·f·A, 4)` unclipped float64 priors of map `k` (rows outer, columns inner, boxes innermost)."
+        """The `(f·f·A, 4)` unclipped float64 priors of map `k` (rows outer, columns
+        inner, boxes innermost)."""
         f = self.feature_maps[k]
         f_k = self.image_size / self.steps[k]
-        c = (torch.arange(f, dtype=torch.float64) + 0.5) / f_k      # same ops as (j + 0.5) / f_k
-        cy, cx = torch.meshgrid(c, c, indexing='ij')                 # row i (y) outer, column j (x) inner
-        wh = self.level_shapes(k)                                    # (A, 2)
+        c = (
+            torch.arange(f, dtype=torch.float64) + 0.5
+        ) / f_k  # same ops as (j + 0.5) / f_k
+        # row i (y) outer, column j (x) inner
+        cy, cx = torch.meshgrid(c, c, indexing='ij')
+        wh = self.level_shapes(k)  # (A, 2)
         A = wh.shape[0]
-        centres = torch.stack([cx, cy], -1).reshape(f * f, 1, 2) + self.level_shifts(k)   # (f·f, A, 2); + 0 is exact
+        # (f·f, A, 2); + 0 is exact
+        centres = torch.stack([cx, cy], -1).reshape(f * f, 1, 2) + self.level_shifts(k)
         return torch.cat([centres, wh.expand(f * f, A, 2)], -1).reshape(-1, 4)
 
     def forward(self) -> torch.Tensor:
@@ -169,47 +227,71 @@ class PriorBox:
     __call__ = forward
 
     def __len__(self) -> int:
-        return sum(f * f * len(self.level_shapes(k)) for k, f in enumerate(self.feature_maps))
+        return sum(
+            f * f * len(self.level_shapes(k)) for k, f in enumerate(self.feature_maps)
+        )
 
     def __repr__(self) -> str:
         return f"PriorBox({self.version}, {len(self)} priors, clip={self.clip!r})"
 
 # %% ../nbs/02_priors.ipynb #c035
 def layout_of(cfg: dict = voc) -> list[dict]:
-    """A prior config as an explicit layout: one dict per source map, `feature_map`, `step` (pixels between cell
-    centres) and `boxes`, a list of `[w, h]` or `[w, h, dx, dy]` in pixels (dx, dy: shift from the cell centre)."""
+    """A prior config as an explicit layout: one dict per source map, `feature_map`,
+    `step` (pixels between cell centres) and `boxes`, a list of `[w, h]` or `[w, h, dx,
+    dy]` in pixels (dx, dy: shift from the cell centre)."""
     if 'layout' in cfg:
         return [dict(lv, boxes=[list(b) for b in lv['boxes']]) for lv in cfg['layout']]
     pb, S = PriorBox(cfg), cfg['min_dim']
-    return [dict(feature_map=f, step=float(st), boxes=(pb.level_shapes(k) * S).tolist())
-            for k, (f, st) in enumerate(zip(cfg['feature_maps'], cfg['steps']))]
+    return [
+        dict(feature_map=f, step=float(st), boxes=(pb.level_shapes(k) * S).tolist())
+        for k, (f, st) in enumerate(zip(cfg['feature_maps'], cfg['steps']))
+    ]
 
 
-def layout_config(levels: list[dict], name: str = 'layout', num_classes: int = 21, image_size: int = 300,
-                  clip=True, variance=(0.1, 0.2)) -> dict:
-    "A prior config whose boxes are the explicit `levels` (JSON-like: lists, numbers, strings)."
+def layout_config(
+    levels: list[dict],
+    name: str = 'layout',
+    num_classes: int = 21,
+    image_size: int = 300,
+    clip=True,
+    variance=(0.1, 0.2),
+) -> dict:
+    """A prior config whose boxes are the explicit `levels` (JSON-like: lists, numbers,
+    strings)."""
     levels = check_layout(levels)
-    return {'num_classes': num_classes, 'feature_maps': [lv['feature_map'] for lv in levels],
-            'min_dim': image_size, 'steps': [lv['step'] for lv in levels], 'variance': list(variance),
-            'clip': clip, 'name': name, 'layout': layout_of({'layout': levels})}
+    return {
+        'num_classes': num_classes,
+        'feature_maps': [lv['feature_map'] for lv in levels],
+        'min_dim': image_size,
+        'steps': [lv['step'] for lv in levels],
+        'variance': list(variance),
+        'clip': clip,
+        'name': name,
+        'layout': layout_of({'layout': levels}),
+    }
 
 
-_Q = 300 / 38 / 4          # a quarter of a 38x38 cell, in pixels
+_Q = 300 / 38 / 4  # a quarter of a 38x38 cell, in pixels
 
 
 def designed_layout() -> list[dict]:
-    """Priors designed for the shapes set (objects of scale 15 to 270 px, sides from 12 px,
-    aspect 0.6 to 1.7): the 38x38 map gets two 15 px squares a quarter cell off centre (a 4 px
-    grid for the smallest objects) and 22, 31 px squares; the 19x19 map 43, 60, 85 px squares
-    and three 3:2 / 2:3 / 2:1 boxes; the other maps are `voc`'s.
-    Same boxes per location as `voc` (4, 6, 6, 6, 4, 4), so the same heads and the same 8732 priors."""
+    """Priors designed for the shapes set (objects of scale 15 to 270 px, sides from 12
+    px, aspect 0.6 to 1.7): the 38x38 map gets two 15 px squares a quarter cell off
+    centre (a 4 px grid for the smallest objects) and 22, 31 px squares; the 19x19 map
+    43, 60, 85 px squares and three 3:2 / 2:3 / 2:1 boxes; the other maps are `voc`'s.
+    Same boxes per location as `voc` (4, 6, 6, 6, 4, 4), so the same heads and the same
+    8732 priors."""
     levels = layout_of(voc)
-    levels[0] = dict(levels[0], boxes=[[15, 15, -_Q, -_Q], [15, 15, _Q, _Q], [22, 22], [31, 31]])
-    levels[1] = dict(levels[1], boxes=[[43, 43], [60, 60], [85, 85], [52, 35], [35, 52], [60, 30]])
+    levels[0] = dict(
+        levels[0], boxes=[[15, 15, -_Q, -_Q], [15, 15, _Q, _Q], [22, 22], [31, 31]]
+    )
+    levels[1] = dict(
+        levels[1], boxes=[[43, 43], [60, 60], [85, 85], [52, 35], [35, 52], [60, 30]]
+    )
     return levels
 
 
 shapes = layout_config(designed_layout(), name='shapes', num_classes=7)
-"Priors designed for the shapes set (chapter 10c measures them): `voc`'s heads and 8732 priors, smaller boxes."
+"Priors designed for the shapes set (chapter 10c): `voc`'s heads, 8732 smaller priors."
 
 CONFIGS['shapes'] = shapes
