@@ -13,6 +13,12 @@ log.csv are compared with the reference. After every kill the folder is inspecte
 must load (none half-written), and the newest intact one must never be older than one seen before the kill
 (nothing lost). Temp files left by a kill mid-write are counted: that is how we know the kills hit the writes.
 
+Two more cases (issue 21): **overwrite** — the same training command again into the folder of the finished
+reference run, without `--resume`: it must be refused and leave every file as it was; with `overwrite=True` it must
+leave only the new run's files (no old numbered checkpoint beside the new ones). **concurrent detect** — two
+`ssdbook detect --out D` at once: one writes D, the other is refused (exit 2) and D's `detections.json` lists
+exactly the pictures beside it; then a `detect` SIGKILLed half-way: D still holds the previous complete result set.
+
 Prints "N/N kills resumed bit-identical (R runs), 0 checkpoints lost" and records it in benchmarks/results.json.
 """
 from __future__ import annotations
@@ -177,6 +183,70 @@ def run_round(cfg: dict, timing: tuple, rng: random.Random, max_kills: int, even
                            damaged=after["damaged"]))
 
 
+def _files(folder: Path) -> dict:
+    "name -> bytes of the visible files of a folder (what a user sees)."
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+def overwrite_case(work: Path, ref_out: Path, iterations: int) -> dict:
+    "A finished run's folder, trained into again: refused without resume (nothing touched); replaced with overwrite."
+    before = _files(ref_out)
+    cfg = tiny_config(work / "data", ref_out, iterations=2)
+    p = start(dict(cfg, resume=""))
+    wait_ready(p)
+    _, err = p.communicate(timeout=600)
+    last = (err.strip().splitlines() or [""])[-1]
+    refused = p.returncode != 0 and "already holds a training run" in last and "--overwrite" in last
+    untouched = _files(ref_out) == before
+    p = start(dict(cfg, resume="", overwrite=True))
+    wait_ready(p)
+    finish(p)
+    from ssdbook.checkpoint import load_checkpoint, numbered_checkpoints
+    left = [q.name for q in numbered_checkpoints(ref_out)]
+    clean = (load_checkpoint(ref_out / "last.pth")["iteration"] == 2 and left == ["ssd_mini_000002.pth",
+                                                                                    "ssd_mini_000001.pth"])
+    return dict(refused=refused, untouched=untouched, replaced_cleanly=clean, ok=refused and untouched and clean,
+                error_line=last[-200:])
+
+
+def _detect(images, ck, out) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "ssdbook", "detect", *map(str, images), "--checkpoint", str(ck),
+                             "--out", str(out), "--device", "cpu", "--batch-size", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+
+
+def _consistent(out: Path) -> bool:
+    "detections.json lists exactly the pictures in the folder (no stale JSON beside other pictures)."
+    listed = {r.get("picture") for r in json.loads((out / "detections.json").read_text())}
+    return listed == {p.name for p in out.glob("*_detections.png")}
+
+
+def detect_case(work: Path, ck: Path) -> dict:
+    "Two detects into one folder at once, then one killed half-way: the folder always holds one complete result set."
+    images = sorted((work / "data").rglob("*.jpg"))
+    out = work / "detections"
+    a, b = _detect(images, ck, out), _detect(images[:2], ck, out)
+    (_, err_a), (_, err_b) = a.communicate(timeout=600), b.communicate(timeout=600)
+    codes = sorted([a.returncode, b.returncode])
+    loser = err_a if a.returncode else err_b
+    concurrent_ok = (codes == [0, 2] and "in use by another run" in loser) or codes == [0, 0]
+    serialised = codes == [0, 0]                    # the two did not overlap (a busy machine): both wrote in turn
+    consistent = _consistent(out)
+    before = _files(out)
+    p = _detect(images, ck, out)
+    while p.poll() is None and "detections" not in (p.stdout.readline() or "detections"):
+        pass                                        # the first picture is written (into the staging folder)
+    killed = _kill(p)
+    kept = _files(out) == before and _consistent(out)
+    q = _detect(images[:1], ck, out)                # the next detect cleans the killed one's staging folder
+    q.communicate(timeout=600)
+    clean = q.returncode == 0 and not list(out.glob(".results.tmp*")) and _consistent(out)
+    return dict(concurrent_ok=concurrent_ok, serialised=serialised, consistent=consistent, killed=killed,
+                previous_kept_after_kill=kept, next_run_clean=clean,
+                ok=concurrent_ok and consistent and kept and clean)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=25, help="at least this many kills in total")
@@ -185,6 +255,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     ap.add_argument("--workdir", default="", help="keep the runs here (default: a temp folder, removed)")
     ap.add_argument("--no-record", action="store_true", help="do not write benchmarks/results.json")
+    ap.add_argument("--cases", default="kills,overwrite,detect", help="which cases (default: all three)")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ssdbook-faults-"))
     rng, events, rounds = random.Random(args.seed), [], []
@@ -199,14 +270,21 @@ def main(argv=None) -> dict:
         timing = (duration - loop, loop / args.iterations)
         print(f"reference: {duration:.1f} s after imports: {timing[0]:.1f} s start-up (data, model), "
               f"{timing[1]:.2f} s a step")
-        kills = 0
-        while kills < args.kills:
+        kills, cases = 0, set(args.cases.split(","))
+        while kills < args.kills and "kills" in cases:
             cfg = dict(ref, out=str(work / f"round{len(rounds)}"))
             k = run_round(cfg, timing, rng, min(args.per_round, args.kills - kills), events, len(rounds))
             diff = same_run(work / "reference", Path(cfg["out"]))
             rounds.append(dict(kills=k, identical=not diff, diff=diff[:5]))
             kills += k
             print(f"run {len(rounds)}: {k} kills, {'bit-identical' if not diff else 'DIFFERS: ' + ', '.join(diff[:5])}")
+        extra = {}
+        if "detect" in cases:
+            extra["concurrent_detect"] = detect_case(work, work / "reference" / "last.pth")
+            print(f"concurrent detect: {extra['concurrent_detect']}")
+        if "overwrite" in cases:
+            extra["overwrite"] = overwrite_case(work, work / "reference", args.iterations)
+            print(f"overwrite: {extra['overwrite']}")
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -219,7 +297,8 @@ def main(argv=None) -> dict:
     result = dict(kills=kills, identical_kills=ok, runs=len(rounds), identical_runs=sum(r["identical"] for r in rounds),
                   checkpoints_lost=lost, mid_write_kills=mid, iterations=args.iterations,
                   reference_seconds=round(duration, 2), summary=line,
-                  events=[{k: e[k] for k in ("round", "mode", "t", "resumed_from", "reached", "mid_write", "lost")} for e in events])
+                  events=[{k: e[k] for k in ("round", "mode", "t", "resumed_from", "reached", "mid_write", "lost")} for e in events],
+                  **extra)
     if not args.no_record:
         sys.path.insert(0, str(HERE))
         from _results import record

@@ -3,6 +3,7 @@
 # %% ../nbs/10e_commands.ipynb #c003
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from .config import config_from_args, pick_device
+from .runfolder import ResultFolder, prepare_out
 
 # %% auto #0
 __all__ = ['CSV_FIELDS', 'one_line', 'detect_options', 'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train',
@@ -52,37 +54,39 @@ def agree(a, what_a, b, what_b):
 
 # %% ../nbs/10e_commands.ipynb #c009
 def shapes_root(root, n_train, n_test, seed) -> Path:
-    "The dataset root of the shapes set with these parameters under `root` (generated safely on first use)."
+    """The dataset root of a shapes set: `root` itself when it holds one (`VOCshapes/` inside: read as it is, never
+    written), else the set of these parameters in a folder under `root` (generated safely on first use, 1c)."""
     from ssdbook.shapes import shapes_set
+    if (Path(root).expanduser() / "VOCshapes").is_dir():
+        return Path(root).expanduser()
     return shapes_set(root, n_train=n_train, n_test=n_test, seed=seed)
 
 
 def open_dataset(data, root, *, train, classes=None, source="--classes", annotations=None, image_sets=(),
                  transform=None, download=False):
-    """The training (`train=True`) or test split of `--data` under `root`. `classes` (from `source`: the flags or a
-    checkpoint) must agree with the list the data carries; a one-line `ValueError` names both lists."""
+    """The training (`train=True`: it must hold an object) or test split of `--data` under `root`. `classes` (from
+    `source`: the flags or a checkpoint) must agree with the data's list (9a's `data_classes`): one-line errors."""
     from ssdbook.data import VOC_CLASSES
     from ssdbook.dataset import VOCDetection
-    from ssdbook.voc import folder_classes
+    from ssdbook.pipeline import data_classes
     if data == "coco":
         if not annotations:
             raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
         from ssdbook.coco import COCODetection
         ds = COCODetection(root, annotations, transform=transform)
         agree(classes, source, ds.classes, str(annotations))
-        return ds
-    if annotations:
-        raise ValueError(f"--annotations is for --data coco, not --data {data}")
-    split = "train" if train else "test"
-    default = [("shapes", split)] if data == "shapes" else (
-        [("2007", "trainval"), ("2012", "trainval")] if train else [("2007", "test")])
-    sets = [tuple(s) for s in image_sets] or default
-    if not download and not Path(root).expanduser().is_dir():
-        raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
-    own = folder_classes(Path(root).expanduser(), [y for y, _ in sets])
-    names = agree(classes, source, own, f"the dataset's classes.txt under {root}")
-    return VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names or VOC_CLASSES,
-                        download=download)
+    else:
+        if annotations:
+            raise ValueError(f"--annotations is for --data coco, not --data {data}")
+        split = "train" if train else "test"
+        default = [("shapes", split)] if data == "shapes" else (
+            [("2007", "trainval"), ("2012", "trainval")] if train else [("2007", "test")])
+        sets = [tuple(s) for s in image_sets] or default
+        if not download and not Path(root).expanduser().is_dir():
+            raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
+        names = VOC_CLASSES if download else data_classes(root, sets, classes, source)
+        ds = VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names, download=download)
+    return ds.require_objects() if train and hasattr(ds, "require_objects") else ds   # 1b/1d: a set without objects
 
 # %% ../nbs/10e_commands.ipynb #c012
 def _finetune_net(path, cfg, classes):
@@ -103,10 +107,14 @@ def cmd_train(args):
     from ssdbook.train import train
     cfg = config_from_args(args)
     pick_device(cfg.device)                                          # a missing GPU fails before any data is made
+    if not cfg.overwrite:                                            # a run in --out fails before any data is made
+        prepare_out(cfg.out, cfg.resume)
     classes, dataset = classes_from_args(args), None
     if args.data == "shapes":
         classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
-        cfg = config_from_args(args, root=str(shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)))
+        root = shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)
+        stamp = json.loads((root / "VOCshapes" / "shapes.json").read_text())   # a set given by --root: its sizes
+        cfg = config_from_args(args, root=str(root), n_train=stamp["n_train"], n_test=stamp["n_test"])
     else:
         dataset = open_dataset(args.data, cfg.root, train=True, classes=classes, annotations=args.annotations,
                                image_sets=cfg.image_sets, download=cfg.download)
@@ -126,14 +134,14 @@ def cmd_train(args):
 # %% ../nbs/10e_commands.ipynb #c016
 def _eval_root(data, args, cfg):
     recorded = cfg.get("root")
-    if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes" / "shapes.json").is_file():
+    if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes").is_dir():
         return args.root or recorded or "data"
     return shapes_root(args.root or "data", cfg.get("n_train", 2000), cfg.get("n_test", 500), cfg.get("seed", 0))
 
 
 def cmd_eval(args):
     from ssdbook.checkpoint import load_model
-    from ssdbook.data import BaseTransform
+    from ssdbook.data import SHAPES_CLASSES, BaseTransform
     from ssdbook.detect import Detect
     from ssdbook.evaluate import evaluate_model, format_results
     net, ck = load_model(args.checkpoint, device=args.device)
@@ -143,13 +151,21 @@ def cmd_eval(args):
     detect = Detect(net.num_classes, **kw) if kw else None          # bad thresholds fail before any data is read
     cfg = ck.get("config") or {}
     data = args.data or cfg.get("data", "shapes")
-    ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
-                      annotations=args.annotations, image_sets=args.image_set, transform=BaseTransform(net.size))
-    t0 = time.perf_counter()
-    res = evaluate_model(net, ds, batch_size=args.batch_size, detect=detect,
-                         method=args.metric, classes=list(classes), progress=args.progress)
-    print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
-    print(format_results(res))
+    if data == "shapes":                                             # before a shapes set is looked for or made
+        agree(classes, where, SHAPES_CLASSES, "the shapes set")
+    with ResultFolder(args.out, "results.json") if args.out else contextlib.nullcontext() as stage:
+        ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
+                          annotations=args.annotations, image_sets=args.image_set, transform=BaseTransform(net.size))
+        t0 = time.perf_counter()
+        res = evaluate_model(net, ds, batch_size=args.batch_size, detect=detect,
+                             method=args.metric, classes=list(classes), progress=args.progress)
+        print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
+        print(format_results(res))
+        if stage:
+            keep = {k: v for k, v in res.items() if isinstance(v, (int, float, str, dict, list))}
+            plain = lambda v: v.tolist() if hasattr(v, "tolist") else str(v)              # tensors, arrays
+            (stage / "results.json").write_text(json.dumps(dict(keep, checkpoint=str(args.checkpoint), data=data,
+                                                                images=len(ds)), indent=1, default=plain) + "\n")
     return 0
 
 # %% ../nbs/10e_commands.ipynb #c018
@@ -176,16 +192,21 @@ def write_detections(out, records) -> tuple[Path, Path]:
     return out / "detections.json", out / "detections.csv"
 
 
-def _picture_name(path, taken):
-    name, k = f"{Path(path).stem}_detections.png", 1
+def _picture_name(path, taken, limit=200):
+    "`STEM_detections.png`, unique; a stem longer than `limit` bytes is shortened (file names: 255 bytes at most)."
+    stem = Path(path).stem
+    while len(stem.encode()) > limit:
+        stem = stem[:-1]
+    name, k = f"{stem}_detections.png", 1
     while name in taken:
         k += 1
-        name = f"{Path(path).stem}_{k}_detections.png"
+        name = f"{stem}_{k}_detections.png"
     taken.add(name)
     return name
 
 
 def cmd_detect(args):
+    "Exit status 0, or 3 when some inputs were skipped (each named on stderr) and the others' results written."
     from ssdbook.evaluate import save_detections
     from ssdbook.inference import Detector, image_files
     files, problems = image_files(args.images)
@@ -195,35 +216,37 @@ def cmd_detect(args):
                                    max_detections=args.max_detections, batch_size=args.batch_size, **detect_options(args))
     agree(classes_from_args(args), "--classes", det.classes, f"checkpoint {args.checkpoint}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for p in problems:
         print(f"ssdbook detect: skipped {p}", file=sys.stderr)
     records, failed, taken = [], len(problems), set()
-    for path, res, image in det.predict_files(files, with_images=args.pictures):
-        if isinstance(res, Exception):
-            print(f"ssdbook detect: skipped {one_line(res)}", file=sys.stderr)
-            failed += 1
-            continue
-        records.append(detection_records(path, res))
-        msg = f"{path}: {len(res['scores'])} detections"
-        if args.pictures:
-            pic = save_detections(out / _picture_name(path, taken), image, res, det.classes,
-                                  score_thresh=det.score_thresh, coords="pixel")
-            msg += f" -> {pic}"
-        print(msg)
-    j, c = write_detections(out, records)
+    with ResultFolder(out, marker="detections.json") as stage:      # one detect per folder; all or nothing
+        for path, res, image in det.predict_files(files, with_images=args.pictures):
+            if isinstance(res, Exception):
+                print(f"ssdbook detect: skipped {one_line(res)}", file=sys.stderr)
+                failed += 1
+                continue
+            records.append(detection_records(path, res))
+            msg = f"{path}: {len(res['scores'])} detections"
+            if args.pictures:
+                records[-1]["picture"] = _picture_name(path, taken)
+                save_detections(stage / records[-1]["picture"], image, res, det.classes,
+                                score_thresh=det.score_thresh, coords="pixel")
+                msg += f" -> {out / records[-1]['picture']}"
+            print(msg)
+        write_detections(stage, records)
     print(f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
-          f"{det.score_thresh}): {j}, {c}")
+          f"{det.score_thresh}): {out / 'detections.json'}, {out / 'detections.csv'}")
     if failed:
-        raise ValueError(f"{failed} of {len(files) + len(problems)} inputs could not be read (named above); "
-                         f"the other {len(records)} are in {out}")
-    return 0
+        print(f"ssdbook detect: {failed} of {len(files) + len(problems)} inputs could not be read (named above); "
+              f"the other {len(records)} are in {out}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def cmd_export(args):
     from ssdbook.export import export
     ck = Path(args.checkpoint)
-    out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + {"onnx": ".onnx", "torchscript": ".pt"}[args.format])
+    suffix = {"onnx": ".onnx", "torchscript": "_torchscript.pt"}[args.format]     # never the checkpoint's own name
+    out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + suffix)
     t0 = time.perf_counter()
     p = export(ck, out, args.format, nms=args.nms, **detect_options(args))
     outputs = "boxes (N, 4), scores (N,), labels (N,), image (N,)" if args.nms else "boxes (B, 8732, 4), scores (B, 8732, C)"
@@ -236,7 +259,7 @@ def cmd_make_shapes(args):
     t0 = time.perf_counter()
     p = shapes_root(args.root, args.n_train, args.n_test, args.seed)
     print(f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
-          f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {args.root}")
+          f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {p}")
     return 0
 
 
@@ -257,7 +280,7 @@ def cmd_demo(args):
     over = {k: getattr(args, k) for k in ("iterations", "batch_size", "n_train", "n_test", "lr", "seed", "threads")
             if getattr(args, k) is not None}
     quick = True if args.quick else None
-    r = demo(args.root, args.out, quick=quick, progress=args.progress, **over)
+    r = demo(args.root, args.out, quick=quick, progress=args.progress, overwrite=True, **over)   # its own folder
     if args.record and not (quick or os.environ.get("SSDBOOK_QUICK") == "1"):
         keep = ("map", "ap", "ap_by_size", "iterations", "batch_size", "n_train", "n_test", "seconds", "data_seconds",
                 "train_seconds", "eval_seconds")

@@ -60,7 +60,7 @@ class ExportModel(nn.Module):
         s = top_s.reshape(-1)[flat]
         order = s.argsort(descending=True)
         flat, s, group = flat[order], s[order], flat[order] // K                          # group = b*(C-1) + c
-        return top_b.reshape(-1, 4)[flat], s, group % (C - 1), group // (C - 1)
+        return top_b.reshape(-1, 4)[flat].clamp(0, 1), s, group % (C - 1), group // (C - 1)   # inside the image
 
 
 class _GroupNMS(torch.autograd.Function):
@@ -97,8 +97,10 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
     else:
         net, ckpt = load_model(source, device="cpu")
         classes = ckpt["classes"]
-    model = ExportModel(net, nms=nms, **detect_kw).cpu().eval()
     path = Path(path)
+    if isinstance(source, (str, Path)) and _same_file(path, source):
+        raise ValueError(f"{path} is the checkpoint being exported: the export would replace it; choose another --out")
+    model = ExportModel(net, nms=nms, **detect_kw).cpu().eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -107,6 +109,14 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _same_file(a, b) -> bool:
+    "Whether paths `a` and `b` name one file (also through links, or a different spelling)."
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def _write_export(model, path, format, classes, opset):

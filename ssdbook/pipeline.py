@@ -16,8 +16,8 @@ from .config import TrainConfig
 
 # %% auto #0
 __all__ = ['SIZE', 'TRAIN_MB_PER_IMAGE', 'sample_seed', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'Transformed', 'progress',
-           'CachedDataset', 'build_train_set', 'build_test_set', 'data_classes', 'check_batch_size', 'auto_workers',
-           'make_loader', 'ignore_stop_signals', 'init_distributed']
+           'CachedDataset', 'build_train_set', 'build_test_set', 'data_classes', 'voc_splits', 'check_batch_size',
+           'auto_workers', 'make_loader', 'ignore_stop_signals', 'init_distributed']
 
 # %% ../nbs/09a_input_pipeline.ipynb #c006
 SIZE = 300   # the network input side (SSD300)
@@ -192,6 +192,12 @@ def data_classes(root, image_sets, classes=None, source="--classes") -> list:
                      "name per line, in label order) or pass --classes a,b,c or --classes-file FILE")
 
 
+def voc_splits(root) -> list:
+    "The splits (YEAR, NAME) of the VOC-layout folders under `root` (per-class files `cls_split.txt` left out)."
+    return sorted((d.name[3:], f.stem) for d in Path(root).glob("VOC*") for f in (d / "ImageSets" / "Main").glob("*.txt")
+                  if "_" not in f.stem)
+
+
 TRAIN_MB_PER_IMAGE = {"mini": 10, "vgg16": 140}   # half the measured fp32 train step (section text)
 
 
@@ -248,9 +254,10 @@ def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size
 
 
 def ignore_stop_signals(worker_id=None):
-    "A DataLoader worker ignores SIGINT/SIGTERM: the main process finishes its step, saves and stops them (9c, 9d)."
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
+    """A DataLoader worker ignores SIGINT (Ctrl-C reaches every process of the terminal's group): the main process
+    finishes its step, saves and stops the workers (9c, 9d). SIGTERM keeps its default: DataLoader's own shutdown
+    terminates workers with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 # %% ../nbs/09a_input_pipeline.ipynb #c016
 def init_distributed(device):

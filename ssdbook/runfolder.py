@@ -215,8 +215,8 @@ def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
     """Called with `out`'s `RunLock` held, before a training run writes: a folder holding a run is continued only
     with `resume`, replaced only with `overwrite` (its run files are removed, other files stay), else a one-line
     `ValueError` naming `--resume`, a new `--out` and `--overwrite`. Returns the files removed."""
-    found = run_files(out)
-    if resume or not found:
+    found = run_files(out)                                       # a run: a checkpoint or a logged row
+    if resume or not any(p.suffix == ".pth" for p in found) and not read_log(Path(out) / "log.csv"):
         return []
     if not overwrite:
         try:

@@ -214,7 +214,7 @@ class Run:
         self.acc = torch.zeros(3, device=self.device)             # sum loss_l, sum loss_c, finite steps
         self.model.train()
         self.watch, self.signals.soft = watch, self.world == 1    # SIGINT/SIGTERM: finish the step, save, stop
-        for it, (images, targets) in zip(bar, self.loader):    # (the workers ignore the signals: 9a)
+        for it, (images, targets) in zip(bar, self.loader):    # (the workers ignore SIGINT: 9a)
             images, targets = self.device_batch(images, targets, it)
             lr = cfg.lr * schedule(it)
             self.opt.param_groups[0]["lr"] = lr                   # one group: the schedule is stateless

@@ -42,6 +42,7 @@ def env(tmp_path_factory):
     torch.save({"weight": torch.zeros(2)}, tmp / "state_dict.pth")
     (tmp / "emptydir").mkdir()
     (tmp / "classes_dup.txt").write_text("box\nball\nbox\n")
+    (tmp / "classes_utf16.txt").write_text("box\nball\n", encoding="utf-16")
     img = toy / "VOC2007" / "JPEGImages" / "a.jpg"
     return dict(tmp=str(tmp), toy=str(toy), ck=str(ck), img=str(img))
 
@@ -75,9 +76,11 @@ CASES = [  # (argv, a word the message must contain)
     (["train", *VOC_MINI, "--classes", "box,cat"], "box, ball"),
     (["train", *VOC_MINI[:5], "2007:bogus", *VOC_MINI[6:]], "bogus"),
     (["train", *VOC_MINI, "--finetune", README], "README.md"),
-    (["train", *VOC_MINI[:5], "2007:broken", *VOC_MINI[6:], "--iterations", "2", "--batch-size", "2",
+    (["train", *VOC_MINI[:5], "2007:broken", *VOC_MINI[6:], "--iterations", "2", "--batch-size", "2", "--warmup", "1",
       "--num-workers", "1", "--augment", "none"], "image file is missing"),     # raised in a DataLoader worker
     (["train", *VOC_MINI, "--finetune", "{tmp}/empty.pth"], "empty"),
+    (["train", *VOC_MINI, "--batch-size", "100000"], "larger than the 1 training images"),     # issue 21 item 15
+    (["train", *VOC_MINI[:5], "2007:train", "--classes-file", "{tmp}/classes_utf16.txt", *VOC_MINI[6:]], "UTF-8"),
     # eval
     (["eval"], "--checkpoint"),
     (["eval", "--checkpoint", README], "not a checkpoint"),
@@ -106,12 +109,15 @@ CASES = [  # (argv, a word the message must contain)
     (["detect", "{img}", "--checkpoint", "{ck}", "--max-detections", "0"], ">= 1"),
     (["detect", "{img}", "--checkpoint", "{ck}", "--classes", "box,ball"], "checkpoint"),
     (["detect", "{img}", "--checkpoint", "{ck}", "--out", "/dev/null/x"], "/dev/null/x"),
-    (["detect", "{img}", "{tmp}/empty.pth", "--checkpoint", "{ck}", "--out", "{tmp}/det"], "1 of 2 inputs"),
     # export
     (["export", "--checkpoint", "{ck}", "--format", "tflite"], "invalid choice"),
     (["export", "--checkpoint", "{tmp}/nope.pth"], "not found"),
     (["export", "--checkpoint", "{ck}", "--nms", "--nms-thresh", "1.5"], "nms_thresh"),
     (["export", "--checkpoint", "{ck}", "--out", "/dev/null/x/m.onnx"], "/dev/null/x"),
+    (["export", "--checkpoint", "{ck}", "--out", "{ck}"], "is the checkpoint being exported"),   # issue 21 item 1
+    # check
+    (["check", "--root", "{tmp}/emptydir"], "no split files"),
+    (["check", "--root", "{toy}", "--data", "coco"], "--annotations"),
     # make-shapes, demo
     (["make-shapes", "--root", "{tmp}/s", "--n-train", "-1"], "n_train"),
     (["make-shapes", "--root", "/dev/null/x", "--n-train", "1", "--n-test", "1"], "/dev/null/x"),

@@ -1,6 +1,7 @@
 """Chapter 10b: export to ONNX (run with onnxruntime) and TorchScript; outputs equal PyTorch's to 1e-4 on shapes
 test images, with and without NMS. Nothing is downloaded."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,8 @@ def test_nms_keeps_what_detect_keeps(setup, fmt):
     for k, w in enumerate(want):
         sel = image == k
         got = sorted(zip(scores[sel].tolist(), labels[sel].tolist(), boxes[sel].tolist()), key=lambda t: (-t[0], t[1], t[2]))
-        exp = sorted(zip(w["scores"].tolist(), w["labels"].tolist(), w["boxes"].tolist()), key=lambda t: (-t[0], t[1], t[2]))
+        exp = sorted(zip(w["scores"].tolist(), w["labels"].tolist(), w["boxes"].clamp(0, 1).tolist()),  # clipped: item 14
+                     key=lambda t: (-t[0], t[1], t[2]))
         for (s, l, b), (s2, l2, b2) in zip(got, exp):
             assert l == l2 and abs(s - s2) <= 1e-4 and np.abs(np.subtract(b, b2)).max() <= 1e-4
 
@@ -115,3 +117,35 @@ def test_nms_graph_with_no_detection_above_the_threshold():
     with torch.no_grad():
         outputs = ExportModel(net, nms=True)(torch.rand(2, 3, 300, 300))
     assert all(len(o) == 0 for o in outputs)
+
+
+# ---------------------------------------------------------------- issue 21 items 1 and 14
+def test_nms_boxes_are_clipped_to_the_image():
+    "Item 14: with --nms the kept boxes lie in [0, 1] (they used to reach -10.6 px past the border)."
+    from ssdbook.export import ExportModel
+    from ssdbook.train import build_model
+    torch.manual_seed(0)
+    net = build_model("mini", 3).eval()
+    raw = net.raw
+    net.raw = lambda x: (lambda loc, conf, priors: (loc + 4.0, conf, priors))(*raw(x))   # every box pushed off
+    with torch.no_grad():
+        boxes = ExportModel(net, nms=True, conf_thresh=0.0)(torch.rand(1, 3, 300, 300))[0]
+    assert len(boxes) > 0 and boxes.min() >= 0 and boxes.max() <= 1
+
+
+def test_export_never_replaces_its_checkpoint(tmp_path, capsys):
+    "Item 1: `export --checkpoint model.pt --format torchscript` (or --out = the checkpoint) keeps the checkpoint."
+    from ssdbook.cli import main
+    from test_inference import make_checkpoint
+    ck = Path(make_checkpoint(tmp_path / "model.pt"))
+    before = ck.read_bytes()
+    with pytest.raises(ValueError, match="is the checkpoint being exported"):
+        export(ck, ck, "torchscript")
+    (tmp_path / "link.pt").symlink_to(ck)
+    with pytest.raises(ValueError, match="is the checkpoint being exported"):
+        export(ck, tmp_path / "link.pt", "onnx")
+    assert main(["export", "--checkpoint", str(ck), "--out", str(ck)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is the checkpoint being exported" in err, err
+    assert main(["export", "--checkpoint", str(ck), "--format", "torchscript"]) == 0     # the default name
+    assert (tmp_path / "model_torchscript.pt").is_file() and ck.read_bytes() == before

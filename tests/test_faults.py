@@ -57,3 +57,13 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_and_resumes(tmp_path, 
     for k, v in straight["net"].state_dict().items():
         assert torch.equal(v, resumed["net"].state_dict()[k]), k
     assert [r["iteration"] for r in read_log(tmp_path / "b" / "log.csv")] == [1, 2, 3]
+
+
+def test_overwrite_and_concurrent_detect(tmp_path):
+    """Issue 21 items 2, 3 (21.7): training again into a finished run's folder is refused and touches nothing; with
+    overwrite only the new run's files are left; two detects into one folder and a detect killed half-way always
+    leave one complete result set."""
+    r = driver().main(["--kills", "0", "--iterations", "3", "--workdir", str(tmp_path), "--no-record",
+                       "--cases", "overwrite,detect"])
+    assert r["overwrite"]["ok"], r["overwrite"]
+    assert r["concurrent_detect"]["ok"], r["concurrent_detect"]

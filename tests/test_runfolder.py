@@ -1,5 +1,6 @@
 """Chapter 9c: the run folder (ssdbook.runfolder): one run per folder (RunLock), a log that survives kills."""
 import errno
+import json
 import logging
 import os
 import subprocess
@@ -107,3 +108,76 @@ def test_run_lock_without_flock_warns_and_runs(tmp_path, monkeypatch, caplog):
         with RunLock(tmp_path):
             pass
     assert "no file locks on this platform" in caplog.text and not (tmp_path / RunLock.NAME).exists()
+
+
+# ---------------------------------------------------------------- issue 21
+def test_a_column_added_by_hand_never_loses_rows(tmp_path, caplog):
+    "Item 4: a hand-added column, then a resume: the rows stay (a backup keeps the whole file), one warning."
+    path = tmp_path / "log.csv"
+    for i in range(1, 21):
+        append_log_row(path, dict(iteration=i, loss_l=1.0, loss_c=2.0, loss=3.0, lr=1e-3))
+    lines = path.read_text().splitlines()
+    edited = [lines[0] + ",note"] + [l + (",looks good" if k == 3 else "") for k, l in enumerate(lines[1:])]
+    path.write_text("\n".join(edited) + "\n")
+    assert [r["iteration"] for r in read_log(path)] == list(range(1, 21))
+    assert read_log(path)[3]["note"] == "looks good"
+    with caplog.at_level(logging.WARNING, "ssdbook.runfolder"):
+        kept = truncate_log(path, 20)
+    assert [r["iteration"] for r in kept] == list(range(1, 21))
+    assert [r["iteration"] for r in read_log(path)] == list(range(1, 21))
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "columns note added by hand" in warnings[0] and "log.csv.1.bak" in warnings[0]
+    assert (tmp_path / "log.csv.1.bak").read_text() == "\n".join(edited) + "\n"
+    append_log_row(path, dict(iteration=21, loss=1.0))
+    assert read_log(path)[-1]["iteration"] == 21 and path.read_text().startswith("iteration,loss_l,")
+
+
+def test_prepare_out_refuses_or_replaces_only_the_run(tmp_path):
+    "Item 2: a folder holding a run: a one-line error naming the three ways out; overwrite removes only run files."
+    import torch
+    from ssdbook.runfolder import prepare_out
+    assert prepare_out(tmp_path / "new") == [] and prepare_out(tmp_path) == []
+    append_log_row(tmp_path / "log.csv", dict(iteration=1, loss=1.0))
+    torch.save(dict(format_version=2, model={}, iteration=7), tmp_path / "last.pth")
+    torch.save(dict(format_version=2, model={}, iteration=7), tmp_path / "ssd_mini_000007.pth")
+    (tmp_path / "loss.png").write_bytes(b"png")
+    (tmp_path / "mine.txt").write_text("user's")
+    with pytest.raises(ValueError) as e:
+        prepare_out(tmp_path)
+    assert "last.pth at iteration 7" in one_line(e) and all(w in str(e.value) for w in
+                                                            ("--resume auto", "new --out", "--overwrite"))
+    assert prepare_out(tmp_path, resume="auto") == []
+    gone = prepare_out(tmp_path, overwrite=True)
+    assert sorted(p.name for p in gone) == ["last.pth", "log.csv", "loss.png", "ssd_mini_000007.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_result_folder_is_all_or_nothing_and_locked(tmp_path):
+    "Item 3: results replace the previous ones complete or not at all; a second command is refused meanwhile."
+    from ssdbook.runfolder import ResultFolder
+    out = tmp_path / "det"
+
+    def run(names, fail=False):
+        with ResultFolder(out, marker="detections.json") as stage:
+            for n in names:
+                (stage / n).write_text(n)
+            if fail:
+                raise OSError("boom")
+            (stage / "detections.json").write_text(json.dumps(names))
+
+    run(["a.png", "b.png"])
+    (out / "notes.txt").write_text("user's")
+    with pytest.raises(OSError):
+        run(["c.png"], fail=True)
+    visible = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible() == ["a.png", "b.png", "detections.json", "notes.txt"]
+    with ResultFolder(out, marker="detections.json"):
+        with pytest.raises(RunLockedError, match="in use by another run"):
+            run(["x.png"])
+    run(["c.png"])
+    assert visible() == ["c.png", "detections.json", "notes.txt"]
+    assert json.loads((out / "detections.json").read_text()) == ["c.png"]
+    # a command killed mid-way leaves its staging folder; the next one removes it
+    (out / ".results.tmp999999").mkdir()
+    run(["d.png"])
+    assert not list(out.glob(".results.tmp*")) and visible() == ["d.png", "detections.json", "notes.txt"]
