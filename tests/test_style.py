@@ -4,6 +4,7 @@ in the chapters, the package, the tools, the benchmarks and the tests, and passe
 Fix: `ruff format nbs ssdbook tools benchmarks tests`, then `make export` (nbdev_export writes the
 modules from the notebooks, long `__all__` lines included, and `make export` formats them after it).
 """
+
 import re
 import subprocess
 import sys
@@ -17,7 +18,9 @@ RUFF = str(Path(sys.executable).with_name("ruff"))
 
 
 def _ruff(*args):
-    return subprocess.run([RUFF, *args, "--no-cache", *PATHS], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [RUFF, *args, "--no-cache", *PATHS], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def _files(out):
@@ -29,8 +32,11 @@ def test_code_is_formatted():
     r = _ruff("format", "--check")
     files = _files(r.stdout + r.stderr)
     summary = (r.stdout + r.stderr).strip().splitlines()[-1:]
-    assert r.returncode == 0, (f"{summary}: run `ruff format` (see the module docstring): "
-                               + ", ".join(files[:40]) + ("..." if len(files) > 40 else ""))
+    assert r.returncode == 0, (
+        f"{summary}: run `ruff format` (see the module docstring): "
+        + ", ".join(files[:40])
+        + ("..." if len(files) > 40 else "")
+    )
 
 
 def test_lint_minimal_selection():
@@ -38,10 +44,16 @@ def test_lint_minimal_selection():
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
 
 
-@pytest.mark.xfail(reason="ruff format does not wrap long strings, comments and docstrings: those lines are "
-                          "shortened by hand, chapter by chapter", strict=False)
+@pytest.mark.xfail(
+    reason="ruff format does not wrap long strings, comments and docstrings: those lines are "
+    "shortened by hand, chapter by chapter",
+    strict=False,
+)
 def test_code_lines_fit_the_page():
     """No line over 88 characters, so no code block of the book scrolls sideways (E501)."""
     r = _ruff("check", "--select", "E501", "--output-format", "concise")
     long_lines = [l for l in r.stdout.splitlines() if "E501" in l]
-    assert not long_lines, f"{len(long_lines)} lines over 88 characters, e.g.\n" + "\n".join(long_lines[:20])
+    assert not long_lines, (
+        f"{len(long_lines)} lines over 88 characters, e.g.\n"
+        + "\n".join(long_lines[:20])
+    )

@@ -7,13 +7,16 @@ Notebooks as text are jupytext's job now (lossless: cell boundaries, tags and me
 
 Executing a chapter in place with full budgets (and stamping it) is tools/run_book.py.
 """
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-JUPYTEXT = {"to-text": "jupytext --to py:percent NOTEBOOK -o TEXT",
-            "to-nb": "jupytext --update --to ipynb TEXT -o NOTEBOOK"}
+JUPYTEXT = {
+    "to-text": "jupytext --to py:percent NOTEBOOK -o TEXT",
+    "to-nb": "jupytext --update --to ipynb TEXT -o NOTEBOOK",
+}
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:] or ["help"]

@@ -22,6 +22,7 @@ A page is stale when its stamp is missing, or when its stamp commit does not con
 that changed a module it imports, directly or through other modules (`ssdbook/X.py`, which
 `nbdev_export` writes from the chapter that owns it). `tests/test_book_stamps.py` runs `--check`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,13 @@ PKG = "ssdbook"
 MAIN_OUT = ROOT / "runs" / "demo"
 MAIN_CKPT = MAIN_OUT / "last.pth"
 MAIN_STAMP = MAIN_OUT / "book_stamp.json"
-MAIN_ENTRY = ["__main__", "cli", "commands", "inference"]  # where `python -m ssdbook demo` starts
+# where `python -m ssdbook demo` starts
+MAIN_ENTRY = [
+    "__main__",
+    "cli",
+    "commands",
+    "inference",
+]
 
 
 # ------------------------------------------------------------------ git
@@ -62,13 +69,17 @@ def last_commit(*paths) -> str | None:
 
 def contains(commit: str, ancestor: str) -> bool:
     "Whether `commit` has `ancestor` in its history (or is it)."
-    r = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit], cwd=ROOT,
-                       capture_output=True)
+    r = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", ancestor, commit],
+        cwd=ROOT,
+        capture_output=True,
+    )
     return r.returncode == 0
 
 
 def library_commit() -> dict:
-    "The last commit touching the package, and whether the package has uncommitted changes."
+    """The last commit touching the package, and whether the package has uncommitted
+    changes."""
     commit = last_commit(PKG)
     dirty = bool(git("status", "--porcelain", "--", PKG, "nbs"))
     return {"library_commit": commit, "library_dirty": dirty}
@@ -88,9 +99,15 @@ def machine() -> dict:
         pass
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     bf16 = any(getattr(torch.cpu, f, lambda: False)() for f in probes)
-    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": bf16, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": bf16,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def make_stamp() -> dict:
@@ -99,19 +116,28 @@ def make_stamp() -> dict:
 
 
 # ------------------------------------------------------------------ which module a page depends on
-_IMPORT = re.compile(rf"^\s*(?:from\s+{PKG}\.(\w+)\s+import|import\s+{PKG}\.(\w+))", re.M)
+_IMPORT = re.compile(
+    rf"^\s*(?:from\s+{PKG}\.(\w+)\s+import|import\s+{PKG}\.(\w+))", re.M
+)
 
 
 def imports_of_source(src: str) -> set[str]:
-    "The `ssdbook.X` modules a piece of Python source imports (at any depth, in functions too)."
+    """The `ssdbook.X` modules a piece of Python source imports (at any depth, in
+    functions too)."""
     try:
         tree = ast.parse(src)
     except SyntaxError:  # notebook magics (`%pip`): fall back to a line scan
         return {a or b for a, b in _IMPORT.findall(src)}
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:  # `from .loss import` (nbdev's form)
-            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        if (
+            isinstance(node, ast.ImportFrom) and node.level == 1
+        ):  # `from .loss import` (nbdev's form)
+            found |= (
+                {node.module.split(".")[0]}
+                if node.module
+                else {a.name for a in node.names}
+            )
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[0] == PKG and len(parts) > 1:
@@ -119,14 +145,19 @@ def imports_of_source(src: str) -> set[str]:
             elif node.module == PKG:
                 found |= {a.name for a in node.names}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith(PKG + ".")}
+            found |= {
+                a.name.split(".")[1] for a in node.names if a.name.startswith(PKG + ".")
+            }
     return found
 
 
 def module_graph() -> dict[str, set[str]]:
     "module -> the package modules it imports."
-    return {p.stem: imports_of_source(p.read_text()) - {p.stem}
-            for p in (ROOT / PKG).glob("*.py") if p.stem != "_modidx"}
+    return {
+        p.stem: imports_of_source(p.read_text()) - {p.stem}
+        for p in (ROOT / PKG).glob("*.py")
+        if p.stem != "_modidx"
+    }
 
 
 def closure(mods, graph) -> set[str]:
@@ -141,8 +172,11 @@ def closure(mods, graph) -> set[str]:
 
 
 def notebook_code(nb: dict) -> str:
-    return "\n".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-                     for c in nb["cells"] if c["cell_type"] == "code")
+    return "\n".join(
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+    )
 
 
 def own_module(nb: dict) -> str | None:
@@ -168,7 +202,9 @@ def imports_of_source_lines(src: str) -> set[str]:
 
 # ------------------------------------------------------------------ the book's order
 def toc_notebooks() -> list[Path]:
-    files = re.findall(r"^\s*(?:root|-\s*file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
+    files = re.findall(
+        r"^\s*(?:root|-\s*file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M
+    )
     return [ROOT / (f + ".ipynb") for f in files if (ROOT / (f + ".ipynb")).exists()]
 
 
@@ -188,7 +224,9 @@ def page_problem(path: Path, graph, _cache={}) -> str | None:
         if changed and not contains(commit, changed):
             newer.append(f"{m} ({changed[:8]})")
     if newer:
-        return f"stamp {commit[:8]} is older than the last change to " + ", ".join(newer)
+        return f"stamp {commit[:8]} is older than the last change to " + ", ".join(
+            newer
+        )
     return None
 
 
@@ -231,8 +269,11 @@ def run_main_job(env) -> None:
         os.replace(MAIN_OUT, aside)
         print(f"   moved the stale run to {aside.relative_to(ROOT)}")
     subprocess.run([sys.executable, "-m", PKG, "demo"], cwd=ROOT, env=env, check=True)
-    rec = {**library_commit(), "version": package_version(),
-           "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    rec = {
+        **library_commit(),
+        "version": package_version(),
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     atomic_write_text(MAIN_STAMP, json.dumps(rec, indent=1) + "\n")
 
 
@@ -249,8 +290,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def execute(path: Path, stamp: dict | None = None, timeout: int = 3600) -> None:
-    """Run a notebook in place with full budgets (outputs and execution counts kept, as nbval needs
-    them); stamp it; write it only if every cell ran."""
+    """Run a notebook in place with full budgets (outputs and execution counts kept, as
+    nbval needs them); stamp it; write it only if every cell ran."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -259,8 +300,12 @@ def execute(path: Path, stamp: dict | None = None, timeout: int = 3600) -> None:
     if stamp:
         os.environ["SSDBOOK_BOOK_STAMP"] = json.dumps(stamp)
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     finally:
         if env_quick is not None:
             os.environ["SSDBOOK_QUICK"] = env_quick
@@ -288,12 +333,27 @@ def tool(name: str) -> str:
 # ------------------------------------------------------------------ command line
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("notebooks", nargs="*", type=Path, help="only these chapters (default: the whole book)")
-    ap.add_argument("--check", action="store_true", help="run nothing; list stale pages (exit 1 if any)")
-    ap.add_argument("--skip-main", action="store_true", help="do not run the main job even if stale")
+    ap.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="only these chapters (default: the whole book)",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="run nothing; list stale pages (exit 1 if any)",
+    )
+    ap.add_argument(
+        "--skip-main", action="store_true", help="do not run the main job even if stale"
+    )
     ap.add_argument("--no-stamp", action="store_true", help="execute without stamping")
-    ap.add_argument("--keep-going", action="store_true", help="go on after a chapter fails")
-    ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell (default 3600)")
+    ap.add_argument(
+        "--keep-going", action="store_true", help="go on after a chapter fails"
+    )
+    ap.add_argument(
+        "--timeout", type=int, default=3600, help="seconds per cell (default 3600)"
+    )
     args = ap.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or toc_notebooks()
     missing = [str(p) for p in paths if not p.exists()]
@@ -304,7 +364,10 @@ def main(argv=None) -> int:
         stale = check(paths)
         for p, why in stale:
             print(f"stale: {p.relative_to(ROOT)}: {why}")
-        print(f"{len(stale)} of {len(paths)} pages stale" + (": run `make book-run`" if stale else ""))
+        print(
+            f"{len(stale)} of {len(paths)} pages stale"
+            + (": run `make book-run`" if stale else "")
+        )
         return 1 if stale else 0
 
     whole_book = not args.notebooks
@@ -317,7 +380,10 @@ def main(argv=None) -> int:
             print("== main job: checkpoint current", flush=True)
     stamp = None if args.no_stamp else make_stamp()
     if stamp and stamp["library_dirty"]:
-        print("note: ssdbook/ or nbs/ has uncommitted changes: the stamp says so", flush=True)
+        print(
+            "note: ssdbook/ or nbs/ has uncommitted changes: the stamp says so",
+            flush=True,
+        )
     failed = []
     for p in paths:
         t0 = time.perf_counter()
@@ -325,7 +391,9 @@ def main(argv=None) -> int:
         try:
             execute(p, stamp, args.timeout)
         except Exception as e:  # noqa: BLE001 - report and stop (or go on)
-            first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            first = (
+                str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            )
             print(f"FAILED: {first}", flush=True)
             failed.append(p)
             if not args.keep_going:
@@ -338,8 +406,11 @@ def main(argv=None) -> int:
         subprocess.run([tool("nbdev_export")], cwd=ROOT, check=True)
         subprocess.run([tool("ruff"), "format", "--quiet", PKG], cwd=ROOT, check=True)
     if failed:
-        print(f"run_book: {len(failed)} chapter(s) failed: "
-              + ", ".join(str(p.relative_to(ROOT)) for p in failed), file=sys.stderr)
+        print(
+            f"run_book: {len(failed)} chapter(s) failed: "
+            + ", ".join(str(p.relative_to(ROOT)) for p in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

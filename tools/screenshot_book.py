@@ -17,6 +17,7 @@ The table is printed and written to `_build/screens/report.json`. Exit status 1 
 Needs Chromium (`apt-get install -y chromium`) and the `playwright` Python package (its own browser
 download is not used: `executable_path=/usr/bin/chromium`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ PROBE = r"""
     if (!input) continue;
     const folded = input.closest('details') || cell.classList.contains('tag_hide-input')
                    || cell.classList.contains('tag_remove-input');
-    const code = input.innerText || '';
+    const code = (input.innerText || '').replace(/"[^"\n]*"|'[^'\n]*'/g, '""');  // not in strings
     const drawsImage = !!cell.querySelector('.cell_output img');
     if (!folded && (PLOT.test(code) || drawsImage)) plotting.push(code.trim().split('\n')[0].slice(0, 100));
   }
@@ -88,14 +89,28 @@ PROBE = r"""
 
 
 def toc_pages() -> list[str]:
-    return re.findall(r"^\s*(?:root|-\s*file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M)
+    return re.findall(
+        r"^\s*(?:root|-\s*file):\s*(\S+)", (ROOT / "_toc.yml").read_text(), re.M
+    )
 
 
 def build(out: Path) -> None:
-    exe = next((p for p in (Path(sys.executable).with_name("jupyter-book"), ROOT / ".venv" / "bin" / "jupyter-book")
-                if p.exists()), shutil.which("jupyter-book") or "jupyter-book")
-    r = subprocess.run([str(exe), "build", str(ROOT), "-n", "--keep-going", "--path-output", str(out)],
-                       capture_output=True, text=True)
+    exe = next(
+        (
+            p
+            for p in (
+                Path(sys.executable).with_name("jupyter-book"),
+                ROOT / ".venv" / "bin" / "jupyter-book",
+            )
+            if p.exists()
+        ),
+        shutil.which("jupyter-book") or "jupyter-book",
+    )
+    r = subprocess.run(
+        [str(exe), "build", str(ROOT), "-n", "--keep-going", "--path-output", str(out)],
+        capture_output=True,
+        text=True,
+    )
     warnings = [l for l in (r.stdout + r.stderr).splitlines() if "WARNING" in l]
     print(f"jupyter-book build: exit {r.returncode}, {len(warnings)} warnings")
     for w in warnings[:20]:
@@ -108,7 +123,10 @@ def browser_path() -> str:
             return p
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
-        sys.exit("screenshot_book: no Chromium found: apt-get update && apt-get install -y chromium")
+        sys.exit(
+            "screenshot_book: no Chromium found: apt-get update && apt-get install -y "
+            "chromium"
+        )
     return found
 
 
@@ -118,8 +136,10 @@ def shoot(html: Path, pages: list[str], out: Path, width: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path(),
-                                    args=["--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        browser = p.chromium.launch(
+            executable_path=browser_path(),
+            args=["--no-sandbox", "--disable-gpu", "--hide-scrollbars"],
+        )
         page = browser.new_page(viewport={"width": width, "height": 900})
         for name in pages:
             f = html / f"{name}.html"
@@ -131,15 +151,20 @@ def shoot(html: Path, pages: list[str], out: Path, width: int) -> dict:
             shot = out / (name.replace("/", "__") + ".png")
             page.screenshot(path=str(shot), full_page=True)
             r = page.evaluate(PROBE)
-            r["screenshot"] = str(shot.relative_to(ROOT)) if shot.is_relative_to(ROOT) else str(shot)
+            r["screenshot"] = (
+                str(shot.relative_to(ROOT)) if shot.is_relative_to(ROOT) else str(shot)
+            )
             report[name] = r
         browser.close()
     return report
 
 
 def table(report: dict) -> tuple[str, int]:
-    rows = ["| page | code scrolls | output scrolls | prose scrolls | warnings | unfolded plots |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| page | code scrolls | output scrolls | prose scrolls | warnings | unfolded "
+        "plots |",
+        "|---|---|---|---|---|---|",
+    ]
     bad = 0
     tot = [0, 0, 0, 0, 0]
     for name, r in report.items():
@@ -147,8 +172,13 @@ def table(report: dict) -> tuple[str, int]:
             rows.append(f"| {name} | page missing | | | | |")
             bad += 1
             continue
-        c = [len(r["scroll"]["code"]), len(r["scroll"]["output"]), len(r["scroll"]["prose"]),
-             len(r["warnings"]), len(r["plotting"])]
+        c = [
+            len(r["scroll"]["code"]),
+            len(r["scroll"]["output"]),
+            len(r["scroll"]["prose"]),
+            len(r["warnings"]),
+            len(r["plotting"]),
+        ]
         tot = [a + b for a, b in zip(tot, c)]
         bad += sum(c)
         rows.append(f"| {name} | " + " | ".join(map(str, c)) + " |")
@@ -158,18 +188,31 @@ def table(report: dict) -> tuple[str, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("pages", nargs="*", help="pages as in _toc.yml (nbs/07_loss); default: all")
-    ap.add_argument("--build", action="store_true", help="build the HTML first (execute off, as _config.yml)")
+    ap.add_argument(
+        "pages", nargs="*", help="pages as in _toc.yml (nbs/07_loss); default: all"
+    )
+    ap.add_argument(
+        "--build",
+        action="store_true",
+        help="build the HTML first (execute off, as _config.yml)",
+    )
     ap.add_argument("--html", type=Path, default=ROOT / "_build" / "html")
     ap.add_argument("--out", type=Path, default=ROOT / "_build" / "screens")
     ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--details", action="store_true", help="print what each count found")
+    ap.add_argument(
+        "--details", action="store_true", help="print what each count found"
+    )
     args = ap.parse_args(argv)
     if args.build:
         build(args.html.parent.parent)
     if not args.html.exists():
-        sys.exit(f"screenshot_book: no built book at {args.html}: run `make book` or pass --build")
-    pages = [p.removesuffix(".ipynb").removesuffix(".md") for p in args.pages] or toc_pages()
+        sys.exit(
+            f"screenshot_book: no built book at {args.html}: run `make book` or pass "
+            "--build"
+        )
+    pages = [
+        p.removesuffix(".ipynb").removesuffix(".md") for p in args.pages
+    ] or toc_pages()
     report = shoot(args.html, pages, args.out, args.width)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     text, bad = table(report)
@@ -178,14 +221,20 @@ def main(argv=None) -> int:
         for name, r in report.items():
             for kind, items in r.get("scroll", {}).items():
                 for it in items:
-                    print(f"{name}: {kind} block {it['width']} px in {it['visible']} px: {it['line']}")
+                    print(
+                        f"{name}: {kind} block {it['width']} px in {it['visible']} px: "
+                        f"{it['line']}"
+                    )
             for w in r.get("warnings", []):
                 print(f"{name}: warning: {w}")
             for pl in r.get("plotting", []):
                 print(f"{name}: unfolded plot: {pl}")
     fits = sorted({r["chars_fit"] for r in report.values() if r.get("chars_fit")})
     if fits:
-        print(f"characters of code that fit in a code block at {args.width} px: {fits[0]}-{fits[-1]}")
+        print(
+            f"characters of code that fit in a code block at {args.width} px: "
+            f"{fits[0]}-{fits[-1]}"
+        )
     print(f"screenshots in {args.out}; report {args.out / 'report.json'}")
     return 1 if bad else 0
 
