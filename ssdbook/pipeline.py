@@ -155,6 +155,7 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
         classes = list(VOC_CLASSES) if cfg.download else data_classes(cfg.root, sets)
         ds = VOCDetection(cfg.root, image_sets=[tuple(s) for s in sets], classes=classes,
                           download=cfg.download and rank == 0)
+    ds = ds.require_objects() if hasattr(ds, "require_objects") else ds    # 1b: a set without a single object
     if cfg.max_images and cfg.max_images < len(ds):
         ds = torch.utils.data.Subset(ds, range(cfg.max_images))
     return ds, classes

@@ -206,3 +206,33 @@ def test_shapes_recipe_is_the_main_jobs_recipe():
     native = any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     assert cfg.amp == ("bf16" if native else "off")
     assert shapes_recipe(amp="off").amp == "off"              # a caller can still ask for fp32
+
+
+# ---------------------------------------------------------------- issue 21 items 11, 19.3
+def test_small_recipe_warmup_fits_its_iterations():
+    assert small_recipe().warmup == 100 and small_recipe(iterations=400).warmup == 40
+    assert small_recipe(iterations=5).warmup == 1 and small_recipe(warmup=7).warmup == 7
+    s = small_recipe()
+    assert (s.base, s.pretrained, s.batch_size, s.optimizer, s.schedule) == ("mini", "", 16, "adamw", "cosine")
+    assert small_recipe(data="coco").image_sets == () and small_recipe().data == "voc"
+    assert config_warnings(small_recipe(iterations=400)) == []
+    (w,) = config_warnings(voc_recipe(iterations=400))                  # the README's old own-data command
+    assert "warmup=500 >= iterations=400" in w and "--warmup 40" in w
+
+
+def test_recipe_option_and_bare_bool_flags():
+    p = add_config_arguments(argparse.ArgumentParser())
+    args = p.parse_args(["--data", "voc", "--overwrite", "--cache", "no"])
+    assert args.overwrite is True and args.cache is False
+    args.recipe = "small"                                                # ssdbook train --recipe small
+    assert config_from_args(args) == small_recipe(data="voc", overwrite=True, cache=False)
+
+
+def test_ssdbook_fp32_forces_fp32(monkeypatch):
+    from ssdbook.config import cpu_amp
+    monkeypatch.setenv("SSDBOOK_FP32", "1")
+    assert cpu_amp() == "off" and shapes_recipe().amp == "off" and small_recipe().amp == "off"
+    assert amp_dtype("cpu", "bf16") is None and amp_dtype("cpu", "auto") is None
+    monkeypatch.delenv("SSDBOOK_FP32")
+    import torch
+    assert amp_dtype("cpu", "bf16") == torch.bfloat16
