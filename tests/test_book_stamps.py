@@ -111,3 +111,30 @@ def test_execute_runs_with_full_budgets_stamps_and_never_half_writes(
     with pytest.raises(Exception, match="boom"):
         run_book.execute(path, {**stamp, "library_commit": "def456"}, timeout=120)
     assert path.read_bytes() == before, "a failed run leaves the notebook as it was"
+
+
+def test_main_job_is_stale_when_missing_older_or_made_by_another_commit(
+    tmp_path, monkeypatch
+):
+    import os
+
+    ckpt, stamp = tmp_path / "last.pth", tmp_path / "book_stamp.json"
+    monkeypatch.setattr(run_book, "MAIN_CKPT", ckpt)
+    monkeypatch.setattr(run_book, "MAIN_STAMP", stamp)
+    monkeypatch.setattr(run_book, "MAIN_OUT", tmp_path)
+    assert "no checkpoint" in run_book.main_job_problem()
+    ckpt.write_bytes(b"x")
+    assert "no record" in run_book.main_job_problem()
+    now = run_book.library_commit()
+    stamp.write_text(json.dumps({**now, "version": run_book.package_version()}))
+    assert run_book.main_job_problem() is None
+    stamp.write_text(
+        json.dumps(
+            {**now, "library_commit": "0" * 40, "version": run_book.package_version()}
+        )
+    )
+    assert "made by library commit 00000000" in run_book.main_job_problem()
+    stamp.write_text(json.dumps({**now, "version": "0.0.0"}))
+    assert "made by ssdbook 0.0.0" in run_book.main_job_problem()
+    os.utime(ckpt, (0, 0))  # a checkpoint from 1970: older than every commit
+    assert "older than commit" in run_book.main_job_problem()

@@ -236,10 +236,14 @@ def check(paths) -> list[tuple[Path, str]]:
 
 
 # ------------------------------------------------------------------ the main job
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main_job_problem() -> str | None:
     "Why the main job must run again (None when its checkpoint is current)."
     if not MAIN_CKPT.exists():
-        return f"no checkpoint {MAIN_CKPT.relative_to(ROOT)}"
+        return f"no checkpoint {_rel(MAIN_CKPT)}"
     graph = module_graph()
     mods = closure(MAIN_ENTRY, graph)
     changed = last_commit(*(ROOT / PKG / f"{m}.py" for m in sorted(mods)))
@@ -267,7 +271,7 @@ def run_main_job(env) -> None:
     if MAIN_OUT.exists():  # a stale run must not be resumed: move it aside, keep it
         aside = MAIN_OUT.with_name(f"demo.stale-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(MAIN_OUT, aside)
-        print(f"   moved the stale run to {aside.relative_to(ROOT)}")
+        print(f"   moved the stale run to {_rel(aside)}")
     subprocess.run([sys.executable, "-m", PKG, "demo"], cwd=ROOT, env=env, check=True)
     rec = {
         **library_commit(),
@@ -363,7 +367,7 @@ def main(argv=None) -> int:
     if args.check:
         stale = check(paths)
         for p, why in stale:
-            print(f"stale: {p.relative_to(ROOT)}: {why}")
+            print(f"stale: {_rel(p)}: {why}")
         print(
             f"{len(stale)} of {len(paths)} pages stale"
             + (": run `make book-run`" if stale else "")
@@ -387,7 +391,7 @@ def main(argv=None) -> int:
     failed = []
     for p in paths:
         t0 = time.perf_counter()
-        print(f"== {p.relative_to(ROOT)}", end=" ", flush=True)
+        print(f"== {_rel(p)}", end=" ", flush=True)
         try:
             execute(p, stamp, args.timeout)
         except Exception as e:  # noqa: BLE001 - report and stop (or go on)
@@ -408,7 +412,7 @@ def main(argv=None) -> int:
     if failed:
         print(
             f"run_book: {len(failed)} chapter(s) failed: "
-            + ", ".join(str(p.relative_to(ROOT)) for p in failed),
+            + ", ".join(_rel(p) for p in failed),
             file=sys.stderr,
         )
         return 1
