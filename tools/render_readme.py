@@ -15,6 +15,7 @@ Regions (HTML comments, invisible on GitHub):
 
 `tests/test_book.py` asserts that README.md equals what this script renders.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,7 @@ def region(text: str, name: str) -> str:
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
         raise ValueError(f"README.md has no region {start} ... {end}")
-    return text[i + len(start): j].strip("\n")
+    return text[i + len(start) : j].strip("\n")
 
 
 # ---------------------------------------------------------------- results
@@ -79,20 +80,28 @@ def _fmt(v) -> str:
 def _numbers(e: dict) -> str:
     """The headline numbers of one entry: times, rates and secondary ratios. When a time was recorded on both
     clocks (`x_ms` / `x_wall_ms` and `x_cpu_ms`), only the CPU time is shown (less disturbed by other jobs)."""
-    keys = [k for k, v in e.items() if k not in _SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and (_SHOWN.search(k) or k.endswith("_ratio"))]
+    keys = [
+        k
+        for k, v in e.items()
+        if k not in _SKIP
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and (_SHOWN.search(k) or k.endswith("_ratio"))
+    ]
     base = {k: tuple(w for w in k.split("_") if w not in ("cpu", "wall")) for k in keys}
     has_cpu = {base[k] for k in keys if "cpu" in k.split("_")}
     out, cpu_used = [], False
     for k in keys:
         words = list(base[k])
         if base[k] in has_cpu and "cpu" not in k.split("_"):
-            continue                                   # the same number on the wall clock: CPU time shown instead
+            continue  # the same number on the wall clock: CPU time shown instead
         if words and words[-1] == "ratio":
             out.append(f"{' '.join(words)} {e[k]:.2f}×")
             continue
         cpu_used |= "cpu" in k.split("_")
-        unit = {"ms": " ms", "s": " s", "seconds": " s", "mb": " MB", "gb": " GB"}.get(words[-1])
+        unit = {"ms": " ms", "s": " s", "seconds": " s", "mb": " MB", "gb": " GB"}.get(
+            words[-1]
+        )
         if unit:
             words = words[:-1]
         out.append(f"{' '.join(words)} {_fmt(e[k])}{unit or ''}")
@@ -103,16 +112,34 @@ def render_results(results: dict) -> str:
     """A Markdown table of every recorded measurement, sorted by name."""
     if not results:
         return "_No measurement recorded yet: run `make bench` (and `make main`) to fill `benchmarks/results.json`._"
-    rows = ["| measurement | what | ratio | numbers | measured | machine |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| measurement | what | ratio | numbers | measured | machine |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in sorted(results):
         e = results[name]
         what = DESCRIPTIONS.get(name) or e.get("what") or name
-        ratio = f"{e['ratio']:.2f}×" if isinstance(e.get("ratio"), (int, float)) else "—"
+        ratio = (
+            f"{e['ratio']:.2f}×" if isinstance(e.get("ratio"), (int, float)) else "—"
+        )
         numbers = "; ".join(x for x in (str(e.get("summary", "")), _numbers(e)) if x)
-        cells = [f"`{name}`", what, ratio, numbers or "—", str(e.get("measured", "—")), str(e.get("machine", "—"))]
-        rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(rows) + ("\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); a ratio above 1 "
-                              "means ssdbook is faster than the baseline measured in the same run.")
+        cells = [
+            f"`{name}`",
+            what,
+            ratio,
+            numbers or "—",
+            str(e.get("measured", "—")),
+            str(e.get("machine", "—")),
+        ]
+        rows.append(
+            "| "
+            + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells)
+            + " |"
+        )
+    return "\n".join(rows) + (
+        "\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); a ratio above 1 "
+        "means ssdbook is faster than the baseline measured in the same run."
+    )
 
 
 # ---------------------------------------------------------------- chapters
@@ -129,7 +156,9 @@ def page_path(f: str, root: Path = ROOT) -> Path:
     for suffix in (".ipynb", ".md"):
         if (root / (f + suffix)).exists():
             return root / (f + suffix)
-    raise FileNotFoundError(f"_toc.yml lists {f}, which is neither {f}.ipynb nor {f}.md")
+    raise FileNotFoundError(
+        f"_toc.yml lists {f}, which is neither {f}.ipynb nor {f}.md"
+    )
 
 
 def notebook_info(path: Path) -> dict:
@@ -138,10 +167,25 @@ def notebook_info(path: Path) -> dict:
         lines, module = path.read_text().splitlines(), None
     else:
         nb = json.loads(path.read_text())
-        src = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"]]
-        lines = [l for c, s in zip(nb["cells"], src) if c["cell_type"] == "markdown" for l in s.splitlines()]
-        module = next((m.group(1) for s in src for m in [re.search(r"^\s*#\|\s*default_exp\s+(\S+)", s, re.M)] if m),
-                      None)
+        src = [
+            "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"]
+        ]
+        lines = [
+            l
+            for c, s in zip(nb["cells"], src)
+            if c["cell_type"] == "markdown"
+            for l in s.splitlines()
+        ]
+        module = next(
+            (
+                m.group(1)
+                for s in src
+                for m in [re.search(r"^\s*#\|\s*default_exp\s+(\S+)", s, re.M)]
+                if m
+            ),
+            None,
+        )
     heading = next((l[2:].strip() for l in lines if l.startswith("# ")), path.stem)
     m = re.match(r"(?:Chapter|Appendix)(?:\s+\w+)?\s*[:.—-]\s*(.*)", heading)
     title = TITLES.get(path.stem) or (m.group(1) if m else heading)
@@ -195,8 +239,12 @@ def render_map(nb_path: Path = MAP, root: Path = ROOT) -> tuple[str, str]:
     nb = nbformat.read(nb_path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "markdown" and "<!-- chapters:start -->" in cell.source:
-            return cell.source, replace_region(cell.source, "chapters", render_map_chapters(root))
-    raise ValueError(f"{nb_path} has no markdown cell with <!-- chapters:start --> ... <!-- chapters:end -->")
+            return cell.source, replace_region(
+                cell.source, "chapters", render_map_chapters(root)
+            )
+    raise ValueError(
+        f"{nb_path} has no markdown cell with <!-- chapters:start --> ... <!-- chapters:end -->"
+    )
 
 
 def write_map(nb_path: Path = MAP, root: Path = ROOT) -> bool:
@@ -219,7 +267,11 @@ def load_results(path: Path = RESULTS) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="do not write; exit 1 if README.md is stale")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 if README.md is stale",
+    )
     args = ap.parse_args(argv)
     old = README.read_text()
     new = render(old, load_results())
@@ -228,7 +280,9 @@ def main(argv=None) -> int:
         if render_map()[0] != render_map()[1]:
             stale.append("chapters of nbs/00_index.ipynb")
         if stale:
-            print(f"README.md is stale in region(s) {', '.join(stale)}: run python tools/render_readme.py")
+            print(
+                f"README.md is stale in region(s) {', '.join(stale)}: run python tools/render_readme.py"
+            )
             return 1
         return 0
     if new != old:
