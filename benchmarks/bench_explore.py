@@ -1,4 +1,4 @@
-"""Benchmark: how fast the explorer (`ssdbook explore`, chapters 10f/10g) answers each interaction.
+"""Benchmark: how fast the explorer (`ssdbook explore`, chapters 10f-10h) answers each interaction.
 
     python benchmarks/bench_explore.py [--repeats 9] [--threads N] [--no-browser]
 
@@ -195,7 +195,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from ssdbook.explore import Explorer
+    from ssdbook.explore_pictures import Explorer
 
     load = os.getloadavg()[0]
     numbers = core_times(Explorer(), args.repeats)
@@ -211,7 +211,7 @@ def main(argv=None):
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         threads=torch.get_num_threads(),
         load_average=round(max(load, os.getloadavg()[0]), 2),
-        what="explorer interactions (chapter 10g): median latency of each, Explorer call and "
+        what="explorer interactions (chapter 10h): median latency of each, Explorer call and "
         "browser round trip; ratio = 0.5 s target / slowest median",
     )
     for k, v in numbers.items():

@@ -13,6 +13,7 @@ from .explore_pictures import KEPT_HEAD, LEVEL_HEAD, MATCH_HEAD, Explorer
 # %% auto #0
 __all__ = ['build_app', 'launch']
 
+
 # %% ../nbs/10h_explore.ipynb #2cdb92e9
 def _theme(gr):
     "Gradio's default look with the system's fonts: no font is fetched from the internet."
@@ -101,7 +102,10 @@ def _widgets(gr, ex: Explorer, first: str) -> dict:
             with gr.Column():
                 w["dnums"] = gr.Markdown(elem_id="det-numbers")
                 w["prior"] = gr.Number(
-                    -1, precision=0, label="selected prior", elem_id="prior"
+                    -1,
+                    precision=0,
+                    label="selected prior (type one, Enter)",
+                    elem_id="prior",
                 )
                 w["why"] = gr.Markdown(elem_id="why")
         w["kept"] = gr.Dataframe(
@@ -124,11 +128,13 @@ def build_app(checkpoint=None):
     def corner(st, text, first, evt: gr.SelectData):
         return ex.corner(st, text, first, evt.index)
 
-    def click(st, ct, nt, k, evt: gr.SelectData):
-        return ex.click(st, ct, nt, k, evt.index)
+    def click(st, ct, nt, k, stage, evt: gr.SelectData):  # one round trip: prior + view
+        q = ex.click(st, ct, nt, k, evt.index)
+        return q, *ex.detect(st, ct, nt, k, stage, q)
 
-    def row(evt: gr.SelectData):
-        return evt.row_value[3]
+    def row(st, ct, nt, k, stage, evt: gr.SelectData):
+        q = evt.row_value[3]
+        return q, *ex.detect(st, ct, nt, k, stage, q)
 
     def upload(array):
         return (ex.upload(array), "", None) if array is not None else (gr.skip(),) * 3
@@ -155,11 +161,12 @@ def build_app(checkpoint=None):
         )
         for c in ("boxes", "layout", "thr", "ratio"):
             w[c].change(ex.match, m_in, m_out, trigger_mode="always_last")
-        for c in ("ct", "nt", "k", "stage", "prior"):
+        for c in ("ct", "nt", "k", "stage"):
             w[c].change(ex.detect, d_in, d_out, trigger_mode="always_last")
+        w["prior"].submit(ex.detect, d_in, d_out)  # a typed index, then Enter
         w["mpic"].select(corner, new, [w["boxes"], w["corner"]])
-        w["dpic"].select(click, d_in[:4], w["prior"])
-        w["kept"].select(row, None, w["prior"])
+        w["dpic"].select(click, d_in[:5], [w["prior"], *d_out])
+        w["kept"].select(row, d_in[:5], [w["prior"], *d_out])
         app.load(ex.match, m_in, m_out).then(ex.detect, d_in, d_out)
     return app
 

@@ -17,8 +17,22 @@ from .matching import jaccard, match_batch
 from .priors import CONFIGS, PriorBox, boxes_per_location
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'PHOTOS', 'SAMPLES', 'load_network', 'shapes_test_image', 'sample_image', 'parse_boxes', 'network_outputs',
-           'layout_priors', 'prior_cells', 'match_view', 'detect_view', 'fate', 'explain']
+__all__ = [
+    'LAYOUTS',
+    'PHOTOS',
+    'SAMPLES',
+    'load_network',
+    'shapes_test_image',
+    'sample_image',
+    'parse_boxes',
+    'network_outputs',
+    'layout_priors',
+    'prior_cells',
+    'match_view',
+    'detect_view',
+    'fate',
+    'explain',
+]
 
 # %% ../nbs/10f_explore_core.ipynb #ad7d2a1e
 LAYOUTS = ("voc", "coco", "shapes")
@@ -123,6 +137,7 @@ def network_outputs(detector: Detector, image: torch.Tensor):
     loc, conf, priors = detector.net.raw(detector.prepare([image]).to(detector.device))
     return loc.float().cpu(), conf.float().cpu(), priors.float().cpu()
 
+
 # %% ../nbs/10f_explore_core.ipynb #0a588285
 @functools.lru_cache(maxsize=8)
 def layout_priors(name: str) -> torch.Tensor:
@@ -184,6 +199,7 @@ def match_view(target, loc, conf, layout="voc", threshold=0.5, neg_pos=3.0) -> d
     res.update(num_neg=int(neg.sum()), loss_l=float(loss_l), loss_c=float(loss_c))
     return dict(res, variances=var, layout=layout, threshold=threshold, neg_pos=neg_pos)
 
+
 # %% ../nbs/10f_explore_core.ipynb #2b1b32db
 def _kept_among(rows: torch.Tensor, out_c: torch.Tensor) -> torch.Tensor:
     "Which candidate `rows (k, 5)` `[score, box]` are among `Detect`'s kept rows `out_c`."
@@ -241,6 +257,7 @@ def detect_view(
         priors=priors, conf_thresh=conf_thresh, nms_thresh=nms_thresh, top_k=top_k
     )
     return dict(res, counts=dict(n, kept=len(kept)))
+
 
 # %% ../nbs/10f_explore_core.ipynb #63c89334
 def fate(res: dict, prior: int, classes=SHAPES_CLASSES) -> str:

@@ -23,8 +23,21 @@ from .inference import as_image
 from .matching import point_form
 
 # %% auto #0
-__all__ = ['COLOURS', 'STRIP', 'SIDE', 'MATCH_HEAD', 'LEVEL_HEAD', 'KEPT_HEAD', 'canvas', 'canvas_point', 'draw_match',
-           'draw_detect', 'pick_prior', 'kept_table', 'Explorer']
+__all__ = [
+    'COLOURS',
+    'STRIP',
+    'SIDE',
+    'MATCH_HEAD',
+    'LEVEL_HEAD',
+    'KEPT_HEAD',
+    'canvas',
+    'canvas_point',
+    'draw_match',
+    'draw_detect',
+    'pick_prior',
+    'kept_table',
+    'Explorer',
+]
 
 # %% ../nbs/10g_explore_pictures.ipynb #45df03b4
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
@@ -88,6 +101,7 @@ def draw_match(image, target, res: dict, classes=SHAPES_CLASSES):
             fill="white",
         )
     return out
+
 
 # %% ../nbs/10g_explore_pictures.ipynb #a46f03b5
 def draw_detect(
@@ -157,6 +171,7 @@ def kept_table(res: dict, cfg: dict, size, classes=SHAPES_CLASSES) -> list:
         )
     ]
 
+
 # %% ../nbs/10g_explore_pictures.ipynb #a0b0dc8d
 MATCH_HEAD = "prior level row col box object IoU forced g_cx g_cy g_w g_h".split()
 LEVEL_HEAD = [
@@ -178,7 +193,7 @@ class Explorer:
     def __init__(self, checkpoint=None):
         self.det, self.label = load_network(checkpoint)
         self.cfg, self.classes = self.det.net.cfg, list(self.det.classes)
-        self.outs = {}
+        self.outs, self.last = {}, (None, None)
 
     def image(self, name: str) -> dict:
         "The state of a sample image: `{name, image}`, and its ground-truth rows."
@@ -214,16 +229,16 @@ class Explorer:
         return pic, nums, res["levels"], res["rows"]
 
     def detect_res(self, st, conf_thresh, nms_thresh, top_k):
-        loc, conf, priors = self.outputs(st)  # the network's own priors
-        return detect_view(
-            loc,
-            conf,
-            priors,
-            conf_thresh,
-            nms_thresh,
-            int(top_k),
-            tuple(self.cfg["variance"]),
-        )
+        "`detect_view` with the network's own priors; the last answer is kept (a click)."
+        key = (st["name"], conf_thresh, nms_thresh, int(top_k))
+        if self.last[0] != key:
+            loc, conf, priors = self.outputs(st)
+            var = tuple(self.cfg["variance"])
+            res = detect_view(
+                loc, conf, priors, conf_thresh, nms_thresh, int(top_k), var
+            )
+            self.last = (key, res)
+        return self.last[1]
 
     def detect(
         self, st, conf_thresh=0.01, nms_thresh=0.45, top_k=200, stage=4, prior=-1

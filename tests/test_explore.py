@@ -33,10 +33,10 @@ from ssdbook.explore_core import (
     match_view,
     network_outputs,
     parse_boxes,
-    pick_prior,
     prior_cells,
     sample_image,
 )
+from ssdbook.explore_pictures import pick_prior
 from ssdbook.loss import MultiBoxLoss
 from ssdbook.matching import match_batch
 from ssdbook.priors import CONFIGS, PriorBox
@@ -196,7 +196,7 @@ def test_explain_names_every_fate(net_and_image):
 
 
 def test_boxes_are_decoded_with_the_networks_own_priors(tmp_path):
-    from ssdbook.explore import Explorer
+    from ssdbook.explore_pictures import Explorer
 
     ex = Explorer()
     ex.det, _ = load_network(priors="shapes")  # a network of other priors
@@ -208,14 +208,14 @@ def test_boxes_are_decoded_with_the_networks_own_priors(tmp_path):
 
 def test_importing_ssdbook_and_explore_does_not_import_gradio():
     code = (
-        "import sys, ssdbook, ssdbook.explore, ssdbook.explore_core; "
+        "import sys, ssdbook, ssdbook.explore, ssdbook.explore_pictures; "
         "assert 'gradio' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_explorer_answers_without_a_browser():
-    from ssdbook.explore import Explorer
+    from ssdbook.explore_pictures import Explorer
 
     ex = Explorer()
     st, rows = ex.image("chelsea")
