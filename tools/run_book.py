@@ -358,6 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--timeout", type=int, default=3600, help="seconds per cell (default 3600)"
     )
+    ap.add_argument(
+        "--dry-run", action="store_true", help="say what a pass would run, run nothing"
+    )
     args = ap.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or toc_notebooks()
     missing = [str(p) for p in paths if not p.exists()]
@@ -375,6 +378,17 @@ def main(argv=None) -> int:
         return 1 if stale else 0
 
     whole_book = not args.notebooks
+    if args.dry_run:
+        why = main_job_problem() if whole_book and not args.skip_main else None
+        print(f"main job: {'run (' + why + ')' if why else 'skip'}")
+        print(f"chapters, in this order: {', '.join(p.stem for p in paths)}")
+        print(f"stamp: {json.dumps(make_stamp())}")
+        print(
+            "then: nbdev_export, ruff format ssdbook"
+            if whole_book
+            else "then: nothing (make export)"
+        )
+        return 0
     if whole_book and not args.skip_main:
         why = main_job_problem()
         if why:
