@@ -206,6 +206,32 @@ def test_boxes_are_decoded_with_the_networks_own_priors(tmp_path):
     assert not torch.equal(res["priors"], layout_priors("voc"))
 
 
+def test_a_checkpoint_brings_its_own_priors_and_classes(tmp_path):
+    from ssdbook.checkpoint import CheckpointError, save_checkpoint
+    from ssdbook.explore_pictures import Explorer
+    from ssdbook.model import build_ssd
+
+    net = build_ssd("train", num_classes=3, base="mini", cfg=CONFIGS["shapes"])
+    path = save_checkpoint(
+        tmp_path / "c.pth",
+        model=net.state_dict(),
+        base="mini",
+        num_classes=3,
+        size=300,
+        prior_cfg=CONFIGS["shapes"],
+        classes=["box", "ball"],
+    )
+    ex = Explorer(path)
+    assert ex.classes == ["box", "ball"] and "checkpoint" in ex.label
+    st, _ = ex.image("coffee")
+    res = ex.detect_res(st, 0.01, 0.45, 50)
+    assert torch.equal(res["priors"], layout_priors("shapes"))  # not PriorBox(voc)
+    assert ex.match(st, "1,2,30,40,ball", "shapes")[1].startswith("N = ")
+    assert "not 0..1 or a name" in ex.match(st, "1,2,30,40,cat", "shapes")[1]
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        Explorer(tmp_path / "missing.pth")
+
+
 def test_importing_ssdbook_and_explore_does_not_import_gradio():
     code = (
         "import sys, ssdbook, ssdbook.explore, ssdbook.explore_pictures; "
@@ -262,6 +288,17 @@ def _expected(det, image, rows, threshold):
         neg=int(neg.sum()),
         loss_l=round(float(loss_l), 4),
         loss_c=round(float(loss_c), 4),
+    )
+
+
+def _screenshot(page, path: Path) -> None:
+    "A full-page PNG in 128 colours (a seventh of the bytes; the book commits these)."
+    from PIL import Image
+
+    page.screenshot(path=str(path), full_page=True)
+    image = Image.open(path).convert("RGB")
+    image.quantize(128, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        path, optimize=True
     )
 
 
@@ -347,7 +384,7 @@ def test_the_app_in_a_real_browser(tmp_path):
                 f"N = {_expected(det, image, new_rows, 0.3)['N']} ",
             )
             assert _numbers(text) == _expected(det, image, new_rows, 0.3)
-            page.screenshot(path=str(shots / "match.png"), full_page=True)
+            _screenshot(page, shots / "match.png")
             # detection: click the best kept box on the picture
             page.get_by_role("tab", name="Detection").click()
             _wait_text(page, "#det-numbers", "kept by NMS")
@@ -377,7 +414,7 @@ def test_the_app_in_a_real_browser(tmp_path):
             out = Detect(conf.shape[-1])(loc, conf.softmax(-1), priors)[0, pc]
             row = torch.cat([res["probs"][picked, pc, None], res["boxes"][picked]])
             assert (out == row).all(1).any()
-            page.screenshot(path=str(shots / "detect.png"), full_page=True)
+            _screenshot(page, shots / "detect.png")
             browser.close()
     finally:
         app.close()
