@@ -84,21 +84,12 @@ def _free_port():
 
 def browser_times(repeats):
     "Round trips in headless Chromium: action -> new text in the page."
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
     from playwright.sync_api import sync_playwright
 
-    from ssdbook.explore import _theme, build_app
+    from ssdbook.explore import launch
 
-    app, port = build_app(), _free_port()
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        share=False,
-        theme=_theme(gr),
-    )
+    port = _free_port()  # what `ssdbook explore` serves (threads: as set by --threads)
+    app = launch(port=port, threads=None, prevent_thread_lock=True, quiet=True)
     out = {}
     try:
         with sync_playwright() as p:

@@ -177,12 +177,12 @@ def launch(
     """`ssdbook explore`: serve the explorer at http://host:port, offline (no analytics, no
     share link, system fonts); in Jupyter or Colab it shows inline. `threads`: torch's threads
     (1: each answer is small tensor work, which a second thread slows on a busy CPU; None
-    keeps the setting). `kw` go to Gradio's `launch`."""
+    keeps the setting). `kw` go to Gradio's `launch` (`prevent_thread_lock=True`: return at
+    once). Returns the app (`app.close()` stops it)."""
     if threads:
         torch.set_num_threads(threads)
     app = build_app(checkpoint)
     import gradio as gr
 
-    return app.launch(
-        server_name=host, server_port=port, share=False, theme=_theme(gr), **kw
-    )
+    app.launch(server_name=host, server_port=port, share=False, theme=_theme(gr), **kw)
+    return app

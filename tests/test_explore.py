@@ -324,23 +324,15 @@ def test_the_app_in_a_real_browser(tmp_path):
         "playwright.sync_api", reason="playwright is not installed"
     )
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    import gradio as gr
-
-    from ssdbook.explore import _theme, build_app
+    from ssdbook.explore import launch
 
     t0 = time.perf_counter()
     checkpoint = os.environ.get("SSDBOOK_EXPLORE_CHECKPOINT") or None
     det, _ = load_network(checkpoint)
     image, rows = sample_image("shapes test 3")
-    port = _free_port()
-    app = build_app(checkpoint)
-    app.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        share=False,
-        theme=_theme(gr),
+    port = _free_port()  # what `ssdbook explore` runs, returning at once:
+    app = launch(
+        checkpoint, port=port, threads=None, prevent_thread_lock=True, quiet=True
     )
     outside, shots = [], Path(os.environ.get("SSDBOOK_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
