@@ -17,32 +17,14 @@ from PIL import Image
 
 from .data import BaseTransform
 from .voc import pil_to_float, read_image
-from .detect import Detect
+from .detect import Detect, detection_grid   # detection_grid, ap_by_size: re-exported
+from .evaluate import SIZE_BANDS, ap_by_size
 
 # %% auto #0
-__all__ = ['QUICK_DEMO', 'SIZE_BANDS', 'IMAGE_SUFFIXES', 'ap_by_size', 'demo', 'detection_grid', 'image_files', 'as_image',
-           'open_image', 'Detections', 'Detector']
+__all__ = ['QUICK_DEMO', 'IMAGE_SUFFIXES', 'demo', 'image_files', 'as_image', 'open_image', 'Detections', 'Detector']
 
 # %% ../nbs/10b_inference.ipynb #c006
 QUICK_DEMO = dict(n_train=24, n_test=8, iterations=3, batch_size=4, warmup=1, log_every=1, checkpoint_every=3)
-SIZE_BANDS = ((0, 25), (25, 50), (50, 100), (100, float("inf")))   # object size sqrt(w*h) in pixels
-
-
-def ap_by_size(detections, annotations, classes, bands=SIZE_BANDS, method="voc07") -> dict:
-    """mAP over the objects of each size band (`sqrt(w * h)` in pixels), as chapter 10a measures it: objects
-    outside the band are marked `difficult`, so finding them neither helps nor hurts.
-    Returns `{"25-50 px": (objects, mAP), ...}`."""
-    from ssdbook.evaluate import evaluate_detections
-    counts = [len(a["boxes"]) for a in annotations]
-    boxes = torch.cat([torch.as_tensor(a["boxes"], dtype=torch.float32).reshape(-1, 4) for a in annotations])
-    sides = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(1).sqrt().split(counts)     # (n_i,) per image
-    out = {}
-    for lo, hi in bands:
-        annos = [dict(a, difficult=torch.as_tensor(a["difficult"]) | (s < lo) | (s >= hi))
-                 for a, s in zip(annotations, sides)]
-        r = evaluate_detections(detections, annos, classes=classes, method=method)
-        out[f"{lo:g}-{hi:g} px" if hi != float("inf") else f">= {lo:g} px"] = (int(r["npos"].sum()), float(r["map"]))
-    return out
 
 
 def _shapes_test_set(cfg):
@@ -91,30 +73,6 @@ def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -
                 classes=list(ds.classes), picture=pic, checkpoint=run["checkpoint"], log=run["log"],
                 iterations=cfg.iterations, batch_size=cfg.batch_size, n_train=cfg.n_train, n_test=len(ds),
                 seconds=t[4] - t[0], data_seconds=t[1] - t[0], train_seconds=t[2] - t[1], eval_seconds=t[3] - t[2])
-
-# %% ../nbs/10b_inference.ipynb #c008
-def detection_grid(images, detections, classes, path=None, score_thresh=0.3, annotations=None, ncols=4, title=None):
-    """Several images with their detections (and, dashed, their ground truth) in one figure, `3 * ncols` inches
-    wide at most; saved to `path` when given (the figure is closed and the path returned), else returned."""
-    import matplotlib.pyplot as plt
-    from ssdbook.evaluate import draw_detections
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, 2.5 * nrows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (ax, img, d) in enumerate(zip(axes.flat, images, detections)):
-        gt = None if annotations is None else annotations[k]
-        draw_detections(ax, img, d, classes, score_thresh=score_thresh, ground_truth=gt)
-    fig.suptitle(title or f"detections with score > {score_thresh} (ground truth dashed)", fontsize=10)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
 
 # %% ../nbs/10b_inference.ipynb #c014
 IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
