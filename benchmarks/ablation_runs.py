@@ -7,7 +7,8 @@
 
 One run at a time, `--threads` torch threads (default 1: the machine is shared). Each finished run is written to
 the results file at once, so an interrupted grid keeps what it measured; runs already in the file are skipped
-unless `--again`.
+unless `--again`. A run is always measured afresh: `runs/ablation/<row>-seed<seed>` is overwritten
+(`overwrite=True`), never resumed.
 """
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def main(argv=None):
         rows = speed_table()
         res = A.load_results(args.out)
         res["speed"] = dict(rows=rows, machine=machine(), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        tmp.replace(args.out)  # atomic: an interrupted write leaves the old file
         print(json.dumps(rows, indent=1))
         return
     budget = dict(MAIN_BUDGET if args.main else A.ABLATION_BUDGET)
@@ -97,7 +100,10 @@ def main(argv=None):
                 print(f"skip {name} seed {seed}: already recorded", flush=True)
                 continue
             t = time.perf_counter()
-            row = A.run_variant(name, seed, budget, threads=args.threads)
+            # A row not yet recorded (or --again) is measured afresh: a run left in its folder
+            # by an earlier or interrupted grid is replaced, never resumed (a resumed run's
+            # train_seconds would time only its last part).
+            row = A.run_variant(name, seed, budget, threads=args.threads, overwrite=True)
             row["wall_seconds"] = round(time.perf_counter() - t, 1)
             row["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             A.record_run(args.out, row, machine=machine(), budget=A.ABLATION_BUDGET, main_budget=MAIN_BUDGET)

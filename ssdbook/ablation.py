@@ -22,7 +22,7 @@ from .mining import init_background_bias
 from .model import MiniSSD
 from .pipeline import CachedDataset
 from .priors import CONFIGS, PriorBox, layout_config, voc
-from .runfolder import RunLock
+from .runfolder import RunLock, prepare_out
 from .train import Run
 
 # %% auto #0
@@ -32,16 +32,24 @@ __all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_
 
 # %% ../nbs/10c_ablations.ipynb #c010
 def best_prior_iou(boxes: Tensor, priors: Tensor) -> Tensor:
-    "For each box `(n, 4)` (point form, fractions) the IoU of its best prior `(n,)` -- what matching can reach."
+    """For each box `(n, 4)` (point form, fractions) the IoU of its best prior `(n,)` --
+    what matching can reach."""
     if len(boxes) == 0:
         return boxes.new_zeros(0)
     return jaccard(boxes.float(), point_form(priors.float())).max(1).values
 
 
-def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int = 12, clip: bool = True) -> Tensor:
-    """How well each map can match a square object, `(L, len(sides))`: for each map, the worst (over `positions`²
-    placements of the square across one cell of **that** map, around the image centre, where the square fits in
-    the image) of the IoU of the best prior of that map. >= 0.5 means: wherever the object sits, that map can learn it."""
+def level_reach(
+    levels: list[dict],
+    sides,
+    image_size: int = 300,
+    positions: int = 12,
+    clip: bool = True,
+) -> Tensor:
+    """How well each map can match a square object, `(L, len(sides))`: for each map, the
+    worst (over `positions`² placements of the square across one cell of **that** map,
+    around the image centre, where the square fits in the image) of the IoU of the best
+    prior of that map. >= 0.5 means: wherever the object sits, that map can learn it."""
     sides = torch.as_tensor(sides, dtype=torch.float64)
     out = torch.zeros(len(levels), len(sides))
     for k, lv in enumerate(levels):
@@ -49,10 +57,16 @@ def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int
         for j, s in enumerate(sides.tolist()):
             lo = max(s / 2, image_size / 2 - lv['step'] / 2)
             hi = min(image_size - s / 2, image_size / 2 + lv['step'] / 2)
-            p = torch.linspace(lo, hi, positions, dtype=torch.float64) if hi > lo else torch.tensor([image_size / 2])
+            p = (
+                torch.linspace(lo, hi, positions, dtype=torch.float64)
+                if hi > lo
+                else torch.tensor([image_size / 2])
+            )
             cy, cx = torch.meshgrid(p, p, indexing='ij')
             c = torch.stack([cx.flatten(), cy.flatten()], 1)
-            sq = (torch.cat([c - s / 2, c + s / 2], 1) / image_size).float()              # (Q, 4) point form
+            sq = (
+                torch.cat([c - s / 2, c + s / 2], 1) / image_size
+            ).float()  # (Q, 4) point form
             out[k, j] = best_prior_iou(sq, pri).min()
     return out
 
@@ -60,80 +74,172 @@ def level_reach(levels: list[dict], sides, image_size: int = 300, positions: int
 @dataclass(frozen=True)
 class Variant:
     "One row of the ablation table: the shapes recipe with one ingredient changed."
-    group: str                                               # what kind of ingredient
-    what: str                                                # one line for the table
-    config: dict = field(default_factory=dict)               # TrainConfig fields (augment, priors, focal_gamma)
-    priors: dict = field(default_factory=dict)               # changes to `voc` no prior config has (aspect_ratios, clip)
-    loss: dict = field(default_factory=dict)                 # more `MultiBoxLoss` options (neg_pos, prior_for_matching)
-    augment: dict = field(default_factory=dict)              # `batch_augment` options (augment='light')
-    width: int = 16                                          # `MiniSSD(width=)`
-    paper: str = ""                                          # what the paper measured for this ingredient
+
+    group: str  # what kind of ingredient
+    what: str  # one line for the table
+    config: dict = field(
+        default_factory=dict
+    )  # TrainConfig fields (augment, priors, focal_gamma)
+    priors: dict = field(
+        default_factory=dict
+    )  # changes to `voc` no prior config has (aspect_ratios, clip)
+    loss: dict = field(
+        default_factory=dict
+    )  # more `MultiBoxLoss` options (neg_pos, prior_for_matching)
+    augment: dict = field(
+        default_factory=dict
+    )  # `batch_augment` options (augment='light')
+    width: int = 16  # `MiniSSD(width=)`
+    paper: str = ""  # what the paper measured for this ingredient
 
 
 VARIANTS = {
-    "full": Variant("baseline", "the shapes recipe: colour + flip + zoom 0.6-1.6x, boxes {1,2,1/2,3,1/3}, 3:1 "
-                    "hard negatives, forced best-prior match"),
-    "no augmentation": Variant("augmentation", "no augmentation at all", config=dict(augment="none"),
-                               paper="Table 2: 65.5 vs 74.3 mAP (-8.8) without data augmentation"),
-    "colour + flip only": Variant("augmentation", "photometric + flip, no zoom (no crop, no expansion)",
-                                  augment=dict(zoom=0.0)),
-    "no zoom-out": Variant("augmentation", "zoom in only (0.6-1x): no expansion", augment=dict(zoom_range=(0.6, 1.0)),
-                           paper="Table 6 / sec. 3.6: expansion adds 2-3 mAP (VOC07 +2.7)"),
-    "paper augmentation": Variant("augmentation", "chapter 8's SSDAugmentation per image (IoU crop, 4x expansion)",
-                                  config=dict(augment="ssd", num_workers=0)),
-    "boxes {1}": Variant("default boxes", "aspect ratio 1 only (2 squares per location, 3880 priors)",
-                         priors=dict(aspect_ratios=[[]] * 6)),
-    "boxes {1,2,1/2}": Variant("default boxes", "aspect ratios 1, 2, 1/2 (4 per location, 7760 priors)",
-                               priors=dict(aspect_ratios=[[2]] * 6),
-                               paper="Table 2: dropping {1/3, 3} costs 0.6, dropping {1/2, 2} too costs 2.1 more"),
-    "negatives 1:1": Variant("negatives", "1 hard negative per positive", loss=dict(neg_pos=1)),
-    "negatives 10:1": Variant("negatives", "10 hard negatives per positive", loss=dict(neg_pos=10)),
-    "all negatives": Variant("negatives", "every negative prior in the loss (no mining)", loss=dict(neg_mining=False),
-                             paper="sec. 2.2: 3:1 mining 'leads to faster optimization and a more stable training'"),
-    "focal loss": Variant("negatives", "focal loss (gamma 2) over all priors, no mining",
-                          config=dict(focal_gamma=2.0)),
-    "no forced match": Variant("matching", "IoU >= 0.5 only: no best-prior match per object",
-                               loss=dict(prior_for_matching=False)),
-    "clip corners": Variant("priors", "priors clipped at their corners (chapter 2)", priors=dict(clip="corners")),
+    "full": Variant(
+        "baseline",
+        "the shapes recipe: colour + flip + zoom 0.6-1.6x, boxes {1,2,1/2,3,1/3}, 3:1 "
+        "hard negatives, forced best-prior match",
+    ),
+    "no augmentation": Variant(
+        "augmentation",
+        "no augmentation at all",
+        config=dict(augment="none"),
+        paper="Table 2: 65.5 vs 74.3 mAP (-8.8) without data augmentation",
+    ),
+    "colour + flip only": Variant(
+        "augmentation",
+        "photometric + flip, no zoom (no crop, no expansion)",
+        augment=dict(zoom=0.0),
+    ),
+    "no zoom-out": Variant(
+        "augmentation",
+        "zoom in only (0.6-1x): no expansion",
+        augment=dict(zoom_range=(0.6, 1.0)),
+        paper="Table 6 / sec. 3.6: expansion adds 2-3 mAP (VOC07 +2.7)",
+    ),
+    "paper augmentation": Variant(
+        "augmentation",
+        "chapter 8's SSDAugmentation per image (IoU crop, 4x expansion)",
+        config=dict(augment="ssd", num_workers=0),
+    ),
+    "boxes {1}": Variant(
+        "default boxes",
+        "aspect ratio 1 only (2 squares per location, 3880 priors)",
+        priors=dict(aspect_ratios=[[]] * 6),
+    ),
+    "boxes {1,2,1/2}": Variant(
+        "default boxes",
+        "aspect ratios 1, 2, 1/2 (4 per location, 7760 priors)",
+        priors=dict(aspect_ratios=[[2]] * 6),
+        paper="Table 2: dropping {1/3, 3} costs 0.6, "
+        "dropping {1/2, 2} too costs 2.1 more",
+    ),
+    "negatives 1:1": Variant(
+        "negatives", "1 hard negative per positive", loss=dict(neg_pos=1)
+    ),
+    "negatives 10:1": Variant(
+        "negatives", "10 hard negatives per positive", loss=dict(neg_pos=10)
+    ),
+    "all negatives": Variant(
+        "negatives",
+        "every negative prior in the loss (no mining)",
+        loss=dict(neg_mining=False),
+        paper="sec. 2.2: 3:1 mining 'leads to faster optimization "
+        "and a more stable training'",
+    ),
+    "focal loss": Variant(
+        "negatives",
+        "focal loss (gamma 2) over all priors, no mining",
+        config=dict(focal_gamma=2.0),
+    ),
+    "no forced match": Variant(
+        "matching",
+        "IoU >= 0.5 only: no best-prior match per object",
+        loss=dict(prior_for_matching=False),
+    ),
+    "clip corners": Variant(
+        "priors",
+        "priors clipped at their corners (chapter 2)",
+        priors=dict(clip="corners"),
+    ),
     "no clip": Variant("priors", "priors not clipped", priors=dict(clip=False)),
-    "designed priors": Variant("small objects", "priors designed for the data (15-31 px on the 38x38 map)",
-                               config=dict(priors="shapes")),
-    "coco priors": Variant("small objects", "the reference's COCO prior sizes (21, 45, 99, ... px): smaller "
-                           "boxes, same 8732 priors", config=dict(priors="coco")),
-    "zoom-out 2.5x": Variant("small objects", "stronger expansion: zoom 0.6-2.5x", augment=dict(zoom_range=(0.6, 2.5)),
-                             paper="Table 6: SSD300* (16x expansion) 77.2 vs 74.3"),
-    "designed + zoom-out": Variant("small objects", "designed priors and zoom 0.6-2.5x", config=dict(priors="shapes"),
-                                   augment=dict(zoom_range=(0.6, 2.5))),
-    "designed + focal": Variant("small objects", "designed priors and focal loss (no mining)",
-                                config=dict(priors="shapes", focal_gamma=2.0)),
+    "designed priors": Variant(
+        "small objects",
+        "priors designed for the data (15-31 px on the 38x38 map)",
+        config=dict(priors="shapes"),
+    ),
+    "coco priors": Variant(
+        "small objects",
+        "the reference's COCO prior sizes (21, 45, 99, ... px): smaller "
+        "boxes, same 8732 priors",
+        config=dict(priors="coco"),
+    ),
+    "zoom-out 2.5x": Variant(
+        "small objects",
+        "stronger expansion: zoom 0.6-2.5x",
+        augment=dict(zoom_range=(0.6, 2.5)),
+        paper="Table 6: SSD300* (16x expansion) 77.2 vs 74.3",
+    ),
+    "designed + zoom-out": Variant(
+        "small objects",
+        "designed priors and zoom 0.6-2.5x",
+        config=dict(priors="shapes"),
+        augment=dict(zoom_range=(0.6, 2.5)),
+    ),
+    "designed + focal": Variant(
+        "small objects",
+        "designed priors and focal loss (no mining)",
+        config=dict(priors="shapes", focal_gamma=2.0),
+    ),
     "width 8": Variant("speed", "mini base at half width (8)", width=8),
     "width 12": Variant("speed", "mini base at width 12", width=12),
 }
-"The ablation table: name -> `Variant`. `run_variant(name)` trains and evaluates one row."
+"""The ablation table: name -> `Variant`.
+`run_variant(name)` trains and evaluates one row."""
 
-ABLATION_BUDGET = dict(iterations=400, batch_size=8, warmup=40, n_train=2000, n_test=500, log_every=50,
-                       checkpoint_every=400)
-"The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trains 3200 x 16)."
+ABLATION_BUDGET = dict(
+    iterations=400,
+    batch_size=8,
+    warmup=40,
+    n_train=2000,
+    n_test=500,
+    log_every=50,
+    checkpoint_every=400,
+)
+"""The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trains
+3200 x 16)."""
 
-QUICK_BUDGET = dict(iterations=2, batch_size=2, warmup=1, n_train=16, n_test=8, log_every=1, checkpoint_every=2)
-"A few iterations on a tiny set: checks that a variant builds and trains (`SSDBOOK_QUICK=1`, the tests)."
+QUICK_BUDGET = dict(
+    iterations=2,
+    batch_size=2,
+    warmup=1,
+    n_train=16,
+    n_test=8,
+    log_every=1,
+    checkpoint_every=2,
+)
+"""A few iterations on a tiny set: checks that a variant builds and trains
+(`SSDBOOK_QUICK=1`, the tests)."""
 
 # %% ../nbs/10c_ablations.ipynb #c023
 def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
-        raise ValueError(f"unknown ablation variant {name!r}; choose one of: {', '.join(VARIANTS)}")
+        raise ValueError(
+            f"unknown ablation variant {name!r}; choose one of: {', '.join(VARIANTS)}"
+        )
     return VARIANTS[name]
 
 
 def variant_prior_cfg(v: Variant) -> dict:
-    "The prior config of a row that changes `voc` itself (`v.priors`): a copy of `voc` with its changes."
+    """The prior config of a row that changes `voc` itself (`v.priors`): a copy of `voc`
+    with its changes."""
     name = 'VOC' + ''.join(f" {k}={val!r}" for k, val in sorted(v.priors.items()))
     return copy.deepcopy({**voc, **v.priors, 'name': name})
 
 
 def variant_net(v: Variant, cfg: TrainConfig, num_classes: int) -> MiniSSD | None:
-    """The network of a row, when chapter 9d cannot build it from `cfg` alone: another width, or prior boxes no
-    named config has (`v.priors`; the heads follow them). `None` otherwise: `Run` builds it from `cfg`."""
+    """The network of a row, when chapter 9d cannot build it from `cfg` alone: another
+    width, or prior boxes no named config has (`v.priors`; the heads follow them).
+    `None` otherwise: `Run` builds it from `cfg`."""
     if not v.priors and v.width == 16:
         return None
     torch.manual_seed(cfg.seed)
@@ -142,13 +248,34 @@ def variant_net(v: Variant, cfg: TrainConfig, num_classes: int) -> MiniSSD | Non
     return init_background_bias(net) if cfg.focal_gamma else net
 
 
-def variant_config(name: str, seed: int = 0, budget: dict | None = None, **overrides) -> TrainConfig:
-    "A row's `TrainConfig`: the grid's shapes recipe (voc priors, mining, fp32) + budget + variant fields + `overrides`."
+def variant_config(
+    name: str, seed: int = 0, budget: dict | None = None, **overrides
+) -> TrainConfig:
+    """A row's `TrainConfig`: the grid's shapes recipe (voc priors, mining, fp32) +
+    budget + variant fields + `overrides`."""
     v = get_variant(name)
-    slug = name.replace(' ', '_').replace('/', '-').replace('+', 'and').replace('{', '').replace('}', '').replace(',', '-')
-    kw = dict(priors="voc", focal_gamma=0.0, amp="off", **(ABLATION_BUDGET if budget is None else budget))
+    slug = (
+        name.replace(' ', '_')
+        .replace('/', '-')
+        .replace('+', 'and')
+        .replace('{', '')
+        .replace('}', '')
+        .replace(',', '-')
+    )
+    kw = dict(
+        priors="voc",
+        focal_gamma=0.0,
+        amp="off",
+        **(ABLATION_BUDGET if budget is None else budget),
+    )
     kw.update(v.config)
-    kw = dict(kw, seed=seed, device="cpu", progress=False, out=f"runs/ablation/{slug}-seed{seed}")
+    kw = dict(
+        kw,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        out=f"runs/ablation/{slug}-seed{seed}",
+    )
     return shapes_recipe(**{**kw, **overrides})
 
 # %% ../nbs/10c_ablations.ipynb #c024
@@ -156,40 +283,75 @@ _CACHE: dict = {}
 
 
 def shapes_data(n_train: int = 2000, n_test: int = 500, root=None):
-    """The shapes set (data seed 0, whatever the training seed: every run sees the same images) as
-    `(train set cached in memory, test set with the test transform, classes)`; cached per process."""
+    """The shapes set (data seed 0, whatever the training seed: every run sees the same
+    images) as `(train set cached in memory, test set with the test transform,
+    classes)`; cached per process."""
     from ssdbook.shapes import shapes_set
+
     key = (n_train, n_test, str(root))
     if key not in _CACHE:
         path = shapes_set(root, n_train=n_train, n_test=n_test, seed=0)
         classes = list(SHAPES_CLASSES)
-        train = CachedDataset(VOCDetection(path, [("shapes", "train")], classes=classes))
-        test = VOCDetection(path, [("shapes", "test")], transform=BaseTransform(), classes=classes, keep_difficult=True)
+        train = CachedDataset(
+            VOCDetection(path, [("shapes", "train")], classes=classes)
+        )
+        test = VOCDetection(
+            path,
+            [("shapes", "test")],
+            transform=BaseTransform(),
+            classes=classes,
+            keep_difficult=True,
+        )
         _CACHE[key] = (train, test, classes)
     return _CACHE[key]
 
 # %% ../nbs/10c_ablations.ipynb #c026
-def run_variant(name: str, seed: int = 0, budget: dict | None = None, root=None, threads: int = 0,
-                **overrides) -> dict:
-    """Train one ablation row on the shapes set at `budget` (default `ABLATION_BUDGET`; `QUICK_BUDGET` under
-    `SSDBOOK_QUICK=1`) and evaluate it on the held-out test images. Returns a JSON-ready dict: `variant`, `seed`,
-    `map` (VOC07 11-point), `ap` per class, `ap_by_size` (band -> [objects, mAP]), `train_seconds`,
-    `eval_seconds`, `img_s`, `priors`, `params` and the run's `config`."""
+def run_variant(
+    name: str,
+    seed: int = 0,
+    budget: dict | None = None,
+    root=None,
+    threads: int = 0,
+    **overrides,
+) -> dict:
+    """Train one ablation row on the shapes set at `budget` (default `ABLATION_BUDGET`;
+    `QUICK_BUDGET` under `SSDBOOK_QUICK=1`) and evaluate it on the held-out test images.
+    Returns a JSON-ready dict: `variant`, `seed`, `map` (VOC07 11-point), `ap` per
+    class, `ap_by_size` (band -> [objects, mAP]), `train_seconds`, `eval_seconds`,
+    `img_s`, `priors`, `params` and the run's `config`. A `out` folder that already
+    holds a run is replaced with `overwrite=True` (a fresh measurement), continued with
+    `resume="auto"`, and otherwise refused with chapter 9c's one-line error."""
     from ssdbook.evaluate import evaluate_model
     from ssdbook.inference import ap_by_size
+
     v = get_variant(name)
     if budget is None:
-        budget = QUICK_BUDGET if os.environ.get("SSDBOOK_QUICK") == "1" else ABLATION_BUDGET
+        budget = (
+            QUICK_BUDGET if os.environ.get("SSDBOOK_QUICK") == "1" else ABLATION_BUDGET
+        )
     if threads:
         torch.set_num_threads(threads)
     cfg = variant_config(name, seed, budget, **overrides)
     train_set, test_set, classes = shapes_data(cfg.n_train, cfg.n_test, root)
     n = len(classes) + 1
-    criterion = MultiBoxLoss(n, focal_gamma=cfg.focal_gamma, **v.loss) if v.loss else None   # None: cfg's loss
+    criterion = (
+        MultiBoxLoss(n, focal_gamma=cfg.focal_gamma, **v.loss) if v.loss else None
+    )  # None: cfg's loss
     t0 = time.perf_counter()
     with RunLock(cfg.out):
-        run = Run(cfg, 0, 1, pick_device(cfg.device), net=variant_net(v, cfg, n), dataset=train_set,
-                  classes=classes, criterion=criterion)
+        prepare_out(
+            cfg.out, cfg.resume, cfg.overwrite
+        )  # a run there: resume, or overwrite
+        run = Run(
+            cfg,
+            0,
+            1,
+            pick_device(cfg.device),
+            net=variant_net(v, cfg, n),
+            dataset=train_set,
+            classes=classes,
+            criterion=criterion,
+        )
         run.augment_options = dict(v.augment)
         out = run.loop()
     net, t1 = out["net"], time.perf_counter()
@@ -197,43 +359,89 @@ def run_variant(name: str, seed: int = 0, budget: dict | None = None, root=None,
     sizes = ap_by_size(res["detections"], res["annotations"], classes)
     t2 = time.perf_counter()
     changed = {k: val for k, val in cfg.to_dict().items() if k in v.config}
-    return dict(variant=name, group=v.group, seed=seed, map=float(res["map"]),
-                ap={c: float(a) for c, a in zip(classes, res["ap"].tolist())},
-                ap_by_size={k: [n, m] for k, (n, m) in sizes.items()},
-                train_seconds=round(t1 - t0, 1), eval_seconds=round(t2 - t1, 1), img_s=round(out["img_s"], 2),
-                iterations=cfg.iterations, batch_size=cfg.batch_size, n_train=cfg.n_train, n_test=len(test_set),
-                priors=len(net.priors), params=sum(p.numel() for p in net.parameters()), width=v.width,
-                threads=torch.get_num_threads(), config=changed)
+    return dict(
+        variant=name,
+        group=v.group,
+        seed=seed,
+        map=float(res["map"]),
+        ap={c: float(a) for c, a in zip(classes, res["ap"].tolist())},
+        ap_by_size={k: [n, m] for k, (n, m) in sizes.items()},
+        train_seconds=round(t1 - t0, 1),
+        eval_seconds=round(t2 - t1, 1),
+        img_s=round(out["img_s"], 2),
+        iterations=cfg.iterations,
+        batch_size=cfg.batch_size,
+        n_train=cfg.n_train,
+        n_test=len(test_set),
+        priors=len(net.priors),
+        params=sum(p.numel() for p in net.parameters()),
+        width=v.width,
+        threads=torch.get_num_threads(),
+        config=changed,
+    )
 
 # %% ../nbs/10c_ablations.ipynb #c030
-RESULT_KEYS = ("variant", "group", "seed", "map", "ap", "ap_by_size", "train_seconds", "eval_seconds", "img_s",
-               "iterations", "batch_size", "n_train", "n_test", "priors", "params")
+RESULT_KEYS = (
+    "variant",
+    "group",
+    "seed",
+    "map",
+    "ap",
+    "ap_by_size",
+    "train_seconds",
+    "eval_seconds",
+    "img_s",
+    "iterations",
+    "batch_size",
+    "n_train",
+    "n_test",
+    "priors",
+    "params",
+)
 
 
 def check_results(results: dict, path="the results") -> dict:
-    "Validate an ablation results dict (`{'budget': {...}, 'runs': [...], ...}`); one-line `ValueError` naming the run."
+    """Validate an ablation results dict (`{'budget': {...}, 'runs': [...], ...}`);
+    one-line `ValueError` naming the run."""
     if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
         raise ValueError(f"{path}: expected a dict with a 'runs' list")
     for i, r in enumerate(results["runs"]):
         if missing := [k for k in RESULT_KEYS if k not in r]:
-            raise ValueError(f"{path}: run {i} ({r.get('variant', '?')}) lacks {', '.join(missing)}")
+            raise ValueError(
+                f"{path}: run {i} ({r.get('variant', '?')}) lacks {', '.join(missing)}"
+            )
         if r["variant"] not in VARIANTS:
             raise ValueError(f"{path}: run {i} has unknown variant {r['variant']!r}")
-        if not (0 <= r["map"] <= 1) or not all(0 <= a <= 1 for a in r["ap"].values() if a == a):
-            raise ValueError(f"{path}: run {i} ({r['variant']}) has an AP outside [0, 1]")
+        if not (0 <= r["map"] <= 1) or not all(
+            0 <= a <= 1 for a in r["ap"].values() if a == a
+        ):
+            raise ValueError(
+                f"{path}: run {i} ({r['variant']}) has an AP outside [0, 1]"
+            )
     return results
 
 
 def load_results(path) -> dict:
     "The recorded ablation runs (`{'runs': []}` if the file is not there)."
     path = Path(path)
-    return check_results(json.loads(path.read_text()), str(path)) if path.exists() else {"runs": []}
+    return (
+        check_results(json.loads(path.read_text()), str(path))
+        if path.exists()
+        else {"runs": []}
+    )
 
 
 def record_run(path, row: dict, **meta) -> dict:
-    "Add `row` to the results file (replacing the same variant, seed and budget), atomically; returns the results."
+    """Add `row` to the results file (replacing the same variant, seed and budget),
+    atomically; returns the results."""
     path, results = Path(path), load_results(path)
-    key = lambda r: (r["variant"], r["seed"], r["iterations"], r["batch_size"], r["n_train"])
+    key = lambda r: (
+        r["variant"],
+        r["seed"],
+        r["iterations"],
+        r["batch_size"],
+        r["n_train"],
+    )
     results["runs"] = [r for r in results["runs"] if key(r) != key(row)] + [row]
     results.update(meta)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -242,18 +450,29 @@ def record_run(path, row: dict, **meta) -> dict:
     return results
 
 # %% ../nbs/10c_ablations.ipynb #c033
-PAPER_DELTA = {"no augmentation": 65.5 - 74.3, "boxes {1}": 71.6 - 74.3, "boxes {1,2,1/2}": 73.7 - 74.3,
-               "no zoom-out": 74.3 - 77.2, "zoom-out 2.5x": 77.2 - 74.3}
-"""The paper's change of VOC07 mAP (points) for the rows it measured: Table 2, and Table 6 (SSD300 vs SSD300*,
-the 'zoom out' expansion) for the zoom rows."""
+PAPER_DELTA = {
+    "no augmentation": 65.5 - 74.3,
+    "boxes {1}": 71.6 - 74.3,
+    "boxes {1,2,1/2}": 73.7 - 74.3,
+    "no zoom-out": 74.3 - 77.2,
+    "zoom-out 2.5x": 77.2 - 74.3,
+}
+"""The paper's change of VOC07 mAP (points) for the rows it measured: Table 2, and Table
+6 (SSD300 vs SSD300*, the 'zoom out' expansion) for the zoom rows."""
 
 
 def summarize(results: dict, budget: dict | None = None) -> list[dict]:
-    """One row per variant (in `VARIANTS` order) of the runs at `budget` (default: the results' ablation budget):
-    `mean` mAP over seeds, `spread` (max - min, 0 with one seed), `seeds`, `diffs` (points vs 'full' run with the
-    same seed, one per seed), `delta` (their mean) and `paper` (the paper's change, points)."""
+    """One row per variant (in `VARIANTS` order) of the runs at `budget` (default: the
+    results' ablation budget): `mean` mAP over seeds, `spread` (max - min, 0 with one
+    seed), `seeds`, `diffs` (points vs 'full' run with the same seed, one per seed),
+    `delta` (their mean) and `paper` (the paper's change, points)."""
     budget = budget or results.get("budget") or ABLATION_BUDGET
-    runs = [r for r in results["runs"] if (r["iterations"], r["batch_size"]) == (budget["iterations"], budget["batch_size"])]
+    runs = [
+        r
+        for r in results["runs"]
+        if (r["iterations"], r["batch_size"])
+        == (budget["iterations"], budget["batch_size"])
+    ]
     by = {}
     for r in runs:
         by.setdefault(r["variant"], []).append(r)
@@ -262,34 +481,60 @@ def summarize(results: dict, budget: dict | None = None) -> list[dict]:
         if name not in by:
             continue
         maps = [r["map"] for r in sorted(by[name], key=lambda r: r["seed"])]
-        rows.append(dict(variant=name, group=VARIANTS[name].group, seeds=len(maps), maps=maps,
-                         mean=sum(maps) / len(maps), spread=max(maps) - min(maps),
-                         train_seconds=sum(r["train_seconds"] for r in by[name]) / len(maps),
-                         ap_by_size={k: sum(r["ap_by_size"][k][1] for r in by[name]) / len(maps)
-                                     for k in by[name][0]["ap_by_size"]},
-                         paper=PAPER_DELTA.get(name)))
+        rows.append(
+            dict(
+                variant=name,
+                group=VARIANTS[name].group,
+                seeds=len(maps),
+                maps=maps,
+                mean=sum(maps) / len(maps),
+                spread=max(maps) - min(maps),
+                train_seconds=sum(r["train_seconds"] for r in by[name]) / len(maps),
+                ap_by_size={
+                    k: sum(r["ap_by_size"][k][1] for r in by[name]) / len(maps)
+                    for k in by[name][0]["ap_by_size"]
+                },
+                paper=PAPER_DELTA.get(name),
+            )
+        )
     full = {r["seed"]: r["map"] for r in by.get("full", [])}
-    for r in rows:                     # paired by seed: same initialisation and data order as the full recipe
+    for (
+        r
+    ) in rows:  # paired by seed: same initialisation and data order as the full recipe
         mine = {x["seed"]: x["map"] for x in by[r["variant"]]}
         r["diffs"] = [100 * (mine[s] - full[s]) for s in sorted(mine) if s in full]
-        r["delta"] = (sum(r["diffs"]) / len(r["diffs"]) if r["diffs"] else
-                      None if not full else 100 * (r["mean"] - sum(full.values()) / len(full)))
+        r["delta"] = (
+            sum(r["diffs"]) / len(r["diffs"])
+            if r["diffs"]
+            else None
+            if not full
+            else 100 * (r["mean"] - sum(full.values()) / len(full))
+        )
     return rows
 
 
 def format_summary(rows: list[dict]) -> str:
-    "The ablation table as text: mAP (mean over seeds, spread), change vs 'full' in points, the paper's change."
-    lines = [f"{'variant':22s} {'group':14s} {'mAP':>6s} {'seeds':>5s} {'spread':>6s} {'vs full':>8s} {'paper':>6s}"]
+    """The ablation table as text: mAP (mean over seeds, spread), change vs 'full' in
+    points, the paper's change."""
+    lines = [
+        f"{'variant':22s} {'group':14s} {'mAP':>6s} {'seeds':>5s} {'spread':>6s} "
+        f"{'vs full':>8s} {'paper':>6s}"
+    ]
     for r in rows:
         paper = f"{r['paper']:+.1f}" if r["paper"] is not None else "-"
-        lines.append(f"{r['variant']:22s} {r['group']:14s} {r['mean']:6.3f} {r['seeds']:5d} {100 * r['spread']:6.1f} "
-                     f"{r['delta']:+8.1f} {paper:>6s}")
+        lines.append(
+            f"{r['variant']:22s} {r['group']:14s} {r['mean']:6.3f} {r['seeds']:5d} "
+            f"{100 * r['spread']:6.1f} "
+            f"{r['delta']:+8.1f} {paper:>6s}"
+        )
     return "\n".join(lines)
 
 # %% ../nbs/10c_ablations.ipynb #c047
 def count_macs(net, image_size: int = 300) -> int:
-    "Multiply-accumulates of one forward pass (`net.raw`) on one image, counted by `torch.utils.flop_counter`."
+    """Multiply-accumulates of one forward pass (`net.raw`) on one image, counted by
+    `torch.utils.flop_counter`."""
     from torch.utils.flop_counter import FlopCounterMode
+
     was = net.training
     net.eval()
     try:

@@ -172,3 +172,38 @@ def test_summarize_pairs_each_row_with_the_full_run_of_the_same_seed():
     assert rows["no augmentation"]["diffs"] == pytest.approx([-10.0, -5.0])
     assert rows["no augmentation"]["delta"] == pytest.approx(-7.5) and rows["no augmentation"]["paper"] < 0
     assert "no augmentation" in A.format_summary(list(rows.values()))
+
+
+def test_rerunning_a_variant_into_its_folder_needs_overwrite_or_resume(tiny_root, tmp_path):
+    "A folder holding a run is refused (one line), replaced with overwrite=True, continued with resume."
+    out = str(tmp_path / "run")
+    kw = dict(budget=A.QUICK_BUDGET, root=tiny_root, threads=1, out=out)
+    first = A.run_variant("full", 0, **kw)
+    with pytest.raises(ValueError, match="already holds a training run") as err:
+        A.run_variant("full", 0, **kw)
+    assert "\n" not in str(err.value) and "--overwrite" in str(err.value)
+    again = A.run_variant("full", 0, overwrite=True, **kw)           # a fresh measurement
+    assert again["iterations"] == first["iterations"] and again["map"] == pytest.approx(first["map"])
+    resumed = A.run_variant("full", 0, resume="auto", **kw)           # finished: nothing left to train
+    assert resumed["iterations"] == first["iterations"]
+
+
+def test_the_grid_runner_measures_each_row_afresh(monkeypatch, tmp_path):
+    "benchmarks/ablation_runs.py asks run_variant to overwrite a run left in the row's folder."
+    spec = importlib.util.spec_from_file_location("ablation_runs", ROOT / "benchmarks/ablation_runs.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    calls = []
+
+    def fake(name, seed, budget, **kw):
+        calls.append(kw)
+        return dict(variant=name, group="baseline", seed=seed, map=0.5, ap={"circle": 0.5},
+                    ap_by_size={"0-25 px": [1, 0.5]}, train_seconds=1.0, eval_seconds=1.0, img_s=1.0,
+                    iterations=budget["iterations"], batch_size=budget["batch_size"],
+                    n_train=budget["n_train"], n_test=8, priors=8732, params=1)
+
+    monkeypatch.setattr(A, "run_variant", fake)
+    monkeypatch.setattr(runner.torch, "set_num_threads", lambda n: None)  # keep this process's
+    runner.main(["--variants", "full", "--out", str(tmp_path / "r.json")])
+    assert calls == [dict(threads=1, overwrite=True)]
+    assert A.load_results(tmp_path / "r.json")["runs"][0]["variant"] == "full"
