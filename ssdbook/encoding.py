@@ -8,39 +8,52 @@ import torch
 # %% auto #0
 __all__ = ['point_form', 'center_size', 'encode', 'decode']
 
+
 # %% ../nbs/04_encode.ipynb #c005
 def point_form(boxes: torch.Tensor) -> torch.Tensor:
-    """Centre form `(..., 4)` `[cx, cy, w, h]` -> point form `[x_min, y_min, x_max, y_max]`."""
-    return torch.cat([boxes[..., :2] - boxes[..., 2:] / 2,
-                      boxes[..., :2] + boxes[..., 2:] / 2], dim=-1)
+    """Centre form `(..., 4)` `[cx, cy, w, h]` -> point form `[x_min, y_min, x_max,
+    y_max]`."""
+    return torch.cat(
+        [boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2],
+        dim=-1,
+    )
 
 
 def center_size(boxes: torch.Tensor) -> torch.Tensor:
-    """Point form `(..., 4)` `[x_min, y_min, x_max, y_max]` -> centre form `[cx, cy, w, h]`."""
-    return torch.cat([(boxes[..., 2:] + boxes[..., :2]) / 2,
-                      boxes[..., 2:] - boxes[..., :2]], dim=-1)
+    """Point form `(..., 4)` `[x_min, y_min, x_max, y_max]` -> centre form `[cx, cy, w,
+    h]`."""
+    return torch.cat(
+        [(boxes[..., 2:] + boxes[..., :2]) / 2, boxes[..., 2:] - boxes[..., :2]], dim=-1
+    )
+
 
 # %% ../nbs/04_encode.ipynb #c007
-def encode(matched: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)) -> torch.Tensor:
-    """Encode point-form boxes `matched (..., P, 4)` as offsets from the centre-form `priors (P, 4)`.
-
-    Returns `(..., P, 4)`: `[(gcx - pcx) / (v0 * pw), (gcy - pcy) / (v0 * ph), log(gw / pw) / v1, log(gh / ph) / v1]`.
-    Leading dimensions (a batch) broadcast. The arithmetic is the reference's, in the same order, so the
-    result is bit-for-bit the reference's. A box with zero width or height gives `-inf` (log 0): the
-    matchers of chapter 5 (`ssdbook.matching`) reject such boxes before they get here.
-    """
-    g_cxcy = (matched[..., :2] + matched[..., 2:]) / 2 - priors[..., :2]   # centre offset
-    g_cxcy = g_cxcy / (variances[0] * priors[..., 2:])                   # in units of v0 * prior size
-    g_wh = (matched[..., 2:] - matched[..., :2]) / priors[..., 2:]         # size ratio
-    g_wh = torch.log(g_wh) / variances[1]                                  # log ratio, in units of v1
+def encode(
+    matched: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)
+) -> torch.Tensor:
+    """Encode point-form boxes `matched (..., P, 4)` as offsets from the centre-form
+    `priors (P, 4)`.  Returns `(..., P, 4)`: `[(gcx - pcx) / (v0 * pw), (gcy - pcy) /
+    (v0 * ph), log(gw / pw) / v1, log(gh / ph) / v1]`. Leading dimensions (a batch)
+    broadcast. The arithmetic is the reference's, in the same order, so the result is
+    bit-for-bit the reference's. A box with zero width or height gives `-inf` (log
+    0): the matchers of chapter 5 (`ssdbook.matching`) reject such boxes before they
+    get here."""
+    g_cxcy = (matched[..., :2] + matched[..., 2:]) / 2 - priors[
+        ..., :2
+    ]  # centre offset
+    g_cxcy = g_cxcy / (variances[0] * priors[..., 2:])  # in units of v0 * prior size
+    g_wh = (matched[..., 2:] - matched[..., :2]) / priors[..., 2:]  # size ratio
+    g_wh = torch.log(g_wh) / variances[1]  # log ratio, in units of v1
     return torch.cat([g_cxcy, g_wh], dim=-1)
 
-# %% ../nbs/04_encode.ipynb #c009
-def decode(loc: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)) -> torch.Tensor:
-    """Undo `encode`: offsets `loc (..., P, 4)` + centre-form `priors (P, 4)` -> point-form boxes `(..., P, 4)`.
 
-    Same arithmetic and order as the reference's `decode`; boxes are not clipped.
-    """
+# %% ../nbs/04_encode.ipynb #c009
+def decode(
+    loc: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)
+) -> torch.Tensor:
+    """Undo `encode`: offsets `loc (..., P, 4)` + centre-form `priors (P, 4)` ->
+    point-form boxes `(..., P, 4)`.  Same arithmetic and order as the reference's
+    `decode`; boxes are not clipped."""
     cxcy = priors[..., :2] + loc[..., :2] * variances[0] * priors[..., 2:]
     wh = priors[..., 2:] * torch.exp(loc[..., 2:] * variances[1])
     xy_min = cxcy - wh / 2

@@ -9,160 +9,254 @@ from torch import Tensor
 from .data import check_targets
 from .encoding import center_size, encode, point_form
 
-_all_ = ["check_targets", "point_form", "center_size"]    # re-exported: chapters 1 and 4 define them
+_all_ = [
+    "check_targets",
+    "point_form",
+    "center_size",
+]  # re-exported: chapters 1 and 4 define them
 
 # %% auto #0
-__all__ = ['intersect', 'jaccard', 'match', 'pad_targets', 'match_batch', 'check_targets', 'point_form', 'center_size']
+__all__ = [
+    'intersect',
+    'jaccard',
+    'match',
+    'pad_targets',
+    'match_batch',
+    'check_targets',
+    'point_form',
+    'center_size',
+]
+
 
 # %% ../nbs/05_jaccard_match.ipynb #c006
 def intersect(box_a: Tensor, box_b: Tensor) -> Tensor:
-    """Intersection areas of point-form boxes: `box_a (..., A, 4)`, `box_b (..., B, 4)` -> `(..., A, B)`.
-
-    Computed coordinate by coordinate, in the reference's order (so float results are bit-identical).
-    """
-    a = box_a[..., :, None, :].unbind(-1)                              # 4 x (..., A, 1)
-    b = box_b.movedim(-1, 0).contiguous()[..., None, :]               # (4, ..., 1, B): each coordinate a
-    w = torch.minimum(a[2], b[2])                                      # contiguous row, so the (A, B) loops
-    tmp = torch.maximum(a[0], b[0])                                    # run over contiguous memory
-    w.sub_(tmp).clamp_(min=0)                                          # width of the intersection
+    """Intersection areas of point-form boxes: `box_a (..., A, 4)`, `box_b (..., B, 4)`
+    -> `(..., A, B)`.  Computed coordinate by coordinate, in the reference's order
+    (so float results are bit-identical)."""
+    a = box_a[..., :, None, :].unbind(-1)  # 4 x (..., A, 1)
+    # (4, ..., 1, B): each coordinate a contiguous row, so the (A, B) loops below run
+    # over contiguous memory
+    b = box_b.movedim(-1, 0).contiguous()[..., None, :]
+    w = torch.minimum(a[2], b[2])
+    tmp = torch.maximum(a[0], b[0])
+    w.sub_(tmp).clamp_(min=0)  # width of the intersection
     h = torch.minimum(a[3], b[3])
-    h.sub_(torch.maximum(a[1], b[1], out=tmp)).clamp_(min=0)           # height (reusing tmp)
-    return w.mul_(h)                                                   # in place: big tensors, fewer copies
+    h.sub_(torch.maximum(a[1], b[1], out=tmp)).clamp_(min=0)  # height (reusing tmp)
+    return w.mul_(h)  # in place: big tensors, fewer copies
 
 
 def jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
-    """Jaccard overlap (IoU) of point-form boxes: `box_a (A, 4)`, `box_b (B, 4)` -> `(A, B)`.
-
-    Leading dimensions broadcast, so `jaccard(truths (Bt, M, 4), priors (P, 4))` gives the overlaps of a
-    whole batch, `(Bt, M, P)`. Same arithmetic as the reference, in the same order: `inter / (area_a +
-    area_b - inter)`. (The library could call `torchvision.ops.box_iou`; it does not, because the matching
-    reproduces the reference's float ties, and those depend on the order of the arithmetic.)
-    """
-    inter = intersect(box_a, box_b)                                     # (..., A, B)
-    area_a = ((box_a[..., 2] - box_a[..., 0]) * (box_a[..., 3] - box_a[..., 1]))[..., :, None]  # (..., A, 1)
-    area_b = ((box_b[..., 2] - box_b[..., 0]) * (box_b[..., 3] - box_b[..., 1]))[..., None, :]  # (..., 1, B)
-    union = (area_a + area_b).sub_(inter)                              # area_a + area_b - inter
+    """Jaccard overlap (IoU) of point-form boxes: `box_a (A, 4)`, `box_b (B, 4)` -> `(A,
+    B)`.  Leading dimensions broadcast, so `jaccard(truths (Bt, M, 4), priors (P,
+    4))` gives the overlaps of a whole batch, `(Bt, M, P)`. Same arithmetic as the
+    reference, in the same order: `inter / (area_a + area_b - inter)`. (The library
+    could call `torchvision.ops.box_iou`; it does not, because the matching
+    reproduces the reference's float ties, and those depend on the order of the
+    arithmetic.)"""
+    inter = intersect(box_a, box_b)  # (..., A, B)
+    area_a = ((box_a[..., 2] - box_a[..., 0]) * (box_a[..., 3] - box_a[..., 1]))[
+        ..., :, None
+    ]  # (..., A, 1)
+    area_b = ((box_b[..., 2] - box_b[..., 0]) * (box_b[..., 3] - box_b[..., 1]))[
+        ..., None, :
+    ]  # (..., 1, B)
+    union = (area_a + area_b).sub_(inter)  # area_a + area_b - inter
     return torch.div(inter, union, out=union)
 
+
 # %% ../nbs/05_jaccard_match.ipynb #c015
-def match(threshold: float, truths: Tensor, priors: Tensor, variances, labels: Tensor,
-          loc_t: Tensor, conf_t: Tensor, idx: int) -> None:
-    """Match the priors of one image to its ground truths; fill `loc_t[idx] (P, 4)` and `conf_t[idx] (P,)`.
-
-    The reference's signature and semantics. `truths (n, 4)` point form, `priors (P, 4)` centre form,
-    `labels (n,)` 0-based. Each prior takes the truth it overlaps most (ties: the lowest truth index); each
-    truth also claims its own best prior (ties: the lowest prior index) whatever the overlap, and when two
-    truths claim the same prior the later one wins. `conf_t = label + 1`, or 0 (background) where the
-    overlap is below `threshold`. `loc_t` holds the encoded best truth of **every** prior.
-
-    Differences from the reference: an image with no truths is valid (all priors background, `loc_t` 0),
-    and bad targets (`check_targets`: pixels, zero width, non-integer labels...) raise a `ValueError`.
-    """
-    check_targets([torch.cat([truths, labels[:, None].to(truths.dtype)], 1)], names=[f"image {idx}"])
+def match(
+    threshold: float,
+    truths: Tensor,
+    priors: Tensor,
+    variances,
+    labels: Tensor,
+    loc_t: Tensor,
+    conf_t: Tensor,
+    idx: int,
+) -> None:
+    """Match the priors of one image to its ground truths; fill `loc_t[idx] (P, 4)` and
+    `conf_t[idx] (P,)`.  The reference's signature and semantics. `truths (n, 4)`
+    point form, `priors (P, 4)` centre form, `labels (n,)` 0-based. Each prior takes
+    the truth it overlaps most (ties: the lowest truth index); each truth also claims
+    its own best prior (ties: the lowest prior index) whatever the overlap, and when
+    two truths claim the same prior the later one wins. `conf_t = label + 1`, or 0
+    (background) where the overlap is below `threshold`. `loc_t` holds the encoded
+    best truth of **every** prior.  Differences from the reference: an image with no
+    truths is valid (all priors background, `loc_t` 0), and bad targets
+    (`check_targets`: pixels, zero width, non-integer labels...) raise a
+    `ValueError`."""
+    check_targets(
+        [torch.cat([truths, labels[:, None].to(truths.dtype)], 1)],
+        names=[f"image {idx}"],
+    )
     if truths.shape[0] == 0:
         loc_t[idx] = 0
         conf_t[idx] = 0
         return
-    overlaps = jaccard(truths, point_form(priors))                     # (n, P)
-    best_prior_overlap, best_prior_idx = overlaps.max(1)               # (n,): each truth's best prior
-    best_truth_overlap, best_truth_idx = overlaps.max(0)               # (P,): each prior's best truth
-    best_truth_overlap.index_fill_(0, best_prior_idx, 2)               # force the best priors positive
-    # the reference loops `for j: best_truth_idx[best_prior_idx[j]] = j`; the later j wins = the max j:
+    overlaps = jaccard(truths, point_form(priors))  # (n, P)
+    best_prior_overlap, best_prior_idx = overlaps.max(
+        1
+    )  # (n,): each truth's best prior
+    best_truth_overlap, best_truth_idx = overlaps.max(
+        0
+    )  # (P,): each prior's best truth
+    best_truth_overlap.index_fill_(
+        0, best_prior_idx, 2
+    )  # force the best priors positive
+    # the reference loops `for j: best_truth_idx[best_prior_idx[j]] = j`; the later j
+    # wins = the max j:
     gt_index = torch.arange(truths.shape[0], device=truths.device)
-    best_truth_idx.scatter_reduce_(0, best_prior_idx, gt_index, reduce="amax", include_self=False)
-    matches = truths[best_truth_idx]                                   # (P, 4)
-    conf = labels[best_truth_idx].long() + 1                           # (P,)
-    conf[best_truth_overlap < threshold] = 0                           # background
+    best_truth_idx.scatter_reduce_(
+        0, best_prior_idx, gt_index, reduce="amax", include_self=False
+    )
+    matches = truths[best_truth_idx]  # (P, 4)
+    conf = labels[best_truth_idx].long() + 1  # (P,)
+    conf[best_truth_overlap < threshold] = 0  # background
     loc_t[idx] = encode(matches, priors, variances)
     conf_t[idx] = conf
 
+
 # %% ../nbs/05_jaccard_match.ipynb #c022
 def pad_targets(targets) -> tuple[Tensor, Tensor, Tensor]:
-    """Pad a list of `(n_i, 5)` targets to `truths (B, M, 4)`, `labels (B, M)` int64, `valid (B, M)` bool.
-
-    `M = max n_i` (0 when every image is empty). Padding rows hold the box `[0, 0, 1, 1]` and label 0 and
-    are `False` in `valid`. Only the shapes are checked here (a one-line `ValueError` naming the image);
-    the values are `check_targets`' job.
-    """
+    """Pad a list of `(n_i, 5)` targets to `truths (B, M, 4)`, `labels (B, M)` int64,
+    `valid (B, M)` bool.  `M = max n_i` (0 when every image is empty). Padding rows
+    hold the box `[0, 0, 1, 1]` and label 0 and are `False` in `valid`. Only the
+    shapes are checked here (a one-line `ValueError` naming the image); the values
+    are `check_targets`' job."""
     if len(targets) == 0:
         raise ValueError("empty batch: targets is an empty list")
     for i, t in enumerate(targets):
         if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[-1] != 5:
-            raise ValueError(f"image {i}: a target must be a (num_objects, 5) tensor [x_min, y_min, x_max, y_max, "
-                             f"label], got {tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+            raise ValueError(
+                f"image {i}: a target must be a (num_objects, 5) tensor [x_min, y_min, "
+                "x_max, y_max, "
+                "label], got "
+                f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
+            )
     device = targets[0].device
     counts = torch.tensor([t.shape[0] for t in targets], device=device)
-    padded = torch.nn.utils.rnn.pad_sequence([t.to(device) for t in targets], batch_first=True)  # (B, M, 5)
-    valid = torch.arange(padded.shape[1], device=device) < counts[:, None]                  # (B, M)
+    padded = torch.nn.utils.rnn.pad_sequence(
+        [t.to(device) for t in targets], batch_first=True
+    )  # (B, M, 5)
+    valid = torch.arange(padded.shape[1], device=device) < counts[:, None]  # (B, M)
     dummy = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=padded.dtype, device=device)
     truths = torch.where(valid[..., None], padded[..., :4], dummy)
     labels = padded[..., 4].long()
     return truths, labels, valid
 
+
 # %% ../nbs/05_jaccard_match.ipynb #c023
 def _forced_best(overlaps: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The matching rules on padded overlaps `(B, M, P)`: `best_truth_idx (B, P)`, `best_truth_overlap (B, P)`
-    (2 where forced) and `best_prior_idx (B, M)`; each valid truth claims its best prior, the later one wins."""
+    """The matching rules on padded overlaps `(B, M, P)`: `best_truth_idx (B, P)`,
+    `best_truth_overlap (B, P)` (2 where forced) and `best_prior_idx (B, M)`; each
+    valid truth claims its best prior, the later one wins."""
     B, M, P = overlaps.shape
-    _, best_prior_idx = overlaps.max(2)                                # (B, M): each truth's best prior
-    best_truth_overlap, best_truth_idx = overlaps.max(1)               # (B, P): each prior's best truth
-    gt_index = torch.arange(M, device=overlaps.device).expand(B, M).masked_fill(~valid, -1)
+    _, best_prior_idx = overlaps.max(2)  # (B, M): each truth's best prior
+    best_truth_overlap, best_truth_idx = overlaps.max(
+        1
+    )  # (B, P): each prior's best truth
+    gt_index = (
+        torch.arange(M, device=overlaps.device).expand(B, M).masked_fill(~valid, -1)
+    )
     forced = torch.full((B, P), -1, dtype=torch.long, device=overlaps.device)
-    forced.scatter_reduce_(1, best_prior_idx, gt_index, reduce="amax")  # (B, P): -1 = not forced
+    forced.scatter_reduce_(
+        1, best_prior_idx, gt_index, reduce="amax"
+    )  # (B, P): -1 = not forced
     is_forced = forced >= 0
     best_truth_idx = torch.where(is_forced, forced, best_truth_idx)
-    return best_truth_idx, best_truth_overlap.masked_fill_(is_forced, 2.0), best_prior_idx
+    return (
+        best_truth_idx,
+        best_truth_overlap.masked_fill_(is_forced, 2.0),
+        best_prior_idx,
+    )
 
 
-def _encode_matched(truths: Tensor, best_truth_idx: Tensor, conf_t: Tensor, valid: Tensor, priors: Tensor,
-                    variances, positives_only: bool) -> Tensor:
-    "`loc_t (B, P, 4)`: the encoded best truth of every prior (or of the positives only, 0 elsewhere)."
+def _encode_matched(
+    truths: Tensor,
+    best_truth_idx: Tensor,
+    conf_t: Tensor,
+    valid: Tensor,
+    priors: Tensor,
+    variances,
+    positives_only: bool,
+) -> Tensor:
+    """`loc_t (B, P, 4)`: the encoded best truth of every prior (or of the positives
+    only, 0 elsewhere)."""
     B, P = conf_t.shape
-    if positives_only:                                                 # encode the N positives only
-        b, p = conf_t.nonzero(as_tuple=True)                           # (N,), (N,)
+    if positives_only:  # encode the N positives only
+        b, p = conf_t.nonzero(as_tuple=True)  # (N,), (N,)
         loc_t = priors.new_zeros(B, P, 4)
-        loc_t[b, p] = encode(truths[b, best_truth_idx[b, p]], priors[p], variances)   # (N, 4)
+        loc_t[b, p] = encode(
+            truths[b, best_truth_idx[b, p]], priors[p], variances
+        )  # (N, 4)
         return loc_t
-    # gather and encode coordinate planes (4, B, P): the same numbers, but every elementwise loop of
-    # encode runs over contiguous memory (a (B, P, 4) tensor would be read 2 floats at a time)
-    planes = truths.movedim(-1, 0).gather(2, best_truth_idx.expand(4, B, P))          # (4, B, P)
-    loc_t = encode(planes.movedim(0, -1), priors.t().contiguous().t(), variances)      # (B, P, 4)
-    return loc_t.masked_fill_(~valid.any(1)[:, None, None], 0.0)      # images without objects: 0
+    # gather and encode coordinate planes (4, B, P): the same numbers, but every
+    # elementwise loop of
+    # encode runs over contiguous memory (a (B, P, 4) tensor would be read 2 floats at
+    # a time)
+    planes = truths.movedim(-1, 0).gather(
+        2, best_truth_idx.expand(4, B, P)
+    )  # (4, B, P)
+    loc_t = encode(
+        planes.movedim(0, -1), priors.t().contiguous().t(), variances
+    )  # (B, P, 4)
+    return loc_t.masked_fill_(
+        ~valid.any(1)[:, None, None], 0.0
+    )  # images without objects: 0
 
 
-def match_batch(targets, priors: Tensor, threshold: float = 0.5, variances=(0.1, 0.2),
-                return_details: bool = False, positives_only: bool = False, num_classes: int | None = None):
-    """Match a whole batch at once: `targets` (list of `(n_i, 5)`), `priors (P, 4)` centre form ->
-    `loc_t (B, P, 4)`, `conf_t (B, P)` int64.
-
-    Same semantics as `match`, bit for bit, without a Python loop over images; runs on the priors' device.
-    An image with no objects gets all-background priors (`conf_t` 0, `loc_t` 0). Targets are checked by
-    `check_targets` (with `num_classes`, background included, when given): one host sync, a one-line
-    `ValueError` naming the image and the box.
-
-    `positives_only=True` encodes `loc_t` only where `conf_t > 0` and leaves 0 on the background priors:
-    the same values where the loss looks, at a fraction of the cost (`MultiBoxLoss` uses it). With
-    `return_details=True` it also returns a dict with `overlaps (B, M, P)`, `best_truth_idx (B, P)`,
-    `best_truth_overlap (B, P)` (2 on forced priors), `best_prior_idx (B, M)` and `valid (B, M)`, for
-    pictures and diagnostics.
-    """
+def match_batch(
+    targets,
+    priors: Tensor,
+    threshold: float = 0.5,
+    variances=(0.1, 0.2),
+    return_details: bool = False,
+    positives_only: bool = False,
+    num_classes: int | None = None,
+):
+    """Match a whole batch at once: `targets` (list of `(n_i, 5)`), `priors (P, 4)`
+    centre form -> `loc_t (B, P, 4)`, `conf_t (B, P)` int64.  Same semantics as
+    `match`, bit for bit, without a Python loop over images; runs on the priors'
+    device. An image with no objects gets all-background priors (`conf_t` 0, `loc_t`
+    0). Targets are checked by `check_targets` (with `num_classes`, background
+    included, when given): one host sync, a one-line `ValueError` naming the image
+    and the box.  `positives_only=True` encodes `loc_t` only where `conf_t > 0` and
+    leaves 0 on the background priors: the same values where the loss looks, at a
+    fraction of the cost (`MultiBoxLoss` uses it). With `return_details=True` it also
+    returns a dict with `overlaps (B, M, P)`, `best_truth_idx (B, P)`,
+    `best_truth_overlap (B, P)` (2 on forced priors), `best_prior_idx (B, M)` and
+    `valid (B, M)`, for pictures and diagnostics."""
     truths, labels, valid = pad_targets(targets)
-    check_targets(targets, num_classes)                                # the one host sync
+    check_targets(targets, num_classes)  # the one host sync
     truths = truths.to(device=priors.device, dtype=priors.dtype)
     labels, valid = labels.to(priors.device), valid.to(priors.device)
     B, M = valid.shape
     P = priors.shape[0]
-    if M == 0:                                 # every image is empty: one padding row, all background
-        truths, labels = priors.new_tensor([0, 0, 1, 1]).expand(B, 1, 4), labels.new_zeros(B, 1)
+    if M == 0:  # every image is empty: one padding row, all background
+        truths, labels = (
+            priors.new_tensor([0, 0, 1, 1]).expand(B, 1, 4),
+            labels.new_zeros(B, 1),
+        )
         valid = valid.new_zeros(B, 1)
-    overlaps = jaccard(truths, point_form(priors))                     # (B, M, P), a fresh tensor
-    overlaps.masked_fill_(~valid[..., None], -1.0)                     # padding never wins
+    overlaps = jaccard(truths, point_form(priors))  # (B, M, P), a fresh tensor
+    overlaps.masked_fill_(~valid[..., None], -1.0)  # padding never wins
     best_truth_idx, best_truth_overlap, best_prior_idx = _forced_best(overlaps, valid)
-    conf_t = labels.gather(1, best_truth_idx).add_(1)                   # (B, P)
+    conf_t = labels.gather(1, best_truth_idx).add_(1)  # (B, P)
     conf_t.masked_fill_(best_truth_overlap < threshold, 0)
-    loc_t = _encode_matched(truths, best_truth_idx, conf_t, valid, priors, variances, positives_only)
+    loc_t = _encode_matched(
+        truths, best_truth_idx, conf_t, valid, priors, variances, positives_only
+    )
     if return_details:
-        return loc_t, conf_t, dict(overlaps=overlaps[:, :M], best_truth_idx=best_truth_idx,
-                                   best_truth_overlap=best_truth_overlap, best_prior_idx=best_prior_idx[:, :M],
-                                   valid=valid[:, :M])
+        return (
+            loc_t,
+            conf_t,
+            dict(
+                overlaps=overlaps[:, :M],
+                best_truth_idx=best_truth_idx,
+                best_truth_overlap=best_truth_overlap,
+                best_prior_idx=best_prior_idx[:, :M],
+                valid=valid[:, :M],
+            ),
+        )
     return loc_t, conf_t
