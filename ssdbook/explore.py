@@ -36,7 +36,11 @@ def _widgets(gr, ex: Explorer, first: str) -> dict:
             list(SAMPLES), value=first, label="image", elem_id="image-name"
         )
         w["up"] = gr.Image(
-            type="numpy", sources=["upload"], label="or upload", height=120
+            type="numpy",
+            sources=["upload"],
+            label="or upload",
+            height=120,
+            elem_id="upload",
         )
     w["boxes"] = gr.Textbox(
         ex.image(first)[1],
@@ -69,10 +73,11 @@ def _widgets(gr, ex: Explorer, first: str) -> dict:
             with gr.Column():
                 w["mnums"] = gr.Markdown(elem_id="match-numbers")
                 w["levels"] = gr.Dataframe(
-                    headers=LEVEL_HEAD, label="per feature-map level"
+                    headers=LEVEL_HEAD, label="per feature-map level", interactive=False
                 )
         w["rows"] = gr.Dataframe(
             headers=MATCH_HEAD,
+            interactive=False,
             max_height=300,
             label="positive priors; g = loc_t, the encoded offsets",
         )
@@ -110,6 +115,7 @@ def _widgets(gr, ex: Explorer, first: str) -> dict:
                 w["why"] = gr.Markdown(elem_id="why")
         w["kept"] = gr.Dataframe(
             headers=KEPT_HEAD,
+            interactive=False,
             max_height=300,
             label="kept boxes (select a row)",
             elem_id="kept",

@@ -377,6 +377,16 @@ def test_the_app_in_a_real_browser(tmp_path):
             )
             assert _numbers(text) == _expected(det, image, new_rows, 0.3)
             _screenshot(page, shots / "match.png")
+            # draw a box: two clicks on the picture, at its corners
+            pic = page.locator("#match-pic img")
+            size = pic.bounding_box()
+            for fx, fy in ((0.55, 0.2), (0.75, 0.35)):
+                pic.click(position={"x": fx * size["width"], "y": fy * size["height"]})
+                page.wait_for_timeout(300)
+            text = _wait_text(page, "#match-numbers", r"\(8 objects")
+            drawn = page.input_value("#boxes textarea")
+            assert drawn.startswith(new_rows + "\n") and drawn.count("\n") == 7
+            assert _numbers(text) == _expected(det, image, drawn, 0.3)
             # detection: click the best kept box on the picture
             page.get_by_role("tab", name="Detection").click()
             _wait_text(page, "#det-numbers", "kept by NMS")
@@ -407,6 +417,19 @@ def test_the_app_in_a_real_browser(tmp_path):
             row = torch.cat([res["probs"][picked, pc, None], res["boxes"][picked]])
             assert (out == row).all(1).any()
             _screenshot(page, shots / "detect.png")
+            # a row of the kept boxes' table selects its prior
+            second = res["kept"][1][2]
+            page.locator("#kept [data-testid=cell-1-3]").click()
+            assert f"prior {second}:" in _wait_text(page, "#why", f"prior {second}:")
+            # an uploaded image: no boxes yet, which is valid
+            photo = tmp_path / "photo.png"
+            from PIL import Image
+
+            Image.new("RGB", (200, 120), "teal").save(photo)
+            page.locator("#upload input[type=file]").set_input_files(str(photo))
+            page.get_by_role("tab", name="Priors and matching").click()
+            text = _wait_text(page, "#match-numbers", r"\(0 objects")
+            assert _numbers(text) == dict(N=0, neg=0, loss_l=0.0, loss_c=0.0)
             browser.close()
     finally:
         app.close()
