@@ -26,9 +26,29 @@ from .runfolder import RunLock, prepare_out
 from .train import Run
 
 # %% auto #0
-__all__ = ['VARIANTS', 'ABLATION_BUDGET', 'QUICK_BUDGET', 'RESULT_KEYS', 'PAPER_DELTA', 'best_prior_iou', 'level_reach',
-           'Variant', 'get_variant', 'variant_prior_cfg', 'variant_net', 'variant_config', 'shapes_data', 'run_variant',
-           'check_results', 'load_results', 'record_run', 'summarize', 'format_summary', 'count_macs']
+__all__ = [
+    'VARIANTS',
+    'ABLATION_BUDGET',
+    'QUICK_BUDGET',
+    'RESULT_KEYS',
+    'PAPER_DELTA',
+    'best_prior_iou',
+    'level_reach',
+    'Variant',
+    'get_variant',
+    'variant_prior_cfg',
+    'variant_net',
+    'variant_config',
+    'shapes_data',
+    'run_variant',
+    'check_results',
+    'load_results',
+    'record_run',
+    'summarize',
+    'format_summary',
+    'count_macs',
+]
+
 
 # %% ../nbs/10c_ablations.ipynb #c010
 def best_prior_iou(boxes: Tensor, priors: Tensor) -> Tensor:
@@ -69,6 +89,7 @@ def level_reach(
             ).float()  # (Q, 4) point form
             out[k, j] = best_prior_iou(sq, pri).min()
     return out
+
 
 # %% ../nbs/10c_ablations.ipynb #c021
 @dataclass(frozen=True)
@@ -220,6 +241,7 @@ QUICK_BUDGET = dict(
 """A few iterations on a tiny set: checks that a variant builds and trains
 (`SSDBOOK_QUICK=1`, the tests)."""
 
+
 # %% ../nbs/10c_ablations.ipynb #c023
 def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
@@ -278,6 +300,7 @@ def variant_config(
     )
     return shapes_recipe(**{**kw, **overrides})
 
+
 # %% ../nbs/10c_ablations.ipynb #c024
 _CACHE: dict = {}
 
@@ -304,6 +327,7 @@ def shapes_data(n_train: int = 2000, n_test: int = 500, root=None):
         )
         _CACHE[key] = (train, test, classes)
     return _CACHE[key]
+
 
 # %% ../nbs/10c_ablations.ipynb #c026
 def run_variant(
@@ -380,6 +404,7 @@ def run_variant(
         config=changed,
     )
 
+
 # %% ../nbs/10c_ablations.ipynb #c030
 RESULT_KEYS = (
     "variant",
@@ -448,6 +473,7 @@ def record_run(path, row: dict, **meta) -> dict:
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
     return results
+
 
 # %% ../nbs/10c_ablations.ipynb #c033
 PAPER_DELTA = {
@@ -528,6 +554,7 @@ def format_summary(rows: list[dict]) -> str:
             f"{r['delta']:+8.1f} {paper:>6s}"
         )
     return "\n".join(lines)
+
 
 # %% ../nbs/10c_ablations.ipynb #c047
 def count_macs(net, image_size: int = 300) -> int:
