@@ -229,6 +229,8 @@ ABLATION_BUDGET = dict(
 """The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trains
 3200 x 16)."""
 
+# A few iterations on a tiny set: checks that a variant builds and trains
+# (`SSDBOOK_QUICK=1`, the tests).
 QUICK_BUDGET = dict(
     iterations=2,
     batch_size=2,
@@ -238,8 +240,6 @@ QUICK_BUDGET = dict(
     log_every=1,
     checkpoint_every=2,
 )
-"""A few iterations on a tiny set: checks that a variant builds and trains
-(`SSDBOOK_QUICK=1`, the tests)."""
 
 
 # %% ../nbs/10c_ablations.ipynb #c023
