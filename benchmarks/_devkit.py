@@ -6,6 +6,7 @@ and `tests/test_evaluate.py` checks ssdbook's numbers against it. Detections and
 lists ssdbook uses (`boxes`, `scores`, `labels` per image; `boxes`, `labels` and optionally `difficult` per image)
 instead of the devkit's files.
 """
+
 import math
 
 import numpy as np
@@ -33,19 +34,32 @@ def _class_records(annos, k):
     recs, npos = {}, 0
     for i, a in enumerate(annos):
         m = a["labels"] == k
-        diff = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))[m].numpy()
-        recs[i] = dict(bbox=a["boxes"][m].numpy().astype(float), difficult=diff, det=[False] * int(m.sum()))
+        diff = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))[
+            m
+        ].numpy()
+        recs[i] = dict(
+            bbox=a["boxes"][m].numpy().astype(float),
+            difficult=diff,
+            det=[False] * int(m.sum()),
+        )
         npos += int((~diff).sum())
     return recs, npos
 
 
 def _overlaps(bb, gt, pixel_offset):
     "IoU of one box with each ground-truth box; `pixel_offset=1` counts the last pixel in (the devkit's `+ 1`)."
-    iw = np.maximum(np.minimum(gt[:, 2], bb[2]) - np.maximum(gt[:, 0], bb[0]) + pixel_offset, 0.0)
-    ih = np.maximum(np.minimum(gt[:, 3], bb[3]) - np.maximum(gt[:, 1], bb[1]) + pixel_offset, 0.0)
+    iw = np.maximum(
+        np.minimum(gt[:, 2], bb[2]) - np.maximum(gt[:, 0], bb[0]) + pixel_offset, 0.0
+    )
+    ih = np.maximum(
+        np.minimum(gt[:, 3], bb[3]) - np.maximum(gt[:, 1], bb[1]) + pixel_offset, 0.0
+    )
     inters = iw * ih
-    uni = ((bb[2] - bb[0] + pixel_offset) * (bb[3] - bb[1] + pixel_offset)
-           + (gt[:, 2] - gt[:, 0] + pixel_offset) * (gt[:, 3] - gt[:, 1] + pixel_offset) - inters)
+    uni = (
+        (bb[2] - bb[0] + pixel_offset) * (bb[3] - bb[1] + pixel_offset)
+        + (gt[:, 2] - gt[:, 0] + pixel_offset) * (gt[:, 3] - gt[:, 1] + pixel_offset)
+        - inters
+    )
     return inters / uni
 
 

@@ -12,6 +12,7 @@ Each entry gets the date, the machine (CPU count, torch version, device) and the
 The file is rewritten atomically (temp file + os.replace) under an exclusive lock, so two scripts recording at
 the same time lose nothing.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -55,13 +56,19 @@ def _locked(path: Path):
     return fh
 
 
-def record(name: str, numbers: dict, path: Path | str = RESULTS, command: str | None = None) -> dict:
+def record(
+    name: str, numbers: dict, path: Path | str = RESULTS, command: str | None = None
+) -> dict:
     """Store `numbers` (JSON-serialisable) under `name`, replacing the previous entry of that name."""
     path = Path(path)
     entry = dict(numbers)
-    entry.setdefault("measured", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    entry.setdefault(
+        "measured", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    )
     entry.setdefault("machine", machine())
-    entry.setdefault("command", command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]))
+    entry.setdefault(
+        "command", command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:])
+    )
     lock = _locked(path)
     try:
         data = load(path)

@@ -12,6 +12,7 @@ the CPU, `bench_loss_cuda` for a GPU), which chapter 7 reads.
 
     python benchmarks/bench_loss.py [--device cpu|cuda] [--repeats 30] [--threads N]
 """
+
 import argparse
 import statistics
 import sys
@@ -36,19 +37,27 @@ def make_batch(B, device, seed=0):
     for n in torch.randint(1, 6, (B,), generator=g).tolist():
         xy = torch.rand(n, 2, generator=g) * 0.7
         wh = 0.05 + torch.rand(n, 2, generator=g) * 0.25
-        targets.append(torch.cat([xy, xy + wh, torch.randint(0, 20, (n, 1), generator=g).float()], 1).to(device))
+        targets.append(
+            torch.cat(
+                [xy, xy + wh, torch.randint(0, 20, (n, 1), generator=g).float()], 1
+            ).to(device)
+        )
     loc = torch.randn(B, 8732, 4, generator=g).to(device)
     conf = torch.randn(B, 8732, 21, generator=g).to(device)
     return loc, conf, targets
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,10 +67,14 @@ def main():
     loc, conf, targets = make_batch(args.batch, dev)
     criterion = MultiBoxLoss(21)
 
-    with torch.device("meta"):   # compute_loss uses none of the network's weights: do not allocate them
+    with torch.device(
+        "meta"
+    ):  # compute_loss uses none of the network's weights: do not allocate them
         tv = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)
     anchors = point_form(priors) * 300
-    tv_targets = [dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets]
+    tv_targets = [
+        dict(boxes=t[:, :4] * 300, labels=t[:, 4].long() + 1) for t in targets
+    ]
 
     def ours(backward):
         l, c = criterion((loc, conf, priors), targets)
@@ -70,9 +83,15 @@ def main():
         return l, c
 
     def torchvision_loss(backward):
-        matched = [tv.proposal_matcher(box_iou(t["boxes"], anchors)) for t in tv_targets]
-        out = tv.compute_loss(tv_targets, dict(bbox_regression=loc, cls_logits=conf), [anchors] * len(targets),
-                              matched)
+        matched = [
+            tv.proposal_matcher(box_iou(t["boxes"], anchors)) for t in tv_targets
+        ]
+        out = tv.compute_loss(
+            tv_targets,
+            dict(bbox_regression=loc, cls_logits=conf),
+            [anchors] * len(targets),
+            matched,
+        )
         if backward:
             (out["bbox_regression"] + out["classification"]).backward()
         return out["bbox_regression"], out["classification"]
@@ -88,27 +107,43 @@ def main():
 
     l1, c1 = ours(False)
     l2, c2 = torchvision_loss(False)
-    print(f"device {dev}, threads {torch.get_num_threads()}, B={args.batch}, "
-          f"{sum(len(t) for t in targets) / len(targets):.2f} objects/image, 8732 priors, 21 classes")
-    print(f"values: ssdbook loss_l {float(l1):.6f} loss_c {float(c1):.6f} | "
-          f"torchvision {float(l2):.6f} {float(c2):.6f}  (differ only where best-prior IoU ties are broken "
-          f"differently: the book's appendix on reference quirks)")
+    print(
+        f"device {dev}, threads {torch.get_num_threads()}, B={args.batch}, "
+        f"{sum(len(t) for t in targets) / len(targets):.2f} objects/image, 8732 priors, 21 classes"
+    )
+    print(
+        f"values: ssdbook loss_l {float(l1):.6f} loss_c {float(c1):.6f} | "
+        f"torchvision {float(l2):.6f} {float(c2):.6f}  (differ only where best-prior IoU ties are broken "
+        f"differently: the book's appendix on reference quirks)"
+    )
     # global warm-up with backward: the first timed row would otherwise also pay for growing the
     # allocator's heap (the row measured first came out ~30% slower on the CPU)
-    loc.requires_grad_(True); conf.requires_grad_(True)
+    loc.requires_grad_(True)
+    conf.requires_grad_(True)
     for _ in range(args.warmup):
         for fn in (ours, torchvision_loss):
             fn(True)
         loc.grad = conf.grad = None
     clocks = ["wall"] if dev.type == "cuda" else ["wall", "cpu"]
-    result = dict(device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-                  batch=args.batch, objects_per_image=round(sum(len(t) for t in targets) / len(targets), 2),
-                  warmup=args.warmup, repeats=args.repeats)
-    print(f"{'':24s}{'clock':>6s}{'ssdbook ms':>12s}{'torchvision ms':>16s}{'speed-up':>10s}")
+    result = dict(
+        device=torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        batch=args.batch,
+        objects_per_image=round(sum(len(t) for t in targets) / len(targets), 2),
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    print(
+        f"{'':24s}{'clock':>6s}{'ssdbook ms':>12s}{'torchvision ms':>16s}{'speed-up':>10s}"
+    )
     for backward in (False, True):
-        loc.requires_grad_(backward); conf.requires_grad_(backward)
+        loc.requires_grad_(backward)
+        conf.requires_grad_(backward)
         times = {"ours": [], "tv": []}
-        for i in range(args.warmup + args.repeats):            # interleaved, so load changes hit both
+        for i in range(
+            args.warmup + args.repeats
+        ):  # interleaved, so load changes hit both
             for name, fn in (("ours", ours), ("tv", torchvision_loss)):
                 t = timed(fn, backward)
                 if i >= args.warmup:
@@ -120,9 +155,16 @@ def main():
             b = statistics.median(t[k] for t in times["tv"]) * 1e3
             print(f"{label:24s}{clock:>6s}{a:12.2f}{b:16.2f}{b / a:9.2f}x")
             row = "backward" if backward else "forward"
-            result.update({f"{row}_{clock}_ssdbook_ms": round(a, 2), f"{row}_{clock}_torchvision_ms": round(b, 2),
-                           f"{row}_{clock}_ratio": round(b / a, 2)})
-    clock = "cpu" if dev.type == "cpu" else "wall"     # headline: CPU time on the CPU, wall-clock on a GPU
+            result.update(
+                {
+                    f"{row}_{clock}_ssdbook_ms": round(a, 2),
+                    f"{row}_{clock}_torchvision_ms": round(b, 2),
+                    f"{row}_{clock}_ratio": round(b / a, 2),
+                }
+            )
+    clock = (
+        "cpu" if dev.type == "cpu" else "wall"
+    )  # headline: CPU time on the CPU, wall-clock on a GPU
     result["ratio"] = result[f"forward_{clock}_ratio"]
     record("bench_loss" if dev.type == "cpu" else "bench_loss_cuda", result)
 

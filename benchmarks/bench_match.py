@@ -10,6 +10,7 @@ Timings on a shared machine are noisy: the two methods are interleaved round-rob
 and on the CPU the script also reports process CPU time, which other jobs on the machine disturb much less
 than wall-clock time (with --threads 1 it is the single thread's work).
 """
+
 import argparse
 import statistics
 import sys
@@ -37,7 +38,11 @@ def make_targets(batch, objects, device, seed=0):
         xy = torch.rand(n, 2, generator=g) * 0.7
         wh = 0.05 + torch.rand(n, 2, generator=g) * 0.5
         box = torch.cat([xy, (xy + wh).clamp(max=1.0)], 1)
-        targets.append(torch.cat([box, torch.randint(0, 20, (n, 1), generator=g).float()], 1).to(device))
+        targets.append(
+            torch.cat([box, torch.randint(0, 20, (n, 1), generator=g).float()], 1).to(
+                device
+            )
+        )
     return targets
 
 
@@ -65,9 +70,13 @@ def bench(device, batch, objects, repeats, warmup=5):
     targets = make_targets(batch, objects, device)
     lb, cb = match_batch(targets, priors)
     ll, cl = loop_match(targets, priors)
-    assert torch.equal(cb, cl) and torch.equal(lb, ll), "batched and loop matchers disagree"
-    methods = {"loop over match": lambda: loop_match(targets, priors),
-               "match_batch": lambda: match_batch(targets, priors)}
+    assert torch.equal(cb, cl) and torch.equal(lb, ll), (
+        "batched and loop matchers disagree"
+    )
+    methods = {
+        "loop over match": lambda: loop_match(targets, priors),
+        "match_batch": lambda: match_batch(targets, priors),
+    }
     times = {k: [] for k in methods}
     with torch.no_grad():
         for _ in range(warmup):
@@ -77,18 +86,39 @@ def bench(device, batch, objects, repeats, warmup=5):
             for k, fn in methods.items():
                 times[k].append(timed(fn, device))
     n_obj = sum(t.shape[0] for t in targets)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device {device} [{name}]: B={batch}, {n_obj} objects ({n_obj / batch:.2f}/image), "
-          f"P={priors.shape[0]}, {repeats} repeats, median ms")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"device {device} [{name}]: B={batch}, {n_obj} objects ({n_obj / batch:.2f}/image), "
+        f"P={priors.shape[0]}, {repeats} repeats, median ms"
+    )
     clocks = ["wall"] if device.type == "cuda" else ["wall", "cpu"]
-    print(f"  {'clock':6s}{'loop over match':>17s}{'match_batch':>13s}{'speed-up':>10s}")
-    result = dict(device=name, batch=batch, objects_per_image=round(n_obj / batch, 2), priors=priors.shape[0],
-                  warmup=warmup, repeats=repeats)
+    print(
+        f"  {'clock':6s}{'loop over match':>17s}{'match_batch':>13s}{'speed-up':>10s}"
+    )
+    result = dict(
+        device=name,
+        batch=batch,
+        objects_per_image=round(n_obj / batch, 2),
+        priors=priors.shape[0],
+        warmup=warmup,
+        repeats=repeats,
+    )
     for c, clock in enumerate(clocks):
-        loop, batched = (statistics.median(t[c] for t in times[k]) * 1e3 for k in methods)
+        loop, batched = (
+            statistics.median(t[c] for t in times[k]) * 1e3 for k in methods
+        )
         print(f"  {clock:6s}{loop:14.2f} ms{batched:10.2f} ms{loop / batched:9.1f}x")
-        result.update({f"loop_{clock}_ms": round(loop, 2), f"batched_{clock}_ms": round(batched, 2),
-                       f"ratio_{clock}": round(loop / batched, 2)})
+        result.update(
+            {
+                f"loop_{clock}_ms": round(loop, 2),
+                f"batched_{clock}_ms": round(batched, 2),
+                f"ratio_{clock}": round(loop / batched, 2),
+            }
+        )
     # the headline ratio: CPU time on the CPU (least disturbed by other jobs), wall-clock time on a GPU
     result["ratio"] = result["ratio_cpu" if device.type == "cpu" else "ratio_wall"]
     record("bench_match" if device.type == "cpu" else "bench_match_cuda", result)
@@ -101,7 +131,9 @@ def main():
     p.add_argument("--objects", type=int, default=3)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)"
+    )
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -9,6 +9,7 @@ match loop + loss; every golden check (ssdbook.reference.load_golden) run on the
 figures are printed beside, for scale only (another model and recipe: ResNet-50 SSD, A100, AMP). In CPU mode the
 VGG16 rows use the mini base and batch 2, compile is skipped, and the numbers only prove the script runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import torch
 
-NVIDIA = {"train": "663-724 img/s (A100 80GB, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)",
-          "infer": "1,058 img/s (A100, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)"}
+NVIDIA = {
+    "train": "663-724 img/s (A100 80GB, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)",
+    "infer": "1,058 img/s (A100, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)",
+}
 
 
 def sync(device):
@@ -57,7 +60,11 @@ def random_batch(B, device, num_classes=21, seed=0):
 
 def peak_mb(device):
     "Peak CUDA memory of the measurement (None on the CPU: the process's RSS would not be this measurement's)."
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return (
+        torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda"
+        else None
+    )
 
 
 def mb(v):
@@ -69,16 +76,26 @@ def train_speed(base, B, device, dtype, compile_, warmup, reps):
     from ssdbook.loss import MultiBoxLoss
     from ssdbook.model import build_ssd
     from ssdbook.train import train_step
+
     torch.manual_seed(0)
-    net = build_ssd("train", 300, 21, base=base).to(device).to(memory_format=torch.channels_last)
+    net = (
+        build_ssd("train", 300, 21, base=base)
+        .to(device)
+        .to(memory_format=torch.channels_last)
+    )
     model = torch.compile(net) if compile_ else net
-    crit, opt = MultiBoxLoss(21), torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    crit, opt = (
+        MultiBoxLoss(21),
+        torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4),
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     x, t = random_batch(B, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    s = timed(lambda: train_step(model, crit, opt, scaler, x, t, dtype), device, warmup, reps)
+    s = timed(
+        lambda: train_step(model, crit, opt, scaler, x, t, dtype), device, warmup, reps
+    )
     return B / s, peak_mb(device), time.perf_counter() - t0
 
 
@@ -86,16 +103,25 @@ def inference_speed(base, B, device, dtype, warmup, reps):
     "img/s of forward + softmax + Detect (decode, per-class NMS, top 200)."
     from ssdbook.detect import Detect
     from ssdbook.model import build_ssd
+
     torch.manual_seed(0)
-    net = build_ssd("train", 300, 21, base=base).to(device).to(memory_format=torch.channels_last).eval()
+    net = (
+        build_ssd("train", 300, 21, base=base)
+        .to(device)
+        .to(memory_format=torch.channels_last)
+        .eval()
+    )
     detect = Detect(21)
     x, _ = random_batch(B, device)
 
     @torch.no_grad()
     def run():
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(
+            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
             loc, conf, priors = net.raw(x)
         return detect(loc.float(), conf.float().softmax(-1), priors.float())
+
     return B / timed(run, device, warmup, reps)
 
 
@@ -104,6 +130,7 @@ def match_loss_speed(B, device, warmup, reps):
     from ssdbook.loss import MultiBoxLoss, multibox_loss
     from ssdbook.matching import match
     from ssdbook.priors import PriorBox, voc
+
     priors = PriorBox(voc).forward().to(device)
     _, targets = random_batch(B, device)
     g = torch.Generator().manual_seed(1)
@@ -120,9 +147,12 @@ def match_loss_speed(B, device, warmup, reps):
         for i, t in enumerate(targets):
             match(0.5, t[:, :4], priors, (0.1, 0.2), t[:, 4], loc_t, conf_t, i)
         return multibox_loss(loc, conf, loc_t, conf_t)
+
     a, b = batched(), per_image()
     assert torch.allclose(torch.stack(a), torch.stack(b), rtol=1e-4), (a, b)
-    return 1000 * timed(batched, device, warmup, reps), 1000 * timed(per_image, device, warmup, reps)
+    return 1000 * timed(batched, device, warmup, reps), 1000 * timed(
+        per_image, device, warmup, reps
+    )
 
 
 def golden_checks(device):
@@ -132,6 +162,7 @@ def golden_checks(device):
     from ssdbook.matching import jaccard, match_batch
     from ssdbook.priors import PriorBox, voc
     from ssdbook.reference import load_golden
+
     g = load_golden()
     d = lambda t: t.to(device)
     results = []
@@ -139,20 +170,35 @@ def golden_checks(device):
     results.append(("priors", float((priors.cpu() - g["priors_voc300"]).abs().max())))
     gp = d(g["priors_voc300"])
     for c in g["jaccard_cases"]:
-        results.append(("jaccard", float((jaccard(d(c["box_a"]), d(c["box_b"])).cpu() - c["iou"]).abs().max())))
+        results.append(
+            (
+                "jaccard",
+                float(
+                    (jaccard(d(c["box_a"]), d(c["box_b"])).cpu() - c["iou"]).abs().max()
+                ),
+            )
+        )
     for c in g["match_cases"]:
         target = torch.cat([c["truths"], c["labels"].float()[:, None]], 1)
         loc_t, conf_t = match_batch([d(target)], gp, c["threshold"], c["variances"])
         bad = float((conf_t[0].cpu() != c["conf_t"]).sum())
-        results.append(("match", max(bad, float((loc_t[0].cpu() - c["loc_t"]).abs().max()))))
+        results.append(
+            ("match", max(bad, float((loc_t[0].cpu() - c["loc_t"]).abs().max())))
+        )
     crit = MultiBoxLoss(21)
     for c in g["loss_cases"]:
-        l, cc = crit((d(c["loc_data"]), d(c["conf_data"]), gp), [d(t) for t in c["targets"]])
-        rel = max(abs(float(l) - float(c["loss_l"])) / abs(float(c["loss_l"])),
-                  abs(float(cc) - float(c["loss_c"])) / abs(float(c["loss_c"])))
+        l, cc = crit(
+            (d(c["loc_data"]), d(c["conf_data"]), gp), [d(t) for t in c["targets"]]
+        )
+        rel = max(
+            abs(float(l) - float(c["loss_l"])) / abs(float(c["loss_l"])),
+            abs(float(cc) - float(c["loss_c"])) / abs(float(c["loss_c"])),
+        )
         results.append(("loss", rel))
     for c in g["decode_nms_cases"]:
-        out = Detect(21, 0, 200, 0.01, 0.45)(d(c["loc"])[None], d(c["conf_scores"])[None], gp)[0].cpu()
+        out = Detect(21, 0, 200, 0.01, 0.45)(
+            d(c["loc"])[None], d(c["conf_scores"])[None], gp
+        )[0].cpu()
         results.append(("detect", float((out - c["detect_output"]).abs().max())))
     tol = {"priors": 1e-6, "jaccard": 1e-6, "match": 1e-5, "loss": 1e-4, "detect": 1e-4}
     passed = sum(v <= tol[k] for k, v in results)
@@ -161,9 +207,17 @@ def golden_checks(device):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cpu", action="store_true", help="CPU mode: tiny sizes (automatic when CUDA is missing)")
-    p.add_argument("--no-record", action="store_true", help="do not write benchmarks/results.json")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="CPU mode: tiny sizes (automatic when CUDA is missing)",
+    )
+    p.add_argument(
+        "--no-record", action="store_true", help="do not write benchmarks/results.json"
+    )
     a = p.parse_args(argv)
     cuda = torch.cuda.is_available() and not a.cpu
     device = torch.device("cuda" if cuda else "cpu")
@@ -173,33 +227,87 @@ def main(argv=None):
         big, B_big, B_mini, B_inf, B_match, W, R = "vgg16", 32, 128, 64, 32, 5, 20
         name = torch.cuda.get_device_name(device)
     else:
-        dtype, big, B_big, B_mini, B_inf, B_match, W, R = torch.bfloat16, "mini", 2, 4, 4, 8, 1, 2
+        dtype, big, B_big, B_mini, B_inf, B_match, W, R = (
+            torch.bfloat16,
+            "mini",
+            2,
+            4,
+            4,
+            8,
+            1,
+            2,
+        )
         name = "CPU mode (tiny sizes; not a measurement of anything but the script)"
-    print(f"ssdbook GPU check - {name}; torch {torch.__version__}; autocast {str(dtype)[6:]}; channels_last")
+    print(
+        f"ssdbook GPU check - {name}; torch {torch.__version__}; autocast {str(dtype)[6:]}; channels_last"
+    )
     rows = []
     ips, mem, _ = train_speed(big, B_big, device, dtype, False, W, R)
-    rows.append((f"train {big} SSD300, B={B_big}, eager", f"{ips:8.1f} img/s", mb(mem), NVIDIA["train"]))
+    rows.append(
+        (
+            f"train {big} SSD300, B={B_big}, eager",
+            f"{ips:8.1f} img/s",
+            mb(mem),
+            NVIDIA["train"],
+        )
+    )
     numbers = dict(train_eager_img_s=ips, train_peak_mb=mem)
     if cuda:
         ips_c, mem_c, secs = train_speed(big, B_big, device, dtype, True, 3, R)
-        rows.append((f"train {big} SSD300, B={B_big}, compiled", f"{ips_c:8.1f} img/s", mb(mem_c),
-                     f"(compile + warm-up + timing {secs:.0f} s)"))
+        rows.append(
+            (
+                f"train {big} SSD300, B={B_big}, compiled",
+                f"{ips_c:8.1f} img/s",
+                mb(mem_c),
+                f"(compile + warm-up + timing {secs:.0f} s)",
+            )
+        )
         numbers.update(train_compiled_img_s=ips_c, train_compiled_peak_mb=mem_c)
     else:
-        rows.append((f"train {big}, compiled", "skipped", "", "CPU mode: inductor compiles for minutes here"))
+        rows.append(
+            (
+                f"train {big}, compiled",
+                "skipped",
+                "",
+                "CPU mode: inductor compiles for minutes here",
+            )
+        )
     ips, mem, _ = train_speed("mini", B_mini, device, dtype, False, W, R)
     rows.append((f"train mini, B={B_mini}", f"{ips:8.1f} img/s", mb(mem), ""))
     numbers.update(mini_train_img_s=ips)
     ips = inference_speed(big, B_inf, device, dtype, W, R)
-    rows.append((f"inference + Detect {big}, B={B_inf}", f"{ips:8.1f} img/s", "", NVIDIA["infer"]))
+    rows.append(
+        (
+            f"inference + Detect {big}, B={B_inf}",
+            f"{ips:8.1f} img/s",
+            "",
+            NVIDIA["infer"],
+        )
+    )
     numbers.update(inference_img_s=ips)
     batched_ms, loop_ms = match_loss_speed(B_match, device, W, R)
-    rows.append((f"match_batch + loss, B={B_match}", f"{batched_ms:8.2f} ms", f"per-image loop {loop_ms:.2f} ms",
-                 f"{loop_ms / batched_ms:.1f}x faster batched"))
-    numbers.update(match_loss_ms=batched_ms, match_loop_ms=loop_ms, match_ratio=loop_ms / batched_ms)
+    rows.append(
+        (
+            f"match_batch + loss, B={B_match}",
+            f"{batched_ms:8.2f} ms",
+            f"per-image loop {loop_ms:.2f} ms",
+            f"{loop_ms / batched_ms:.1f}x faster batched",
+        )
+    )
+    numbers.update(
+        match_loss_ms=batched_ms,
+        match_loop_ms=loop_ms,
+        match_ratio=loop_ms / batched_ms,
+    )
     passed, total, worst = golden_checks(device)
-    rows.append((f"golden checks on {device.type}", f"{passed}/{total} pass", "",
-                 "worst " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())))
+    rows.append(
+        (
+            f"golden checks on {device.type}",
+            f"{passed}/{total} pass",
+            "",
+            "worst " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()),
+        )
+    )
     numbers.update(golden_passed=passed, golden_total=total)
     w = max(len(r[0]) for r in rows)
     print(f"{'what':<{w}}  {'ours':>14}  {'':<22}  for scale / notes")
@@ -210,8 +318,18 @@ def main(argv=None):
     if cuda and not a.no_record:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from _results import record
-        record("gpu_check", dict(numbers, device=name, dtype=str(dtype), seconds=total_s,
-                                 nvidia_a100_ssd300_train="663-724 img/s", nvidia_a100_ssd300_infer="1058 img/s"))
+
+        record(
+            "gpu_check",
+            dict(
+                numbers,
+                device=name,
+                dtype=str(dtype),
+                seconds=total_s,
+                nvidia_a100_ssd300_train="663-724 img/s",
+                nvidia_a100_ssd300_infer="1058 img/s",
+            ),
+        )
     return 0 if passed == total else 1
 
 

@@ -30,9 +30,23 @@ if not hasattr(v2.Transform, "make_params"):
     )
 
 # %% auto #0
-__all__ = ['SSD_CROP_OPTIONS', 'REFERENCE_CROP_OPTIONS', 'check_sample', 'to_sample', 'from_sample', 'hue_matrix', 'color_affine',
-           'RandomColorDistort', 'params_affine', 'apply_color', 'color_params', 'SSDRandomIoUCrop', 'SSDAugmentation',
-           'batch_augment']
+__all__ = [
+    'SSD_CROP_OPTIONS',
+    'REFERENCE_CROP_OPTIONS',
+    'check_sample',
+    'to_sample',
+    'from_sample',
+    'hue_matrix',
+    'color_affine',
+    'RandomColorDistort',
+    'params_affine',
+    'apply_color',
+    'color_params',
+    'SSDRandomIoUCrop',
+    'SSDAugmentation',
+    'batch_augment',
+]
+
 
 # %% ../nbs/08_augmentation.ipynb #c006
 def check_sample(image: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,6 +100,7 @@ def from_sample(sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         [w, h, w, h], dtype=torch.float32
     )
     return image, torch.cat([boxes, sample["labels"].float()[:, None]], 1)
+
 
 # %% ../nbs/08_augmentation.ipynb #c008
 _GREY = torch.tensor([0.2989, 0.587, 0.114])
@@ -201,6 +216,7 @@ def color_params(
     if float(torch.rand((), generator=generator)) < distort.p:
         out["channel_permutation"] = torch.randperm(3, generator=generator)
     return out
+
 
 # %% ../nbs/08_augmentation.ipynb #c010
 # 1.0 = whole image, 0.0 = no constraint (torchvision's encoding)
@@ -324,6 +340,7 @@ class SSDRandomIoUCrop(v2.RandomIoUCrop):
                 )
         return {}  # gave up: whole image is valid
 
+
 # %% ../nbs/08_augmentation.ipynb #c012
 class SSDAugmentation:
     """The SSD paper's training augmentation as a transform of the contract: `aug(image
@@ -427,6 +444,7 @@ class SSDAugmentation:
 
     def __repr__(self) -> str:
         return f"SSDAugmentation(size={self.size}, steps={[n for n, _ in self.steps]})"
+
 
 # %% ../nbs/08_augmentation.ipynb #c038
 def _window_boxes(boxes, valid, ox, oy, sw, sh, min_keep):

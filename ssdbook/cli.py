@@ -11,8 +11,20 @@ import warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['USER_ERRORS', 'EXIT_STATUS', 'COMMANDS', 'Parser', 'positive', 'add_model_arguments', 'add_classes_arguments',
-           'cmd_explore', 'build_parser', 'main', 'cmd_check']
+__all__ = [
+    'USER_ERRORS',
+    'EXIT_STATUS',
+    'COMMANDS',
+    'Parser',
+    'positive',
+    'add_model_arguments',
+    'add_classes_arguments',
+    'cmd_explore',
+    'build_parser',
+    'main',
+    'cmd_check',
+]
+
 
 # %% ../nbs/11_cli.ipynb #c006
 class Parser(argparse.ArgumentParser):
@@ -22,23 +34,35 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-USER_ERRORS = (ValueError, OSError, FloatingPointError)   # OSError: missing files, permissions, a full disk
-EXIT_STATUS = ("exit status: 0 done; 1 `check` found problems in the data; 2 a usage error (one line on stderr: a bad "
-               "option, a missing file, data that does not fit); 3 `detect` skipped some inputs (named on stderr) and "
-               "wrote the others' results; 130/143 interrupted by Ctrl-C/SIGTERM (training saves its step first)")
+USER_ERRORS = (
+    ValueError,
+    OSError,
+    FloatingPointError,
+)  # OSError: missing files, permissions, a full disk
+EXIT_STATUS = (
+    "exit status: 0 done; 1 `check` found problems in the data; 2 a usage error (one line on stderr: a bad "
+    "option, a missing file, data that does not fit); 3 `detect` skipped some inputs (named on stderr) and "
+    "wrote the others' results; 130/143 interrupted by Ctrl-C/SIGTERM (training saves its step first)"
+)
 
 
 def _warning_line(command):
     "`warnings.showwarning` for the command line: `ssdbook train: warning: ...`, one line, no source line."
+
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"ssdbook {command}: warning: {message}", file=file or sys.stderr)
+
     return show
+
 
 # %% ../nbs/11_cli.ipynb #c008
 def _device(s):
     from ssdbook.config import DEVICE_PATTERN
+
     if not re.fullmatch(DEVICE_PATTERN, s):
-        raise argparse.ArgumentTypeError(f"{s!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+        raise argparse.ArgumentTypeError(
+            f"{s!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
+        )
     return s
 
 
@@ -55,28 +79,61 @@ def positive(s) -> int:
 
 def _detect_defaults() -> dict:
     from ssdbook.detect import Detect
-    return {k: p.default for k, p in inspect.signature(Detect).parameters.items()
-            if k in ("top_k", "nms_thresh", "conf_thresh")}
+
+    return {
+        k: p.default
+        for k, p in inspect.signature(Detect).parameters.items()
+        if k in ("top_k", "nms_thresh", "conf_thresh")
+    }
 
 
 def add_model_arguments(p, checkpoint=True, thresholds=True):
     if checkpoint:
-        p.add_argument("--checkpoint", required=True, help="a checkpoint written by `ssdbook train`")
-    p.add_argument("--device", type=_device, default="auto", help="'auto' (CUDA if available, else CPU), 'cpu', "
-                   "'cuda', 'cuda:N', 'mps' (default: auto)")
+        p.add_argument(
+            "--checkpoint",
+            required=True,
+            help="a checkpoint written by `ssdbook train`",
+        )
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="'auto' (CUDA if available, else CPU), 'cpu', "
+        "'cuda', 'cuda:N', 'mps' (default: auto)",
+    )
     if thresholds:
         d = _detect_defaults()
-        p.add_argument("--top-k", type=positive, default=None, help=f"candidates per class kept for NMS (default: {d['top_k']})")
-        p.add_argument("--nms-thresh", type=float, default=None, help=f"NMS IoU threshold (default: {d['nms_thresh']})")
+        p.add_argument(
+            "--top-k",
+            type=positive,
+            default=None,
+            help=f"candidates per class kept for NMS (default: {d['top_k']})",
+        )
+        p.add_argument(
+            "--nms-thresh",
+            type=float,
+            default=None,
+            help=f"NMS IoU threshold (default: {d['nms_thresh']})",
+        )
 
 
 def add_classes_arguments(p, default="the dataset's classes.txt"):
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--classes", default=None, help=f"class names, comma-separated: box,ball (default: {default})")
-    g.add_argument("--classes-file", default=None, metavar="FILE", help="the class names, one per line")
+    g.add_argument(
+        "--classes",
+        default=None,
+        help=f"class names, comma-separated: box,ball (default: {default})",
+    )
+    g.add_argument(
+        "--classes-file",
+        default=None,
+        metavar="FILE",
+        help="the class names, one per line",
+    )
+
 
 # %% ../nbs/11_cli.ipynb #c010
-COMMANDS = {   # name -> the line `ssdbook --help` shows; a command's options are built only when it runs
+COMMANDS = {  # name -> the line `ssdbook --help` shows; a command's options are built only when it runs
     "train": "train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun for several GPUs)",
     "eval": "AP per class and mAP of a checkpoint on a test split",
     "detect": "detections of a checkpoint on images: pictures, JSON and CSV",
@@ -91,136 +148,376 @@ COMMANDS = {   # name -> the line `ssdbook --help` shows; a command's options ar
 def _parser_train(sub):
     from ssdbook.commands import cmd_train
     from ssdbook.config import RECIPES, add_config_arguments
-    t = sub.add_parser("train", help=COMMANDS["train"], epilog=EXIT_STATUS, description="Train an SSD with the defaults "
-                       "of a recipe (--recipe, else that of --data); DDP under `torchrun --nproc_per_node=N`; "
-                       "SSDBOOK_FP32=1 in the environment forces fp32.")
-    t.add_argument("--data", choices=("shapes", "voc", "coco"), default="shapes", help="the training set: "
-                   "'shapes' (synthetic, generated on demand), 'voc' (a VOC-format folder: Pascal VOC or your own), "
-                   "'coco' (a COCO JSON + an image folder) (default: shapes)")
-    t.add_argument("--recipe", choices=tuple(RECIPES), default=None, help="the defaults: 'small' for your own small "
-                   "set on a CPU, 'shapes', 'voc' (the paper's) (default: that of --data)")
+
+    t = sub.add_parser(
+        "train",
+        help=COMMANDS["train"],
+        epilog=EXIT_STATUS,
+        description="Train an SSD with the defaults "
+        "of a recipe (--recipe, else that of --data); DDP under `torchrun --nproc_per_node=N`; "
+        "SSDBOOK_FP32=1 in the environment forces fp32.",
+    )
+    t.add_argument(
+        "--data",
+        choices=("shapes", "voc", "coco"),
+        default="shapes",
+        help="the training set: "
+        "'shapes' (synthetic, generated on demand), 'voc' (a VOC-format folder: Pascal VOC or your own), "
+        "'coco' (a COCO JSON + an image folder) (default: shapes)",
+    )
+    t.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="the defaults: 'small' for your own small "
+        "set on a CPU, 'shapes', 'voc' (the paper's) (default: that of --data)",
+    )
     add_config_arguments(t, skip=("data",))
-    t.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file "
-                   "(--root: the folder of its images)")
-    add_classes_arguments(t, default="the data's classes.txt / COCO categories; VOC's 20 classes for Pascal VOC")
-    t.add_argument("--finetune", default=None, metavar="CKPT", help="start from this checkpoint's weights; with "
-                   "other classes the class heads start fresh (new heads)")
+    t.add_argument(
+        "--annotations",
+        default=None,
+        metavar="FILE.json",
+        help="--data coco: the COCO annotation file (--root: the folder of its images)",
+    )
+    add_classes_arguments(
+        t,
+        default="the data's classes.txt / COCO categories; VOC's 20 classes for Pascal VOC",
+    )
+    t.add_argument(
+        "--finetune",
+        default=None,
+        metavar="CKPT",
+        help="start from this checkpoint's weights; with "
+        "other classes the class heads start fresh (new heads)",
+    )
     t.set_defaults(func=cmd_train)
 
 
 def _parser_eval(sub):
     from ssdbook.commands import cmd_eval
     from ssdbook.config import image_sets, yes_no
+
     e = sub.add_parser("eval", help=COMMANDS["eval"], epilog=EXIT_STATUS)
     add_model_arguments(e)
-    e.add_argument("--conf-thresh", type=float, default=None, help="drop candidates scoring below this (default: "
-                   f"{_detect_defaults()['conf_thresh']}: AP needs the weak detections too)")
-    e.add_argument("--data", choices=("shapes", "voc", "coco"), default=None, help="test data (default: the checkpoint's)")
-    e.add_argument("--root", default=None, help="dataset root, read only; --data coco: the image folder (default: the "
-                   "checkpoint's)")
-    e.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file")
-    e.add_argument("--image-set", type=image_sets, default=(), metavar="YEAR:NAME", help="the test split "
-                   "(default: shapes:test or 2007:test)")
-    e.add_argument("--batch-size", type=positive, default=16, help="images per forward pass (default: 16)")
-    e.add_argument("--metric", choices=("voc07", "area", "coco"), default="voc07", help="AP at IoU 0.5: VOC2007 "
-                   "11-point (the paper's) or VOC2010+ area under the curve; or COCO's AP@[.5:.95] (pycocotools)")
+    e.add_argument(
+        "--conf-thresh",
+        type=float,
+        default=None,
+        help="drop candidates scoring below this (default: "
+        f"{_detect_defaults()['conf_thresh']}: AP needs the weak detections too)",
+    )
+    e.add_argument(
+        "--data",
+        choices=("shapes", "voc", "coco"),
+        default=None,
+        help="test data (default: the checkpoint's)",
+    )
+    e.add_argument(
+        "--root",
+        default=None,
+        help="dataset root, read only; --data coco: the image folder (default: the "
+        "checkpoint's)",
+    )
+    e.add_argument(
+        "--annotations",
+        default=None,
+        metavar="FILE.json",
+        help="--data coco: the COCO annotation file",
+    )
+    e.add_argument(
+        "--image-set",
+        type=image_sets,
+        default=(),
+        metavar="YEAR:NAME",
+        help="the test split (default: shapes:test or 2007:test)",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=positive,
+        default=16,
+        help="images per forward pass (default: 16)",
+    )
+    e.add_argument(
+        "--metric",
+        choices=("voc07", "area", "coco"),
+        default="voc07",
+        help="AP at IoU 0.5: VOC2007 "
+        "11-point (the paper's) or VOC2010+ area under the curve; or COCO's AP@[.5:.95] (pycocotools)",
+    )
     add_classes_arguments(e, default="the checkpoint's")
-    e.add_argument("--out", default=None, metavar="FOLDER", help="also write the results to FOLDER/results.json "
-                   "(complete or not at all; one command per folder) (default: print only)")
-    e.add_argument("--progress", type=yes_no, default=True, metavar="yes|no", help="progress bar (default: yes)")
+    e.add_argument(
+        "--out",
+        default=None,
+        metavar="FOLDER",
+        help="also write the results to FOLDER/results.json "
+        "(complete or not at all; one command per folder) (default: print only)",
+    )
+    e.add_argument(
+        "--progress",
+        type=yes_no,
+        default=True,
+        metavar="yes|no",
+        help="progress bar (default: yes)",
+    )
     e.set_defaults(func=cmd_eval)
 
 
 def _parser_detect(sub):
     from ssdbook.commands import cmd_detect
     from ssdbook.config import yes_no
-    d = sub.add_parser("detect", help=COMMANDS["detect"], epilog="exit status: 0 done; 2 a usage error (one line on "
-                       "stderr); 3 some inputs could not be read (each named on stderr), the others' results written")
-    d.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or quoted glob patterns")
+
+    d = sub.add_parser(
+        "detect",
+        help=COMMANDS["detect"],
+        epilog="exit status: 0 done; 2 a usage error (one line on "
+        "stderr); 3 some inputs could not be read (each named on stderr), the others' results written",
+    )
+    d.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, folders or quoted glob patterns",
+    )
     add_model_arguments(d)
-    d.add_argument("--score-thresh", type=float, default=0.3, help="keep detections above this score (default: 0.3)")
-    d.add_argument("--max-detections", type=positive, default=100, help="per image, best first (default: 100)")
-    d.add_argument("--batch-size", type=positive, default=16, help="images per forward pass (default: 16)")
-    d.add_argument("--out", default="detections", help="folder for pictures, detections.json and .csv, which replace "
-                   "the previous ones there complete or not at all (default: detections)")
-    d.add_argument("--pictures", type=yes_no, default=True, metavar="yes|no", help="write annotated pictures (default: yes)")
+    d.add_argument(
+        "--score-thresh",
+        type=float,
+        default=0.3,
+        help="keep detections above this score (default: 0.3)",
+    )
+    d.add_argument(
+        "--max-detections",
+        type=positive,
+        default=100,
+        help="per image, best first (default: 100)",
+    )
+    d.add_argument(
+        "--batch-size",
+        type=positive,
+        default=16,
+        help="images per forward pass (default: 16)",
+    )
+    d.add_argument(
+        "--out",
+        default="detections",
+        help="folder for pictures, detections.json and .csv, which replace "
+        "the previous ones there complete or not at all (default: detections)",
+    )
+    d.add_argument(
+        "--pictures",
+        type=yes_no,
+        default=True,
+        metavar="yes|no",
+        help="write annotated pictures (default: yes)",
+    )
     add_classes_arguments(d, default="the checkpoint's")
     d.set_defaults(func=cmd_detect)
 
 
 def _parser_export(sub):
     from ssdbook.commands import cmd_export
-    x = sub.add_parser("export", help=COMMANDS["export"], epilog=EXIT_STATUS,
-                       description="Export: the model takes (B, 3, 300, 300) RGB images in [0, 1] and returns decoded "
-                                   "boxes and class scores for every prior, or with --nms the kept detections.")
+
+    x = sub.add_parser(
+        "export",
+        help=COMMANDS["export"],
+        epilog=EXIT_STATUS,
+        description="Export: the model takes (B, 3, 300, 300) RGB images in [0, 1] and returns decoded "
+        "boxes and class scores for every prior, or with --nms the kept detections.",
+    )
     add_model_arguments(x, thresholds=True)
-    x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
-    x.add_argument("--nms", action="store_true", help="include Detect's thresholding and per-class NMS")
-    x.add_argument("--conf-thresh", type=float, default=None, help="with --nms: candidates above this score "
-                   f"(default: {_detect_defaults()['conf_thresh']})")
-    x.add_argument("--out", default=None, help="output file, never the checkpoint itself (default: the checkpoint's "
-                   "name with .onnx / _torchscript.pt)")
+    x.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        default="onnx",
+        help="default: onnx",
+    )
+    x.add_argument(
+        "--nms",
+        action="store_true",
+        help="include Detect's thresholding and per-class NMS",
+    )
+    x.add_argument(
+        "--conf-thresh",
+        type=float,
+        default=None,
+        help="with --nms: candidates above this score "
+        f"(default: {_detect_defaults()['conf_thresh']})",
+    )
+    x.add_argument(
+        "--out",
+        default=None,
+        help="output file, never the checkpoint itself (default: the checkpoint's "
+        "name with .onnx / _torchscript.pt)",
+    )
     x.set_defaults(func=cmd_export)
 
 
 def _parser_make_shapes(sub):
     from ssdbook.commands import cmd_make_shapes
     from ssdbook.config import shapes_recipe
+
     s = shapes_recipe()
     m = sub.add_parser("make-shapes", help=COMMANDS["make-shapes"], epilog=EXIT_STATUS)
-    m.add_argument("--root", default="data", help="the set goes into a folder named by seed and version under ROOT "
-                   "(default: data)")
-    m.add_argument("--n-train", type=int, default=s.n_train, help=f"training images (default: {s.n_train})")
-    m.add_argument("--n-test", type=int, default=s.n_test, help=f"test images (default: {s.n_test})")
-    m.add_argument("--seed", type=int, default=s.seed, help=f"the set is a function of it (default: {s.seed})")
+    m.add_argument(
+        "--root",
+        default="data",
+        help="the set goes into a folder named by seed and version under ROOT "
+        "(default: data)",
+    )
+    m.add_argument(
+        "--n-train",
+        type=int,
+        default=s.n_train,
+        help=f"training images (default: {s.n_train})",
+    )
+    m.add_argument(
+        "--n-test",
+        type=int,
+        default=s.n_test,
+        help=f"test images (default: {s.n_test})",
+    )
+    m.add_argument(
+        "--seed",
+        type=int,
+        default=s.seed,
+        help=f"the set is a function of it (default: {s.seed})",
+    )
     m.set_defaults(func=cmd_make_shapes)
 
 
 def _parser_demo(sub):
     from ssdbook.commands import cmd_demo
     from ssdbook.config import shapes_recipe, yes_no
+
     s = shapes_recipe()
-    g = sub.add_parser("demo", help=COMMANDS["demo"], epilog=EXIT_STATUS,
-                       description="Generate the shapes set, train the mini SSD on the CPU, print the VOC2007 "
-                                   "11-point mAP@0.5, per-class APs and AP by object size on the held-out split, and "
-                                   "write OUT/detections.png. Other settings: the shapes recipe (ssdbook train --help).")
-    g.add_argument("--root", default="data", help="where the shapes set is generated (default: data)")
-    g.add_argument("--out", default="runs/demo", help="checkpoints, log, loss curve, detections picture; a previous "
-                   "demo there is replaced (default: runs/demo)")
-    for name, kind, what in (("iterations", int, "training steps"), ("batch-size", int, "images per step"),
-                             ("n-train", int, "training images"), ("n-test", int, "test images"),
-                             ("lr", float, "peak learning rate"), ("seed", int, "random seed")):
-        g.add_argument("--" + name, type=kind, default=None, help=f"{what} (default: {getattr(s, name.replace('-', '_'))})")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--quick", action="store_true", help="a tiny budget that only checks the pipeline (also on when "
-                   "SSDBOOK_QUICK=1)")
-    g.add_argument("--progress", type=yes_no, default=True, metavar="yes|no", help="progress bar (default: yes)")
-    g.add_argument("--record", type=yes_no, default=True, metavar="yes|no", help="a full run records its numbers in "
-                   "benchmarks/results.json when run from a checkout (default: yes)")
+    g = sub.add_parser(
+        "demo",
+        help=COMMANDS["demo"],
+        epilog=EXIT_STATUS,
+        description="Generate the shapes set, train the mini SSD on the CPU, print the VOC2007 "
+        "11-point mAP@0.5, per-class APs and AP by object size on the held-out split, and "
+        "write OUT/detections.png. Other settings: the shapes recipe (ssdbook train --help).",
+    )
+    g.add_argument(
+        "--root",
+        default="data",
+        help="where the shapes set is generated (default: data)",
+    )
+    g.add_argument(
+        "--out",
+        default="runs/demo",
+        help="checkpoints, log, loss curve, detections picture; a previous "
+        "demo there is replaced (default: runs/demo)",
+    )
+    for name, kind, what in (
+        ("iterations", int, "training steps"),
+        ("batch-size", int, "images per step"),
+        ("n-train", int, "training images"),
+        ("n-test", int, "test images"),
+        ("lr", float, "peak learning rate"),
+        ("seed", int, "random seed"),
+    ):
+        g.add_argument(
+            "--" + name,
+            type=kind,
+            default=None,
+            help=f"{what} (default: {getattr(s, name.replace('-', '_'))})",
+        )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
+    )
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny budget that only checks the pipeline (also on when "
+        "SSDBOOK_QUICK=1)",
+    )
+    g.add_argument(
+        "--progress",
+        type=yes_no,
+        default=True,
+        metavar="yes|no",
+        help="progress bar (default: yes)",
+    )
+    g.add_argument(
+        "--record",
+        type=yes_no,
+        default=True,
+        metavar="yes|no",
+        help="a full run records its numbers in "
+        "benchmarks/results.json when run from a checkout (default: yes)",
+    )
     g.set_defaults(func=cmd_demo)
 
 
 def _parser_check(sub):
     from ssdbook.config import image_sets, yes_no
-    c = sub.add_parser("check", help=COMMANDS["check"], epilog=EXIT_STATUS, description="Check a data set before "
-                       "training on it: every problem on stdout, one line each, naming its file.")
-    c.add_argument("--root", required=True, help="the dataset root (VOC2007/ or your VOC*/ inside); --data coco: "
-                   "the folder of the images")
-    c.add_argument("--data", choices=("voc", "coco"), default="voc", help="the format (default: voc)")
-    c.add_argument("--annotations", default=None, metavar="FILE.json", help="--data coco: the COCO annotation file")
-    c.add_argument("--image-set", type=image_sets, default=(), metavar="YEAR:NAME,...", help="the splits to check "
-                   "(default: every VOC*/ImageSets/Main/NAME.txt under --root)")
-    c.add_argument("--images", type=yes_no, default=True, metavar="yes|no", help="decode every image and compare its "
-                   "size with its annotation (default: yes)")
+
+    c = sub.add_parser(
+        "check",
+        help=COMMANDS["check"],
+        epilog=EXIT_STATUS,
+        description="Check a data set before "
+        "training on it: every problem on stdout, one line each, naming its file.",
+    )
+    c.add_argument(
+        "--root",
+        required=True,
+        help="the dataset root (VOC2007/ or your VOC*/ inside); --data coco: "
+        "the folder of the images",
+    )
+    c.add_argument(
+        "--data",
+        choices=("voc", "coco"),
+        default="voc",
+        help="the format (default: voc)",
+    )
+    c.add_argument(
+        "--annotations",
+        default=None,
+        metavar="FILE.json",
+        help="--data coco: the COCO annotation file",
+    )
+    c.add_argument(
+        "--image-set",
+        type=image_sets,
+        default=(),
+        metavar="YEAR:NAME,...",
+        help="the splits to check "
+        "(default: every VOC*/ImageSets/Main/NAME.txt under --root)",
+    )
+    c.add_argument(
+        "--images",
+        type=yes_no,
+        default=True,
+        metavar="yes|no",
+        help="decode every image and compare its "
+        "size with its annotation (default: yes)",
+    )
     add_classes_arguments(c, default="the data's classes.txt")
     c.set_defaults(func=cmd_check)
 
 
 def _parser_explore(sub):
-    x = sub.add_parser("explore", help=COMMANDS["explore"], description="Chapter 10g's explorer in a browser: data, "
-                       "priors, matches, a checkpoint's detections. Needs pip install 'ssdbook[app]'.")
-    x.add_argument("--checkpoint", default=None, help="a checkpoint written by `ssdbook train` (default: none)")
-    x.add_argument("--host", default="127.0.0.1", help="the address to serve on (default: 127.0.0.1, this machine)")
+    x = sub.add_parser(
+        "explore",
+        help=COMMANDS["explore"],
+        description="Chapter 10g's explorer in a browser: data, "
+        "priors, matches, a checkpoint's detections. Needs pip install 'ssdbook[app]'.",
+    )
+    x.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a checkpoint written by `ssdbook train` (default: none)",
+    )
+    x.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to serve on (default: 127.0.0.1, this machine)",
+    )
     x.add_argument("--port", type=int, default=7860, help="the port (default: 7860)")
     x.set_defaults(func=cmd_explore)
 
@@ -229,25 +526,42 @@ def cmd_explore(args):
     "`ssdbook explore`: chapter 10g's app; without gradio one line saying how to install it, exit status 2."
     try:
         from ssdbook.explore import launch
-        launch(checkpoint=args.checkpoint, host=args.host, port=args.port)     # (gradio may be imported here)
+
+        launch(
+            checkpoint=args.checkpoint, host=args.host, port=args.port
+        )  # (gradio may be imported here)
     except ModuleNotFoundError as e:
         if "gradio" not in f"{e.name} {e}":
             raise
-        print("ssdbook explore needs the app extra: pip install 'ssdbook[app]'", file=sys.stderr)
+        print(
+            "ssdbook explore needs the app extra: pip install 'ssdbook[app]'",
+            file=sys.stderr,
+        )
         return 2
     return 0
 
 
-_PARSERS = {"train": _parser_train, "eval": _parser_eval, "detect": _parser_detect, "export": _parser_export,
-            "check": _parser_check, "make-shapes": _parser_make_shapes, "demo": _parser_demo,
-            "explore": _parser_explore}
+_PARSERS = {
+    "train": _parser_train,
+    "eval": _parser_eval,
+    "detect": _parser_detect,
+    "export": _parser_export,
+    "check": _parser_check,
+    "make-shapes": _parser_make_shapes,
+    "demo": _parser_demo,
+    "explore": _parser_explore,
+}
 
 
 def build_parser(command: str | None = None) -> Parser:
     """The `ssdbook` parser. `command`: build only that command's options, the others are names for `--help`
     ('': none, so `ssdbook --help` imports no torch); None: every command."""
-    p = Parser(prog="ssdbook", epilog=EXIT_STATUS, description="SSD (Single Shot MultiBox Detector): train, "
-               "evaluate, run and export detectors; `ssdbook demo` is the whole job on a CPU.")
+    p = Parser(
+        prog="ssdbook",
+        epilog=EXIT_STATUS,
+        description="SSD (Single Shot MultiBox Detector): train, "
+        "evaluate, run and export detectors; `ssdbook demo` is the whole job on a CPU.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, build in _PARSERS.items():
         if command is None or command == name:
@@ -268,30 +582,43 @@ def main(argv=None) -> int:
             return args.func(args) or 0
         except USER_ERRORS as e:
             from ssdbook.commands import one_line
+
             print(f"ssdbook {args.command}: error: {one_line(e)}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt as e:                          # Ctrl-C; training's TrainingInterrupted says more
+        except (
+            KeyboardInterrupt
+        ) as e:  # Ctrl-C; training's TrainingInterrupted says more
             print(f"ssdbook {args.command}: {e or 'interrupted'}", file=sys.stderr)
             return 128 + int(getattr(e, "signum", 2))
+
 
 # %% ../nbs/11_cli.ipynb #7304d2cd
 def cmd_check(args):
     "Every problem of a VOC-layout folder or a COCO JSON on stdout, one line each; exit status 1 if any."
     from ssdbook.commands import classes_from_args
     from ssdbook.pipeline import voc_splits
+
     classes, root = classes_from_args(args), Path(args.root).expanduser()
     if args.data == "coco":
         if not args.annotations:
-            raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
+            raise ValueError(
+                "--data coco needs --annotations FILE.json (and --root: the folder of its images)"
+            )
         from ssdbook.coco import check_coco
-        what, problems = f"{args.annotations} (images in {root})", check_coco(args.annotations, root, classes,
-                                                                               check_images=args.images)
+
+        what, problems = (
+            f"{args.annotations} (images in {root})",
+            check_coco(args.annotations, root, classes, check_images=args.images),
+        )
     else:
         from ssdbook.voc import check_dataset
+
         sets = [tuple(s) for s in args.image_set] or voc_splits(root)
         if not sets:
-            raise ValueError(f"--root {root}: no split files VOC*/ImageSets/Main/NAME.txt there (the dataset root, "
-                             "with VOC2007/ or your VOC*/ inside); or name them with --image-set")
+            raise ValueError(
+                f"--root {root}: no split files VOC*/ImageSets/Main/NAME.txt there (the dataset root, "
+                "with VOC2007/ or your VOC*/ inside); or name them with --image-set"
+            )
         what = f"{root} ({', '.join(f'{y}:{n}' for y, n in sets)})"
         problems = check_dataset(root, sets, classes=classes, check_images=args.images)
     for p in problems:

@@ -19,6 +19,7 @@ from .voc import find_image, read_image, write_coco_json
 # %% auto #0
 __all__ = ['COCODetection', 'check_coco', 'voc_to_coco']
 
+
 # %% ../nbs/01d_coco.ipynb #c006
 def _load_json(path):
     path = Path(path)
@@ -28,9 +29,14 @@ def _load_json(path):
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")) or \
-            not isinstance(data.get("annotations", []), list):
-        raise ValueError(f"{path}: a COCO instances file needs the lists 'images' and 'categories' (and 'annotations')")
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(data.get(k), list) for k in ("images", "categories"))
+        or not isinstance(data.get("annotations", []), list)
+    ):
+        raise ValueError(
+            f"{path}: a COCO instances file needs the lists 'images' and 'categories' (and 'annotations')"
+        )
     return data
 
 
@@ -40,10 +46,14 @@ _ID = ((int, str), "an integer or a string")
 def _field(path, items, name, k, key, kinds=_ID):
     "`items[k][key]` (`items` is the file's list `name`) if one of `kinds` (a bool is no int); else a one-line error."
     if not isinstance(items[k], dict):
-        raise ValueError(f"{path}: {name}[{k}] is {json.dumps(items[k])[:40]}, not an object {{...}}")
+        raise ValueError(
+            f"{path}: {name}[{k}] is {json.dumps(items[k])[:40]}, not an object {{...}}"
+        )
     value = items[k].get(key)
     if isinstance(value, bool) or not isinstance(value, kinds[0]):
-        raise ValueError(f"{path}: {name}[{k}].{key} is {json.dumps(value)[:40]}; it must be {kinds[1]}")
+        raise ValueError(
+            f"{path}: {name}[{k}].{key} is {json.dumps(value)[:40]}; it must be {kinds[1]}"
+        )
     return value
 
 
@@ -51,7 +61,9 @@ def _unique(path, ids, what):
     seen = set()
     for i in ids:
         if i in seen:
-            raise ValueError(f"{path}: {what} id {i!r} is listed twice (ids must be unique)")
+            raise ValueError(
+                f"{path}: {what} id {i!r} is listed twice (ids must be unique)"
+            )
         seen.add(i)
 
 
@@ -59,11 +71,19 @@ def _category_labels(data, path, classes):
     "Map category id -> 0-based label; the class list is the categories in id order unless `classes` is given."
     cats = data["categories"]
     ids = [_field(path, cats, "categories", k, "id") for k in range(len(cats))]
-    names = [_field(path, cats, "categories", k, "name", (str, "a class name")) for k in range(len(cats))]
+    names = [
+        _field(path, cats, "categories", k, "name", (str, "a class name"))
+        for k in range(len(cats))
+    ]
     _unique(path, ids, "category")
-    order = sorted(range(len(ids)), key=lambda k: (isinstance(ids[k], str), ids[k]))  # id order, not list order
+    order = sorted(
+        range(len(ids)), key=lambda k: (isinstance(ids[k], str), ids[k])
+    )  # id order, not list order
     ids, names = [ids[k] for k in order], [names[k] for k in order]
-    classes = check_classes(names if classes is None else classes, f"{path} categories" if classes is None else "classes")
+    classes = check_classes(
+        names if classes is None else classes,
+        f"{path} categories" if classes is None else "classes",
+    )
     index = {name.lower(): k for k, name in enumerate(classes)}
     return {i: index.get(name.lower(), -1) for i, name in zip(ids, names)}, classes
 
@@ -73,13 +93,23 @@ def _images(data, path):
     images, ids, files, sizes = data["images"], [], [], []
     for k in range(len(images)):
         ids.append(_field(path, images, "images", k, "id"))
-        files.append(_field(path, images, "images", k, "file_name", (str, "a file name (a string)")))
-        w, h = (_field(path, images, "images", k, s, ((int, float), "a number")) for s in ("width", "height"))
+        files.append(
+            _field(
+                path, images, "images", k, "file_name", (str, "a file name (a string)")
+            )
+        )
+        w, h = (
+            _field(path, images, "images", k, s, ((int, float), "a number"))
+            for s in ("width", "height")
+        )
         if not (0 < w < math.inf and 0 < h < math.inf):
-            raise ValueError(f"{path}: images[{k}] (id {ids[-1]!r}) needs a positive width and height, got {w}x{h}")
+            raise ValueError(
+                f"{path}: images[{k}] (id {ids[-1]!r}) needs a positive width and height, got {w}x{h}"
+            )
         sizes.append((int(w), int(h)))
     _unique(path, ids, "image")
     return ids, files, np.array(sizes, dtype=np.float64).reshape(-1, 2)
+
 
 # %% ../nbs/01d_coco.ipynb #c007
 def _annotation_arrays(data, path, image_index, cat_labels):
@@ -90,22 +120,39 @@ def _annotation_arrays(data, path, image_index, cat_labels):
     label, crowd = np.empty(len(anns), dtype=np.int64), np.empty(len(anns), dtype=bool)
     ann_ids = [a.get("id") if isinstance(a, dict) else None for a in anns]
     for k, a in enumerate(anns):
-        image_id, cat = (_field(path, anns, "annotations", k, key) for key in ("image_id", "category_id"))
+        image_id, cat = (
+            _field(path, anns, "annotations", k, key)
+            for key in ("image_id", "category_id")
+        )
         where = f"{path}: annotation {a.get('id')!r}"
         if image_id not in image_index:
-            raise ValueError(f"{where} refers to image_id {image_id!r}, which is not in 'images'")
+            raise ValueError(
+                f"{where} refers to image_id {image_id!r}, which is not in 'images'"
+            )
         if cat not in cat_labels:
-            raise ValueError(f"{where} has category_id {cat!r}, which is not in 'categories'")
+            raise ValueError(
+                f"{where} has category_id {cat!r}, which is not in 'categories'"
+            )
         if cat_labels[cat] < 0:
             name = next(c.get("name") for c in data["categories"] if c.get("id") == cat)
-            raise ValueError(f"{where} has category {name!r} (id {cat}), which is not in the class list")
+            raise ValueError(
+                f"{where} has category {name!r} (id {cat}), which is not in the class list"
+            )
         if a.get("iscrowd", 0) not in (0, 1):
-            raise ValueError(f"{where} has iscrowd {json.dumps(a.get('iscrowd'))[:40]}; it must be 0 or 1")
+            raise ValueError(
+                f"{where} has iscrowd {json.dumps(a.get('iscrowd'))[:40]}; it must be 0 or 1"
+            )
         try:
             xywh[k] = [float(v) for v in a["bbox"]]
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{where} needs a bbox of four numbers [x, y, width, height]") from None
-        img[k], label[k], crowd[k] = image_index[image_id], cat_labels[cat], bool(a.get("iscrowd", 0))
+            raise ValueError(
+                f"{where} needs a bbox of four numbers [x, y, width, height]"
+            ) from None
+        img[k], label[k], crowd[k] = (
+            image_index[image_id],
+            cat_labels[cat],
+            bool(a.get("iscrowd", 0)),
+        )
     return img, xywh, label, crowd, ann_ids
 
 
@@ -115,12 +162,18 @@ def _check_boxes(path, img, xywh, sizes, ann_ids, tol=1.0):
     x1y1, x2y2 = xywh[:, :2], xywh[:, :2] + xywh[:, 2:]
     bad_size = ~np.isfinite(xywh).all(1) | (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
     outside = (x1y1 < -tol).any(1) | (x2y2 > wh + tol).any(1)
-    for mask, what in ((bad_size, "has a bbox that is not finite or has no area"), (outside, "has a bbox outside its image")):
+    for mask, what in (
+        (bad_size, "has a bbox that is not finite or has no area"),
+        (outside, "has a bbox outside its image"),
+    ):
         if mask.any():
             k = int(np.flatnonzero(mask)[0])
-            raise ValueError(f"{path}: annotation {ann_ids[k]!r} {what}: [x, y, w, h] = {xywh[k].tolist()}, "
-                             f"image {int(wh[k, 0])}x{int(wh[k, 1])}")
+            raise ValueError(
+                f"{path}: annotation {ann_ids[k]!r} {what}: [x, y, w, h] = {xywh[k].tolist()}, "
+                f"image {int(wh[k, 0])}x{int(wh[k, 1])}"
+            )
     return np.concatenate([np.clip(x1y1, 0, wh), np.clip(x2y2, 0, wh)], 1)
+
 
 # %% ../nbs/01d_coco.ipynb #c008
 class COCODetection(torch.utils.data.Dataset):
@@ -132,19 +185,27 @@ class COCODetection(torch.utils.data.Dataset):
     `pull_anno(i)` keeps them with `difficult=True` so that evaluation ignores them. Unknown image or
     category ids, and boxes without area or outside the image, are one-line errors naming the file and the
     annotation id, as are malformed fields and duplicate ids. `require_objects()` is the training set's check."""
+
     def __init__(self, images_dir, annotation_json, transform=None, classes=None):
-        self.images_dir, self.annotation_json = Path(images_dir).expanduser(), Path(annotation_json).expanduser()
+        self.images_dir, self.annotation_json = (
+            Path(images_dir).expanduser(),
+            Path(annotation_json).expanduser(),
+        )
         self.transform = transform
         data = _load_json(self.annotation_json)
         path = self.annotation_json
         cat_labels, self.classes = _category_labels(data, path, classes)
         self.image_ids, self.files, sizes = _images(data, path)
-        img, xywh, label, crowd, ann_ids = _annotation_arrays(data, path, {i: k for k, i in enumerate(self.image_ids)},
-                                                              cat_labels)
+        img, xywh, label, crowd, ann_ids = _annotation_arrays(
+            data, path, {i: k for k, i in enumerate(self.image_ids)}, cat_labels
+        )
         boxes = _check_boxes(path, img, xywh, sizes, ann_ids)
         order = np.argsort(img, kind="stable")
         self._boxes = torch.from_numpy(boxes[order]).float()
-        self._labels, self._crowd = torch.from_numpy(label[order]), torch.from_numpy(crowd[order])
+        self._labels, self._crowd = (
+            torch.from_numpy(label[order]),
+            torch.from_numpy(crowd[order]),
+        )
         self._start = np.searchsorted(img[order], np.arange(len(self.image_ids) + 1))
         self._sizes = sizes.astype(int)
 
@@ -152,8 +213,10 @@ class COCODetection(torch.utils.data.Dataset):
         return len(self.image_ids)
 
     def __repr__(self):
-        return (f"COCODetection({str(self.annotation_json)!r}, {len(self)} images, {len(self._labels)} objects, "
-                f"{len(self.classes)} classes, transform={self.transform})")
+        return (
+            f"COCODetection({str(self.annotation_json)!r}, {len(self)} images, {len(self._labels)} objects, "
+            f"{len(self.classes)} classes, transform={self.transform})"
+        )
 
     def image_path(self, i):
         return find_image(self.images_dir, Path(self.files[i]).stem, self.files[i])
@@ -162,9 +225,16 @@ class COCODetection(torch.utils.data.Dataset):
         "`dict(id, image_id, filename, width, height, boxes (n,4) pixels, labels (n,) int64, difficult (n,) bool)`."
         a, b = self._start[i], self._start[i + 1]
         w, h = self._sizes[i]
-        return dict(id=Path(self.files[i]).stem, image_id=self.image_ids[i], filename=self.files[i], width=int(w),
-                    height=int(h), boxes=self._boxes[a:b].clone(), labels=self._labels[a:b].clone(),
-                    difficult=self._crowd[a:b].clone())
+        return dict(
+            id=Path(self.files[i]).stem,
+            image_id=self.image_ids[i],
+            filename=self.files[i],
+            width=int(w),
+            height=int(h),
+            boxes=self._boxes[a:b].clone(),
+            labels=self._labels[a:b].clone(),
+            difficult=self._crowd[a:b].clone(),
+        )
 
     def pull_image(self, i):
         return read_image(self.image_path(i))
@@ -172,12 +242,25 @@ class COCODetection(torch.utils.data.Dataset):
     def require_objects(self):
         "`self`, or a one-line `ValueError` if no image has an object to train on (crowd regions are none)."
         if not bool((~self._crowd).any()):
-            why = "every annotation is iscrowd: 1, a crowd region" if len(self._crowd) else "no annotations"
-            raise ValueError(f"{self.annotation_json}: none of its {len(self)} images has an object ({why})")
+            why = (
+                "every annotation is iscrowd: 1, a crowd region"
+                if len(self._crowd)
+                else "no annotations"
+            )
+            raise ValueError(
+                f"{self.annotation_json}: none of its {len(self)} images has an object ({why})"
+            )
         return self
 
     def __getitem__(self, i):
-        return read_item(self.image_path(i), self.pull_anno(i), False, self.transform, self.annotation_json.name)
+        return read_item(
+            self.image_path(i),
+            self.pull_anno(i),
+            False,
+            self.transform,
+            self.annotation_json.name,
+        )
+
 
 # %% ../nbs/01d_coco.ipynb #388e09e1
 def _problem(f, *args):
@@ -188,7 +271,9 @@ def _problem(f, *args):
         return str(e)
 
 
-def check_coco(annotation_json, images_dir, classes=None, check_images=True, workers=None) -> list:
+def check_coco(
+    annotation_json, images_dir, classes=None, check_images=True, workers=None
+) -> list:
     """Every problem of a COCO set as one-line strings (`[]` when clean): the JSON's first error, else a set
     without objects and, with `check_images`, each image missing, undecodable or of another size (all decoded
     by `workers` threads)."""
@@ -201,6 +286,7 @@ def check_coco(annotation_json, images_dir, classes=None, check_images=True, wor
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
             found += pool.map(lambda i: _problem(ds.__getitem__, i), range(len(ds)))
     return [p for p in found if p]
+
 
 # %% ../nbs/01d_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:

@@ -17,9 +17,25 @@ from .config import config_from_args, pick_device
 from .runfolder import ResultFolder, prepare_out
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'one_line', 'detect_options', 'classes_from_args', 'agree', 'shapes_root', 'open_dataset', 'cmd_train',
-           'cmd_eval', 'detection_records', 'write_detections', 'cmd_detect', 'cmd_export', 'cmd_make_shapes',
-           'record_result', 'cmd_demo']
+__all__ = [
+    'CSV_FIELDS',
+    'one_line',
+    'detect_options',
+    'classes_from_args',
+    'agree',
+    'shapes_root',
+    'open_dataset',
+    'cmd_train',
+    'cmd_eval',
+    'detection_records',
+    'write_detections',
+    'cmd_detect',
+    'cmd_export',
+    'cmd_make_shapes',
+    'record_result',
+    'cmd_demo',
+]
+
 
 # %% ../nbs/10e_commands.ipynb #c006
 def one_line(e: BaseException) -> str:
@@ -33,12 +49,17 @@ def one_line(e: BaseException) -> str:
 
 def detect_options(args) -> dict:
     "The `Detect` keywords given on the command line (the others keep `Detect`'s defaults)."
-    return {k: getattr(args, k) for k in ("top_k", "nms_thresh", "conf_thresh") if getattr(args, k, None) is not None}
+    return {
+        k: getattr(args, k)
+        for k in ("top_k", "nms_thresh", "conf_thresh")
+        if getattr(args, k, None) is not None
+    }
 
 
 def classes_from_args(args):
     "The class list of `--classes` / `--classes-file` (validated), or None."
     from ssdbook.data import check_classes, read_classes
+
     if getattr(args, "classes", None):
         return check_classes([c.strip() for c in args.classes.split(",")], "--classes")
     if getattr(args, "classes_file", None):
@@ -49,44 +70,81 @@ def classes_from_args(args):
 def agree(a, what_a, b, what_b):
     "A one-line `ValueError` naming both lists unless the class lists `a` and `b` (either may be None) agree."
     if a is not None and b is not None and list(a) != list(b):
-        raise ValueError(f"{what_a} lists classes {', '.join(a)} but {what_b} lists {', '.join(b)}")
+        raise ValueError(
+            f"{what_a} lists classes {', '.join(a)} but {what_b} lists {', '.join(b)}"
+        )
     return a if a is not None else b
+
 
 # %% ../nbs/10e_commands.ipynb #c009
 def shapes_root(root, n_train, n_test, seed) -> Path:
     """The dataset root of a shapes set: `root` itself when it holds one (`VOCshapes/` inside: read as it is, never
     written), else the set of these parameters in a folder under `root` (generated safely on first use, 1c)."""
     from ssdbook.shapes import shapes_set
+
     if (Path(root).expanduser() / "VOCshapes").is_dir():
         return Path(root).expanduser()
     return shapes_set(root, n_train=n_train, n_test=n_test, seed=seed)
 
 
-def open_dataset(data, root, *, train, classes=None, source="--classes", annotations=None, image_sets=(),
-                 transform=None, download=False):
+def open_dataset(
+    data,
+    root,
+    *,
+    train,
+    classes=None,
+    source="--classes",
+    annotations=None,
+    image_sets=(),
+    transform=None,
+    download=False,
+):
     """The training (`train=True`: it must hold an object) or test split of `--data` under `root`. `classes` (from
     `source`: the flags or a checkpoint) must agree with the data's list (9a's `data_classes`): one-line errors."""
     from ssdbook.data import VOC_CLASSES
     from ssdbook.dataset import VOCDetection
     from ssdbook.pipeline import data_classes
+
     if data == "coco":
         if not annotations:
-            raise ValueError("--data coco needs --annotations FILE.json (and --root: the folder of its images)")
+            raise ValueError(
+                "--data coco needs --annotations FILE.json (and --root: the folder of its images)"
+            )
         from ssdbook.coco import COCODetection
+
         ds = COCODetection(root, annotations, transform=transform)
         agree(classes, source, ds.classes, str(annotations))
     else:
         if annotations:
             raise ValueError(f"--annotations is for --data coco, not --data {data}")
         split = "train" if train else "test"
-        default = [("shapes", split)] if data == "shapes" else (
-            [("2007", "trainval"), ("2012", "trainval")] if train else [("2007", "test")])
+        default = (
+            [("shapes", split)]
+            if data == "shapes"
+            else (
+                [("2007", "trainval"), ("2012", "trainval")]
+                if train
+                else [("2007", "test")]
+            )
+        )
         sets = [tuple(s) for s in image_sets] or default
         if not download and not Path(root).expanduser().is_dir():
-            raise ValueError(f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)")
+            raise ValueError(
+                f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)"
+            )
         names = VOC_CLASSES if download else data_classes(root, sets, classes, source)
-        ds = VOCDetection(root, sets, transform=transform, keep_difficult=not train, classes=names, download=download)
-    return ds.require_objects() if train and hasattr(ds, "require_objects") else ds   # 1b/1d: a set without objects
+        ds = VOCDetection(
+            root,
+            sets,
+            transform=transform,
+            keep_difficult=not train,
+            classes=names,
+            download=download,
+        )
+    return (
+        ds.require_objects() if train and hasattr(ds, "require_objects") else ds
+    )  # 1b/1d: a set without objects
+
 
 # %% ../nbs/10e_commands.ipynb #c012
 def _finetune_net(path, cfg, classes):
@@ -94,49 +152,88 @@ def _finetune_net(path, cfg, classes):
     import torch
     from ssdbook.checkpoint import load_for_finetuning
     from ssdbook.train import build_model
+
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg.base, len(classes) + 1, priors=cfg.priors, focal_gamma=cfg.focal_gamma)
+    net = build_model(
+        cfg.base, len(classes) + 1, priors=cfg.priors, focal_gamma=cfg.focal_gamma
+    )
     fresh = load_for_finetuning(net, path)
-    print(f"fine-tuning {path} on classes {', '.join(classes)}: "
-          + (f"new class heads ({len(fresh)} tensors start fresh)" if fresh else "same classes, all weights kept"))
+    print(
+        f"fine-tuning {path} on classes {', '.join(classes)}: "
+        + (
+            f"new class heads ({len(fresh)} tensors start fresh)"
+            if fresh
+            else "same classes, all weights kept"
+        )
+    )
     return net
 
 
 def cmd_train(args):
     from ssdbook.data import SHAPES_CLASSES
     from ssdbook.train import train
+
     cfg = config_from_args(args)
-    pick_device(cfg.device)                                          # a missing GPU fails before any data is made
-    if not cfg.overwrite:                                            # a run in --out fails before any data is made
+    pick_device(cfg.device)  # a missing GPU fails before any data is made
+    if not cfg.overwrite:  # a run in --out fails before any data is made
         prepare_out(cfg.out, cfg.resume)
     classes, dataset = classes_from_args(args), None
     if args.data == "shapes":
         classes = agree(classes, "--classes", SHAPES_CLASSES, "the shapes set")
         root = shapes_root(cfg.root, cfg.n_train, cfg.n_test, cfg.seed)
-        stamp = json.loads((root / "VOCshapes" / "shapes.json").read_text())   # a set given by --root: its sizes
-        cfg = config_from_args(args, root=str(root), n_train=stamp["n_train"], n_test=stamp["n_test"])
+        stamp = json.loads(
+            (root / "VOCshapes" / "shapes.json").read_text()
+        )  # a set given by --root: its sizes
+        cfg = config_from_args(
+            args, root=str(root), n_train=stamp["n_train"], n_test=stamp["n_test"]
+        )
     else:
-        dataset = open_dataset(args.data, cfg.root, train=True, classes=classes, annotations=args.annotations,
-                               image_sets=cfg.image_sets, download=cfg.download)
+        dataset = open_dataset(
+            args.data,
+            cfg.root,
+            train=True,
+            classes=classes,
+            annotations=args.annotations,
+            image_sets=cfg.image_sets,
+            download=cfg.download,
+        )
         classes = dataset.classes
         if cfg.max_images and cfg.max_images < len(dataset):
             import torch
+
             dataset = torch.utils.data.Subset(dataset, range(cfg.max_images))
     net = _finetune_net(args.finetune, cfg, classes) if args.finetune else None
     r = train(cfg, net=net, dataset=dataset, classes=list(classes))
     last = r["history"][-1] if r.get("history") else {}
-    print(f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
-          + (f"; last loss_l {last['loss_l']:.3f}, loss_c {last['loss_c']:.3f}" if last else "")
-          + (f"; {r['skipped']} non-finite steps skipped" if r.get("skipped") else ""))
+    print(
+        f"trained {r['iteration']} iterations in {r['seconds']:.0f} s"
+        + (
+            f"; last loss_l {last['loss_l']:.3f}, loss_c {last['loss_c']:.3f}"
+            if last
+            else ""
+        )
+        + (f"; {r['skipped']} non-finite steps skipped" if r.get("skipped") else "")
+    )
     print(f"checkpoint: {r['checkpoint']}\nlog: {r['log']}")
     return 0
+
 
 # %% ../nbs/10e_commands.ipynb #c016
 def _eval_root(data, args, cfg):
     recorded = cfg.get("root")
-    if data != "shapes" or args.root is None and recorded and (Path(recorded) / "VOCshapes").is_dir():
+    if (
+        data != "shapes"
+        or args.root is None
+        and recorded
+        and (Path(recorded) / "VOCshapes").is_dir()
+    ):
         return args.root or recorded or "data"
-    return shapes_root(args.root or "data", cfg.get("n_train", 2000), cfg.get("n_test", 500), cfg.get("seed", 0))
+    return shapes_root(
+        args.root or "data",
+        cfg.get("n_train", 2000),
+        cfg.get("n_test", 500),
+        cfg.get("seed", 0),
+    )
 
 
 def cmd_eval(args):
@@ -144,39 +241,96 @@ def cmd_eval(args):
     from ssdbook.data import SHAPES_CLASSES, BaseTransform
     from ssdbook.detect import Detect
     from ssdbook.evaluate import evaluate_model, format_results
+
     net, ck = load_model(args.checkpoint, device=args.device)
     where = f"checkpoint {args.checkpoint}"
     classes = agree(classes_from_args(args), "--classes", ck["classes"], where)
     kw = detect_options(args)
-    detect = Detect(net.num_classes, **kw) if kw else None          # bad thresholds fail before any data is read
+    detect = (
+        Detect(net.num_classes, **kw) if kw else None
+    )  # bad thresholds fail before any data is read
     cfg = ck.get("config") or {}
     data = args.data or cfg.get("data", "shapes")
-    if data == "shapes":                                             # before a shapes set is looked for or made
+    if data == "shapes":  # before a shapes set is looked for or made
         agree(classes, where, SHAPES_CLASSES, "the shapes set")
-    with ResultFolder(args.out, "results.json") if args.out else contextlib.nullcontext() as stage:
-        ds = open_dataset(data, _eval_root(data, args, cfg), train=False, classes=classes, source=where,
-                          annotations=args.annotations, image_sets=args.image_set, transform=BaseTransform(net.size))
+    with (
+        ResultFolder(args.out, "results.json")
+        if args.out
+        else contextlib.nullcontext() as stage
+    ):
+        ds = open_dataset(
+            data,
+            _eval_root(data, args, cfg),
+            train=False,
+            classes=classes,
+            source=where,
+            annotations=args.annotations,
+            image_sets=args.image_set,
+            transform=BaseTransform(net.size),
+        )
         t0 = time.perf_counter()
-        res = evaluate_model(net, ds, batch_size=args.batch_size, detect=detect,
-                             method=args.metric, classes=list(classes), progress=args.progress)
-        print(f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:")
+        res = evaluate_model(
+            net,
+            ds,
+            batch_size=args.batch_size,
+            detect=detect,
+            method=args.metric,
+            classes=list(classes),
+            progress=args.progress,
+        )
+        print(
+            f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:"
+        )
         print(format_results(res))
         if stage:
-            keep = {k: v for k, v in res.items() if isinstance(v, (int, float, str, dict, list))}
-            plain = lambda v: v.tolist() if hasattr(v, "tolist") else str(v)              # tensors, arrays
-            (stage / "results.json").write_text(json.dumps(dict(keep, checkpoint=str(args.checkpoint), data=data,
-                                                                images=len(ds)), indent=1, default=plain) + "\n")
+            keep = {
+                k: v
+                for k, v in res.items()
+                if isinstance(v, (int, float, str, dict, list))
+            }
+            plain = lambda v: (
+                v.tolist() if hasattr(v, "tolist") else str(v)
+            )  # tensors, arrays
+            (stage / "results.json").write_text(
+                json.dumps(
+                    dict(
+                        keep, checkpoint=str(args.checkpoint), data=data, images=len(ds)
+                    ),
+                    indent=1,
+                    default=plain,
+                )
+                + "\n"
+            )
     return 0
 
+
 # %% ../nbs/10e_commands.ipynb #c018
-CSV_FIELDS = ("image", "width", "height", "class", "label", "score", "x1", "y1", "x2", "y2")
+CSV_FIELDS = (
+    "image",
+    "width",
+    "height",
+    "class",
+    "label",
+    "score",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+)
 
 
 def detection_records(path, res) -> dict:
     "One image's detections as plain data: `dict(image, width, height, detections=[dict(class, label, score, box)])`."
     h, w = res["size"]
-    dets = [{"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]} for n, l, s, b in
-            zip(res["names"], res["labels"].tolist(), res["scores"].tolist(), res["boxes"].tolist())]
+    dets = [
+        {"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]}
+        for n, l, s, b in zip(
+            res["names"],
+            res["labels"].tolist(),
+            res["scores"].tolist(),
+            res["boxes"].tolist(),
+        )
+    ]
     return dict(image=str(path), width=w, height=h, detections=dets)
 
 
@@ -187,8 +341,19 @@ def write_detections(out, records) -> tuple[Path, Path]:
     with open(out / "detections.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_FIELDS)
-        w.writerows([r["image"], r["width"], r["height"], d["class"], d["label"], d["score"], *d["box"]]
-                    for r in records for d in r["detections"])
+        w.writerows(
+            [
+                r["image"],
+                r["width"],
+                r["height"],
+                d["class"],
+                d["label"],
+                d["score"],
+                *d["box"],
+            ]
+            for r in records
+            for d in r["detections"]
+        )
     return out / "detections.json", out / "detections.csv"
 
 
@@ -209,17 +374,38 @@ def cmd_detect(args):
     "Exit status 0, or 3 when some inputs were skipped (each named on stderr) and the others' results written."
     from ssdbook.evaluate import save_detections
     from ssdbook.inference import Detector, image_files
+
     files, problems = image_files(args.images)
     if not files:
-        raise ValueError(problems[0] + (f" (and {len(problems) - 1} more inputs gave no file)" if len(problems) > 1 else ""))
-    det = Detector.from_checkpoint(args.checkpoint, device=args.device, score_thresh=args.score_thresh,
-                                   max_detections=args.max_detections, batch_size=args.batch_size, **detect_options(args))
-    agree(classes_from_args(args), "--classes", det.classes, f"checkpoint {args.checkpoint}")
+        raise ValueError(
+            problems[0]
+            + (
+                f" (and {len(problems) - 1} more inputs gave no file)"
+                if len(problems) > 1
+                else ""
+            )
+        )
+    det = Detector.from_checkpoint(
+        args.checkpoint,
+        device=args.device,
+        score_thresh=args.score_thresh,
+        max_detections=args.max_detections,
+        batch_size=args.batch_size,
+        **detect_options(args),
+    )
+    agree(
+        classes_from_args(args),
+        "--classes",
+        det.classes,
+        f"checkpoint {args.checkpoint}",
+    )
     out = Path(args.out)
     for p in problems:
         print(f"ssdbook detect: skipped {p}", file=sys.stderr)
     records, failed, taken = [], len(problems), set()
-    with ResultFolder(out, marker="detections.json") as stage:      # one detect per folder; all or nothing
+    with ResultFolder(
+        out, marker="detections.json"
+    ) as stage:  # one detect per folder; all or nothing
         for path, res, image in det.predict_files(files, with_images=args.pictures):
             if isinstance(res, Exception):
                 print(f"ssdbook detect: skipped {one_line(res)}", file=sys.stderr)
@@ -229,37 +415,60 @@ def cmd_detect(args):
             msg = f"{path}: {len(res['scores'])} detections"
             if args.pictures:
                 records[-1]["picture"] = _picture_name(path, taken)
-                save_detections(stage / records[-1]["picture"], image, res, det.classes,
-                                score_thresh=det.score_thresh, coords="pixel")
+                save_detections(
+                    stage / records[-1]["picture"],
+                    image,
+                    res,
+                    det.classes,
+                    score_thresh=det.score_thresh,
+                    coords="pixel",
+                )
                 msg += f" -> {out / records[-1]['picture']}"
             print(msg)
         write_detections(stage, records)
-    print(f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
-          f"{det.score_thresh}): {out / 'detections.json'}, {out / 'detections.csv'}")
+    print(
+        f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
+        f"{det.score_thresh}): {out / 'detections.json'}, {out / 'detections.csv'}"
+    )
     if failed:
-        print(f"ssdbook detect: {failed} of {len(files) + len(problems)} inputs could not be read (named above); "
-              f"the other {len(records)} are in {out}", file=sys.stderr)
+        print(
+            f"ssdbook detect: {failed} of {len(files) + len(problems)} inputs could not be read (named above); "
+            f"the other {len(records)} are in {out}",
+            file=sys.stderr,
+        )
     return 3 if failed else 0
 
 
 def cmd_export(args):
     from ssdbook.export import export
+
     ck = Path(args.checkpoint)
-    suffix = {"onnx": ".onnx", "torchscript": "_torchscript.pt"}[args.format]     # never the checkpoint's own name
+    suffix = {"onnx": ".onnx", "torchscript": "_torchscript.pt"}[
+        args.format
+    ]  # never the checkpoint's own name
     out = args.out or ck.with_name(ck.stem + ("_nms" if args.nms else "") + suffix)
     t0 = time.perf_counter()
     p = export(ck, out, args.format, nms=args.nms, **detect_options(args))
-    outputs = "boxes (N, 4), scores (N,), labels (N,), image (N,)" if args.nms else "boxes (B, 8732, 4), scores (B, 8732, C)"
-    print(f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): images (B, 3, 300, 300) RGB "
-          f"in [0, 1] -> {outputs}")
+    outputs = (
+        "boxes (N, 4), scores (N,), labels (N,), image (N,)"
+        if args.nms
+        else "boxes (B, 8732, 4), scores (B, 8732, C)"
+    )
+    print(
+        f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): images (B, 3, 300, 300) RGB "
+        f"in [0, 1] -> {outputs}"
+    )
     return 0
+
 
 # %% ../nbs/10e_commands.ipynb #c022
 def cmd_make_shapes(args):
     t0 = time.perf_counter()
     p = shapes_root(args.root, args.n_train, args.n_test, args.seed)
-    print(f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
-          f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {p}")
+    print(
+        f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
+        f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {p}"
+    )
     return 0
 
 
@@ -277,14 +486,42 @@ def record_result(name, numbers, command) -> Path | None:
 
 def cmd_demo(args):
     from ssdbook.inference import demo
-    over = {k: getattr(args, k) for k in ("iterations", "batch_size", "n_train", "n_test", "lr", "seed", "threads")
-            if getattr(args, k) is not None}
+
+    over = {
+        k: getattr(args, k)
+        for k in (
+            "iterations",
+            "batch_size",
+            "n_train",
+            "n_test",
+            "lr",
+            "seed",
+            "threads",
+        )
+        if getattr(args, k) is not None
+    }
     quick = True if args.quick else None
-    r = demo(args.root, args.out, quick=quick, progress=args.progress, overwrite=True, **over)   # its own folder
+    r = demo(
+        args.root, args.out, quick=quick, progress=args.progress, overwrite=True, **over
+    )  # its own folder
     if args.record and not (quick or os.environ.get("SSDBOOK_QUICK") == "1"):
-        keep = ("map", "ap", "ap_by_size", "iterations", "batch_size", "n_train", "n_test", "seconds", "data_seconds",
-                "train_seconds", "eval_seconds")
-        command = " ".join(["python -m ssdbook demo"] + [f"--{k.replace('_', '-')} {v}" for k, v in over.items()])
+        keep = (
+            "map",
+            "ap",
+            "ap_by_size",
+            "iterations",
+            "batch_size",
+            "n_train",
+            "n_test",
+            "seconds",
+            "data_seconds",
+            "train_seconds",
+            "eval_seconds",
+        )
+        command = " ".join(
+            ["python -m ssdbook demo"]
+            + [f"--{k.replace('_', '-')} {v}" for k, v in over.items()]
+        )
         where = record_result("main_job", {k: r[k] for k in keep}, command)
         if where:
             print(f"recorded as 'main_job' in {where}")

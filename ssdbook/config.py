@@ -14,16 +14,56 @@ import torch
 from .priors import CONFIGS
 
 # %% auto #0
-__all__ = ['DEVICE_PATTERN', 'FIXED', 'FREE', 'EXTEND', 'PRIOR_CONFIGS', 'RECIPES', 'option', 'yes_no', 'int_list', 'image_sets',
-           'TrainConfig', 'field_problem', 'cpu_amp', 'shapes_recipe', 'voc_recipe', 'coco_recipe', 'small_recipe',
-           'config_warnings', 'add_config_arguments', 'config_from_args', 'pick_device', 'amp_dtype',
-           'use_channels_last']
+__all__ = [
+    'DEVICE_PATTERN',
+    'FIXED',
+    'FREE',
+    'EXTEND',
+    'PRIOR_CONFIGS',
+    'RECIPES',
+    'option',
+    'yes_no',
+    'int_list',
+    'image_sets',
+    'TrainConfig',
+    'field_problem',
+    'cpu_amp',
+    'shapes_recipe',
+    'voc_recipe',
+    'coco_recipe',
+    'small_recipe',
+    'config_warnings',
+    'add_config_arguments',
+    'config_from_args',
+    'pick_device',
+    'amp_dtype',
+    'use_channels_last',
+]
+
 
 # %% ../nbs/09_training.ipynb #c006
-def option(default, help: str, *, choices=None, type=None, low=None, above=None, on_resume="fixed"):
+def option(
+    default,
+    help: str,
+    *,
+    choices=None,
+    type=None,
+    low=None,
+    above=None,
+    on_resume="fixed",
+):
     "A `TrainConfig` field: its default and, as metadata, the facts the checks and the command line are built from."
-    return field(default=default, metadata=dict(help=help, choices=choices, type=type, low=low, above=above,
-                                                on_resume=on_resume))
+    return field(
+        default=default,
+        metadata=dict(
+            help=help,
+            choices=choices,
+            type=type,
+            low=low,
+            above=above,
+            on_resume=on_resume,
+        ),
+    )
 
 
 def yes_no(s) -> bool:
@@ -39,7 +79,9 @@ def int_list(s) -> tuple:
     try:
         return tuple(int(x) for x in str(s).split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {s!r}"
+        ) from None
 
 
 def image_sets(s) -> tuple:
@@ -48,7 +90,9 @@ def image_sets(s) -> tuple:
     for part in filter(None, (p.strip() for p in str(s).split(","))):
         year, _, name = part.partition(":")
         if not (year and name):
-            raise argparse.ArgumentTypeError(f"image set {part!r}: expected YEAR:NAME, e.g. 2007:trainval")
+            raise argparse.ArgumentTypeError(
+                f"image set {part!r}: expected YEAR:NAME, e.g. 2007:trainval"
+            )
         out.append((year, name))
     return tuple(out)
 
@@ -56,72 +100,183 @@ def image_sets(s) -> tuple:
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
 # %% ../nbs/09_training.ipynb #c008
-FIXED, FREE, EXTEND = "fixed", "free", "extend"   # on_resume: must equal / may change / may only grow
-PRIOR_CONFIGS = tuple(k for k, c in CONFIGS.items() if c['min_dim'] == 300)   # the pipeline's 300 px input
+FIXED, FREE, EXTEND = (
+    "fixed",
+    "free",
+    "extend",
+)  # on_resume: must equal / may change / may only grow
+PRIOR_CONFIGS = tuple(
+    k for k, c in CONFIGS.items() if c['min_dim'] == 300
+)  # the pipeline's 300 px input
 
 
 @dataclass
 class TrainConfig:
     "Everything a training run needs; each field's metadata documents it (and becomes a command-line option)."
-    data: str = option("shapes", "the training set: 'shapes' (synthetic, generated on demand), 'voc' (VOC layout) or "
-                       "'coco' (a COCO JSON + image folder); picks the default recipe", choices=("shapes", "voc", "coco"))
-    root: str = option("data", "dataset root (VOC{year}/ or VOCshapes/ live under it)", on_resume=FREE)
-    base: str = option("mini", "the network: 'mini' (small, for CPUs) or 'vgg16' (SSD300 of the paper)",
-                       choices=("mini", "vgg16"))
-    priors: str = option("voc", "the prior boxes (chapter 2's configs): 'voc' (the reference's), 'coco' (smaller), "
-                         "'shapes' (designed for the shapes set); all 8732 priors", choices=PRIOR_CONFIGS)
-    focal_gamma: float = option(0.0, "0: the paper's hard negative mining (3:1); > 0: focal loss with this gamma over "
-                                "every prior instead, no mining (chapter 6; RetinaNet: 2)", low=0)
-    out: str = option("runs/ssd", "folder for checkpoints, log.csv and loss.png", on_resume=FREE)
-    iterations: int = option(2000, "optimiser steps; on --resume it may grow: the schedule is rebuilt for the "
-                             "new length and the change is recorded in the checkpoint", low=1, on_resume=EXTEND)
-    batch_size: int = option(16, "images per step, summed over all processes (torchrun)", low=1)
-    optimizer: str = option("sgd", "'sgd' (momentum, as the reference) or 'adamw'", choices=("sgd", "adamw"))
+
+    data: str = option(
+        "shapes",
+        "the training set: 'shapes' (synthetic, generated on demand), 'voc' (VOC layout) or "
+        "'coco' (a COCO JSON + image folder); picks the default recipe",
+        choices=("shapes", "voc", "coco"),
+    )
+    root: str = option(
+        "data", "dataset root (VOC{year}/ or VOCshapes/ live under it)", on_resume=FREE
+    )
+    base: str = option(
+        "mini",
+        "the network: 'mini' (small, for CPUs) or 'vgg16' (SSD300 of the paper)",
+        choices=("mini", "vgg16"),
+    )
+    priors: str = option(
+        "voc",
+        "the prior boxes (chapter 2's configs): 'voc' (the reference's), 'coco' (smaller), "
+        "'shapes' (designed for the shapes set); all 8732 priors",
+        choices=PRIOR_CONFIGS,
+    )
+    focal_gamma: float = option(
+        0.0,
+        "0: the paper's hard negative mining (3:1); > 0: focal loss with this gamma over "
+        "every prior instead, no mining (chapter 6; RetinaNet: 2)",
+        low=0,
+    )
+    out: str = option(
+        "runs/ssd", "folder for checkpoints, log.csv and loss.png", on_resume=FREE
+    )
+    iterations: int = option(
+        2000,
+        "optimiser steps; on --resume it may grow: the schedule is rebuilt for the "
+        "new length and the change is recorded in the checkpoint",
+        low=1,
+        on_resume=EXTEND,
+    )
+    batch_size: int = option(
+        16, "images per step, summed over all processes (torchrun)", low=1
+    )
+    optimizer: str = option(
+        "sgd", "'sgd' (momentum, as the reference) or 'adamw'", choices=("sgd", "adamw")
+    )
     lr: float = option(1e-3, "peak learning rate", above=0)
     momentum: float = option(0.9, "SGD momentum", low=0)
     weight_decay: float = option(5e-4, "weight decay", low=0)
-    schedule: str = option("step", "'step' (x gamma at --steps) or 'cosine'", choices=("step", "cosine"))
-    steps: tuple = option((80_000, 100_000), "step-decay milestones, comma-separated iterations", type=int_list)
+    schedule: str = option(
+        "step", "'step' (x gamma at --steps) or 'cosine'", choices=("step", "cosine")
+    )
+    steps: tuple = option(
+        (80_000, 100_000),
+        "step-decay milestones, comma-separated iterations",
+        type=int_list,
+    )
     gamma: float = option(0.1, "step-decay factor", above=0)
     warmup: int = option(500, "iterations of linear warm-up", low=0)
     warmup_factor: float = option(1 / 3, "the warm-up starts at lr x this", low=0)
-    augment: str = option("ssd", "'ssd' (chapter 8, per image, in the workers), 'light' (flip + colour + zoom, "
-                          "batched on the device), 'none'", choices=("ssd", "light", "none"))
-    cache: bool = option(False, "decode the training images once and keep them in memory (uint8)")
-    image_sets: tuple = option((), "YEAR:NAME,... (voc: 2007:trainval,2012:trainval; shapes: shapes:train)", type=image_sets)
+    augment: str = option(
+        "ssd",
+        "'ssd' (chapter 8, per image, in the workers), 'light' (flip + colour + zoom, "
+        "batched on the device), 'none'",
+        choices=("ssd", "light", "none"),
+    )
+    cache: bool = option(
+        False, "decode the training images once and keep them in memory (uint8)"
+    )
+    image_sets: tuple = option(
+        (),
+        "YEAR:NAME,... (voc: 2007:trainval,2012:trainval; shapes: shapes:train)",
+        type=image_sets,
+    )
     n_train: int = option(2000, "shapes: number of training images to generate", low=1)
     n_test: int = option(500, "shapes: number of test images to generate", low=1)
     max_images: int = option(0, "use only the first N training images (0: all)", low=0)
-    num_workers: int = option(-1, "DataLoader worker processes (-1: automatic)", low=-1, on_resume=FREE)
-    device: str = option("auto", "'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'",
-                         on_resume=FREE)
-    amp: str = option("auto", "mixed precision: 'auto' (GPU: bf16 if supported, else fp16 + grad scaler; CPU: off), "
-                      "'bf16', 'fp16', 'off'; SSDBOOK_FP32=1 forces fp32", choices=("auto", "bf16", "fp16", "off"), on_resume=FREE)
-    channels_last: str = option("auto", "memory format: 'auto' (= on), 'on', 'off'", choices=("auto", "on", "off"),
-                                on_resume=FREE)
+    num_workers: int = option(
+        -1, "DataLoader worker processes (-1: automatic)", low=-1, on_resume=FREE
+    )
+    device: str = option(
+        "auto",
+        "'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1', 'mps'",
+        on_resume=FREE,
+    )
+    amp: str = option(
+        "auto",
+        "mixed precision: 'auto' (GPU: bf16 if supported, else fp16 + grad scaler; CPU: off), "
+        "'bf16', 'fp16', 'off'; SSDBOOK_FP32=1 forces fp32",
+        choices=("auto", "bf16", "fp16", "off"),
+        on_resume=FREE,
+    )
+    channels_last: str = option(
+        "auto",
+        "memory format: 'auto' (= on), 'on', 'off'",
+        choices=("auto", "on", "off"),
+        on_resume=FREE,
+    )
     compile: bool = option(False, "torch.compile the model", on_resume=FREE)
-    pretrained: str = option("", "base=vgg16: ImageNet VGG16 weights, a .pth path or 'download' (opt-in)",
-                             on_resume=FREE)
-    seed: int = option(0, "random seed (data order, augmentation, initialisation)", low=0)
-    checkpoint_every: int = option(1000, "write a checkpoint every N iterations (and at the end)", low=1,
-                                   on_resume=FREE)
-    keep_checkpoints: int = option(2, "keep the newest N numbered checkpoints (last.pth is always kept)", low=0,
-                                   on_resume=FREE)
-    log_every: int = option(20, "log (log.csv, progress bar) every N iterations", low=1, on_resume=FREE)
-    check_every: int = option(10, "check on the host that the loss is finite every N steps", low=1, on_resume=FREE)
-    on_nonfinite: str = option("stop", "NaN/inf loss: 'stop' (raise, naming the iteration) or 'skip' (skip the "
-                               "step, count it)", choices=("stop", "skip"), on_resume=FREE)
-    max_skips: int = option(20, "with --on-nonfinite skip: give up after this many skipped steps", low=0,
-                            on_resume=FREE)
-    download: bool = option(False, "voc: download VOC2007/2012 if missing (opt-in, ~3.5 GB)", on_resume=FREE)
-    resume: str = option("", "continue a run from a checkpoint path, or 'auto' (the newest intact one in OUT); only "
-                         "--iterations may grow and machine/bookkeeping options change", on_resume=FREE)
-    overwrite: bool = option(False, "replace a run already in OUT (its checkpoints, log.csv, loss.png; other files "
-                             "stay); without it such a folder needs --resume or a new --out", on_resume=FREE)
-    stop_at: int = option(0, "stop after this iteration (0: at --iterations); the schedule still spans "
-                          "--iterations", low=0, on_resume=FREE)
+    pretrained: str = option(
+        "",
+        "base=vgg16: ImageNet VGG16 weights, a .pth path or 'download' (opt-in)",
+        on_resume=FREE,
+    )
+    seed: int = option(
+        0, "random seed (data order, augmentation, initialisation)", low=0
+    )
+    checkpoint_every: int = option(
+        1000,
+        "write a checkpoint every N iterations (and at the end)",
+        low=1,
+        on_resume=FREE,
+    )
+    keep_checkpoints: int = option(
+        2,
+        "keep the newest N numbered checkpoints (last.pth is always kept)",
+        low=0,
+        on_resume=FREE,
+    )
+    log_every: int = option(
+        20, "log (log.csv, progress bar) every N iterations", low=1, on_resume=FREE
+    )
+    check_every: int = option(
+        10,
+        "check on the host that the loss is finite every N steps",
+        low=1,
+        on_resume=FREE,
+    )
+    on_nonfinite: str = option(
+        "stop",
+        "NaN/inf loss: 'stop' (raise, naming the iteration) or 'skip' (skip the "
+        "step, count it)",
+        choices=("stop", "skip"),
+        on_resume=FREE,
+    )
+    max_skips: int = option(
+        20,
+        "with --on-nonfinite skip: give up after this many skipped steps",
+        low=0,
+        on_resume=FREE,
+    )
+    download: bool = option(
+        False, "voc: download VOC2007/2012 if missing (opt-in, ~3.5 GB)", on_resume=FREE
+    )
+    resume: str = option(
+        "",
+        "continue a run from a checkpoint path, or 'auto' (the newest intact one in OUT); only "
+        "--iterations may grow and machine/bookkeeping options change",
+        on_resume=FREE,
+    )
+    overwrite: bool = option(
+        False,
+        "replace a run already in OUT (its checkpoints, log.csv, loss.png; other files "
+        "stay); without it such a folder needs --resume or a new --out",
+        on_resume=FREE,
+    )
+    stop_at: int = option(
+        0,
+        "stop after this iteration (0: at --iterations); the schedule still spans "
+        "--iterations",
+        low=0,
+        on_resume=FREE,
+    )
     progress: bool = option(True, "show a tqdm progress bar", on_resume=FREE)
-    threads: int = option(0, "torch CPU threads (0: torch's default)", low=0, on_resume=FREE)
+    threads: int = option(
+        0, "torch CPU threads (0: torch's default)", low=0, on_resume=FREE
+    )
 
     def __post_init__(self):
         self.steps = tuple(int(s) for s in self.steps)
@@ -135,17 +290,28 @@ class TrainConfig:
             if problem:
                 raise ValueError(f"TrainConfig.{f.name}: {problem}")
         if self.pretrained and self.base != "vgg16":
-            raise ValueError(f"TrainConfig.pretrained={self.pretrained!r} needs base='vgg16' (got {self.base!r})")
+            raise ValueError(
+                f"TrainConfig.pretrained={self.pretrained!r} needs base='vgg16' (got {self.base!r})"
+            )
         return self
 
     def to_dict(self) -> dict:
-        return {k: ([list(s) for s in v] if k == "image_sets" else list(v) if isinstance(v, tuple) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (
+                [list(s) for s in v]
+                if k == "image_sets"
+                else list(v)
+                if isinstance(v, tuple)
+                else v
+            )
+            for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
 
 # %% ../nbs/09_training.ipynb #c010
 def field_problem(f, value) -> str | None:
@@ -153,7 +319,9 @@ def field_problem(f, value) -> str | None:
     m, want = f.metadata, type(f.default)
     if want is bool and not isinstance(value, bool):
         return f"expected True or False, got {value!r}"
-    if want in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if want in (int, float) and (
+        isinstance(value, bool) or not isinstance(value, (int, float))
+    ):
         return f"expected a number, got {value!r}"
     if want is int and value != int(value):
         return f"expected an integer, got {value!r}"
@@ -169,88 +337,173 @@ def field_problem(f, value) -> str | None:
         return f"{value!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
     return None
 
+
 # %% ../nbs/09_training.ipynb #c012
 def cpu_amp() -> str:
     "'bf16' on a CPU that computes bf16 natively (AVX512-BF16 or AMX), else 'off'; `SSDBOOK_FP32=1`: always 'off'."
-    native = [getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    native = [
+        getattr(torch.cpu, f, lambda: False)()
+        for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
     return "bf16" if any(native) and os.environ.get("SSDBOOK_FP32") != "1" else "off"
 
 
 def shapes_recipe(**kw) -> TrainConfig:
     """The CPU recipe (`ssdbook demo`), chapter 10c's best: the mini base, the priors designed for the shapes set,
     focal loss, 3200 x 16 images; bf16 autocast on a CPU that computes bf16 natively (`cpu_amp`)."""
-    cfg = dict(data="shapes", base="mini", priors="shapes", focal_gamma=2.0, iterations=3200, batch_size=16, lr=3e-3,
-               optimizer="adamw", weight_decay=5e-4, schedule="cosine", warmup=100, augment="light", cache=True,
-               image_sets=(("shapes", "train"),), n_train=2000, n_test=500, checkpoint_every=300,
-               amp=cpu_amp(), out="runs/shapes_mini")
+    cfg = dict(
+        data="shapes",
+        base="mini",
+        priors="shapes",
+        focal_gamma=2.0,
+        iterations=3200,
+        batch_size=16,
+        lr=3e-3,
+        optimizer="adamw",
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup=100,
+        augment="light",
+        cache=True,
+        image_sets=(("shapes", "train"),),
+        n_train=2000,
+        n_test=500,
+        checkpoint_every=300,
+        amp=cpu_amp(),
+        out="runs/shapes_mini",
+    )
     return TrainConfig(**{**cfg, **kw})
 
 
 def voc_recipe(**kw) -> TrainConfig:
     "The reference's VOC07+12 schedule for SSD300 (120k iterations, batch 32, lr 1e-3, steps 80k/100k)."
-    cfg = dict(data="voc", base="vgg16", iterations=120_000, batch_size=32, lr=1e-3, optimizer="sgd",
-               schedule="step", steps=(80_000, 100_000), warmup=500, augment="ssd",
-               image_sets=(("2007", "trainval"), ("2012", "trainval")), checkpoint_every=5000,
-               out="runs/ssd300_voc", pretrained="download")
+    cfg = dict(
+        data="voc",
+        base="vgg16",
+        iterations=120_000,
+        batch_size=32,
+        lr=1e-3,
+        optimizer="sgd",
+        schedule="step",
+        steps=(80_000, 100_000),
+        warmup=500,
+        augment="ssd",
+        image_sets=(("2007", "trainval"), ("2012", "trainval")),
+        checkpoint_every=5000,
+        out="runs/ssd300_voc",
+        pretrained="download",
+    )
     return TrainConfig(**{**cfg, **kw})
 
 
 def coco_recipe(**kw) -> TrainConfig:
     "`voc_recipe` for a COCO-format set (a COCO JSON + an image folder; no VOC image sets)."
-    return voc_recipe(**{**dict(data="coco", image_sets=(), out="runs/ssd300_coco"), **kw})
+    return voc_recipe(
+        **{**dict(data="coco", image_sets=(), out="runs/ssd300_coco"), **kw}
+    )
 
 
 def small_recipe(**kw) -> TrainConfig:
     "Your own small set on a CPU: mini base, AdamW, cosine, 'light' augmentation, 1000 x 16 images, warm-up 1/10."
-    cfg = dict(data="voc", base="mini", pretrained="", iterations=1000, batch_size=16, lr=3e-3, optimizer="adamw",
-               schedule="cosine", augment="light", cache=True, checkpoint_every=250, amp=cpu_amp(), out="runs/small",
-               image_sets=() if kw.get("data") == "coco" else (("2007", "trainval"),))
-    return TrainConfig(**{**cfg, "warmup": max(1, min(100, kw.get("iterations", 1000) // 10)), **kw})
+    cfg = dict(
+        data="voc",
+        base="mini",
+        pretrained="",
+        iterations=1000,
+        batch_size=16,
+        lr=3e-3,
+        optimizer="adamw",
+        schedule="cosine",
+        augment="light",
+        cache=True,
+        checkpoint_every=250,
+        amp=cpu_amp(),
+        out="runs/small",
+        image_sets=() if kw.get("data") == "coco" else (("2007", "trainval"),),
+    )
+    return TrainConfig(
+        **{**cfg, "warmup": max(1, min(100, kw.get("iterations", 1000) // 10)), **kw}
+    )
 
 
-RECIPES = {"shapes": shapes_recipe, "voc": voc_recipe, "coco": coco_recipe, "small": small_recipe}
+RECIPES = {
+    "shapes": shapes_recipe,
+    "voc": voc_recipe,
+    "coco": coco_recipe,
+    "small": small_recipe,
+}
 
 
 def config_warnings(cfg: TrainConfig) -> list[str]:
     "What in `cfg` is allowed but almost surely not meant (training warns): a warm-up as long as the run."
-    return [f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate climbs the whole run and never "
-            f"decays; try --warmup {max(1, cfg.iterations // 10)}"] if cfg.warmup >= cfg.iterations else []
+    return (
+        [
+            f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate climbs the whole run and never "
+            f"decays; try --warmup {max(1, cfg.iterations // 10)}"
+        ]
+        if cfg.warmup >= cfg.iterations
+        else []
+    )
+
 
 # %% ../nbs/09_training.ipynb #c017
 def _arg_type(f):
     "The argparse `type` of field `f`: parse the string, then check it against the field's metadata."
-    parse = f.metadata.get("type") or {bool: yes_no}.get(type(f.default), type(f.default))
+    parse = f.metadata.get("type") or {bool: yes_no}.get(
+        type(f.default), type(f.default)
+    )
 
     def convert(s):
         try:
             value = parse(s)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected {type(f.default).__name__}, got {s!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {type(f.default).__name__}, got {s!r}"
+            ) from None
         problem = None if f.metadata.get("choices") else field_problem(f, value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
+
     convert.__name__ = f.name
     return convert
 
 
 def _show(v):
-    return ",".join(":".join(x) if isinstance(x, tuple) else str(x) for x in v) if isinstance(v, tuple) else repr(v)
+    return (
+        ",".join(":".join(x) if isinstance(x, tuple) else str(x) for x in v)
+        if isinstance(v, tuple)
+        else repr(v)
+    )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip=()) -> argparse.ArgumentParser:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, skip=()
+) -> argparse.ArgumentParser:
     "One option per `TrainConfig` field (except `skip`), from its metadata; defaults from the recipe of `--data`."
     recipes = {name: make() for name, make in RECIPES.items()}
     for f in fields(TrainConfig):
         if f.name in skip:
             continue
-        m, values = f.metadata, {name: getattr(r, f.name) for name, r in recipes.items()}
+        m, values = (
+            f.metadata,
+            {name: getattr(r, f.name) for name, r in recipes.items()},
+        )
         shown = sorted(set(map(_show, values.values())))
-        default = shown[0] if len(shown) == 1 else "; ".join(f"{k}: {_show(v)}" for k, v in values.items())
-        kw = dict(dest=f.name, default=None, type=_arg_type(f), help=f"{m['help']} (default: {default})")
+        default = (
+            shown[0]
+            if len(shown) == 1
+            else "; ".join(f"{k}: {_show(v)}" for k, v in values.items())
+        )
+        kw = dict(
+            dest=f.name,
+            default=None,
+            type=_arg_type(f),
+            help=f"{m['help']} (default: {default})",
+        )
         if m.get("choices"):
             kw.update(choices=m["choices"], metavar="{" + ",".join(m["choices"]) + "}")
-        elif type(f.default) is bool:                            # `--cache` alone means yes
+        elif type(f.default) is bool:  # `--cache` alone means yes
             kw.update(metavar="yes|no", nargs="?", const=True)
         else:
             kw.update(metavar=f.name.upper())
@@ -263,7 +516,10 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     data = given.pop("data", "shapes")
-    return RECIPES[getattr(args, "recipe", None) or data](**{"data": data, **given, **overrides})
+    return RECIPES[getattr(args, "recipe", None) or data](
+        **{"data": data, **given, **overrides}
+    )
+
 
 # %% ../nbs/09_training.ipynb #c021
 def pick_device(device: str = "auto") -> torch.device:
@@ -271,22 +527,34 @@ def pick_device(device: str = "auto") -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not re.fullmatch(DEVICE_PATTERN, str(device)):
-        raise ValueError(f"device {device!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+        raise ValueError(
+            f"device {device!r} is not a device: use auto, cpu, cuda, cuda:N or mps"
+        )
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no CUDA GPU is visible to torch here; use --device auto or cpu")
+            raise ValueError(
+                f"device {device!r}: no CUDA GPU is visible to torch here; use --device auto or cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: Apple's MPS backend is not available here; use --device auto or cpu")
+        raise ValueError(
+            f"device {device!r}: Apple's MPS backend is not available here; use --device auto or cpu"
+        )
     return dev
 
 
 def amp_dtype(device: torch.device, amp: str = "auto"):
     "The autocast dtype: 'auto' = bf16 on GPUs that support it, else fp16, fp32 (None) on the CPU; or as asked."
-    device = torch.device(device)                               # SSDBOOK_FP32=1: fp32 whatever is asked
-    if amp == "off" or (amp == "auto" and device.type != "cuda") or os.environ.get("SSDBOOK_FP32") == "1":
+    device = torch.device(device)  # SSDBOOK_FP32=1: fp32 whatever is asked
+    if (
+        amp == "off"
+        or (amp == "auto" and device.type != "cuda")
+        or os.environ.get("SSDBOOK_FP32") == "1"
+    ):
         return None
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16

@@ -12,15 +12,47 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'SHAPES_CLASSES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_classes', 'read_classes', 'write_classes',
-           'check_targets', 'to_float_image', 'normalize', 'denormalize', 'BaseTransform', 'detection_collate',
-           'draw_boxes', 'show_batch']
+__all__ = [
+    'VOC_CLASSES',
+    'SHAPES_CLASSES',
+    'IMAGENET_MEAN',
+    'IMAGENET_STD',
+    'check_classes',
+    'read_classes',
+    'write_classes',
+    'check_targets',
+    'to_float_image',
+    'normalize',
+    'denormalize',
+    'BaseTransform',
+    'detection_collate',
+    'draw_boxes',
+    'show_batch',
+]
 
 # %% ../nbs/01_data.ipynb #c006
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor")
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 "The 20 Pascal VOC object classes; a target's label is the index into this tuple (0-based, no background)."
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -29,22 +61,34 @@ SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+
 # %% ../nbs/01_data.ipynb #c008
 def check_classes(classes, source="classes") -> tuple:
     "Validate a class list (non-empty, no empty or duplicate names, case-insensitive); return it as a tuple."
     if isinstance(classes, str):
-        raise ValueError(f"{source}: expected a list of class names, got the string {classes!r} "
-                         f"(use read_classes for a file, or split 'a,b,c' on commas)")
+        raise ValueError(
+            f"{source}: expected a list of class names, got the string {classes!r} "
+            f"(use read_classes for a file, or split 'a,b,c' on commas)"
+        )
     classes = tuple(classes)
     if not classes:
         raise ValueError(f"{source}: the class list is empty")
     seen = {}
     for k, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
-            raise ValueError(f"{source}: class {k + 1} is {name!r}; a class name is a non-empty string "
-                             "without surrounding spaces or newlines")
+        if (
+            not isinstance(name, str)
+            or not name.strip()
+            or name != name.strip()
+            or "\n" in name
+        ):
+            raise ValueError(
+                f"{source}: class {k + 1} is {name!r}; a class name is a non-empty string "
+                "without surrounding spaces or newlines"
+            )
         if name.lower() in seen:
-            raise ValueError(f"{source}: class {k + 1} {name!r} repeats class {seen[name.lower()] + 1}")
+            raise ValueError(
+                f"{source}: class {k + 1} {name!r} repeats class {seen[name.lower()] + 1}"
+            )
         seen[name.lower()] = k
     return classes
 
@@ -54,13 +98,17 @@ def read_classes(path) -> tuple:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: class list file is missing")
-    try:                                                                # -sig: a BOM (Windows editors) is not a name
+    try:  # -sig: a BOM (Windows editors) is not a name
         lines = path.read_bytes().decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
     while lines and not lines[-1].strip():
         lines.pop()
-    return check_classes([line.strip() if line.strip() else "" for line in lines], str(path))
+    return check_classes(
+        [line.strip() if line.strip() else "" for line in lines], str(path)
+    )
 
 
 def write_classes(path, classes) -> Path:
@@ -69,6 +117,7 @@ def write_classes(path, classes) -> Path:
     Path(path).write_text(text, encoding="utf-8")
     return Path(path)
 
+
 # %% ../nbs/01_data.ipynb #c011
 def _problem(row, num_classes):
     "A description of what is wrong with one target row (a list of 5 floats)."
@@ -76,13 +125,17 @@ def _problem(row, num_classes):
     if not all(math.isfinite(v) for v in box):
         return "has a coordinate that is not finite"
     if max(box) > 1.5:
-        return ("has coordinates above 1: they look like pixels; targets are fractions of the image "
-                "(divide x by the image width and y by its height)")
+        return (
+            "has coordinates above 1: they look like pixels; targets are fractions of the image "
+            "(divide x by the image width and y by its height)"
+        )
     if min(box) < -0.5:
         return "has a coordinate below -0.5: targets are fractions of the image, within [-0.5, 1.5]"
     if not (box[2] > box[0] and box[3] > box[1]):
-        return (f"is degenerate (width {box[2] - box[0]:.4g}, height {box[3] - box[1]:.4g}): "
-                "a box needs x_max > x_min and y_max > y_min")
+        return (
+            f"is degenerate (width {box[2] - box[0]:.4g}, height {box[3] - box[1]:.4g}): "
+            "a box needs x_max > x_min and y_max > y_min"
+        )
     if math.isnan(label):
         return "has label NaN"
     if math.isinf(label):
@@ -91,8 +144,10 @@ def _problem(row, num_classes):
         return f"has label {label:g}, which is not a whole number (labels are 0-based class indices)"
     if label < 0:
         return f"has a negative label {label:g} (labels are 0-based object classes, no background)"
-    return (f"has label {label:g}, too large for num_classes={num_classes} (background included: labels "
-            f"are 0 .. {num_classes - 2})")
+    return (
+        f"has label {label:g}, too large for num_classes={num_classes} (background included: labels "
+        f"are 0 .. {num_classes - 2})"
+    )
 
 
 def _as_target_list(targets):
@@ -104,8 +159,10 @@ def _as_target_list(targets):
         if t.numel() == 0 and t.dim() <= 2:
             t = t.reshape(0, 5)
         if t.dim() != 2 or t.shape[1] != 5:
-            raise ValueError(f"image {i}: a target must be a (num_objects, 5) tensor "
-                             f"[x_min, y_min, x_max, y_max, label], got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"image {i}: a target must be a (num_objects, 5) tensor "
+                f"[x_min, y_min, x_max, y_max, label], got shape {tuple(t.shape)}"
+            )
         out.append(t)
     return out
 
@@ -122,13 +179,18 @@ def check_targets(targets, num_classes: int | None = None, names=None) -> None:
     if not targets or sum(len(t) for t in targets) == 0:
         return
     dtype = torch.float64 if targets[0].dtype == torch.float64 else torch.float32
-    t = torch.cat([x.to(targets[0].device, dtype) for x in targets])              # (N, 5)
+    t = torch.cat([x.to(targets[0].device, dtype) for x in targets])  # (N, 5)
     box, label = t[:, :4], t[:, 4]
     bad = ~torch.isfinite(t).all(1) | (box < -0.5).any(1) | (box > 1.5).any(1)
-    bad |= ~(box[:, 2] > box[:, 0]) | ~(box[:, 3] > box[:, 1]) | (label != label.round()) | (label < 0)
+    bad |= (
+        ~(box[:, 2] > box[:, 0])
+        | ~(box[:, 3] > box[:, 1])
+        | (label != label.round())
+        | (label < 0)
+    )
     if num_classes is not None:
         bad |= label > num_classes - 2
-    if not bool(bad.any()):                                                       # the one host sync
+    if not bool(bad.any()):  # the one host sync
         return
     row = int(bad.nonzero()[0])
     counts = torch.tensor([len(x) for x in targets])
@@ -136,7 +198,10 @@ def check_targets(targets, num_classes: int | None = None, names=None) -> None:
     j = row - int(counts[:image].sum())
     values = [round(v, 6) for v in t[row].tolist()]
     where = f"image {image}" if names is None else str(names[image])
-    raise ValueError(f"{where}, box {j} {values} {_problem(t[row].tolist(), num_classes)}")
+    raise ValueError(
+        f"{where}, box {j} {values} {_problem(t[row].tolist(), num_classes)}"
+    )
+
 
 # %% ../nbs/01_data.ipynb #c015
 def to_float_image(image) -> torch.Tensor:
@@ -153,7 +218,9 @@ def to_float_image(image) -> torch.Tensor:
 
 def _channel_stats(images, mean, std):
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
-        raise ValueError(f"expected an image (3, H, W) or a batch (B, 3, H, W), got {tuple(images.shape)}")
+        raise ValueError(
+            f"expected an image (3, H, W) or a batch (B, 3, H, W), got {tuple(images.shape)}"
+        )
     shape = (3, 1, 1)
     mean = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
     return mean, torch.tensor(std, dtype=images.dtype, device=images.device).view(shape)
@@ -172,12 +239,14 @@ def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     mean, std = _channel_stats(images, mean, std)
     return (images * std + mean).clamp(0, 1)
 
+
 # %% ../nbs/01_data.ipynb #c018
 class BaseTransform:
     """Resize to `size x size` and normalise with `mean`/`std` (no augmentation): the test-time transform.
 
     Works on one image `(3, H, W)` or a batch `(B, 3, H, W)`, float in [0, 1] (uint8 is scaled first).
     Targets are fractions of the image, so resizing leaves them unchanged."""
+
     def __init__(self, size=300, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
 
@@ -185,14 +254,23 @@ class BaseTransform:
         image = to_float_image(image)
         x = image if image.dim() == 4 else image[None]
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"BaseTransform expects an image (3, H, W) or a batch (B, 3, H, W), got {tuple(image.shape)}")
+            raise ValueError(
+                f"BaseTransform expects an image (3, H, W) or a batch (B, 3, H, W), got {tuple(image.shape)}"
+            )
         if tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         x = normalize(x, self.mean, self.std)
         return (x if image.dim() == 4 else x[0]), target
 
     def __repr__(self):
         return f"BaseTransform(size={self.size})"
+
 
 # %% ../nbs/01_data.ipynb #c021
 def detection_collate(batch):
@@ -205,29 +283,53 @@ def detection_collate(batch):
     images = [torch.as_tensor(image) for image, _ in batch]
     for k, image in enumerate(images):
         if image.shape != images[0].shape:
-            raise ValueError(f"detection_collate: image {k} has shape {tuple(image.shape)} but image 0 has "
-                             f"{tuple(images[0].shape)}; resize them first (BaseTransform)")
-    targets = _as_target_list([torch.as_tensor(t, dtype=torch.float32) for _, t in batch])
+            raise ValueError(
+                f"detection_collate: image {k} has shape {tuple(image.shape)} but image 0 has "
+                f"{tuple(images[0].shape)}; resize them first (BaseTransform)"
+            )
+    targets = _as_target_list(
+        [torch.as_tensor(t, dtype=torch.float32) for _, t in batch]
+    )
     return torch.stack(images), targets
+
 
 # %% ../nbs/01_data.ipynb #c023
 def _to_hwc(image, denorm, mean, std):
     "A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not) or an (H,W,3) array."
     if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))   # as a viewer shows it
+        return np.asarray(
+            ImageOps.exif_transpose(image).convert("RGB")
+        )  # as a viewer shows it
     image = torch.as_tensor(image).detach().cpu()
     if image.dtype == torch.uint8:
         image = image.float() / 255
     if image.dim() == 3 and image.shape[0] == 3:
-        if denorm is True or (denorm == "auto" and (image.min() < -0.01 or image.max() > 1.01)):
+        if denorm is True or (
+            denorm == "auto" and (image.min() < -0.01 or image.max() > 1.01)
+        ):
             image = denormalize(image, mean, std)
         image = image.permute(1, 2, 0)
     return image.clamp(0, 1).numpy()
 
 
-def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coords="auto", denorm="auto",
-               mean=IMAGENET_MEAN, std=IMAGENET_STD, color=None, linestyle="-", linewidth=1.5, fontsize=9,
-               axis_off=True):
+def draw_boxes(
+    ax,
+    image,
+    boxes,
+    labels=None,
+    classes=None,
+    scores=None,
+    *,
+    coords="auto",
+    denorm="auto",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    color=None,
+    linestyle="-",
+    linewidth=1.5,
+    fontsize=9,
+    axis_off=True,
+):
     """Draw `image` and its `boxes (n, 4)` (x_min, y_min, x_max, y_max) on the matplotlib axes `ax`.
 
     `coords`: "fraction", "pixel" or "auto" (fractions when every value is <= 1.5). `labels` (0-based) pick
@@ -236,40 +338,88 @@ def draw_boxes(ax, image, boxes, labels=None, classes=None, scores=None, *, coor
     de-normalised with `mean`/`std` when `denorm="auto"`."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
     if image is not None:
         ax.imshow(_to_hwc(image, denorm, mean, std))
     elif not ax.images:
         raise ValueError("draw_boxes: image=None needs an image already drawn on ax")
     height, width = ax.images[-1].get_array().shape[:2]
     boxes = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu().reshape(-1, 4)
-    if coords == "fraction" or (coords == "auto" and boxes.numel() and boxes.abs().max() <= 1.5):
+    if coords == "fraction" or (
+        coords == "auto" and boxes.numel() and boxes.abs().max() <= 1.5
+    ):
         boxes = boxes * torch.tensor([width, height, width, height])
-    labels = None if labels is None else torch.as_tensor(labels).detach().cpu().reshape(-1).long().tolist()
-    scores = None if scores is None else torch.as_tensor(scores).detach().cpu().reshape(-1).tolist()
+    labels = (
+        None
+        if labels is None
+        else torch.as_tensor(labels).detach().cpu().reshape(-1).long().tolist()
+    )
+    scores = (
+        None
+        if scores is None
+        else torch.as_tensor(scores).detach().cpu().reshape(-1).tolist()
+    )
     cmap = plt.get_cmap("tab10")
     for k, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         label = None if labels is None else labels[k]
         c = color or (cmap(label % 10) if label is not None else "yellow")
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=linewidth,
-                               linestyle=linestyle))
+        ax.add_patch(
+            Rectangle(
+                (x1, y1),
+                x2 - x1,
+                y2 - y1,
+                fill=False,
+                edgecolor=c,
+                linewidth=linewidth,
+                linestyle=linestyle,
+            )
+        )
         caption = []
         if label is not None:
-            caption.append(classes[label] if classes is not None and 0 <= label < len(classes) else str(label))
+            caption.append(
+                classes[label]
+                if classes is not None and 0 <= label < len(classes)
+                else str(label)
+            )
         if scores is not None:
             caption.append(f"{scores[k]:.2f}")
         if caption:
-            inside = y1 < 0.08 * height                  # at the top edge: caption inside the box, not over the title
-            ax.text(x1, y1, " ".join(caption), fontsize=fontsize, color="white", va="top" if inside else "bottom",
-                    bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0), clip_on=True)
+            inside = (
+                y1 < 0.08 * height
+            )  # at the top edge: caption inside the box, not over the title
+            ax.text(
+                x1,
+                y1,
+                " ".join(caption),
+                fontsize=fontsize,
+                color="white",
+                va="top" if inside else "bottom",
+                bbox=dict(facecolor=c, alpha=0.75, pad=1, linewidth=0),
+                clip_on=True,
+            )
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     if axis_off:
         ax.axis("off")
     return ax
 
+
 # %% ../nbs/01_data.ipynb #c024
-def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=3, max_images=15,
-               figsize=None, title=None, denorm="auto", mean=IMAGENET_MEAN, std=IMAGENET_STD, fontsize=9):
+def show_batch(
+    images,
+    targets,
+    classes=VOC_CLASSES,
+    *,
+    predictions=None,
+    ncols=3,
+    max_images=15,
+    figsize=None,
+    title=None,
+    denorm="auto",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    fontsize=9,
+):
     """A grid of images with their target boxes and class names; each panel's title is `targets[i].shape`.
 
     `images` is `(B, 3, H, W)` (or a list); `targets` a list of `(n_i, 5)` (or `(n_i, 4)`) tensors.
@@ -277,24 +427,60 @@ def show_batch(images, targets, classes=VOC_CLASSES, *, predictions=None, ncols=
     The figure's title is `images.shape` unless `title` is given. The default size is 7 in wide (the book's
     column at 100 dpi), so `fontsize` points are what the reader sees. Returns the figure."""
     import matplotlib.pyplot as plt
+
     n = min(len(images), max_images)
     ncols = min(ncols, n) if n else 1
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (7, nrows * 7 / ncols * 1.1 + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=figsize or (7, nrows * 7 / ncols * 1.1 + 0.4),
+        squeeze=False,
+    )
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")
             continue
-        t = torch.as_tensor(targets[k], dtype=torch.float32) if targets is not None else torch.zeros(0, 5)
-        t2 = t.reshape(-1, t.shape[-1]) if t.numel() else t.reshape(0, max(t.shape[-1], 4))
-        draw_boxes(ax, images[k], t2[:, :4], t2[:, 4] if t2.shape[1] > 4 else None, classes, denorm=denorm,
-                   mean=mean, std=std, coords="fraction", fontsize=fontsize)
+        t = (
+            torch.as_tensor(targets[k], dtype=torch.float32)
+            if targets is not None
+            else torch.zeros(0, 5)
+        )
+        t2 = (
+            t.reshape(-1, t.shape[-1])
+            if t.numel()
+            else t.reshape(0, max(t.shape[-1], 4))
+        )
+        draw_boxes(
+            ax,
+            images[k],
+            t2[:, :4],
+            t2[:, 4] if t2.shape[1] > 4 else None,
+            classes,
+            denorm=denorm,
+            mean=mean,
+            std=std,
+            coords="fraction",
+            fontsize=fontsize,
+        )
         if predictions is not None:
             p = predictions[k]
-            draw_boxes(ax, None, p["boxes"], p.get("labels"), classes, p.get("scores"), coords="fraction",
-                       linestyle="--", linewidth=1, fontsize=fontsize)
+            draw_boxes(
+                ax,
+                None,
+                p["boxes"],
+                p.get("labels"),
+                classes,
+                p.get("scores"),
+                coords="fraction",
+                linestyle="--",
+                linewidth=1,
+                fontsize=fontsize,
+            )
         ax.set_title(f"targets[{k}] {tuple(t.shape)}", fontsize=fontsize)
     shape = tuple(images.shape) if hasattr(images, "shape") else f"{len(images)} images"
-    fig.suptitle(title if title is not None else f"images {shape}", fontsize=fontsize + 1)
+    fig.suptitle(
+        title if title is not None else f"images {shape}", fontsize=fontsize + 1
+    )
     fig.tight_layout()
     return fig

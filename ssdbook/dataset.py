@@ -10,20 +10,41 @@ from pathlib import Path
 import torch
 
 from .data import VOC_CLASSES, check_classes
-from .voc import (anno_to_target, as_image_sets, find_image, folder_classes, parse_voc_xml, read_image,
-                         read_image_ids, size_problem)
+from ssdbook.voc import (
+    anno_to_target,
+    as_image_sets,
+    find_image,
+    folder_classes,
+    parse_voc_xml,
+    read_image,
+    read_image_ids,
+    size_problem,
+)
 
 # %% auto #0
 __all__ = ['download_voc', 'read_item', 'VOCDetection']
 
 # %% ../nbs/01b_dataset.ipynb #c006
 _VOC_ARCHIVES = {  # (url, md5, a file the archive provides, relative to VOC{year})
-    "2007": [("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
-              "c52e279531787c972589f7e41ab4ae64", "ImageSets/Main/trainval.txt"),
-             ("https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
-              "b6e924de25625d8de591ea690078ad9f", "ImageSets/Main/test.txt")],
-    "2012": [("https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
-              "6cd6e144f989b92b3379bac3b3de84fd", "ImageSets/Main/trainval.txt")],
+    "2007": [
+        (
+            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
+            "c52e279531787c972589f7e41ab4ae64",
+            "ImageSets/Main/trainval.txt",
+        ),
+        (
+            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
+            "b6e924de25625d8de591ea690078ad9f",
+            "ImageSets/Main/test.txt",
+        ),
+    ],
+    "2012": [
+        (
+            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+            "6cd6e144f989b92b3379bac3b3de84fd",
+            "ImageSets/Main/trainval.txt",
+        )
+    ],
 }
 
 
@@ -46,24 +67,35 @@ def download_voc(root, years=("2007", "2012")):
     An explicit opt-in for Colab users; the tests and the shapes set never download anything.
     Archives already unpacked are skipped."""
     from torchvision.datasets.utils import download_and_extract_archive
+
     root = Path(root).expanduser()
     for year in years:
         if str(year) not in _VOC_ARCHIVES:
-            raise ValueError(f"cannot download VOC{year}: known years are {sorted(_VOC_ARCHIVES)}")
+            raise ValueError(
+                f"cannot download VOC{year}: known years are {sorted(_VOC_ARCHIVES)}"
+            )
         for url, md5, marker in _VOC_ARCHIVES[str(year)]:
             if (root / f"VOC{year}" / marker).exists():
                 continue
             staging = root / ".voc_download"
-            download_and_extract_archive(url, str(staging), filename=url.rsplit("/", 1)[1], md5=md5,
-                                         remove_finished=True)
+            download_and_extract_archive(
+                url,
+                str(staging),
+                filename=url.rsplit("/", 1)[1],
+                md5=md5,
+                remove_finished=True,
+            )
             _move_merge(staging / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}")
             shutil.rmtree(staging, ignore_errors=True)
     return root
 
+
 # %% ../nbs/01b_dataset.ipynb #c007
-def read_item(path, anno, keep_difficult=False, transform=None, source="its annotation"):
+def read_item(
+    path, anno, keep_difficult=False, transform=None, source="its annotation"
+):
     "Read image `path`, check its size against `anno`, make the target, apply `transform`: one data set item."
-    image = read_image(path)                                     # EXIF orientation applied (chapter 1a)
+    image = read_image(path)  # EXIF orientation applied (chapter 1a)
     problem = size_problem(path, image.shape[2], image.shape[1], anno, source)
     if problem:
         raise ValueError(problem)
@@ -81,40 +113,67 @@ class VOCDetection(torch.utils.data.Dataset):
     with the data (`VOC{year}/` or `root/`), else `VOC_CLASSES`. `transform(image, target) -> (image,
     target)` is applied last. Difficult objects are left out unless `keep_difficult`; `pull_anno` always
     returns them. `download=True` fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in)."""
-    def __init__(self, root, image_sets=(("2007", "trainval"),), transform=None, keep_difficult=False,
-                 classes=None, download=False):
+
+    def __init__(
+        self,
+        root,
+        image_sets=(("2007", "trainval"),),
+        transform=None,
+        keep_difficult=False,
+        classes=None,
+        download=False,
+    ):
         self.root = Path(root).expanduser()
         self.image_sets = as_image_sets(image_sets)
         self.transform, self.keep_difficult = transform, keep_difficult
         if download:
             download_voc(self.root, sorted({y for y, _ in self.image_sets}))
         if classes is None:
-            classes = folder_classes(self.root, [y for y, _ in self.image_sets]) or VOC_CLASSES
+            classes = (
+                folder_classes(self.root, [y for y, _ in self.image_sets])
+                or VOC_CLASSES
+            )
         self.classes = check_classes(classes, "classes")
         self.ids = []
         for year, name in self.image_sets:
             base = self.root / f"VOC{year}"
-            self.ids += [(base, i) for i in read_image_ids(base / "ImageSets" / "Main" / f"{name}.txt", year, self.root)]
+            self.ids += [
+                (base, i)
+                for i in read_image_ids(
+                    base / "ImageSets" / "Main" / f"{name}.txt", year, self.root
+                )
+            ]
 
     def __len__(self):
         return len(self.ids)
 
     def __repr__(self):
-        return (f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, {len(self)} images, "
-                f"{len(self.classes)} classes, transform={self.transform})")
+        return (
+            f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, {len(self)} images, "
+            f"{len(self.classes)} classes, transform={self.transform})"
+        )
 
     def image_path(self, i, anno=None):
         "The image file of item `i` (the XML's `<filename>` wins, then `<id>.jpg/.jpeg/.png/...`)."
         base, img_id = self.ids[i]
-        anno = anno or parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)[0]
+        anno = (
+            anno
+            or parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)[0]
+        )
         return find_image(base / "JPEGImages", img_id, anno.get("filename"))
 
     def pull_anno(self, i):
         "The annotation of image `i`: `dict(id, filename, width, height, boxes (n,4) pixels, labels (n,), difficult (n,))`."
         base, img_id = self.ids[i]
-        anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", self.classes)
+        anno, problems = parse_voc_xml(
+            base / "Annotations" / f"{img_id}.xml", self.classes
+        )
         if problems:
-            more = f" (and {len(problems) - 1} more problem(s): run check_dataset)" if len(problems) > 1 else ""
+            more = (
+                f" (and {len(problems) - 1} more problem(s): run check_dataset)"
+                if len(problems) > 1
+                else ""
+            )
             raise ValueError(problems[0] + more)
         return anno
 
@@ -124,14 +183,25 @@ class VOCDetection(torch.utils.data.Dataset):
 
     def require_objects(self):
         "`self`, or a one-line `ValueError` if no image has an object to train on (an image without objects is fine)."
-        if not any(len(anno_to_target(self.pull_anno(i), self.keep_difficult)) for i in range(len(self))):
-            left = "" if self.keep_difficult else " (difficult ones do not count: keep_difficult=False)"
-            raise ValueError(f"{self.root}: none of the {len(self)} images of {self.image_sets} has an object{left}")
+        if not any(
+            len(anno_to_target(self.pull_anno(i), self.keep_difficult))
+            for i in range(len(self))
+        ):
+            left = (
+                ""
+                if self.keep_difficult
+                else " (difficult ones do not count: keep_difficult=False)"
+            )
+            raise ValueError(
+                f"{self.root}: none of the {len(self)} images of {self.image_sets} has an object{left}"
+            )
         return self
 
     def pull_item(self, i):
         anno = self.pull_anno(i)
-        return read_item(self.image_path(i, anno), anno, self.keep_difficult, self.transform)
+        return read_item(
+            self.image_path(i, anno), anno, self.keep_difficult, self.transform
+        )
 
     def __getitem__(self, i):
         return self.pull_item(i)

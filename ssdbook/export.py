@@ -20,19 +20,31 @@ from .inference import Detector
 # %% auto #0
 __all__ = ['EXPORT_FORMATS', 'ExportModel', 'export']
 
+
 # %% ../nbs/10d_export.ipynb #c009
 class ExportModel(nn.Module):
     """`images (B, 3, S, S)` in [0, 1] -> `boxes (B, P, 4)` fractions, `scores (B, P, C)` probabilities; with
     `nms=True` -> flat `boxes (N, 4)`, `scores (N,)`, `labels (N,)` 0-based, `image (N,)`: `Detect`'s rule
     (keywords `conf_thresh`, `top_k`, `nms_thresh` as `Detect`, same defaults) in traceable operations."""
 
-    def __init__(self, net, nms: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, **detect_kw):
+    def __init__(
+        self, net, nms: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, **detect_kw
+    ):
         super().__init__()
-        d = Detect(net.num_classes, **detect_kw)      # validates and supplies the defaults
+        d = Detect(net.num_classes, **detect_kw)  # validates and supplies the defaults
         self.net, self.nms = net.eval(), nms
-        self.conf_thresh, self.top_k, self.nms_thresh, self.variances = d.conf_thresh, d.top_k, d.nms_thresh, d.variances
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.conf_thresh, self.top_k, self.nms_thresh, self.variances = (
+            d.conf_thresh,
+            d.top_k,
+            d.nms_thresh,
+            d.variances,
+        )
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        )
 
     def forward(self, images):
         loc, conf, priors = self.net.raw((images - self.mean) / self.std)
@@ -43,24 +55,40 @@ class ExportModel(nn.Module):
         "Per image and class: top_k candidates > conf_thresh, then NMS; flat outputs over the batch, best first."
         B, P, C = scores.shape
         K = min(self.top_k, P)
-        top_s, top_i = scores[..., 1:].transpose(1, 2).topk(K, dim=2)                       # (B, C-1, K)
-        top_b = torch.gather(boxes.unsqueeze(1).expand(B, C - 1, P, 4), 2,
-                             top_i.unsqueeze(-1).expand(B, C - 1, K, 4))                     # (B, C-1, K, 4)
-        if torch.onnx.is_in_onnx_export():    # ONNX's NonMaxSuppression: one "batch" row per (image, class) group
-            kept = _GroupNMS.apply(top_b.reshape(-1, K, 4), top_s.reshape(-1, K), self.nms_thresh)  # (N, 2) [group, k]
+        top_s, top_i = scores[..., 1:].transpose(1, 2).topk(K, dim=2)  # (B, C-1, K)
+        top_b = torch.gather(
+            boxes.unsqueeze(1).expand(B, C - 1, P, 4),
+            2,
+            top_i.unsqueeze(-1).expand(B, C - 1, K, 4),
+        )  # (B, C-1, K, 4)
+        if (
+            torch.onnx.is_in_onnx_export()
+        ):  # ONNX's NonMaxSuppression: one "batch" row per (image, class) group
+            kept = _GroupNMS.apply(
+                top_b.reshape(-1, K, 4), top_s.reshape(-1, K), self.nms_thresh
+            )  # (N, 2) [group, k]
             flat = kept[:, 0] * K + kept[:, 1]
             flat = flat[top_s.reshape(-1)[flat] > self.conf_thresh]
-        else:                                 # float64 keeps the groups' coordinate offsets exact
+        else:  # float64 keeps the groups' coordinate offsets exact
             sel = (top_s.reshape(-1) > self.conf_thresh).nonzero().squeeze(1)
             b = top_b.reshape(-1, 4)[sel].double()
             # coordinates >= 0 for batched_nms's group offsets; no Python branch on the data (the graph is traced,
             # unlike Detect's `if numel()`), and an empty b (nothing above conf_thresh) stays empty
             b = b - torch.cat([b.flatten(), b.new_zeros(1)]).min()
-            flat = sel[torchvision.ops.batched_nms(b, top_s.reshape(-1)[sel].double(), sel // K, self.nms_thresh)]
+            flat = sel[
+                torchvision.ops.batched_nms(
+                    b, top_s.reshape(-1)[sel].double(), sel // K, self.nms_thresh
+                )
+            ]
         s = top_s.reshape(-1)[flat]
         order = s.argsort(descending=True)
-        flat, s, group = flat[order], s[order], flat[order] // K                          # group = b*(C-1) + c
-        return top_b.reshape(-1, 4)[flat].clamp(0, 1), s, group % (C - 1), group // (C - 1)   # inside the image
+        flat, s, group = flat[order], s[order], flat[order] // K  # group = b*(C-1) + c
+        return (
+            top_b.reshape(-1, 4)[flat].clamp(0, 1),
+            s,
+            group % (C - 1),
+            group // (C - 1),
+        )  # inside the image
 
 
 class _GroupNMS(torch.autograd.Function):
@@ -69,15 +97,24 @@ class _GroupNMS(torch.autograd.Function):
     @staticmethod
     def forward(ctx, boxes, scores, iou: float):
         G, K = scores.shape
-        keep = torchvision.ops.batched_nms(boxes.reshape(-1, 4).double(), scores.reshape(-1).double(),
-                                           torch.arange(G).repeat_interleave(K), iou)
+        keep = torchvision.ops.batched_nms(
+            boxes.reshape(-1, 4).double(),
+            scores.reshape(-1).double(),
+            torch.arange(G).repeat_interleave(K),
+            iou,
+        )
         return torch.stack([keep // K, keep % K], 1)
 
     @staticmethod
     def symbolic(g, boxes, scores, iou):
         const = lambda v, dt: g.op("Constant", value_t=torch.tensor(v, dtype=dt))
-        kept = g.op("NonMaxSuppression", boxes, g.op("Unsqueeze", scores, const([1], torch.int64)),
-                    const([1 << 30], torch.int64), const([iou], torch.float32))          # (N, 3) [group, 0, k]
+        kept = g.op(
+            "NonMaxSuppression",
+            boxes,
+            g.op("Unsqueeze", scores, const([1], torch.int64)),
+            const([1 << 30], torch.int64),
+            const([iou], torch.float32),
+        )  # (N, 3) [group, 0, k]
         return g.op("Gather", kept, const([0, 2], torch.int64), axis_i=1)
 
 
@@ -89,7 +126,9 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
 
     The model takes `(B, 3, S, S)` images in [0, 1] and returns `ExportModel`'s outputs."""
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+        raise ValueError(
+            f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}"
+        )
     if isinstance(source, Detector):
         net, classes = source.net, source.classes
     elif isinstance(source, nn.Module):
@@ -99,7 +138,9 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
         classes = ckpt["classes"]
     path = Path(path)
     if isinstance(source, (str, Path)) and _same_file(path, source):
-        raise ValueError(f"{path} is the checkpoint being exported: the export would replace it; choose another --out")
+        raise ValueError(
+            f"{path} is the checkpoint being exported: the export would replace it; choose another --out"
+        )
     model = ExportModel(net, nms=nms, **detect_kw).cpu().eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -121,24 +162,49 @@ def _same_file(a, b) -> bool:
 
 def _write_export(model, path, format, classes, opset):
     import warnings
+
     S = model.net.size
     example = torch.rand(2, 3, S, S)
     names = ["boxes", "scores", "labels", "image"] if model.nms else ["boxes", "scores"]
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")             # tracer warnings about shape checks turned into constants
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer warnings about shape checks turned into constants
         if format == "torchscript":
             traced = torch.jit.trace(model, example, check_trace=False)
-            torch.jit.save(traced, str(path), _extra_files={"classes.json": json.dumps(classes)})
+            torch.jit.save(
+                traced, str(path), _extra_files={"classes.json": json.dumps(classes)}
+            )
             return
-        axes = {"images": {0: "batch"}, **({n: {0: "n"} for n in names} if model.nms else
-                                           {n: {0: "batch"} for n in names})}
-        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset, input_names=["images"],
-                          output_names=names, dynamic_axes=axes)
+        axes = {
+            "images": {0: "batch"},
+            **(
+                {n: {0: "n"} for n in names}
+                if model.nms
+                else {n: {0: "batch"} for n in names}
+            ),
+        }
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=names,
+            dynamic_axes=axes,
+        )
     try:
         import onnx
     except ImportError:
         return
     m = onnx.load(str(path))
-    onnx.helper.set_model_props(m, {"classes": json.dumps(classes), "input": f"images (B, 3, {S}, {S}) RGB in [0, 1]",
-                                    "outputs": ", ".join(names)})
+    onnx.helper.set_model_props(
+        m,
+        {
+            "classes": json.dumps(classes),
+            "input": f"images (B, 3, {S}, {S}) RGB in [0, 1]",
+            "outputs": ", ".join(names),
+        },
+    )
     onnx.save(m, str(path))

@@ -17,14 +17,34 @@ from PIL import Image
 
 from .data import BaseTransform
 from .voc import pil_to_float, read_image
-from .detect import Detect, detection_grid   # detection_grid, ap_by_size: re-exported
+from ssdbook.detect import (
+    Detect,
+    detection_grid,
+)  # detection_grid, ap_by_size: re-exported
 from .evaluate import SIZE_BANDS, ap_by_size
 
 # %% auto #0
-__all__ = ['QUICK_DEMO', 'IMAGE_SUFFIXES', 'demo', 'image_files', 'as_image', 'open_image', 'Detections', 'Detector']
+__all__ = [
+    'QUICK_DEMO',
+    'IMAGE_SUFFIXES',
+    'demo',
+    'image_files',
+    'as_image',
+    'open_image',
+    'Detections',
+    'Detector',
+]
 
 # %% ../nbs/10b_inference.ipynb #c006
-QUICK_DEMO = dict(n_train=24, n_test=8, iterations=3, batch_size=4, warmup=1, log_every=1, checkpoint_every=3)
+QUICK_DEMO = dict(
+    n_train=24,
+    n_test=8,
+    iterations=3,
+    batch_size=4,
+    warmup=1,
+    log_every=1,
+    checkpoint_every=3,
+)
 
 
 def _shapes_test_set(cfg):
@@ -32,8 +52,14 @@ def _shapes_test_set(cfg):
     on first use): its dataset root and its test split with the test-time transform."""
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
+
     root = shapes_set(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
-    return root, VOCDetection(root, image_sets=[("shapes", "test")], transform=BaseTransform(), keep_difficult=True)
+    return root, VOCDetection(
+        root,
+        image_sets=[("shapes", "test")],
+        transform=BaseTransform(),
+        keep_difficult=True,
+    )
 
 
 def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -> dict:
@@ -44,38 +70,88 @@ def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -
     from ssdbook.evaluate import evaluate_model, format_results
     from ssdbook.config import shapes_recipe
     from ssdbook.train import train
+
     quick = os.environ.get("SSDBOOK_QUICK") == "1" if quick is None else quick
-    cfg = shapes_recipe(**{**(QUICK_DEMO if quick else {}), "root": str(root), "out": str(out),
-                           "progress": progress, "device": "cpu", "overwrite": True, **overrides})
+    cfg = shapes_recipe(
+        **{
+            **(QUICK_DEMO if quick else {}),
+            "root": str(root),
+            "out": str(out),
+            "progress": progress,
+            "device": "cpu",
+            "overwrite": True,
+            **overrides,
+        }
+    )
     t = [time.perf_counter()]
-    print(f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images (seed {cfg.seed}) under {root}", flush=True)
+    print(
+        f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images (seed {cfg.seed}) under {root}",
+        flush=True,
+    )
     root, ds = _shapes_test_set(cfg)
     cfg = dataclasses.replace(cfg, root=str(root))
     t.append(time.perf_counter())
-    print(f"      [{t[1] - t[0]:.0f} s]\n[2/4] training base={cfg.base} on the {cfg.device}: {cfg.iterations} iterations "
-          f"x {cfg.batch_size} images ({cfg.optimizer}, lr {cfg.lr:g}, {cfg.schedule}, augment={cfg.augment})", flush=True)
+    print(
+        f"      [{t[1] - t[0]:.0f} s]\n[2/4] training base={cfg.base} on the {cfg.device}: {cfg.iterations} iterations "
+        f"x {cfg.batch_size} images ({cfg.optimizer}, lr {cfg.lr:g}, {cfg.schedule}, augment={cfg.augment})",
+        flush=True,
+    )
     run = train(cfg)
     t.append(time.perf_counter())
-    print(f"      [{t[2] - t[1]:.0f} s]\n[3/4] evaluating on the {len(ds)} held-out test images", flush=True)
-    res = evaluate_model(run["net"].eval(), ds, classes=list(ds.classes), return_detections=True)
+    print(
+        f"      [{t[2] - t[1]:.0f} s]\n[3/4] evaluating on the {len(ds)} held-out test images",
+        flush=True,
+    )
+    res = evaluate_model(
+        run["net"].eval(), ds, classes=list(ds.classes), return_detections=True
+    )
     sizes = ap_by_size(res["detections"], res["annotations"], list(ds.classes))
     t.append(time.perf_counter())
-    print(f"      [{t[3] - t[2]:.0f} s]  VOC2007 11-point AP at IoU 0.5 on {len(ds)} test images:")
+    print(
+        f"      [{t[3] - t[2]:.0f} s]  VOC2007 11-point AP at IoU 0.5 on {len(ds)} test images:"
+    )
     print(format_results(res))
-    print("  by object size: " + ", ".join(f"{k} {m:.3f} ({n} objects)" for k, (n, m) in sizes.items()))
+    print(
+        "  by object size: "
+        + ", ".join(f"{k} {m:.3f} ({n} objects)" for k, (n, m) in sizes.items())
+    )
     k = min(8, len(ds))
-    pic = detection_grid([ds.pull_image(i) for i in range(k)], res["detections"][:k], ds.classes,
-                         Path(out) / "detections.png", annotations=res["annotations"][:k])
+    pic = detection_grid(
+        [ds.pull_image(i) for i in range(k)],
+        res["detections"][:k],
+        ds.classes,
+        Path(out) / "detections.png",
+        annotations=res["annotations"][:k],
+    )
     t.append(time.perf_counter())
-    print(f"[4/4] detections on {k} test images: {pic}\nmAP@0.5 (VOC07) = {float(res['map']):.4f} in {t[4] - t[0]:.0f} s "
-          f"(data {t[1] - t[0]:.0f} s, training {t[2] - t[1]:.0f} s, evaluation {t[3] - t[2]:.0f} s)", flush=True)
-    return dict(map=float(res["map"]), ap={c: float(a) for c, a in zip(ds.classes, res["ap"])}, ap_by_size=sizes,
-                classes=list(ds.classes), picture=pic, checkpoint=run["checkpoint"], log=run["log"],
-                iterations=cfg.iterations, batch_size=cfg.batch_size, n_train=cfg.n_train, n_test=len(ds),
-                seconds=t[4] - t[0], data_seconds=t[1] - t[0], train_seconds=t[2] - t[1], eval_seconds=t[3] - t[2])
+    print(
+        f"[4/4] detections on {k} test images: {pic}\nmAP@0.5 (VOC07) = {float(res['map']):.4f} in {t[4] - t[0]:.0f} s "
+        f"(data {t[1] - t[0]:.0f} s, training {t[2] - t[1]:.0f} s, evaluation {t[3] - t[2]:.0f} s)",
+        flush=True,
+    )
+    return dict(
+        map=float(res["map"]),
+        ap={c: float(a) for c, a in zip(ds.classes, res["ap"])},
+        ap_by_size=sizes,
+        classes=list(ds.classes),
+        picture=pic,
+        checkpoint=run["checkpoint"],
+        log=run["log"],
+        iterations=cfg.iterations,
+        batch_size=cfg.batch_size,
+        n_train=cfg.n_train,
+        n_test=len(ds),
+        seconds=t[4] - t[0],
+        data_seconds=t[1] - t[0],
+        train_seconds=t[2] - t[1],
+        eval_seconds=t[3] - t[2],
+    )
+
 
 # %% ../nbs/10b_inference.ipynb #c014
-IMAGE_SUFFIXES = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+IMAGE_SUFFIXES = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
+)
 
 
 def image_files(sources) -> tuple[list[Path], list[str]]:
@@ -88,7 +164,11 @@ def image_files(sources) -> tuple[list[Path], list[str]]:
     for s in sources:
         p = Path(s).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             problems += [] if found else [f"{p}: no image files in this folder"]
         elif p.is_file():
             found = [p]
@@ -110,20 +190,28 @@ def as_image(x, name="image") -> torch.Tensor:
         x = np.asarray(x.convert("RGB"))
     if isinstance(x, np.ndarray):
         if x.ndim != 3 or x.shape[2] != 3:
-            raise ValueError(f"{name}: expected a NumPy image (H, W, 3), got shape {x.shape}")
+            raise ValueError(
+                f"{name}: expected a NumPy image (H, W, 3), got shape {x.shape}"
+            )
         x = torch.from_numpy(np.array(x)).permute(2, 0, 1)
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a path, PIL image, tensor or NumPy array, got {type(x).__name__}")
+        raise ValueError(
+            f"{name}: expected a path, PIL image, tensor or NumPy array, got {type(x).__name__}"
+        )
     if x.dim() != 3 or x.shape[0] != 3 or min(x.shape[1:]) < 1:
-        raise ValueError(f"{name}: expected an image tensor (3, H, W), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name}: expected an image tensor (3, H, W), got {tuple(x.shape)}"
+        )
     if x.dtype == torch.uint8:
         return x.float().div_(255)
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected uint8 or float pixels, got {x.dtype}")
     lo, hi = x.aminmax()
-    if not (lo >= -1e-3 and hi <= 1 + 1e-3):    # NaN fails too
-        raise ValueError(f"{name}: float pixels must be in [0, 1], got [{float(lo):.3g}, {float(hi):.3g}]"
-                         + (" (divide by 255)" if hi > 1 + 1e-3 and hi <= 255 else ""))
+    if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # NaN fails too
+        raise ValueError(
+            f"{name}: float pixels must be in [0, 1], got [{float(lo):.3g}, {float(hi):.3g}]"
+            + (" (divide by 255)" if hi > 1 + 1e-3 and hi <= 255 else "")
+        )
     return x.float()
 
 
@@ -131,13 +219,15 @@ def _reduced(path, im, w: int, h: int, limit: int):
     "A JPEG of `w x h > limit` pixels decoded at 1/2, 1/4 or 1/8 of its size (`Image.draft`); else refused."
     k = next((k for k in (2, 4, 8) if (w // k) * (h // k) <= limit), None)
     if im.format != "JPEG" or k is None:
-        raise ValueError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} Mpx), more than max_pixels={limit} "
-                         f"({limit / 1e6:.0f} Mpx); downscale it first, or raise max_pixels")
-    turn = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)                  # EXIF: a quarter turn
+        raise ValueError(
+            f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} Mpx), more than max_pixels={limit} "
+            f"({limit / 1e6:.0f} Mpx); downscale it first, or raise max_pixels"
+        )
+    turn = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF: a quarter turn
     try:
-        im.draft("RGB", (w // k, h // k))                               # DCT scaling: never decodes w x h
+        im.draft("RGB", (w // k, h // k))  # DCT scaling: never decodes w x h
         return pil_to_float(im), ((w, h) if turn else (h, w))
-    except Exception as e:                                              # truncated, corrupt
+    except Exception as e:  # truncated, corrupt
         raise ValueError(f"{path}: cannot decode image ({e})") from None
 
 
@@ -150,12 +240,12 @@ def open_image(path, max_pixels=None) -> tuple[torch.Tensor, tuple[int, int]]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:                                # reads the header only
+            with Image.open(path) as im:  # reads the header only
                 if limit and im.size[0] * im.size[1] > limit:
                     return _reduced(path, im, *im.size, limit)
     except Image.DecompressionBombError as e:
         raise ValueError(f"{path}: image too large to read ({e})") from None
-    except OSError:                                                     # missing, not an image: named below
+    except OSError:  # missing, not an image: named below
         pass
     image = read_image(path)
     return image, tuple(image.shape[-2:])
@@ -179,10 +269,12 @@ def _sources(x) -> list:
         return files
     return [x]
 
+
 # %% ../nbs/10b_inference.ipynb #c020
 def _load_model(path, device):
     "(net, checkpoint dict) from a training checkpoint (chapter 9b)."
     from ssdbook.checkpoint import load_model
+
     return load_model(path, device=device)
 
 
@@ -214,17 +306,34 @@ class Detector:
     go to `Detect`.
     """
 
-    def __init__(self, net, classes, score_thresh: float = 0.3, max_detections: int = 100, batch_size: int = 16,
-                 max_pixels=None, **detect_kw):
+    def __init__(
+        self,
+        net,
+        classes,
+        score_thresh: float = 0.3,
+        max_detections: int = 100,
+        batch_size: int = 16,
+        max_pixels=None,
+        **detect_kw,
+    ):
         if len(classes) != net.num_classes - 1:
-            raise ValueError(f"{len(classes)} class names for a network with {net.num_classes - 1} object classes")
-        if not 0 <= score_thresh < 1:      # NaN fails too
+            raise ValueError(
+                f"{len(classes)} class names for a network with {net.num_classes - 1} object classes"
+            )
+        if not 0 <= score_thresh < 1:  # NaN fails too
             raise ValueError(f"score_thresh must be in [0, 1), got {score_thresh}")
         self.net, self.classes = net.eval(), tuple(classes)
-        self.score_thresh, self.max_detections = float(score_thresh), _count("max_detections", max_detections)
+        self.score_thresh, self.max_detections = (
+            float(score_thresh),
+            _count("max_detections", max_detections),
+        )
         self.batch_size = _count("batch_size", batch_size)
-        self.max_pixels = None if max_pixels is None else _count("max_pixels", max_pixels)
-        self.detect = Detect(net.num_classes, conf_thresh=self.score_thresh, **detect_kw)
+        self.max_pixels = (
+            None if max_pixels is None else _count("max_pixels", max_pixels)
+        )
+        self.detect = Detect(
+            net.num_classes, conf_thresh=self.score_thresh, **detect_kw
+        )
         self.transform = BaseTransform(net.size)
 
     @classmethod
@@ -238,8 +347,10 @@ class Detector:
         return self.net.priors.device
 
     def __repr__(self):
-        return (f"Detector({type(self.net).__name__}, {len(self.classes)} classes {list(self.classes)}, "
-                f"device={self.device}, score_thresh={self.score_thresh}, max_detections={self.max_detections})")
+        return (
+            f"Detector({type(self.net).__name__}, {len(self.classes)} classes {list(self.classes)}, "
+            f"device={self.device}, score_thresh={self.score_thresh}, max_detections={self.max_detections})"
+        )
 
     def predict(self, x, batch_size=None, strict: bool = False) -> Detections:
         """Detections for every image in `x` (see the class docstring). A file that cannot be read is skipped
@@ -256,8 +367,11 @@ class Detector:
             else:
                 out.append(res)
         if out.skipped:
-            warnings.warn(f"{len(out.skipped)} file(s) could not be read and were skipped (first: "
-                          f"{out.skipped[0][1]}); the result's .skipped lists them", stacklevel=2)
+            warnings.warn(
+                f"{len(out.skipped)} file(s) could not be read and were skipped (first: "
+                f"{out.skipped[0][1]}); the result's .skipped lists them",
+                stacklevel=2,
+            )
         return out
 
     __call__ = predict
@@ -282,15 +396,26 @@ class Detector:
         "Yield `(item, detections or ValueError, image or None)` for each item, one batch of readable images at a time."
         bs = self.batch_size if batch_size is None else _count("batch_size", batch_size)
         for i in range(0, len(items), bs):
-            chunk = items[i:i + bs]
+            chunk = items[i : i + bs]
             read = [self._read(item, i + k) for k, item in enumerate(chunk)]
             good = [k for k, r in enumerate(read) if not isinstance(r, ValueError)]
-            dets = self.run_batch([read[k][0] for k in good], [_name(chunk[k]) for k in good],
-                                  [read[k][1] for k in good]) if good else []
+            dets = (
+                self.run_batch(
+                    [read[k][0] for k in good],
+                    [_name(chunk[k]) for k in good],
+                    [read[k][1] for k in good],
+                )
+                if good
+                else []
+            )
             found = dict(zip(good, dets))
             for k, item in enumerate(chunk):
                 ok = k in found
-                yield item, found[k] if ok else read[k], read[k][0] if ok and with_images else None
+                yield (
+                    item,
+                    found[k] if ok else read[k],
+                    read[k][0] if ok and with_images else None,
+                )
 
     def prepare(self, images) -> torch.Tensor:
         "A list of float `(3, H_i, W_i)` images -> the network's input `(B, 3, S, S)` (one resize per image size)."
@@ -307,13 +432,27 @@ class Detector:
     def run_batch(self, images, sources=None, sizes=None) -> list[dict]:
         """Detections for a list of float `(3, H_i, W_i)` images in [0, 1], run as one batch; boxes in pixels
         of `sizes` (default: each image's own `(H_i, W_i)`; `open_image` gives a reduced image's file size)."""
-        sizes = torch.tensor(sizes or [tuple(im.shape[-2:]) for im in images], dtype=torch.float32)  # (B, 2)
+        sizes = torch.tensor(
+            sizes or [tuple(im.shape[-2:]) for im in images], dtype=torch.float32
+        )  # (B, 2)
         x = self.prepare(images).to(self.device)
         loc, conf, priors = self.net.raw(x)
-        out = self.detect(loc.float(), conf.float().softmax(-1), priors).cpu()                # (B, C, top_k, 5)
-        wh = sizes.flip(1).repeat(1, 2)[:, None, None, :]                                     # (B, 1, 1, 4) W, H, W, H
-        out[..., 1:] = torch.minimum((out[..., 1:] * wh).clamp(min=0), wh)                     # pixels, in the image
-        dets = Detect.to_list(out, max_per_image=self.max_detections, score_thresh=self.score_thresh)
-        for d, (h, w), src in zip(dets, sizes.int().tolist(), sources or [None] * len(dets)):
-            d.update(names=[self.classes[c] for c in d["labels"].tolist()], size=(h, w), source=src)
+        out = self.detect(
+            loc.float(), conf.float().softmax(-1), priors
+        ).cpu()  # (B, C, top_k, 5)
+        wh = sizes.flip(1).repeat(1, 2)[:, None, None, :]  # (B, 1, 1, 4) W, H, W, H
+        out[..., 1:] = torch.minimum(
+            (out[..., 1:] * wh).clamp(min=0), wh
+        )  # pixels, in the image
+        dets = Detect.to_list(
+            out, max_per_image=self.max_detections, score_thresh=self.score_thresh
+        )
+        for d, (h, w), src in zip(
+            dets, sizes.int().tolist(), sources or [None] * len(dets)
+        ):
+            d.update(
+                names=[self.classes[c] for c in d["labels"].tolist()],
+                size=(h, w),
+                source=src,
+            )
         return dets

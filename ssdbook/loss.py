@@ -15,6 +15,7 @@ from .mining import focal_loss, hard_negative_mining
 
 _all_ = ["hard_negative_mining"]  # chapter 7's mining, re-exported by ssdbook.loss
 
+
 # %% ../nbs/07_loss.ipynb #c019
 def multibox_loss(
     loc_data: Tensor,
@@ -74,6 +75,7 @@ def multibox_loss(
         return loss_l, loss_c, pos, neg
     return loss_l, loss_c
 
+
 # %% ../nbs/07_loss.ipynb #c020
 def match_iou_only(
     targets,
@@ -105,6 +107,7 @@ def match_iou_only(
     loc_t = torch.zeros_like(loc_t)
     loc_t[b, p] = encode(truths.to(priors)[b, idx[b, p]], priors[p], variances)
     return loc_t, conf_t
+
 
 # %% ../nbs/07_loss.ipynb #c021
 def _number(name: str, v, ok, rule: str) -> None:
@@ -151,6 +154,7 @@ def _check_options(
         _number(
             "variances", v, lambda v: 0 < v < float("inf"), "two finite numbers > 0"
         )
+
 
 # %% ../nbs/07_loss.ipynb #c022
 class MultiBoxLoss(nn.Module):

@@ -12,12 +12,46 @@ import torch.nn.functional as F
 from .priors import PriorBox, boxes_per_location, voc, ssd512
 
 # %% auto #0
-__all__ = ['VGG16_CFG', 'CONV4_3_RELU', 'EXTRAS_300', 'EXTRAS_512', 'PHASES', 'VGG16_CONV_INDICES', 'vgg_base', 'extra_layers',
-           'L2Norm', 'set_default_detector', 'SSD', 'VGGSSD', 'conv_bn_relu', 'MiniSSD', 'build_ssd', 'subsample_fc',
-           'load_vgg16_imagenet']
+__all__ = [
+    'VGG16_CFG',
+    'CONV4_3_RELU',
+    'EXTRAS_300',
+    'EXTRAS_512',
+    'PHASES',
+    'VGG16_CONV_INDICES',
+    'vgg_base',
+    'extra_layers',
+    'L2Norm',
+    'set_default_detector',
+    'SSD',
+    'VGGSSD',
+    'conv_bn_relu',
+    'MiniSSD',
+    'build_ssd',
+    'subsample_fc',
+    'load_vgg16_imagenet',
+]
 
 # %% ../nbs/03_model.ipynb #c005
-VGG16_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'C', 512, 512, 512, 'M', 512, 512, 512]
+VGG16_CFG = [
+    64,
+    64,
+    'M',
+    128,
+    128,
+    'M',
+    256,
+    256,
+    256,
+    'C',
+    512,
+    512,
+    512,
+    'M',
+    512,
+    512,
+    512,
+]
 "VGG16's conv part: numbers are 3x3 conv widths, 'M' a 2x2 max-pool, 'C' the same with ceil_mode (75 -> 38)."
 
 CONV4_3_RELU = 23
@@ -33,29 +67,50 @@ def vgg_base(cfg=VGG16_CFG, in_channels: int = 3) -> list[nn.Module]:
         elif v == 'C':
             layers += [nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)]
         else:
-            layers += [nn.Conv2d(in_channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(in_channels, v, kernel_size=3, padding=1),
+                nn.ReLU(inplace=True),
+            ]
             in_channels = v
     pool5 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
     conv6 = nn.Conv2d(512, 1024, kernel_size=3, padding=6, dilation=6)
     conv7 = nn.Conv2d(1024, 1024, kernel_size=1)
     return layers + [pool5, conv6, nn.ReLU(inplace=True), conv7, nn.ReLU(inplace=True)]
 
+
 # %% ../nbs/03_model.ipynb #c007
 # (in_channels, out_channels, kernel, stride, padding); each (1x1, 3x3) pair ends in a source map
-EXTRAS_300 = [(1024, 256, 1, 1, 0), (256, 512, 3, 2, 1),   # 19 -> 10
-              (512, 128, 1, 1, 0), (128, 256, 3, 2, 1),    # 10 -> 5
-              (256, 128, 1, 1, 0), (128, 256, 3, 1, 0),    # 5 -> 3
-              (256, 128, 1, 1, 0), (128, 256, 3, 1, 0)]    # 3 -> 1
-EXTRAS_512 = [(1024, 256, 1, 1, 0), (256, 512, 3, 2, 1),   # 32 -> 16
-              (512, 128, 1, 1, 0), (128, 256, 3, 2, 1),    # 16 -> 8
-              (256, 128, 1, 1, 0), (128, 256, 3, 2, 1),    # 8 -> 4
-              (256, 128, 1, 1, 0), (128, 256, 3, 2, 1),    # 4 -> 2
-              (256, 128, 1, 1, 0), (128, 256, 4, 1, 1)]    # 2 -> 1
+EXTRAS_300 = [
+    (1024, 256, 1, 1, 0),
+    (256, 512, 3, 2, 1),  # 19 -> 10
+    (512, 128, 1, 1, 0),
+    (128, 256, 3, 2, 1),  # 10 -> 5
+    (256, 128, 1, 1, 0),
+    (128, 256, 3, 1, 0),  # 5 -> 3
+    (256, 128, 1, 1, 0),
+    (128, 256, 3, 1, 0),
+]  # 3 -> 1
+EXTRAS_512 = [
+    (1024, 256, 1, 1, 0),
+    (256, 512, 3, 2, 1),  # 32 -> 16
+    (512, 128, 1, 1, 0),
+    (128, 256, 3, 2, 1),  # 16 -> 8
+    (256, 128, 1, 1, 0),
+    (128, 256, 3, 2, 1),  # 8 -> 4
+    (256, 128, 1, 1, 0),
+    (128, 256, 3, 2, 1),  # 4 -> 2
+    (256, 128, 1, 1, 0),
+    (128, 256, 4, 1, 1),
+]  # 2 -> 1
 
 
 def extra_layers(spec) -> list[nn.Module]:
     "The extra convolutions from a list of `(cin, cout, kernel, stride, padding)`."
-    return [nn.Conv2d(ci, co, kernel_size=k, stride=s, padding=p) for ci, co, k, s, p in spec]
+    return [
+        nn.Conv2d(ci, co, kernel_size=k, stride=s, padding=p)
+        for ci, co, k, s, p in spec
+    ]
+
 
 # %% ../nbs/03_model.ipynb #c009
 class L2Norm(nn.Module):
@@ -64,15 +119,18 @@ class L2Norm(nn.Module):
     def __init__(self, n_channels: int = 512, scale: float = 20.0, eps: float = 1e-10):
         super().__init__()
         self.n_channels, self.gamma, self.eps = n_channels, scale, eps
-        self.weight = nn.Parameter(torch.full((n_channels,), float(scale)))    # initialised to `scale`
+        self.weight = nn.Parameter(
+            torch.full((n_channels,), float(scale))
+        )  # initialised to `scale`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
         return x / norm * self.weight.view(1, -1, 1, 1)
 
+
 # %% ../nbs/03_model.ipynb #c011
 PHASES = ('train', 'test')
-_default_detector = None     # a factory `num_classes -> detector`, registered by ssdbook.detect (chapter 10)
+_default_detector = None  # a factory `num_classes -> detector`, registered by ssdbook.detect (chapter 10)
 
 
 def set_default_detector(factory) -> None:
@@ -80,7 +138,9 @@ def set_default_detector(factory) -> None:
     post-processing of networks built without `detector=` (`ssdbook.detect` registers `Detect`; `None` unregisters)."""
     global _default_detector
     if factory is not None and not callable(factory):
-        raise ValueError(f"the default detector must be a callable num_classes -> detector, got {type(factory).__name__}")
+        raise ValueError(
+            f"the default detector must be a callable num_classes -> detector, got {type(factory).__name__}"
+        )
     _default_detector = factory
 
 
@@ -92,29 +152,50 @@ class SSD(nn.Module):
     or the default of `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
     implement `features`."""
 
-    def __init__(self, phase: str, size: int, num_classes: int, cfg: dict, detector=None):
+    def __init__(
+        self, phase: str, size: int, num_classes: int, cfg: dict, detector=None
+    ):
         super().__init__()
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         if num_classes < 2:
-            raise ValueError(f"num_classes counts the background too and must be >= 2, got {num_classes}")
+            raise ValueError(
+                f"num_classes counts the background too and must be >= 2, got {num_classes}"
+            )
         if cfg['min_dim'] != size:
-            raise ValueError(f"prior config {cfg.get('name')!r} is for {cfg['min_dim']}x{cfg['min_dim']} "
-                             f"images, not {size}x{size}")
-        self.phase, self.size, self.num_classes, self.cfg = phase, size, num_classes, cfg
+            raise ValueError(
+                f"prior config {cfg.get('name')!r} is for {cfg['min_dim']}x{cfg['min_dim']} "
+                f"images, not {size}x{size}"
+            )
+        self.phase, self.size, self.num_classes, self.cfg = (
+            phase,
+            size,
+            num_classes,
+            cfg,
+        )
         self.priorbox = PriorBox(cfg)
         self.register_buffer('priors', self.priorbox.forward(), persistent=False)
         if detector is not None and not callable(detector):
-            raise ValueError(f"detector must be callable as detector(loc, conf, priors), got {type(detector).__name__}")
-        self.__dict__['_detector'] = detector   # not a submodule: the state_dict keeps the reference's keys
+            raise ValueError(
+                f"detector must be callable as detector(loc, conf, priors), got {type(detector).__name__}"
+            )
+        self.__dict__['_detector'] = (
+            detector  # not a submodule: the state_dict keeps the reference's keys
+        )
 
     def _make_heads(self, channels: list[int]):
         anchors = boxes_per_location(self.cfg)
         if len(channels) != len(anchors):
-            raise ValueError(f"{len(channels)} source maps but the prior config has {len(anchors)}")
-        self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(channels, anchors))
-        self.conf = nn.ModuleList(nn.Conv2d(c, a * self.num_classes, 3, padding=1)
-                                  for c, a in zip(channels, anchors))
+            raise ValueError(
+                f"{len(channels)} source maps but the prior config has {len(anchors)}"
+            )
+        self.loc = nn.ModuleList(
+            nn.Conv2d(c, a * 4, 3, padding=1) for c, a in zip(channels, anchors)
+        )
+        self.conf = nn.ModuleList(
+            nn.Conv2d(c, a * self.num_classes, 3, padding=1)
+            for c, a in zip(channels, anchors)
+        )
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         "The source feature maps, largest first."
@@ -124,24 +205,41 @@ class SSD(nn.Module):
         "Raise a `ValueError` naming the expected shape unless `x` is a `(B, 3, size, size)` float tensor."
         S = self.size
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a tensor of images of shape (B, 3, {S}, {S}), got {type(x).__name__}")
+            raise ValueError(
+                f"expected a tensor of images of shape (B, 3, {S}, {S}), got {type(x).__name__}"
+            )
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (S, S):
-            raise ValueError(f"expected images of shape (B, 3, {S}, {S}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected images of shape (B, 3, {S}, {S}), got {tuple(x.shape)}"
+            )
         if not x.is_floating_point():
             raise ValueError(f"expected float images (normalised), got dtype {x.dtype}")
 
     def heads(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         "Apply loc/conf to each source map and flatten: `(B, P, 4)`, `(B, P, C)` in prior order."
         B = sources[0].shape[0]
-        loc = torch.cat([l(s).permute(0, 2, 3, 1).reshape(B, -1) for s, l in zip(sources, self.loc)], 1)
-        conf = torch.cat([c(s).permute(0, 2, 3, 1).reshape(B, -1) for s, c in zip(sources, self.conf)], 1)
+        loc = torch.cat(
+            [
+                l(s).permute(0, 2, 3, 1).reshape(B, -1)
+                for s, l in zip(sources, self.loc)
+            ],
+            1,
+        )
+        conf = torch.cat(
+            [
+                c(s).permute(0, 2, 3, 1).reshape(B, -1)
+                for s, c in zip(sources, self.conf)
+            ],
+            1,
+        )
         return loc.view(B, -1, 4), conf.view(B, -1, self.num_classes)
 
     @property
     def detector(self):
         "The `'test'` phase's post-processing: `detector=`, else the registered default, else `Detect`."
         if self._detector is None:
-            import ssdbook                       # the front door finds chapter 10's Detect by name
+            import ssdbook  # the front door finds chapter 10's Detect by name
+
             factory = _default_detector or ssdbook.Detect
             self.__dict__['_detector'] = factory(self.num_classes)
         return self._detector
@@ -151,7 +249,9 @@ class SSD(nn.Module):
         self.check_input(x)
         sources = self.features(x)
         if (sizes := [s.shape[-1] for s in sources]) != list(self.cfg['feature_maps']):
-            raise RuntimeError(f"source maps are {sizes}, the prior config expects {self.cfg['feature_maps']}")
+            raise RuntimeError(
+                f"source maps are {sizes}, the prior config expects {self.cfg['feature_maps']}"
+            )
         return (*self.heads(sources), self.priors)
 
     def forward(self, x: torch.Tensor):
@@ -165,7 +265,9 @@ class SSD(nn.Module):
 
 
 def _init_xavier(convs):
-    for m in convs:                      # Xavier weights, zero biases: the reference's train.py for new layers
+    for (
+        m
+    ) in convs:  # Xavier weights, zero biases: the reference's train.py for new layers
         nn.init.xavier_uniform_(m.weight)
         nn.init.zeros_(m.bias)
 
@@ -173,22 +275,37 @@ def _init_xavier(convs):
 class VGGSSD(SSD):
     "SSD300 / SSD512 on VGG16 with the reference's module names (`vgg`, `L2Norm`, `extras`, `loc`, `conf`)."
 
-    def __init__(self, phase: str = 'train', size: int = 300, num_classes: int = 21, cfg: dict | None = None,
-                 detector=None):
+    def __init__(
+        self,
+        phase: str = 'train',
+        size: int = 300,
+        num_classes: int = 21,
+        cfg: dict | None = None,
+        detector=None,
+    ):
         if size not in (300, 512):
             raise ValueError(f"the VGG16 SSD comes in sizes 300 and 512, got {size}")
-        super().__init__(phase, size, num_classes, cfg or (voc if size == 300 else ssd512), detector)
+        super().__init__(
+            phase, size, num_classes, cfg or (voc if size == 300 else ssd512), detector
+        )
         self.vgg = nn.ModuleList(vgg_base())
         self.L2Norm = L2Norm(512, 20)
-        self.extras = nn.ModuleList(extra_layers(EXTRAS_300 if size == 300 else EXTRAS_512))
-        self._make_heads([512, 1024] + [self.extras[k].out_channels for k in range(1, len(self.extras), 2)])
-        _init_xavier([*self.extras, *self.loc, *self.conf])   # as the reference's train.py does
+        self.extras = nn.ModuleList(
+            extra_layers(EXTRAS_300 if size == 300 else EXTRAS_512)
+        )
+        self._make_heads(
+            [512, 1024]
+            + [self.extras[k].out_channels for k in range(1, len(self.extras), 2)]
+        )
+        _init_xavier(
+            [*self.extras, *self.loc, *self.conf]
+        )  # as the reference's train.py does
 
     def features(self, x):
         sources = []
         for k, layer in enumerate(self.vgg):
             x = layer(x)
-            if k == CONV4_3_RELU - 1:                      # conv4_3 after its ReLU: the 38x38 source
+            if k == CONV4_3_RELU - 1:  # conv4_3 after its ReLU: the 38x38 source
                 sources.append(self.L2Norm(x))
         sources.append(x)
         for k, layer in enumerate(self.extras):
@@ -197,15 +314,27 @@ class VGGSSD(SSD):
                 sources.append(x)
         return sources
 
+
 # %% ../nbs/03_model.ipynb #c013
-def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int | None = None,
-                 bn: bool = True):
+def conv_bn_relu(
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    stride: int = 1,
+    padding: int | None = None,
+    bn: bool = True,
+):
     "Conv (no bias) -> BatchNorm -> ReLU; with `bn=False`, conv (with bias) -> ReLU."
     padding = kernel // 2 if padding is None else padding
     if not bn:
-        return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding), nn.ReLU(inplace=True))
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, stride, padding), nn.ReLU(inplace=True)
+        )
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, padding, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class MiniSSD(SSD):
@@ -214,16 +343,35 @@ class MiniSSD(SSD):
     `base`: four stages 300 -> 150 -> 75 -> 38* -> 19*; `extras`: four blocks (1x1 reduce, 3x3 stride 2 or
     valid) -> 10, 5, 3, 1. No BatchNorm on the 1x1 map (one value per channel and image)."""
 
-    def __init__(self, phase: str = 'train', num_classes: int = 21, cfg: dict | None = None, width: int = 16,
-                 detector=None):
+    def __init__(
+        self,
+        phase: str = 'train',
+        num_classes: int = 21,
+        cfg: dict | None = None,
+        width: int = 16,
+        detector=None,
+    ):
         super().__init__(phase, 300, num_classes, cfg or voc, detector)
         w, c = width, 8 * width
-        down = lambda cin, cout: nn.Sequential(conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout))
-        self.base = nn.ModuleList([nn.Sequential(conv_bn_relu(3, w, stride=2)),                  # 150
-                                   down(w, 2 * w), down(2 * w, 4 * w), down(4 * w, c)])          # 75, 38*, 19*
+        down = lambda cin, cout: nn.Sequential(
+            conv_bn_relu(cin, cout, stride=2), conv_bn_relu(cout, cout)
+        )
+        self.base = nn.ModuleList(
+            [
+                nn.Sequential(conv_bn_relu(3, w, stride=2)),  # 150
+                down(w, 2 * w),
+                down(2 * w, 4 * w),
+                down(4 * w, c),
+            ]
+        )  # 75, 38*, 19*
         reduce = lambda: conv_bn_relu(c, c // 2, 1)
-        self.extras = nn.ModuleList([nn.Sequential(reduce(), conv_bn_relu(c // 2, c, stride=2)) for _ in range(3)]
-                                    + [nn.Sequential(reduce(), conv_bn_relu(c // 2, c, padding=0, bn=False))])
+        self.extras = nn.ModuleList(
+            [
+                nn.Sequential(reduce(), conv_bn_relu(c // 2, c, stride=2))
+                for _ in range(3)
+            ]
+            + [nn.Sequential(reduce(), conv_bn_relu(c // 2, c, padding=0, bn=False))]
+        )
         self._make_heads([4 * w, c, c, c, c, c])
         _init_xavier([*self.loc, *self.conf])
 
@@ -238,9 +386,16 @@ class MiniSSD(SSD):
             sources.append(x)
         return sources
 
+
 # %% ../nbs/03_model.ipynb #c015
-def build_ssd(phase: str = 'train', size: int = 300, num_classes: int = 21, base: str = 'vgg16',
-              cfg: dict | None = None, detector=None) -> SSD:
+def build_ssd(
+    phase: str = 'train',
+    size: int = 300,
+    num_classes: int = 21,
+    base: str = 'vgg16',
+    cfg: dict | None = None,
+    detector=None,
+) -> SSD:
     """Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or `base='mini'` (CPU, 300 only).
 
     `detector` is the `'test'` phase's post-processing (default: the one `ssdbook.detect` registers)."""
@@ -248,9 +403,12 @@ def build_ssd(phase: str = 'train', size: int = 300, num_classes: int = 21, base
         return VGGSSD(phase, size, num_classes, cfg, detector=detector)
     if base == 'mini':
         if size != 300:
-            raise ValueError(f"the mini base is SSD300-shaped; size must be 300, got {size}")
+            raise ValueError(
+                f"the mini base is SSD300-shaped; size must be 300, got {size}"
+            )
         return MiniSSD(phase, num_classes, cfg, detector=detector)
     raise ValueError(f"base must be 'vgg16' or 'mini', got {base!r}")
+
 
 # %% ../nbs/03_model.ipynb #c017
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -260,8 +418,10 @@ VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 def subsample_fc(fc6_w, fc6_b, fc7_w, fc7_b):
     "fc6/fc7 of VGG16 -> the reduced conv6 `(1024, 512, 3, 3)` and conv7 `(1024, 1024, 1, 1)` (weights, biases)."
     if tuple(fc6_w.shape) != (4096, 512 * 7 * 7) or tuple(fc7_w.shape) != (4096, 4096):
-        raise ValueError(f"expected fc6 (4096, 25088) and fc7 (4096, 4096), got {tuple(fc6_w.shape)} "
-                         f"and {tuple(fc7_w.shape)}")
+        raise ValueError(
+            f"expected fc6 (4096, 25088) and fc7 (4096, 4096), got {tuple(fc6_w.shape)} "
+            f"and {tuple(fc7_w.shape)}"
+        )
     conv6_w = fc6_w.view(4096, 512, 7, 7)[::4, :, ::3, ::3]
     conv7_w = fc7_w[::4, ::4].reshape(1024, 1024, 1, 1)
     return conv6_w, fc6_b[::4], conv7_w, fc7_b[::4]
@@ -274,23 +434,42 @@ def load_vgg16_imagenet(net: SSD, weights='DEFAULT') -> SSD:
     VGG16 `state_dict`, a torchvision `VGG16` module, or its `state_dict`. Returns `net`.
     """
     if not hasattr(net, 'vgg'):
-        raise ValueError(f"load_vgg16_imagenet needs a VGG16 SSD (base='vgg16'), got {type(net).__name__}")
+        raise ValueError(
+            f"load_vgg16_imagenet needs a VGG16 SSD (base='vgg16'), got {type(net).__name__}"
+        )
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
         weights = torch.load(weights, map_location='cpu', weights_only=True)
     elif not isinstance(weights, (dict, nn.Module)):
         from torchvision.models import vgg16
-        weights = vgg16(weights=weights)      # a weights name or enum: torchvision downloads it if needed
+
+        weights = vgg16(
+            weights=weights
+        )  # a weights name or enum: torchvision downloads it if needed
     sd = weights.state_dict() if isinstance(weights, nn.Module) else weights
-    convs = [(f'features.{i}.{p}', getattr(net.vgg[i], p)) for i in VGG16_CONV_INDICES for p in ('weight', 'bias')]
-    fcs = [f'classifier.{i}.{p}' for i in (0, 3) for p in ('weight', 'bias')]       # fc6, fc7
+    convs = [
+        (f'features.{i}.{p}', getattr(net.vgg[i], p))
+        for i in VGG16_CONV_INDICES
+        for p in ('weight', 'bias')
+    ]
+    fcs = [
+        f'classifier.{i}.{p}' for i in (0, 3) for p in ('weight', 'bias')
+    ]  # fc6, fc7
     missing = [k for k in [k for k, _ in convs] + fcs if k not in sd]
     if missing:
-        raise ValueError(f"not a torchvision VGG16 state_dict: missing {missing[:4]}{'...' if len(missing) > 4 else ''}")
-    reduced = zip(subsample_fc(*(sd[k] for k in fcs)), (net.vgg[31].weight, net.vgg[31].bias,
-                                                         net.vgg[33].weight, net.vgg[33].bias))   # conv6, conv7
+        raise ValueError(
+            f"not a torchvision VGG16 state_dict: missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
+        )
+    reduced = zip(
+        subsample_fc(*(sd[k] for k in fcs)),
+        (net.vgg[31].weight, net.vgg[31].bias, net.vgg[33].weight, net.vgg[33].bias),
+    )  # conv6, conv7
     with torch.no_grad():
-        for name, src, dst in [(k, sd[k], dst) for k, dst in convs] + [('conv6/conv7', s, d) for s, d in reduced]:
+        for name, src, dst in [(k, sd[k], dst) for k, dst in convs] + [
+            ('conv6/conv7', s, d) for s, d in reduced
+        ]:
             if src.shape != dst.shape:
-                raise ValueError(f"{name} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}")
+                raise ValueError(
+                    f"{name} has shape {tuple(src.shape)}, expected {tuple(dst.shape)}"
+                )
             dst.copy_(src)
     return net

@@ -15,17 +15,36 @@ import torch.nn.functional as F
 from .config import TrainConfig
 
 # %% auto #0
-__all__ = ['SIZE', 'TRAIN_MB_PER_IMAGE', 'sample_seed', 'StreamSampler', 'SeededDataset', 'ResizeU8', 'Transformed', 'progress',
-           'CachedDataset', 'build_train_set', 'build_test_set', 'data_classes', 'voc_splits', 'check_batch_size',
-           'auto_workers', 'make_loader', 'ignore_stop_signals', 'init_distributed']
+__all__ = [
+    'SIZE',
+    'TRAIN_MB_PER_IMAGE',
+    'sample_seed',
+    'StreamSampler',
+    'SeededDataset',
+    'ResizeU8',
+    'Transformed',
+    'progress',
+    'CachedDataset',
+    'build_train_set',
+    'build_test_set',
+    'data_classes',
+    'voc_splits',
+    'check_batch_size',
+    'auto_workers',
+    'make_loader',
+    'ignore_stop_signals',
+    'init_distributed',
+]
 
 # %% ../nbs/09a_input_pipeline.ipynb #c006
-SIZE = 300   # the network input side (SSD300)
+SIZE = 300  # the network input side (SSD300)
 
 
 def sample_seed(seed: int, pos: int) -> int:
     "A per-sample seed from the run seed and a position in the stream (splitmix-style hash)."
-    z = (seed * 0x9E3779B97F4A7C15 + pos * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (2**64 - 1)
+    z = (seed * 0x9E3779B97F4A7C15 + pos * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (
+        2**64 - 1
+    )
     z = ((z ^ (z >> 31)) * 0xD6E8EA2F7F1C0F1B) & (2**64 - 1)
     return (z ^ (z >> 29)) & (2**63 - 1)
 
@@ -34,24 +53,40 @@ class StreamSampler(torch.utils.data.Sampler):
     """Batches of `(index, sample_seed)` from an endless stream of shuffled epochs; the batch of iteration
     `it` is a pure function of `(seed, it, rank)`, so a resume at `start` continues the very same stream and
     each process of a distributed run takes its own slice of the global batch."""
-    def __init__(self, n: int, batch_size: int, seed: int = 0, start: int = 0, stop: int = 1,
-                 rank: int = 0, world_size: int = 1):
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        start: int = 0,
+        stop: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if n < 1:
             raise ValueError("the training set is empty: no images to sample from")
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.start, self.stop, self.rank, self.world_size = start, stop, rank, world_size
+        self.start, self.stop, self.rank, self.world_size = (
+            start,
+            stop,
+            rank,
+            world_size,
+        )
         self._epoch, self._order = None, None
 
     def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch != self._epoch:                                # keep one epoch's permutation in memory
+        if epoch != self._epoch:  # keep one epoch's permutation in memory
             g = torch.Generator().manual_seed(sample_seed(self.seed, -1 - epoch))
             self._epoch, self._order = epoch, torch.randperm(self.n, generator=g)
         return self._order
 
     def batch(self, it: int) -> list[tuple[int, int]]:
         first = (it * self.world_size + self.rank) * self.batch_size
-        return [(int(self._perm(p // self.n)[p % self.n]), sample_seed(self.seed, p))
-                for p in range(first, first + self.batch_size)]
+        return [
+            (int(self._perm(p // self.n)[p % self.n]), sample_seed(self.seed, p))
+            for p in range(first, first + self.batch_size)
+        ]
 
     def __iter__(self):
         for it in range(self.start, self.stop):
@@ -63,6 +98,7 @@ class StreamSampler(torch.utils.data.Sampler):
 
 class SeededDataset(torch.utils.data.Dataset):
     "Item `(i, seed)` runs the wrapped dataset's (random) transform under `seed`: resumable, worker-independent."
+
     def __init__(self, dataset):
         self.dataset = dataset
 
@@ -82,21 +118,29 @@ class SeededDataset(torch.utils.data.Dataset):
                 random.setstate(py)
                 np.random.set_state(npy)
 
+
 # %% ../nbs/09a_input_pipeline.ipynb #c010
 class ResizeU8:
     "Resize a float [0,1] image to `size`×`size` and store it as uint8 (the form the batched augmentation takes)."
+
     def __init__(self, size=SIZE):
         self.size = size
 
     def __call__(self, image, target):
         if image.shape[-2:] != (self.size, self.size):
-            image = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
+            image = F.interpolate(
+                image[None],
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )[0]
         return image.clamp(0, 1).mul(255).round_().to(torch.uint8), target
 
 
 class Transformed(torch.utils.data.Dataset):
     "`dataset` with a transform of the contract applied to each item (targets as float32 `(n, 5)`)."
+
     def __init__(self, dataset, transform):
         self.dataset, self.transform = dataset, transform
 
@@ -105,7 +149,9 @@ class Transformed(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         img, tgt = self.dataset[i]
-        return self.transform(img, torch.as_tensor(tgt, dtype=torch.float32).reshape(-1, 5))
+        return self.transform(
+            img, torch.as_tensor(tgt, dtype=torch.float32).reshape(-1, 5)
+        )
 
 
 def progress(it, enabled, **kw):
@@ -113,18 +159,25 @@ def progress(it, enabled, **kw):
     if not enabled:
         return it
     from tqdm.auto import tqdm
+
     return tqdm(it, **kw)
 
 
 class CachedDataset(torch.utils.data.Dataset):
     """Every image of `dataset` decoded once, resized to `size`, kept as one uint8 tensor `images (N, 3, S, S)`.
     `cached[i]` returns `(uint8 image (3, S, S), target (n, 5))`."""
+
     def __init__(self, dataset, size=SIZE, num_workers=0, progress_bar=False):
-        loader = torch.utils.data.DataLoader(Transformed(dataset, ResizeU8(size)), batch_size=None,
-                                             num_workers=num_workers)
+        loader = torch.utils.data.DataLoader(
+            Transformed(dataset, ResizeU8(size)),
+            batch_size=None,
+            num_workers=num_workers,
+        )
         self.images = torch.empty(len(dataset), 3, size, size, dtype=torch.uint8)
         self.targets = []
-        for i, (img, tgt) in enumerate(progress(loader, progress_bar, desc="caching images")):
+        for i, (img, tgt) in enumerate(
+            progress(loader, progress_bar, desc="caching images")
+        ):
             self.images[i] = img
             self.targets.append(tgt)
 
@@ -134,28 +187,46 @@ class CachedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.images[i], self.targets[i]
 
+
 # %% ../nbs/09a_input_pipeline.ipynb #c012
 def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
     "The training dataset (no transform: float [0,1] images) and its class names."
     from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import make_shapes_voc
+
     if cfg.data == "coco":
-        raise ValueError("data='coco': the config names no COCO JSON; pass train(cfg, dataset=COCODetection(images, "
-                         "json)) (chapter 1d), as `ssdbook train --data coco --annotations FILE.json` does")
+        raise ValueError(
+            "data='coco': the config names no COCO JSON; pass train(cfg, dataset=COCODetection(images, "
+            "json)) (chapter 1d), as `ssdbook train --data coco --annotations FILE.json` does"
+        )
     if cfg.data == "shapes":
         if rank == 0:
-            make_shapes_voc(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed, size=SIZE)
+            make_shapes_voc(
+                cfg.root,
+                n_train=cfg.n_train,
+                n_test=cfg.n_test,
+                seed=cfg.seed,
+                size=SIZE,
+            )
         if world_size > 1:
             torch.distributed.barrier()
         sets, classes = cfg.image_sets or (("shapes", "train"),), list(SHAPES_CLASSES)
-        ds = VOCDetection(cfg.root, image_sets=[tuple(s) for s in sets], classes=classes)
+        ds = VOCDetection(
+            cfg.root, image_sets=[tuple(s) for s in sets], classes=classes
+        )
     else:
         sets = cfg.image_sets or (("2007", "trainval"), ("2012", "trainval"))
         classes = list(VOC_CLASSES) if cfg.download else data_classes(cfg.root, sets)
-        ds = VOCDetection(cfg.root, image_sets=[tuple(s) for s in sets], classes=classes,
-                          download=cfg.download and rank == 0)
-    ds = ds.require_objects() if hasattr(ds, "require_objects") else ds    # 1b: a set without a single object
+        ds = VOCDetection(
+            cfg.root,
+            image_sets=[tuple(s) for s in sets],
+            classes=classes,
+            download=cfg.download and rank == 0,
+        )
+    ds = (
+        ds.require_objects() if hasattr(ds, "require_objects") else ds
+    )  # 1b: a set without a single object
     if cfg.max_images and cfg.max_images < len(ds):
         ds = torch.utils.data.Subset(ds, range(cfg.max_images))
     return ds, classes
@@ -165,12 +236,20 @@ def build_test_set(data="shapes", root="data", image_set=None, transform=None):
     "The held-out split: shapes 'test', or VOC2007 'test' (difficult objects kept: evaluation needs them)."
     from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
     from ssdbook.dataset import VOCDetection
+
     if data == "coco":
-        raise ValueError("data='coco': read a COCO test set with COCODetection(images, json) (chapter 1d)")
+        raise ValueError(
+            "data='coco': read a COCO test set with COCODetection(images, json) (chapter 1d)"
+        )
     shapes = data == "shapes"
-    return VOCDetection(root, image_sets=[image_set or (("shapes", "test") if shapes else ("2007", "test"))],
-                        transform=transform, classes=list(SHAPES_CLASSES if shapes else VOC_CLASSES),
-                        keep_difficult=True)
+    return VOCDetection(
+        root,
+        image_sets=[image_set or (("shapes", "test") if shapes else ("2007", "test"))],
+        transform=transform,
+        classes=list(SHAPES_CLASSES if shapes else VOC_CLASSES),
+        keep_difficult=True,
+    )
+
 
 # %% ../nbs/09a_input_pipeline.ipynb #eddfa44c
 def data_classes(root, image_sets, classes=None, source="--classes") -> list:
@@ -178,50 +257,78 @@ def data_classes(root, image_sets, classes=None, source="--classes") -> list:
     agree), else VOC's 20 for Pascal VOC itself (its per-class image-set files); else a one-line `ValueError`."""
     from ssdbook.data import VOC_CLASSES
     from ssdbook.voc import folder_classes
+
     root = Path(root).expanduser()
     own = folder_classes(root, [y for y, _ in image_sets])
     if classes is not None and own is not None and list(classes) != list(own):
-        raise ValueError(f"{source} lists classes {', '.join(classes)} but the dataset's classes.txt under {root} "
-                         f"lists {', '.join(own)}")
+        raise ValueError(
+            f"{source} lists classes {', '.join(classes)} but the dataset's classes.txt under {root} "
+            f"lists {', '.join(own)}"
+        )
     if classes is not None or own is not None:
         return list(classes if classes is not None else own)
-    main = [root / f"VOC{y}" / "ImageSets" / "Main" / f"{VOC_CLASSES[0]}_{n}.txt" for y, n in image_sets]
-    if main and all(p.is_file() for p in main):                 # Pascal VOC: aeroplane_trainval.txt, ...
+    main = [
+        root / f"VOC{y}" / "ImageSets" / "Main" / f"{VOC_CLASSES[0]}_{n}.txt"
+        for y, n in image_sets
+    ]
+    if main and all(
+        p.is_file() for p in main
+    ):  # Pascal VOC: aeroplane_trainval.txt, ...
         return list(VOC_CLASSES)
     year = image_sets[0][0] if image_sets else "2007"
-    raise ValueError(f"no class names for the data under {root}: write {root / f'VOC{year}' / 'classes.txt'} (one "
-                     "name per line, in label order) or pass --classes a,b,c or --classes-file FILE")
+    raise ValueError(
+        f"no class names for the data under {root}: write {root / f'VOC{year}' / 'classes.txt'} (one "
+        "name per line, in label order) or pass --classes a,b,c or --classes-file FILE"
+    )
 
 
 def voc_splits(root) -> list:
     "The splits (YEAR, NAME) of the VOC-layout folders under `root` (per-class files `cls_split.txt` left out)."
-    return sorted((d.name[3:], f.stem) for d in Path(root).glob("VOC*") for f in (d / "ImageSets" / "Main").glob("*.txt")
-                  if "_" not in f.stem)
+    return sorted(
+        (d.name[3:], f.stem)
+        for d in Path(root).glob("VOC*")
+        for f in (d / "ImageSets" / "Main").glob("*.txt")
+        if "_" not in f.stem
+    )
 
 
-TRAIN_MB_PER_IMAGE = {"mini": 10, "vgg16": 140}   # half the measured fp32 train step (section text)
+TRAIN_MB_PER_IMAGE = {
+    "mini": 10,
+    "vgg16": 140,
+}  # half the measured fp32 train step (section text)
 
 
 def _free_bytes(device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if device.type == "cpu" else None
+        return (
+            os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            if device.type == "cpu"
+            else None
+        )
     except (ValueError, OSError, AttributeError):
         return None
 
 
-def check_batch_size(cfg: TrainConfig, n_images: int, device=torch.device("cpu"), world_size: int = 1):
+def check_batch_size(
+    cfg: TrainConfig, n_images: int, device=torch.device("cpu"), world_size: int = 1
+):
     "One-line `ValueError` for a batch larger than the data set or one that cannot fit the memory there is."
     if cfg.batch_size > n_images:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {n_images} training images: use "
-                         f"--batch-size {n_images} or less")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is larger than the {n_images} training images: use "
+            f"--batch-size {n_images} or less"
+        )
     need = cfg.batch_size // world_size * TRAIN_MB_PER_IMAGE.get(cfg.base, 10) * 2**20
     free = _free_bytes(torch.device(device))
     if free is not None and need > free:
-        raise ValueError(f"--batch-size {cfg.batch_size} needs about {need / 2**30:.0f} GB to train base "
-                         f"{cfg.base!r} on the {torch.device(device).type}, which has {free / 2**30:.1f} GB free: "
-                         "use a smaller --batch-size")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} needs about {need / 2**30:.0f} GB to train base "
+            f"{cfg.base!r} on the {torch.device(device).type}, which has {free / 2**30:.1f} GB free: "
+            "use a smaller --batch-size"
+        )
+
 
 # %% ../nbs/09a_input_pipeline.ipynb #c014
 def auto_workers(cfg: TrainConfig, device: torch.device) -> int:
@@ -229,29 +336,50 @@ def auto_workers(cfg: TrainConfig, device: torch.device) -> int:
     if cfg.num_workers >= 0:
         return cfg.num_workers
     if cfg.cache and cfg.augment != "ssd":
-        return 0                                  # nothing left to do per image
+        return 0  # nothing left to do per image
     cores = os.cpu_count() or 1
     return min(8, cores) if device.type == "cuda" else max(1, cores // 2)
 
 
-def make_loader(dataset, cfg: TrainConfig, start: int, rank: int = 0, world_size: int = 1,
-                device=torch.device("cpu")):
+def make_loader(
+    dataset,
+    cfg: TrainConfig,
+    start: int,
+    rank: int = 0,
+    world_size: int = 1,
+    device=torch.device("cpu"),
+):
     """An endless, resumable DataLoader: the batch of iteration `it` depends only on (seed, it, rank).
     `augment='ssd'`: normalised float batches (SSDAugmentation per image); else uint8 batches."""
     from ssdbook.data import IMAGENET_MEAN, IMAGENET_STD, detection_collate
+
     if cfg.augment == "ssd":
         from ssdbook.augment import SSDAugmentation
+
         ds = Transformed(dataset, SSDAugmentation(SIZE, IMAGENET_MEAN, IMAGENET_STD))
     elif isinstance(dataset, CachedDataset):
         ds = dataset
     else:
         ds = Transformed(dataset, ResizeU8(SIZE))
-    sampler = StreamSampler(len(dataset), cfg.batch_size // world_size, cfg.seed, start, cfg.iterations,
-                            rank, world_size)
+    sampler = StreamSampler(
+        len(dataset),
+        cfg.batch_size // world_size,
+        cfg.seed,
+        start,
+        cfg.iterations,
+        rank,
+        world_size,
+    )
     workers = auto_workers(cfg, device)
-    return torch.utils.data.DataLoader(SeededDataset(ds), batch_sampler=sampler, collate_fn=detection_collate,
-                                       num_workers=workers, pin_memory=device.type == "cuda",
-                                       prefetch_factor=4 if workers else None, worker_init_fn=ignore_stop_signals)
+    return torch.utils.data.DataLoader(
+        SeededDataset(ds),
+        batch_sampler=sampler,
+        collate_fn=detection_collate,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        worker_init_fn=ignore_stop_signals,
+    )
 
 
 def ignore_stop_signals(worker_id=None):
@@ -260,6 +388,7 @@ def ignore_stop_signals(worker_id=None):
     terminates workers with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+
 # %% ../nbs/09a_input_pipeline.ipynb #c016
 def init_distributed(device):
     "`(rank, world_size, device, created)`: joins the process group when started by torchrun (WORLD_SIZE > 1)."
@@ -267,6 +396,7 @@ def init_distributed(device):
     if world <= 1:
         return 0, 1, device, False
     import torch.distributed as dist
+
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local)

@@ -11,7 +11,14 @@ from .model import SSD, build_ssd
 from .priors import PriorBox, boxes_per_location, coco, layout_config, layout_of
 
 # %% auto #0
-__all__ = ['TV_MEAN', 'TV_STD', 'torchvision_priors', 'coco_classes', 'load_torchvision_ssd300', 'pretrained_ssd300']
+__all__ = [
+    'TV_MEAN',
+    'TV_STD',
+    'torchvision_priors',
+    'coco_classes',
+    'load_torchvision_ssd300',
+    'pretrained_ssd300',
+]
 
 # %% ../nbs/03a_pretrained.ipynb #2747bfd7
 TV_MEAN, TV_STD = (0.48235, 0.45882, 0.40784), (1 / 255, 1 / 255, 1 / 255)
@@ -24,30 +31,52 @@ def torchvision_priors() -> dict:
     priors centred past the right and bottom edges of the 10 x 10 and 5 x 5 maps by up to 4 px)."""
     levels = layout_of(coco)
     for lv in levels:
-        lv["boxes"] = [[min(w, 300.0), min(h, 300.0), *rest] for w, h, *rest in lv["boxes"]]
+        lv["boxes"] = [
+            [min(w, 300.0), min(h, 300.0), *rest] for w, h, *rest in lv["boxes"]
+        ]
     return layout_config(levels, name="coco_torchvision", num_classes=91, clip=False)
+
 
 # %% ../nbs/03a_pretrained.ipynb #2c9f9f62
 def _tv_names() -> dict:
     "Our `state_dict` key prefix -> torchvision's, for everything but the class heads."
-    names = {f"vgg.{i}": f"backbone.features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)}
-    names.update({"vgg.24": "backbone.extra.0.1", "vgg.26": "backbone.extra.0.3",
-                  "vgg.28": "backbone.extra.0.5", "vgg.31": "backbone.extra.0.7.1",
-                  "vgg.33": "backbone.extra.0.7.3"})                 # conv5_1..5_3, conv6, conv7
-    for j in range(1, 5):                                            # extras: (1x1, 3x3) pairs
-        names.update({f"extras.{2 * j - 2}": f"backbone.extra.{j}.0",
-                      f"extras.{2 * j - 1}": f"backbone.extra.{j}.2"})
-    names.update({f"loc.{k}": f"head.regression_head.module_list.{k}" for k in range(6)})
+    names = {
+        f"vgg.{i}": f"backbone.features.{i}"
+        for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
+    }
+    names.update(
+        {
+            "vgg.24": "backbone.extra.0.1",
+            "vgg.26": "backbone.extra.0.3",
+            "vgg.28": "backbone.extra.0.5",
+            "vgg.31": "backbone.extra.0.7.1",
+            "vgg.33": "backbone.extra.0.7.3",
+        }
+    )  # conv5_1..5_3, conv6, conv7
+    for j in range(1, 5):  # extras: (1x1, 3x3) pairs
+        names.update(
+            {
+                f"extras.{2 * j - 2}": f"backbone.extra.{j}.0",
+                f"extras.{2 * j - 1}": f"backbone.extra.{j}.2",
+            }
+        )
+    names.update(
+        {f"loc.{k}": f"head.regression_head.module_list.{k}" for k in range(6)}
+    )
     return names
+
 
 # %% ../nbs/03a_pretrained.ipynb #f5f01301
 def _fold_input_normalisation(w, b, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """conv1_1 `(w, b)` for inputs `(x - mean) / std` that computes what torchvision's computes for
     `(x - TV_MEAN) / TV_STD`: exact inside the image; on the 1-pixel zero-padded frame the two
     differ by the means' difference (under one grey level)."""
-    s = torch.tensor(std, dtype=w.dtype) / torch.tensor(TV_STD, dtype=w.dtype)         # (3,)
-    shift = (torch.tensor(mean, dtype=w.dtype) - torch.tensor(TV_MEAN, dtype=w.dtype)) / torch.tensor(TV_STD, dtype=w.dtype)
+    s = torch.tensor(std, dtype=w.dtype) / torch.tensor(TV_STD, dtype=w.dtype)  # (3,)
+    shift = (
+        torch.tensor(mean, dtype=w.dtype) - torch.tensor(TV_MEAN, dtype=w.dtype)
+    ) / torch.tensor(TV_STD, dtype=w.dtype)
     return w * s.view(1, 3, 1, 1), b + (w * shift.view(1, 3, 1, 1)).sum((1, 2, 3))
+
 
 # %% ../nbs/03a_pretrained.ipynb #92324d24
 def _conf_rows(w, b, keep, A: int):
@@ -59,8 +88,10 @@ def _conf_rows(w, b, keep, A: int):
 def coco_classes(with_na: bool = False) -> list[str]:
     "torchvision's COCO class names (no background): 80, or 90 with its 'N/A' gaps (the 91-class layout)."
     from torchvision.models.detection import SSD300_VGG16_Weights
+
     names = SSD300_VGG16_Weights.COCO_V1.meta["categories"][1:]
     return list(names) if with_na else [n for n in names if n != "N/A"]
+
 
 # %% ../nbs/03a_pretrained.ipynb #9076825c
 def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
@@ -70,43 +101,74 @@ def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
     keep their fresh initialisation (new classes, to fine-tune). conv1_1 takes in the change of input
     normalisation (ssdbook's ImageNet mean/std instead of torchvision's 0-255 pixels). Returns `net`."""
     if not hasattr(net, "vgg") or net.size != 300:
-        raise ValueError(f"torchvision's ssd300_vgg16 loads into build_ssd(..., 300, base='vgg16'), "
-                         f"not a {type(net).__name__} of size {net.size}")
+        raise ValueError(
+            f"torchvision's ssd300_vgg16 loads into build_ssd(..., 300, base='vgg16'), "
+            f"not a {type(net).__name__} of size {net.size}"
+        )
     if not torch.equal(net.priors.cpu(), PriorBox(torchvision_priors()).forward()):
-        raise ValueError(f"torchvision's SSD300 predicts offsets from its own priors: build the network "
-                         f"with cfg=torchvision_priors(), not {net.cfg.get('name')!r}")
+        raise ValueError(
+            f"torchvision's SSD300 predicts offsets from its own priors: build the network "
+            f"with cfg=torchvision_priors(), not {net.cfg.get('name')!r}"
+        )
     sd, names = state_dict, _tv_names()
     cls = "head.classification_head.module_list"
-    need = [f"{tv}.weight" for tv in names.values()] + ["backbone.scale_weight", f"{cls}.0.weight"]
+    need = [f"{tv}.weight" for tv in names.values()] + [
+        "backbone.scale_weight",
+        f"{cls}.0.weight",
+    ]
     if missing := [k for k in need if k not in sd]:
-        raise ValueError(f"not a torchvision ssd300_vgg16 state_dict: missing {missing[:3]}")
-    new = {f"{ours}.{p}": sd[f"{tv}.{p}"] for ours, tv in names.items() for p in ("weight", "bias")}
+        raise ValueError(
+            f"not a torchvision ssd300_vgg16 state_dict: missing {missing[:3]}"
+        )
+    new = {
+        f"{ours}.{p}": sd[f"{tv}.{p}"]
+        for ours, tv in names.items()
+        for p in ("weight", "bias")
+    }
     new["L2Norm.weight"] = sd["backbone.scale_weight"]
-    new["vgg.0.weight"], new["vgg.0.bias"] = _fold_input_normalisation(new["vgg.0.weight"], new["vgg.0.bias"])
-    src_C, C = sd[f"{cls}.0.weight"].shape[0] // 4, net.num_classes           # 4 boxes per cell on map 0
-    keep = (list(range(C)) if C == src_C else None if (C, src_C) != (81, 91) else
-            [0] + [i + 1 for i, n in enumerate(coco_classes(with_na=True)) if n != "N/A"])
+    new["vgg.0.weight"], new["vgg.0.bias"] = _fold_input_normalisation(
+        new["vgg.0.weight"], new["vgg.0.bias"]
+    )
+    src_C, C = (
+        sd[f"{cls}.0.weight"].shape[0] // 4,
+        net.num_classes,
+    )  # 4 boxes per cell on map 0
+    keep = (
+        list(range(C))
+        if C == src_C
+        else None
+        if (C, src_C) != (81, 91)
+        else [0]
+        + [i + 1 for i, n in enumerate(coco_classes(with_na=True)) if n != "N/A"]
+    )
     for k, A in enumerate(boxes_per_location(net.cfg) if keep is not None else []):
         new[f"conf.{k}.weight"], new[f"conf.{k}.bias"] = _conf_rows(
-            sd[f"{cls}.{k}.weight"], sd[f"{cls}.{k}.bias"], keep, A)
+            sd[f"{cls}.{k}.weight"], sd[f"{cls}.{k}.bias"], keep, A
+        )
     ours = net.state_dict()
     if bad := [k for k, v in new.items() if v.shape != ours[k].shape]:
-        raise ValueError(f"{bad[0]}: torchvision's has shape {tuple(new[bad[0]].shape)}, the network's "
-                         f"{tuple(ours[bad[0]].shape)}")
+        raise ValueError(
+            f"{bad[0]}: torchvision's has shape {tuple(new[bad[0]].shape)}, the network's "
+            f"{tuple(ours[bad[0]].shape)}"
+        )
     net.load_state_dict({**ours, **new})
     return net
 
 
-def pretrained_ssd300(num_classes: int | None = None, weights="DEFAULT", phase: str = "train") -> SSD:
+def pretrained_ssd300(
+    num_classes: int | None = None, weights="DEFAULT", phase: str = "train"
+) -> SSD:
     """SSD300 (VGG16, COCO priors) with torchvision's COCO-trained `ssd300_vgg16` weights, downloaded once
     by torchvision (internet needed; `weights` may also be a path to a saved torchvision `state_dict`).
     `num_classes=None`: the 80 COCO classes + background (`coco_classes()` names them); another number:
     the class heads start fresh for your classes (fine-tune them, chapter 12)."""
     from pathlib import Path
+
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
         sd = torch.load(weights, map_location="cpu", weights_only=True)
     else:
         from torchvision.models.detection import SSD300_VGG16_Weights
+
         sd = SSD300_VGG16_Weights.verify(weights).get_state_dict(progress=True)
     C = 81 if num_classes is None else num_classes
     net = build_ssd(phase, 300, C, "vgg16", cfg=torchvision_priors())

@@ -8,8 +8,20 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['voc', 'coco', 'ssd512', 'CONFIGS', 'shapes', 'boxes_per_location', 'num_priors', 'check_layout', 'PriorBox',
-           'layout_of', 'layout_config', 'designed_layout']
+__all__ = [
+    'voc',
+    'coco',
+    'ssd512',
+    'CONFIGS',
+    'shapes',
+    'boxes_per_location',
+    'num_priors',
+    'check_layout',
+    'PriorBox',
+    'layout_of',
+    'layout_config',
+    'designed_layout',
+]
 
 # %% ../nbs/02_priors.ipynb #c005
 voc = {
@@ -56,6 +68,7 @@ ssd512 = {
 
 CONFIGS = {'voc': voc, 'coco': coco, 'ssd512': ssd512}
 
+
 # %% ../nbs/02_priors.ipynb #c006
 def boxes_per_location(cfg: dict = voc) -> list[int]:
     """How many priors sit on each cell of each source map: 2 squares + 2 per aspect
@@ -73,6 +86,7 @@ def num_priors(cfg: dict = voc) -> int:
         else cfg['feature_maps']
     )
     return sum(f * f * a for f, a in zip(maps, boxes_per_location(cfg)))
+
 
 # %% ../nbs/02_priors.ipynb #c010
 _CLIP_MODES = ('center', 'corners', 'none')
@@ -233,6 +247,7 @@ class PriorBox:
 
     def __repr__(self) -> str:
         return f"PriorBox({self.version}, {len(self)} priors, clip={self.clip!r})"
+
 
 # %% ../nbs/02_priors.ipynb #c035
 def layout_of(cfg: dict = voc) -> list[dict]:

@@ -70,6 +70,7 @@ def _exp(x: np.ndarray) -> np.ndarray:
         _poly(r, [1 / math.factorial(n) for n in range(19)]), k.astype(np.int64)
     )
 
+
 # %% ../nbs/00a_reference.ipynb #9099825d
 def _mt19937(seed: int) -> np.random.MT19937:
     "torch's CPU generator: a 32-bit Mersenne Twister seeded like NumPy's legacy RandomState."
@@ -111,6 +112,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     for k in range(1, e.shape[-1]):
         total = total + e[..., k]
     return (e / total[..., None]).astype(np.float32)
+
 
 # %% ../nbs/00a_reference.ipynb #44340558
 def _predict_loss_inputs(
@@ -164,6 +166,7 @@ def _apply_correction(packed: torch.Tensor, predicted: list) -> list:
     assert at == diff.size, "correction length differs from the inputs"
     return out
 
+
 # %% ../nbs/00a_reference.ipynb #67cbdda7
 def _verified(name: str, a: np.ndarray, expected: str) -> torch.Tensor:
     if hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest() != expected:
@@ -205,6 +208,7 @@ def _restore_decode_cases(cases: list) -> list:
         )
         out.append(r)
     return out
+
 
 # %% ../nbs/00a_reference.ipynb #c009
 @lru_cache(maxsize=1)

@@ -17,14 +17,34 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .checkpoint import atomic_write, clean_temp_files, load_checkpoint, numbered_checkpoints
+from ssdbook.checkpoint import (
+    atomic_write,
+    clean_temp_files,
+    load_checkpoint,
+    numbered_checkpoints,
+)
 from .config import EXTEND, FIXED, TrainConfig
 
 _log = logging.getLogger("ssdbook.runfolder")
 
 # %% auto #0
-__all__ = ['LOG_FIELDS', 'RUN_FILES', 'RunLockedError', 'RunLock', 'append_log_row', 'read_log', 'truncate_log', 'plot_log',
-           'resume_changes', 'run_files', 'prepare_out', 'ResultFolder', 'TrainingInterrupted', 'StopSignals']
+__all__ = [
+    'LOG_FIELDS',
+    'RUN_FILES',
+    'RunLockedError',
+    'RunLock',
+    'append_log_row',
+    'read_log',
+    'truncate_log',
+    'plot_log',
+    'resume_changes',
+    'run_files',
+    'prepare_out',
+    'ResultFolder',
+    'TrainingInterrupted',
+    'StopSignals',
+]
+
 
 # %% ../nbs/09c_run_folder.ipynb #c007
 class RunLockedError(ValueError):
@@ -32,13 +52,18 @@ class RunLockedError(ValueError):
 
 
 def _holder(fd) -> dict:
-    return dict(line.split("=", 1) for line in os.pread(fd, 4096, 0).decode(errors="replace").splitlines() if "=" in line)
+    return dict(
+        line.split("=", 1)
+        for line in os.pread(fd, 4096, 0).decode(errors="replace").splitlines()
+        if "=" in line
+    )
 
 
 class RunLock:
     """`with RunLock(out):` one run per output folder — an exclusive `flock` on `out/.ssdbook.lock`, which names
     its holder (pid, host, start). A second run gets a one-line `RunLockedError`; the kernel drops the lock when
     its process dies, so a stale lock file is taken over (logged). Cleans the temp files of killed writes."""
+
     NAME = ".ssdbook.lock"
 
     def __init__(self, out_dir):
@@ -47,8 +72,10 @@ class RunLock:
     def acquire(self) -> "RunLock":
         try:
             import fcntl
-        except ImportError:                            # Windows: no flock; run unprotected, and say so
-            _log.warning(f"no file locks on this platform: {self.path.parent} is not protected from a second run")
+        except ImportError:  # Windows: no flock; run unprotected, and say so
+            _log.warning(
+                f"no file locks on this platform: {self.path.parent} is not protected from a second run"
+            )
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while self.fd is None:
@@ -58,27 +85,41 @@ class RunLock:
             except BlockingIOError:
                 h = _holder(fd)
                 os.close(fd)
-                raise RunLockedError(f"{self.path.parent} is in use by another run: pid {h.get('pid', '?')} on "
-                                     f"{h.get('host', '?')} since {h.get('started', '?')} (lock {self.path}); "
-                                     "wait for it to finish or choose another output folder") from None
-            with contextlib.suppress(FileNotFoundError):   # still the file at that path (not unlinked meanwhile)?
-                self.fd = fd if os.stat(self.path).st_ino == os.fstat(fd).st_ino else None
+                raise RunLockedError(
+                    f"{self.path.parent} is in use by another run: pid {h.get('pid', '?')} on "
+                    f"{h.get('host', '?')} since {h.get('started', '?')} (lock {self.path}); "
+                    "wait for it to finish or choose another output folder"
+                ) from None
+            with contextlib.suppress(
+                FileNotFoundError
+            ):  # still the file at that path (not unlinked meanwhile)?
+                self.fd = (
+                    fd if os.stat(self.path).st_ino == os.fstat(fd).st_ino else None
+                )
             if self.fd is None:
                 os.close(fd)
         self.previous = _holder(fd)
         if self.previous.get("pid"):
-            _log.warning(f"taking over the stale lock of pid {self.previous['pid']} on {self.previous.get('host', '?')}"
-                         f" (started {self.previous.get('started', '?')}): it is gone")
+            _log.warning(
+                f"taking over the stale lock of pid {self.previous['pid']} on {self.previous.get('host', '?')}"
+                f" (started {self.previous.get('started', '?')}): it is gone"
+            )
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        os.pwrite(fd, f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n".encode(), 0)
+        os.pwrite(
+            fd,
+            f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n".encode(),
+            0,
+        )
         clean_temp_files(self.path.parent, everything=True)
         return self
 
     def release(self):
         if self.fd is not None:
-            self.path.unlink(missing_ok=True)          # while still holding it: nobody can lock this inode after
-            os.close(self.fd)                          # closing drops the flock
+            self.path.unlink(
+                missing_ok=True
+            )  # while still holding it: nobody can lock this inode after
+            os.close(self.fd)  # closing drops the flock
             self.fd = None
 
     def __enter__(self):
@@ -87,8 +128,19 @@ class RunLock:
     def __exit__(self, *exc):
         self.release()
 
+
 # %% ../nbs/09c_run_folder.ipynb #c010
-LOG_FIELDS = ["iteration", "loss_l", "loss_c", "loss", "lr", "img_s", "elapsed_s", "cpu_s", "skipped"]
+LOG_FIELDS = [
+    "iteration",
+    "loss_l",
+    "loss_c",
+    "loss",
+    "lr",
+    "img_s",
+    "elapsed_s",
+    "cpu_s",
+    "skipped",
+]
 
 
 def _csv_line(values) -> str:
@@ -109,21 +161,35 @@ def append_log_row(path, row: dict, fields=LOG_FIELDS):
 
 def _value(k, v):
     if k not in LOG_FIELDS:
-        return v                                         # a column added by hand: kept as text
-    return None if v == "" else int(float(v)) if k in ("iteration", "skipped") else float(v)
+        return v  # a column added by hand: kept as text
+    return (
+        None
+        if v == ""
+        else int(float(v))
+        if k in ("iteration", "skipped")
+        else float(v)
+    )
 
 
 def _parse_log(path):
     """(header, [(row dict, raw line)], malformed lines) of a CSV log; rows are read by the header's names, so a
     column added by hand is kept; the last piece without its newline is a torn row (a kill), not malformed."""
     lines = (Path(path).read_text() if Path(path).exists() else "").split("\n")
-    lines = [line.rstrip("\r") for line in lines[:-1]]           # the last piece has no newline: torn (or empty)
+    lines = [
+        line.rstrip("\r") for line in lines[:-1]
+    ]  # the last piece has no newline: torn (or empty)
     header, rows, bad = (next(csv.reader([lines[0]])) if lines else []), [], []
-    need = max((i + 1 for i, k in enumerate(header) if k in LOG_FIELDS), default=0)   # every standard column
+    need = max(
+        (i + 1 for i, k in enumerate(header) if k in LOG_FIELDS), default=0
+    )  # every standard column
     for line in lines[1:]:
         vals = next(csv.reader([line]), [])
         try:
-            row = {k: _value(k, v) for k, v in zip(header, vals)} if need <= len(vals) <= len(header) else None
+            row = (
+                {k: _value(k, v) for k, v in zip(header, vals)}
+                if need <= len(vals) <= len(header)
+                else None
+            )
         except ValueError:
             row = None
         if row is None or not isinstance(row.get("iteration"), int):
@@ -156,26 +222,43 @@ def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
     keep = [r for r, _ in rows if r["iteration"] <= upto_iteration]
     if (header and header != list(fields)) or bad:
         extra = [k for k in header if k not in fields]
-        _log.warning(f"{path}: " + (f"columns {', '.join(extra)} added by hand" if extra else
-                                    f"{len(bad)} malformed rows" if bad else "other columns") +
-                     f"; the whole file is kept as {_backup(path).name}, log.csv continues with the standard "
-                     f"columns up to iteration {upto_iteration}")
-    body = "".join(_csv_line(["" if r.get(k) is None else r[k] for k in fields]) for r in keep)
+        _log.warning(
+            f"{path}: "
+            + (
+                f"columns {', '.join(extra)} added by hand"
+                if extra
+                else f"{len(bad)} malformed rows"
+                if bad
+                else "other columns"
+            )
+            + f"; the whole file is kept as {_backup(path).name}, log.csv continues with the standard "
+            f"columns up to iteration {upto_iteration}"
+        )
+    body = "".join(
+        _csv_line(["" if r.get(k) is None else r[k] for k in fields]) for r in keep
+    )
     atomic_write(path, (_csv_line(fields) + body).encode())
     return keep
+
 
 # %% ../nbs/09c_run_folder.ipynb #b7f58569
 def plot_log(history, path=None, title="training loss"):
     "Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or a log.csv path."
     import matplotlib.pyplot as plt
+
     history = read_log(history) if isinstance(history, (str, Path)) else history
     it = [r["iteration"] for r in history]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1]))
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(9, 3.4), gridspec_kw=dict(width_ratios=[2, 1])
+    )
     for k, c in (("loss", "k"), ("loss_l", "tab:blue"), ("loss_c", "tab:orange")):
         ax.plot(it, [r[k] for r in history], c, label=k)
     ax2.plot(it, [r["lr"] for r in history], "tab:green")
     ax.legend(fontsize=9)
-    for a, name, ylabel in ((ax, title, "loss (per matched prior)"), (ax2, "schedule", "learning rate")):
+    for a, name, ylabel in (
+        (ax, title, "loss (per matched prior)"),
+        (ax2, "schedule", "learning rate"),
+    ):
         a.set(xlabel="iteration", ylabel=ylabel)
         a.set_title(name, fontsize=10)
         a.grid(alpha=0.3)
@@ -184,6 +267,7 @@ def plot_log(history, path=None, title="training loss"):
         fig.savefig(path, dpi=90)
         plt.close(fig)
     return fig
+
 
 # %% ../nbs/09c_run_folder.ipynb #c21e801c
 def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dict:
@@ -195,11 +279,18 @@ def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dic
             continue
         old, rule = saved[f.name], f.metadata["on_resume"]
         if rule == FIXED or (rule == EXTEND and new[f.name] < old):
-            why = "it may only grow" if rule == EXTEND else "a resume continues the same run, so its hyper-parameters stay"
-            raise ValueError(f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
-                             f"{f.name}={old!r} ({why}); pass the same value or train into a new --out")
+            why = (
+                "it may only grow"
+                if rule == EXTEND
+                else "a resume continues the same run, so its hyper-parameters stay"
+            )
+            raise ValueError(
+                f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
+                f"{f.name}={old!r} ({why}); pass the same value or train into a new --out"
+            )
         changes[f.name] = [old, new[f.name]]
     return changes
+
 
 # %% ../nbs/09c_run_folder.ipynb #891e644a
 RUN_FILES = ("last.pth", "log.csv", "loss.png")
@@ -208,32 +299,47 @@ RUN_FILES = ("last.pth", "log.csv", "loss.png")
 def run_files(out) -> list[Path]:
     "The files of a training run in `out`: the numbered checkpoints, `last.pth`, `log.csv`, `loss.png`."
     out = Path(out)
-    return [*numbered_checkpoints(out), *(p for n in RUN_FILES if (p := out / n).is_file())] if out.is_dir() else []
+    return (
+        [
+            *numbered_checkpoints(out),
+            *(p for n in RUN_FILES if (p := out / n).is_file()),
+        ]
+        if out.is_dir()
+        else []
+    )
 
 
 def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
     """Called with `out`'s `RunLock` held, before a training run writes: a folder holding a run is continued only
     with `resume`, replaced only with `overwrite` (its run files are removed, other files stay), else a one-line
     `ValueError` naming `--resume`, a new `--out` and `--overwrite`. Returns the files removed."""
-    found = run_files(out)                                       # a run: a checkpoint or a logged row
-    if resume or not any(p.suffix == ".pth" for p in found) and not read_log(Path(out) / "log.csv"):
+    found = run_files(out)  # a run: a checkpoint or a logged row
+    if (
+        resume
+        or not any(p.suffix == ".pth" for p in found)
+        and not read_log(Path(out) / "log.csv")
+    ):
         return []
     if not overwrite:
         try:
             what = f"last.pth at iteration {load_checkpoint(Path(out) / 'last.pth', mmap=True)['iteration']}"
         except (ValueError, OSError):
             what = ", ".join(p.name for p in found)
-        raise ValueError(f"{out} already holds a training run ({what}): continue it with "
-                         "--resume auto, train into a new --out folder, or pass --overwrite to replace it")
+        raise ValueError(
+            f"{out} already holds a training run ({what}): continue it with "
+            "--resume auto, train into a new --out folder, or pass --overwrite to replace it"
+        )
     for p in found:
         p.unlink(missing_ok=True)
     clean_temp_files(out, everything=True)
     return found
 
+
 # %% ../nbs/09c_run_folder.ipynb #cc8cfa76
 class ResultFolder:
     """`with ResultFolder(out, marker="detections.json") as stage:` write results into `stage`; on a clean exit
     they replace the previous ones in `out` (marker removed first, written last); on an exception nothing changes."""
+
     MANIFEST = ".ssdbook-results.json"
 
     def __init__(self, out, marker: str):
@@ -241,7 +347,7 @@ class ResultFolder:
 
     def __enter__(self) -> Path:
         self.lock.acquire()
-        for old in self.out.glob(".results.tmp*"):                 # staging folders of killed commands
+        for old in self.out.glob(".results.tmp*"):  # staging folders of killed commands
             shutil.rmtree(old, ignore_errors=True)
         self.stage = self.out / f".results.tmp{os.getpid()}"
         self.stage.mkdir()
@@ -250,13 +356,19 @@ class ResultFolder:
     def commit(self):
         new = sorted(p.name for p in self.stage.iterdir())
         try:
-            old = list(json.loads((self.out / self.MANIFEST).read_text()))  # what the last commit wrote
+            old = list(
+                json.loads((self.out / self.MANIFEST).read_text())
+            )  # what the last commit wrote
         except (OSError, ValueError):
             old = [self.marker]
-        atomic_write(self.out / self.MANIFEST, json.dumps(sorted({*old, *new})).encode())   # an interrupted commit
-        for name in [self.marker, *old]:                           # the marker goes first ...
+        atomic_write(
+            self.out / self.MANIFEST, json.dumps(sorted({*old, *new})).encode()
+        )  # an interrupted commit
+        for name in [self.marker, *old]:  # the marker goes first ...
             (self.out / name).unlink(missing_ok=True)
-        for name in sorted(new, key=lambda n: n == self.marker):   # ... and comes back last
+        for name in sorted(
+            new, key=lambda n: n == self.marker
+        ):  # ... and comes back last
             os.replace(self.stage / name, self.out / name)
         atomic_write(self.out / self.MANIFEST, json.dumps(new).encode())
 
@@ -268,9 +380,11 @@ class ResultFolder:
             shutil.rmtree(self.stage, ignore_errors=True)
             self.lock.release()
 
+
 # %% ../nbs/09c_run_folder.ipynb #b9cfa12d
 class TrainingInterrupted(KeyboardInterrupt):
     "Training stopped by SIGINT/SIGTERM after saving a checkpoint; `signum` is the signal."
+
     def __init__(self, message, signum=signal.SIGINT):
         super().__init__(message)
         self.signum = signum
@@ -279,6 +393,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 class StopSignals:
     """`with StopSignals() as stop:` SIGINT/SIGTERM raise `TrainingInterrupted`, or while `stop.soft` is set only set
     `stop.requested` (the signal's number; a second one raises). Main thread only; old handlers restored on exit."""
+
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):

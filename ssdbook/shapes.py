@@ -21,7 +21,14 @@ from .data import SHAPES_CLASSES, to_float_image, write_classes
 from .voc import write_coco_json, write_voc_xml
 
 # %% auto #0
-__all__ = ['MIN_CONTRAST', 'SHAPES_VERSION', 'walkthrough_batch', 'shapes_set', 'make_shapes_voc']
+__all__ = [
+    'MIN_CONTRAST',
+    'SHAPES_VERSION',
+    'walkthrough_batch',
+    'shapes_set',
+    'make_shapes_voc',
+]
+
 
 # %% ../nbs/01c_shapes.ipynb #c006
 def _unit_polygon(kind):
@@ -31,11 +38,29 @@ def _unit_polygon(kind):
     elif kind == "triangle":
         pts = [(0.5, 0), (1, 1), (0, 1)]
     elif kind == "star":
-        pts = [((1 if k % 2 == 0 else 0.42) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                (1 if k % 2 == 0 else 0.42) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]
+        pts = [
+            (
+                (1 if k % 2 == 0 else 0.42) * math.cos(-math.pi / 2 + k * math.pi / 5),
+                (1 if k % 2 == 0 else 0.42) * math.sin(-math.pi / 2 + k * math.pi / 5),
+            )
+            for k in range(10)
+        ]
     elif kind == "cross":
         a, b = 0.33, 0.67
-        pts = [(a, 0), (b, 0), (b, a), (1, a), (1, b), (b, b), (b, 1), (a, 1), (a, b), (0, b), (0, a), (a, a)]
+        pts = [
+            (a, 0),
+            (b, 0),
+            (b, a),
+            (1, a),
+            (1, b),
+            (b, b),
+            (b, 1),
+            (a, 1),
+            (a, b),
+            (0, b),
+            (0, a),
+            (a, a),
+        ]
     else:
         raise ValueError(f"no polygon for shape {kind!r}")
     p = np.array(pts, dtype=np.float64)
@@ -57,12 +82,16 @@ def _draw_shape(draw, kind, box, color):
 
 def _hsv(h, s, v):
     import colorsys
+
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, s, v))
+
 
 # %% ../nbs/01c_shapes.ipynb #c007
 def _sample_box(rng, size, min_size, max_size):
     "A box `(x0, y0, x1, y1)` (inclusive pixels): scale log-uniform-ish in [min_size, max_size], aspect 0.6..1.7."
-    scale = min_size * (max_size / min_size) ** (rng.random() ** 0.6)  # skewed towards larger objects
+    scale = min_size * (max_size / min_size) ** (
+        rng.random() ** 0.6
+    )  # skewed towards larger objects
     aspect = math.exp(rng.uniform(math.log(0.6), -math.log(0.6)))
     w = int(round(min(max(scale * math.sqrt(aspect), 12), size)))
     h = int(round(min(max(scale / math.sqrt(aspect), 12), size)))
@@ -101,7 +130,10 @@ def _contrasting(hsv, box, others, colours):
     best, best_d = None, -1.0
     for step in _HUE_STEPS:
         rgb = _hsv((hsv[0] + step) % 1.0, hsv[1], hsv[2])
-        d = min((float(np.linalg.norm(np.array(rgb, float) - c)) for c in near), default=np.inf)
+        d = min(
+            (float(np.linalg.norm(np.array(rgb, float) - c)) for c in near),
+            default=np.inf,
+        )
         if d >= MIN_CONTRAST:
             return rgb
         if d > best_d:
@@ -109,7 +141,9 @@ def _contrasting(hsv, box, others, colours):
     return best
 
 
-_OBJECTS_PER_IMAGE = np.array([0.08, 0.17, 0.19, 0.17, 0.15, 0.13, 0.11])  # P(0 objects) ... P(6 objects)
+_OBJECTS_PER_IMAGE = np.array(
+    [0.08, 0.17, 0.19, 0.17, 0.15, 0.13, 0.11]
+)  # P(0 objects) ... P(6 objects)
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,14 +155,25 @@ def _make_shapes_image(rng, size, min_size, max_frac):
     "One synthetic image (H, W, 3) uint8 and its objects: a list of `(box, label)`."
     # textured background: a smooth field of muted colours, a few stripes and lines of clutter
     g = int(rng.integers(2, 7))
-    cells = np.array([_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.25, 0.8)) for _ in range(g * g)],
-                     dtype=np.uint8).reshape(g, g, 3)
+    cells = np.array(
+        [
+            _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.25, 0.8))
+            for _ in range(g * g)
+        ],
+        dtype=np.uint8,
+    ).reshape(g, g, 3)
     img = Image.fromarray(cells).resize((size, size), Image.BILINEAR)
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0, 5))):
         color = _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.2, 0.85))
-        draw.line([tuple(rng.integers(0, size, 2).tolist()), tuple(rng.integers(0, size, 2).tolist())],
-                  fill=color, width=int(rng.integers(1, 4)))
+        draw.line(
+            [
+                tuple(rng.integers(0, size, 2).tolist()),
+                tuple(rng.integers(0, size, 2).tolist()),
+            ],
+            fill=color,
+            width=int(rng.integers(1, 4)),
+        )
     boxes, labels = [], []
     for _ in range(int(rng.choice(len(_OBJECTS_PER_IMAGE), p=_OBJECTS_PER_IMAGE))):
         for _attempt in range(20):
@@ -140,15 +185,23 @@ def _make_shapes_image(rng, size, min_size, max_frac):
     colours = []
     for box, label in zip(boxes, labels):
         hsv = (rng.random(), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
-        colours.append(_contrasting(hsv, box, boxes[:len(colours)], colours))
+        colours.append(_contrasting(hsv, box, boxes[: len(colours)], colours))
         _draw_shape(draw, SHAPES_CLASSES[label], box, colours[-1])
     # texture: a faint stripe pattern and pixel noise over everything (objects included), in int16 for speed
     yy, xx = _grid(size)
     theta, freq = rng.uniform(0, math.pi), rng.uniform(0.05, 0.4)
-    stripes = (rng.uniform(0, 12) * np.sin(freq * (xx * math.cos(theta) + yy * math.sin(theta)))).astype(np.int16)
+    stripes = (
+        rng.uniform(0, 12)
+        * np.sin(freq * (xx * math.cos(theta) + yy * math.sin(theta)))
+    ).astype(np.int16)
     noise = int(rng.integers(3, 17))
-    arr = np.asarray(img, dtype=np.int16) + stripes[..., None] + rng.integers(-noise, noise + 1, (size, size, 3), dtype=np.int16)
+    arr = (
+        np.asarray(img, dtype=np.int16)
+        + stripes[..., None]
+        + rng.integers(-noise, noise + 1, (size, size, 3), dtype=np.int16)
+    )
     return np.clip(arr, 0, 255).astype(np.uint8), list(zip(boxes, labels))
+
 
 # %% ../nbs/01c_shapes.ipynb #c012
 def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
@@ -161,13 +214,23 @@ def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
         raise ValueError(f"walkthrough_batch: n must be >= 1, got {n}")
     pixels, targets = [], []
     for j in range(int(n)):
-        image, objects = _make_shapes_image(np.random.default_rng([int(seed), 0, j]), size, min_size, max_frac)
+        image, objects = _make_shapes_image(
+            np.random.default_rng([int(seed), 0, j]), size, min_size, max_frac
+        )
         pixels.append(image)
-        boxes = torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4) / size
-        labels = torch.tensor([l for _, l in objects], dtype=torch.float32).reshape(-1, 1)
+        boxes = (
+            torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4)
+            / size
+        )
+        labels = torch.tensor([l for _, l in objects], dtype=torch.float32).reshape(
+            -1, 1
+        )
         targets.append(torch.cat([boxes, labels], 1))
-    images = to_float_image(np.stack(pixels).transpose(0, 3, 1, 2))     # (n, 3, size, size) float32
+    images = to_float_image(
+        np.stack(pixels).transpose(0, 3, 1, 2)
+    )  # (n, 3, size, size) float32
     return images, targets
+
 
 # %% ../nbs/01c_shapes.ipynb #c020
 SHAPES_VERSION = 4
@@ -180,27 +243,57 @@ def _shapes_params(n_train, n_test, seed, size, min_size, max_frac):
         if int(v) < 0:
             raise ValueError(f"shapes set: {name} must be >= 0, got {v}")
     if not 12 <= min_size < max_frac * size <= size:
-        raise ValueError(f"shapes set: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})")
-    return dict(version=SHAPES_VERSION, n_train=int(n_train), n_test=int(n_test), seed=int(seed), size=int(size),
-                min_size=min_size, max_frac=max_frac, classes=list(SHAPES_CLASSES))
+        raise ValueError(
+            f"shapes set: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})"
+        )
+    return dict(
+        version=SHAPES_VERSION,
+        n_train=int(n_train),
+        n_test=int(n_test),
+        seed=int(seed),
+        size=int(size),
+        min_size=min_size,
+        max_frac=max_frac,
+        classes=list(SHAPES_CLASSES),
+    )
 
 
 def _write_split(out, split, split_code, p):
     "Write the images, XML files, image-set file and COCO JSON of one split into `out`."
     annos = []
     for j in range(p[f"n_{split}"]):
-        pixels, objects = _make_shapes_image(np.random.default_rng([p["seed"], split_code, j]), p["size"],
-                                             p["min_size"], p["max_frac"])
+        pixels, objects = _make_shapes_image(
+            np.random.default_rng([p["seed"], split_code, j]),
+            p["size"],
+            p["min_size"],
+            p["max_frac"],
+        )
         img_id = f"{split}{j:06d}"
         Image.fromarray(pixels).save(out / "JPEGImages" / f"{img_id}.jpg", quality=92)
-        anno = dict(id=img_id, filename=f"{img_id}.jpg", width=p["size"], height=p["size"],
-                    boxes=torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(-1, 4),
-                    labels=torch.tensor([l for _, l in objects], dtype=torch.int64),
-                    difficult=torch.zeros(len(objects), dtype=torch.bool))
-        write_voc_xml(out / "Annotations" / f"{img_id}.xml", anno, SHAPES_CLASSES, folder="VOCshapes")
+        anno = dict(
+            id=img_id,
+            filename=f"{img_id}.jpg",
+            width=p["size"],
+            height=p["size"],
+            boxes=torch.tensor([b for b, _ in objects], dtype=torch.float32).reshape(
+                -1, 4
+            ),
+            labels=torch.tensor([l for _, l in objects], dtype=torch.int64),
+            difficult=torch.zeros(len(objects), dtype=torch.bool),
+        )
+        write_voc_xml(
+            out / "Annotations" / f"{img_id}.xml",
+            anno,
+            SHAPES_CLASSES,
+            folder="VOCshapes",
+        )
         annos.append(anno)
-    (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{a['id']}\n" for a in annos))
-    write_coco_json(out / "annotations" / f"instances_{split}.json", annos, SHAPES_CLASSES)
+    (out / "ImageSets" / "Main" / f"{split}.txt").write_text(
+        "".join(f"{a['id']}\n" for a in annos)
+    )
+    write_coco_json(
+        out / "annotations" / f"instances_{split}.json", annos, SHAPES_CLASSES
+    )
 
 
 def _write_shapes(out, p):
@@ -213,6 +306,7 @@ def _write_shapes(out, p):
     write_classes(out / "classes.txt", SHAPES_CLASSES)
     (out / "shapes.json").write_text(json.dumps(p, indent=1))
 
+
 # %% ../nbs/01c_shapes.ipynb #c021
 def _read_stamp(folder):
     try:
@@ -223,8 +317,13 @@ def _read_stamp(folder):
 
 def _remove_stale_temps(dest):
     "Delete temporary (`.tmp-`) and replaced (`.old-`) folders left next to `dest` by killed processes of this host."
-    for p in [*dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.old-*")]:
-        host, pid = p.name[len(f".{dest.name}.tmp-"):].rsplit("-", 2)[:2]     # ".tmp-" and ".old-": same length
+    for p in [
+        *dest.parent.glob(f".{dest.name}.tmp-*"),
+        *dest.parent.glob(f".{dest.name}.old-*"),
+    ]:
+        host, pid = p.name[len(f".{dest.name}.tmp-") :].rsplit("-", 2)[
+            :2
+        ]  # ".tmp-" and ".old-": same length
         if host != socket.gethostname() or not pid.isdigit():
             continue
         try:
@@ -240,41 +339,64 @@ def _build_atomically(dest, p, inner=None):
     touched: if another process renamed its copy first, ours is deleted and theirs is used."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(dest)
-    tmp = dest.parent / f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = (
+        dest.parent
+        / f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
     try:
         _write_shapes(tmp / inner if inner else tmp, p)
-        os.rename(tmp, dest)                       # atomic; fails when dest exists and is not empty
+        os.rename(tmp, dest)  # atomic; fails when dest exists and is not empty
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if _read_stamp(dest / inner if inner else dest) != p:
             raise
     return dest
 
+
 # %% ../nbs/01c_shapes.ipynb #c022
 def _describe(p):
     return f"version {p.get('version')}, seed {p.get('seed')}, {p.get('n_train')} train + {p.get('n_test')} test, {p.get('size')} px"
 
 
-def shapes_set(root=None, n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9) -> Path:
+def shapes_set(
+    root=None, n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9
+) -> Path:
     """The shapes set as a dataset root: `VOCDetection(shapes_set(...), [("shapes", "train")])` reads it.
 
     Generated on first use into `root/shapes-v{SHAPES_VERSION}-seed{seed}-{n_train}+{n_test}-{size}px/VOCshapes`
     (`root`: `$SSDBOOK_CACHE` or `~/.cache/ssdbook`), atomically; an existing folder is used as it is, never
     rebuilt or deleted, so concurrent runs with any seeds are safe. Also holds `classes.txt` and COCO JSON."""
     p = _shapes_params(n_train, n_test, seed, size, min_size, max_frac)
-    root = Path(root or os.environ.get("SSDBOOK_CACHE") or Path.home() / ".cache" / "ssdbook").expanduser()
-    extra = "" if (min_size, max_frac) == (15, 0.9) else f"-min{min_size:g}-max{max_frac:g}"
-    dest = root / f"shapes-v{SHAPES_VERSION}-seed{p['seed']}-{p['n_train']}+{p['n_test']}-{p['size']}px{extra}"
+    root = Path(
+        root or os.environ.get("SSDBOOK_CACHE") or Path.home() / ".cache" / "ssdbook"
+    ).expanduser()
+    extra = (
+        "" if (min_size, max_frac) == (15, 0.9) else f"-min{min_size:g}-max{max_frac:g}"
+    )
+    dest = (
+        root
+        / f"shapes-v{SHAPES_VERSION}-seed{p['seed']}-{p['n_train']}+{p['n_test']}-{p['size']}px{extra}"
+    )
     if _read_stamp(dest / "VOCshapes") == p:
         return dest
     if dest.exists():
-        raise ValueError(f"{dest} exists but is not a complete shapes set of these arguments; it is left alone "
-                         "(delete it yourself if no run is using it)")
+        raise ValueError(
+            f"{dest} exists but is not a complete shapes set of these arguments; it is left alone "
+            "(delete it yourself if no run is using it)"
+        )
     return _build_atomically(dest, p, inner="VOCshapes")
 
 
-def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9,
-                    overwrite=False) -> Path:
+def make_shapes_voc(
+    root="data",
+    n_train=2000,
+    n_test=500,
+    seed=0,
+    size=300,
+    min_size=15,
+    max_frac=0.9,
+    overwrite=False,
+) -> Path:
     """Write the shapes set to `root/VOCshapes` (VOC layout, `classes.txt`, COCO JSON); return that path.
 
     Read it with `VOCDetection(root, [("shapes", "train")])`. Written atomically; a set with the same arguments
@@ -288,11 +410,18 @@ def make_shapes_voc(root="data", n_train=2000, n_test=500, seed=0, size=300, min
         return out
     if out.exists():
         if stamp is None:
-            raise ValueError(f"{out} exists and was not made by make_shapes_voc; it is left alone (choose another root)")
+            raise ValueError(
+                f"{out} exists and was not made by make_shapes_voc; it is left alone (choose another root)"
+            )
         if not overwrite:
-            raise ValueError(f"{out} holds another shapes set ({_describe(stamp)}; asked for {_describe(p)}); it is "
-                             "left alone in case a run reads it: use shapes_set(), another root, or overwrite=True")
-        old = out.parent / f".VOCshapes.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            raise ValueError(
+                f"{out} holds another shapes set ({_describe(stamp)}; asked for {_describe(p)}); it is "
+                "left alone in case a run reads it: use shapes_set(), another root, or overwrite=True"
+            )
+        old = (
+            out.parent
+            / f".VOCshapes.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         os.rename(out, old)
         shutil.rmtree(old, ignore_errors=True)
     return _build_atomically(out, p)

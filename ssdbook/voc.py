@@ -15,12 +15,32 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from .data import VOC_CLASSES, check_classes, read_classes, to_float_image, write_classes
+from ssdbook.data import (
+    VOC_CLASSES,
+    check_classes,
+    read_classes,
+    to_float_image,
+    write_classes,
+)
 
 # %% auto #0
-__all__ = ['parse_voc_xml', 'anno_to_target', 'write_voc_xml', 'write_coco_json', 'image_extensions', 'pil_to_float',
-           'read_image', 'size_problem', 'find_image', 'as_image_sets', 'folder_classes', 'read_image_ids',
-           'make_toy_voc', 'check_dataset']
+__all__ = [
+    'parse_voc_xml',
+    'anno_to_target',
+    'write_voc_xml',
+    'write_coco_json',
+    'image_extensions',
+    'pil_to_float',
+    'read_image',
+    'size_problem',
+    'find_image',
+    'as_image_sets',
+    'folder_classes',
+    'read_image_ids',
+    'make_toy_voc',
+    'check_dataset',
+]
+
 
 # %% ../nbs/01a_voc.ipynb #c006
 def _text(node, tag):
@@ -35,19 +55,32 @@ def _parse_object(obj, where, index, classes, width, height):
         return f"{where} has no <name>"
     where = f"{where} ({name!r})"
     if name.lower() not in index:
-        return f"{where}: class {name!r} is not in the class list ({', '.join(classes)})"
+        return (
+            f"{where}: class {name!r} is not in the class list ({', '.join(classes)})"
+        )
     try:
-        x1, y1, x2, y2 = (float(_text(obj.find("bndbox"), t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        x1, y1, x2, y2 = (
+            float(_text(obj.find("bndbox"), t))
+            for t in ("xmin", "ymin", "xmax", "ymax")
+        )
     except (TypeError, ValueError):
         return f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"
     if not all(map(math.isfinite, (x1, y1, x2, y2))):
         return f"{where}: <bndbox> ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not four finite numbers"
-    bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + ([f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else [])
+    bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + (
+        [f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else []
+    )
     if min(x1, y1) < 0 or x2 > width or y2 > height:
-        bad.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image")
+        bad.append(
+            f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) outside the {width}x{height} image"
+        )
     if bad:
         return f"{where}: " + "; ".join(bad)
-    return [max(x1 - 1, 0.0), max(y1 - 1, 0.0), x2 - 1, y2 - 1], index[name.lower()], _text(obj, "difficult") == "1"
+    return (
+        [max(x1 - 1, 0.0), max(y1 - 1, 0.0), x2 - 1, y2 - 1],
+        index[name.lower()],
+        _text(obj, "difficult") == "1",
+    )
 
 
 def parse_voc_xml(path, classes=VOC_CLASSES):
@@ -59,8 +92,15 @@ def parse_voc_xml(path, classes=VOC_CLASSES):
     `problems` lists every defect found, each naming the file and the object; an empty list means the
     annotation is valid. Objects with a problem are left out of `anno`."""
     path = Path(path)
-    anno = dict(id=path.stem, filename=None, width=0, height=0, boxes=torch.zeros(0, 4),
-                labels=torch.zeros(0, dtype=torch.int64), difficult=torch.zeros(0, dtype=torch.bool))
+    anno = dict(
+        id=path.stem,
+        filename=None,
+        width=0,
+        height=0,
+        boxes=torch.zeros(0, 4),
+        labels=torch.zeros(0, dtype=torch.int64),
+        difficult=torch.zeros(0, dtype=torch.bool),
+    )
     if not path.is_file():
         return anno, [f"{path}: annotation file is missing"]
     try:
@@ -68,21 +108,29 @@ def parse_voc_xml(path, classes=VOC_CLASSES):
     except ET.ParseError as e:
         return anno, [f"{path}: malformed XML ({e})"]
     try:
-        width, height = (int(float(_text(root.find("size"), t))) for t in ("width", "height"))
+        width, height = (
+            int(float(_text(root.find("size"), t))) for t in ("width", "height")
+        )
         assert width > 0 and height > 0
     except (TypeError, ValueError, OverflowError, AssertionError):
         return anno, [f"{path}: <size> needs positive <width> and <height>"]
     anno.update(filename=_text(root, "filename"), width=width, height=height)
     index = {name.lower(): i for i, name in enumerate(classes)}
-    parsed = [_parse_object(obj, f"{path}: object {k}", index, classes, width, height)
-              for k, obj in enumerate(root.iter("object"))]
+    parsed = [
+        _parse_object(obj, f"{path}: object {k}", index, classes, width, height)
+        for k, obj in enumerate(root.iter("object"))
+    ]
     problems = [p for p in parsed if isinstance(p, str)]
     objects = [p for p in parsed if not isinstance(p, str)]
     if objects:
         boxes, labels, difficult = zip(*objects)
-        anno.update(boxes=torch.tensor(boxes, dtype=torch.float32), labels=torch.tensor(labels),
-                    difficult=torch.tensor(difficult))
+        anno.update(
+            boxes=torch.tensor(boxes, dtype=torch.float32),
+            labels=torch.tensor(labels),
+            difficult=torch.tensor(difficult),
+        )
     return anno, problems
+
 
 # %% ../nbs/01a_voc.ipynb #c007
 def anno_to_target(anno, keep_difficult=True):
@@ -91,6 +139,7 @@ def anno_to_target(anno, keep_difficult=True):
     scale = torch.tensor([anno["width"], anno["height"]] * 2, dtype=torch.float32)
     boxes = anno["boxes"][keep] / scale
     return torch.cat([boxes, anno["labels"][keep, None].float()], 1)
+
 
 # %% ../nbs/01a_voc.ipynb #c008
 def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
@@ -107,17 +156,25 @@ def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
     ET.SubElement(root, "segmented").text = "0"
     n = len(anno["labels"])
     difficult = anno.get("difficult", torch.zeros(n, dtype=torch.bool))
-    for box, label, diff in zip(torch.as_tensor(anno["boxes"]).tolist(), torch.as_tensor(anno["labels"]).tolist(),
-                                torch.as_tensor(difficult).tolist()):
+    for box, label, diff in zip(
+        torch.as_tensor(anno["boxes"]).tolist(),
+        torch.as_tensor(anno["labels"]).tolist(),
+        torch.as_tensor(difficult).tolist(),
+    ):
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = classes[int(label)]
-        for tag, v in (("pose", "Unspecified"), ("truncated", "0"), ("difficult", str(int(bool(diff))))):
+        for tag, v in (
+            ("pose", "Unspecified"),
+            ("truncated", "0"),
+            ("difficult", str(int(bool(diff)))),
+        ):
             ET.SubElement(obj, tag).text = v
         bb = ET.SubElement(obj, "bndbox")
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
             ET.SubElement(bb, tag).text = str(int(round(v)) + 1)
     ET.indent(root)
     Path(path).write_text(ET.tostring(root, encoding="unicode") + "\n")
+
 
 # %% ../nbs/01a_voc.ipynb #c013
 def write_coco_json(path, annos, classes) -> Path:
@@ -127,38 +184,74 @@ def write_coco_json(path, annos, classes) -> Path:
     classes = check_classes(classes, str(path))
     images, annotations = [], []
     for i, a in enumerate(annos, 1):
-        images.append(dict(id=i, file_name=a.get("filename") or f"{a['id']}.jpg", width=int(a["width"]),
-                           height=int(a["height"])))
+        images.append(
+            dict(
+                id=i,
+                file_name=a.get("filename") or f"{a['id']}.jpg",
+                width=int(a["width"]),
+                height=int(a["height"]),
+            )
+        )
         difficult = a.get("difficult", torch.zeros(len(a["labels"]), dtype=torch.bool))
-        for (x1, y1, x2, y2), label, diff in zip(torch.as_tensor(a["boxes"]).tolist(),
-                                                 torch.as_tensor(a["labels"]).tolist(), torch.as_tensor(difficult).tolist()):
-            annotations.append(dict(id=len(annotations) + 1, image_id=i, category_id=int(label) + 1,
-                                    bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=int(diff)))
+        for (x1, y1, x2, y2), label, diff in zip(
+            torch.as_tensor(a["boxes"]).tolist(),
+            torch.as_tensor(a["labels"]).tolist(),
+            torch.as_tensor(difficult).tolist(),
+        ):
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i,
+                    category_id=int(label) + 1,
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1),
+                    iscrowd=int(diff),
+                )
+            )
     categories = [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
-    Path(path).write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
+    Path(path).write_text(
+        json.dumps(dict(images=images, annotations=annotations, categories=categories))
+    )
     return Path(path)
+
 
 # %% ../nbs/01a_voc.ipynb #c016
 @functools.lru_cache(maxsize=1)
 def image_extensions() -> tuple:
     "File extensions tried for an image id: the common ones first, then every format PIL can open."
     common = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
-    Image.init()                                    # registers all of PIL's plugins
-    return common + tuple(sorted(e for e in Image.registered_extensions() if e not in common))
+    Image.init()  # registers all of PIL's plugins
+    return common + tuple(
+        sorted(e for e in Image.registered_extensions() if e not in common)
+    )
 
 
 def pil_to_float(im) -> torch.Tensor:
     """A PIL image as the float `(3, H, W)` image in [0, 1] its owner sees: EXIF orientation applied; 16-bit
     grey (`I;16`) divided by 65535, `I` by 255 or, when a value passes 255, by 65535; float (`F`) kept when
     in [0, 1], else scaled like `I`; transparency composited on white; grey, palette, CMYK as RGB."""
-    im = ImageOps.exif_transpose(im)                                    # a phone's portrait photo stands up
+    im = ImageOps.exif_transpose(im)  # a phone's portrait photo stands up
     if im.mode.startswith("I") or im.mode == "F":
-        a = np.asarray(im, dtype=np.float32)                            # (H, W); decodes every pixel
-        top = 1 if im.mode == "F" and a.max() <= 1 else 255 if a.max() <= 255 and im.mode[:3] != "I;1" else 65535
-        return torch.from_numpy(np.clip(a / np.float32(top), 0, 1)).expand(3, *a.shape).contiguous()
+        a = np.asarray(im, dtype=np.float32)  # (H, W); decodes every pixel
+        top = (
+            1
+            if im.mode == "F" and a.max() <= 1
+            else 255
+            if a.max() <= 255 and im.mode[:3] != "I;1"
+            else 65535
+        )
+        return (
+            torch.from_numpy(np.clip(a / np.float32(top), 0, 1))
+            .expand(3, *a.shape)
+            .contiguous()
+        )
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
-    return to_float_image(np.asarray(im.convert("RGB")).transpose(2, 0, 1))  # (3, H, W) float32
+        im = Image.alpha_composite(
+            Image.new("RGBA", im.size, "white"), im.convert("RGBA")
+        )
+    return to_float_image(
+        np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    )  # (3, H, W) float32
 
 
 def read_image(path) -> torch.Tensor:
@@ -178,11 +271,13 @@ def size_problem(path, width, height, anno, source="its annotation"):
     if not anno["width"] or (width, height) == (anno["width"], anno["height"]):
         return None
     with Image.open(path) as im:
-        turn = im.getexif().get(0x0112, 1)                              # EXIF orientation 5..8: a quarter turn
+        turn = im.getexif().get(0x0112, 1)  # EXIF orientation 5..8: a quarter turn
     if turn in (5, 6, 7, 8) and (height, width) == (anno["width"], anno["height"]):
-        return (f"{path}: its EXIF orientation {turn} turns the stored {height}x{width} pixels to {width}x{height}, "
-                f"but {source} says {height}x{width}: the boxes were drawn on the unturned pixels (remove the "
-                "image's EXIF orientation tag to keep them, or annotate the upright image)")
+        return (
+            f"{path}: its EXIF orientation {turn} turns the stored {height}x{width} pixels to {width}x{height}, "
+            f"but {source} says {height}x{width}: the boxes were drawn on the unturned pixels (remove the "
+            "image's EXIF orientation tag to keep them, or annotate the upright image)"
+        )
     return f"{path}: image is {width}x{height} but {source} says {anno['width']}x{anno['height']}"
 
 
@@ -193,18 +288,31 @@ def find_image(folder, img_id, filename=None):
     for p in candidates + [folder / f"{img_id}{ext}" for ext in image_extensions()]:
         if p.is_file():
             return p
-    raise ValueError(f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "
-                     "extensions PIL reads)")
+    raise ValueError(
+        f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "
+        "extensions PIL reads)"
+    )
+
 
 # %% ../nbs/01a_voc.ipynb #c019
 def as_image_sets(image_sets):
     "Normalise `image_sets` to a list of `(year, name)` string pairs; a one-line error for anything else."
-    if isinstance(image_sets, tuple) and len(image_sets) == 2 and all(isinstance(s, str) for s in image_sets):
+    if (
+        isinstance(image_sets, tuple)
+        and len(image_sets) == 2
+        and all(isinstance(s, str) for s in image_sets)
+    ):
         image_sets = [image_sets]
     if isinstance(image_sets, str) or not all(
-            isinstance(s, (tuple, list)) and len(s) == 2 and all(isinstance(v, (str, int)) for v in s) for s in image_sets):
-        raise ValueError(f"image_sets must be a list of (year, name) pairs such as [('2007', 'trainval')] or "
-                         f"[('shapes', 'train')], got {image_sets!r}")
+        isinstance(s, (tuple, list))
+        and len(s) == 2
+        and all(isinstance(v, (str, int)) for v in s)
+        for s in image_sets
+    ):
+        raise ValueError(
+            f"image_sets must be a list of (year, name) pairs such as [('2007', 'trainval')] or "
+            f"[('shapes', 'train')], got {image_sets!r}"
+        )
     return [(str(year), str(name)) for year, name in image_sets]
 
 
@@ -219,33 +327,47 @@ def folder_classes(root, years):
     lists = list(found.items())
     for p, c in lists[1:]:
         if [x.lower() for x in c] != [x.lower() for x in lists[0][1]]:
-            raise ValueError(f"{p} lists classes {', '.join(c)} but {lists[0][0]} lists {', '.join(lists[0][1])}")
+            raise ValueError(
+                f"{p} lists classes {', '.join(c)} but {lists[0][0]} lists {', '.join(lists[0][1])}"
+            )
     return lists[0][1] if lists else None
 
 
 def _image_id(line, annotations):
     "The id on one line: the whole line, less a last word that is a VOC flag (-1, 0, 1) as in `dog_train.txt`."
     line, words = line.strip(), line.split()
-    flagged = len(words) > 1 and words[-1] in ("-1", "0", "1") and not (annotations / f"{line}.xml").is_file()
+    flagged = (
+        len(words) > 1
+        and words[-1] in ("-1", "0", "1")
+        and not (annotations / f"{line}.xml").is_file()
+    )
     return line[: -len(words[-1])].rstrip() if flagged else line
 
 
 def read_image_ids(list_file, year, root):
     "The image ids of one split file, one per line (spaces kept); `ValueError` if the file is missing or empty."
     if not list_file.is_file():
-        hint = ("make it with ssdbook.shapes.make_shapes_voc or shapes_set" if year == "shapes" else
-                "pass download=True to fetch VOC2007/VOC2012")
-        raise ValueError(f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
-                         f"under {root}; {hint})")
+        hint = (
+            "make it with ssdbook.shapes.make_shapes_voc or shapes_set"
+            if year == "shapes"
+            else "pass download=True to fetch VOC2007/VOC2012"
+        )
+        raise ValueError(
+            f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
+            f"under {root}; {hint})"
+        )
     annotations = list_file.parent.parent.parent / "Annotations"
     try:
         lines = list_file.read_bytes().decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
-        raise ValueError(f"{list_file}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        raise ValueError(
+            f"{list_file}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+        ) from None
     ids = [_image_id(line, annotations) for line in lines if line.strip()]
     if not ids:
         raise ValueError(f"{list_file}: the image set is empty (no image ids)")
     return ids
+
 
 # %% ../nbs/01a_voc.ipynb #c021
 def make_toy_voc(root, n=6, seed=0, classes=("box", "ball")) -> Path:
@@ -260,17 +382,37 @@ def make_toy_voc(root, n=6, seed=0, classes=("box", "ball")) -> Path:
         draw, boxes, labels = ImageDraw.Draw(img), [], []
         for k in range(0 if i == 2 else int(rng.integers(1, 4))):
             s = int(rng.integers(30, min(w, h) // 2))
-            x, y, label = int(rng.integers(0, w - s)), int(rng.integers(0, h - s)), (i + k) % 2
+            x, y, label = (
+                int(rng.integers(0, w - s)),
+                int(rng.integers(0, h - s)),
+                (i + k) % 2,
+            )
             fill = tuple(int(v) for v in rng.integers(0, 120, 3))
-            (draw.rectangle if label == 0 else draw.ellipse)([x, y, x + s - 1, y + s - 1], fill=fill)
-            boxes.append([x, y, x + s - 1, y + s - 1]); labels.append(label)
+            (draw.rectangle if label == 0 else draw.ellipse)(
+                [x, y, x + s - 1, y + s - 1], fill=fill
+            )
+            boxes.append([x, y, x + s - 1, y + s - 1])
+            labels.append(label)
         filename = f"toy{i:03d}.png" if i == 1 else f"toy{i:03d}.jpg"
         img.save(base / "JPEGImages" / filename)
-        write_voc_xml(base / "Annotations" / f"toy{i:03d}.xml", dict(
-            id=f"toy{i:03d}", filename=filename, width=w, height=h, labels=torch.tensor(labels, dtype=torch.int64),
-            boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)), classes, folder="VOCtoy")
-    (base / "ImageSets/Main/train.txt").write_text("".join(f"toy{i:03d}\n" for i in range(n)))
+        write_voc_xml(
+            base / "Annotations" / f"toy{i:03d}.xml",
+            dict(
+                id=f"toy{i:03d}",
+                filename=filename,
+                width=w,
+                height=h,
+                labels=torch.tensor(labels, dtype=torch.int64),
+                boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            ),
+            classes,
+            folder="VOCtoy",
+        )
+    (base / "ImageSets/Main/train.txt").write_text(
+        "".join(f"toy{i:03d}\n" for i in range(n))
+    )
     return base
+
 
 # %% ../nbs/01a_voc.ipynb #c028
 def _check_id(base, img_id, classes, check_images):
@@ -278,9 +420,15 @@ def _check_id(base, img_id, classes, check_images):
     file (missing, undecodable: decoded in full, or of another size than its XML)."""
     anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
     try:
-        path = find_image(base / "JPEGImages", img_id, anno["filename"]) if check_images else None
+        path = (
+            find_image(base / "JPEGImages", img_id, anno["filename"])
+            if check_images
+            else None
+        )
         image = read_image(path) if path else None
-        problems += [size_problem(path, image.shape[2], image.shape[1], anno)] if path else []
+        problems += (
+            [size_problem(path, image.shape[2], image.shape[1], anno)] if path else []
+        )
     except ValueError as e:
         problems.append(str(e))
     return [p for p in problems if p], len(anno["labels"])
@@ -301,13 +449,23 @@ def _check_split(root, year, name, classes, check_images, workers):
         seen.add(img_id)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         found = list(pool.map(lambda i: _check_id(base, i, classes, check_images), ids))
-    if not sum(n for _, n in found):                  # an image without objects is valid, a set without any is not
-        problems.append(f"{list_file}: none of its {len(ids)} images has an object (nothing to train on or score)")
+    if not sum(
+        n for _, n in found
+    ):  # an image without objects is valid, a set without any is not
+        problems.append(
+            f"{list_file}: none of its {len(ids)} images has an object (nothing to train on or score)"
+        )
     return problems + [p for ps, _ in found for p in ps]
 
 
-def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_images=True, strict=False,
-                  workers=None):
+def check_dataset(
+    root,
+    image_sets=(("2007", "trainval"),),
+    classes=None,
+    check_images=True,
+    strict=False,
+    workers=None,
+):
     """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
 
     Checks that each image set exists, is not empty and has an object, that each listed id has a well-formed
@@ -319,11 +477,19 @@ def check_dataset(root, image_sets=(("2007", "trainval"),), classes=None, check_
     root = Path(root).expanduser()
     image_sets = as_image_sets(image_sets)
     try:
-        classes = check_classes(classes or folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES)
+        classes = check_classes(
+            classes or folder_classes(root, [y for y, _ in image_sets]) or VOC_CLASSES
+        )
         workers = workers or min(8, os.cpu_count() or 1)
-        problems = [p for y, name in image_sets for p in _check_split(root, y, name, classes, check_images, workers)]
+        problems = [
+            p
+            for y, name in image_sets
+            for p in _check_split(root, y, name, classes, check_images, workers)
+        ]
     except ValueError as e:
         problems = [str(e)]
     if strict and problems:
-        raise ValueError(f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems))
+        raise ValueError(
+            f"{len(problems)} problem(s) in {root}:\n" + "\n".join(problems)
+        )
     return problems

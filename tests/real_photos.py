@@ -16,6 +16,7 @@ category ids out of order (listed 11, 3, 7):
 
     python -c "import sys; sys.path.insert(0, 'tests'); from real_photos import build; print(build('real'))"
 """
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,31 @@ import torch
 from PIL import Image
 
 CLASSES = ("cat", "person", "cup")
-COCO_IDS = {"cup": 11, "cat": 3, "person": 7}           # listed in this order in the JSON: 11, 3, 7
+COCO_IDS = {
+    "cup": 11,
+    "cat": 3,
+    "person": 7,
+}  # listed in this order in the JSON: 11, 3, 7
 # (photo, class, hand-written box x1, y1, x2, y2 in the photo's pixels)
-SOURCES = [("chelsea", "cat", (30, 0, 450, 299)), ("astronaut", "person", (25, 15, 365, 511)),
-           ("camera", "person", (10, 60, 330, 511)), ("coffee", "cup", (170, 12, 400, 250))]
-BACKGROUNDS = ("rocket", "hubble_deep_field", "grass", "gravel", "brick", "immunohistochemistry")
+SOURCES = [
+    ("chelsea", "cat", (30, 0, 450, 299)),
+    ("astronaut", "person", (25, 15, 365, 511)),
+    ("camera", "person", (10, 60, 330, 511)),
+    ("coffee", "cup", (170, 12, 400, 250)),
+]
+BACKGROUNDS = (
+    "rocket",
+    "hubble_deep_field",
+    "grass",
+    "gravel",
+    "brick",
+    "immunohistochemistry",
+)
 
 
 def _photo(name) -> Image.Image:
     import skimage.data
+
     return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
 
 
@@ -43,10 +60,18 @@ def _crop_around(rng, photo, box, w, h):
     "A crop of `photo` that holds `box` whole, resized to `w x h`; the box in the new pixels."
     x1, y1, x2, y2 = box
     cx1, cy1 = int(rng.integers(0, x1 + 1)), int(rng.integers(0, y1 + 1))
-    cx2, cy2 = int(rng.integers(x2 + 1, photo.width + 1)), int(rng.integers(y2 + 1, photo.height + 1))
+    cx2, cy2 = (
+        int(rng.integers(x2 + 1, photo.width + 1)),
+        int(rng.integers(y2 + 1, photo.height + 1)),
+    )
     sx, sy = w / (cx2 - cx1), h / (cy2 - cy1)
     image = photo.crop((cx1, cy1, cx2, cy2)).resize((w, h), Image.BILINEAR)
-    new = [(x1 - cx1) * sx, (y1 - cy1) * sy, (x2 + 1 - cx1) * sx - 1, (y2 + 1 - cy1) * sy - 1]
+    new = [
+        (x1 - cx1) * sx,
+        (y1 - cy1) * sy,
+        (x2 + 1 - cx1) * sx - 1,
+        (y2 + 1 - cy1) * sy - 1,
+    ]
     return image, [min(max(v, 0), lim - 1) for v, lim in zip(new, (w, h, w, h))]
 
 
@@ -66,54 +91,91 @@ def _collage(rng, photos, backgrounds, w, h):
         if boxes and _iou(box, boxes) > 0.3:
             continue
         obj = obj.resize((ow, oh), Image.BILINEAR)
-        image.paste(obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else obj, (ox, oy))
+        image.paste(
+            obj.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            if rng.random() < 0.5
+            else obj,
+            (ox, oy),
+        )
         boxes.append(box), labels.append(CLASSES.index(cls))
     return image, boxes, labels
 
 
 def _iou(box, boxes):
     from torchvision.ops import box_iou
-    return float(box_iou(torch.tensor([box], dtype=torch.float32), torch.tensor(boxes, dtype=torch.float32)).max())
+
+    return float(
+        box_iou(
+            torch.tensor([box], dtype=torch.float32),
+            torch.tensor(boxes, dtype=torch.float32),
+        ).max()
+    )
 
 
 def _save(image, path_stem, k):
     """Save one image in the style of item `k` of a user's folder; returns the file name. Styles: phone photo
     (pixels stored turned, EXIF orientation 6 or 8), 16-bit grey PNG, RGBA PNG, grey JPEG, .png, .JPG, .jpg."""
-    if k % 6 == 1:                                                   # a phone photo: stored sideways + EXIF
+    if k % 6 == 1:  # a phone photo: stored sideways + EXIF
         orientation = 6 if k % 12 == 1 else 8
-        stored = image.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
+        stored = image.transpose(
+            Image.Transpose.ROTATE_90
+            if orientation == 6
+            else Image.Transpose.ROTATE_270
+        )
         exif = stored.getexif()
         exif[0x0112] = orientation
         stored.save(path_stem.with_suffix(".jpg"), quality=90, exif=exif)
         return path_stem.name + ".jpg"
-    if k == 4:                                                       # a 16-bit grey PNG (mode I;16)
+    if k == 4:  # a 16-bit grey PNG (mode I;16)
         grey = np.asarray(image.convert("L"), dtype=np.float64) / 255
-        Image.fromarray((grey * 65535).round().astype(np.uint16)).save(path_stem.with_suffix(".png"))
+        Image.fromarray((grey * 65535).round().astype(np.uint16)).save(
+            path_stem.with_suffix(".png")
+        )
         return path_stem.name + ".png"
-    if k == 9:                                                       # RGBA, fully opaque
+    if k == 9:  # RGBA, fully opaque
         image.convert("RGBA").save(path_stem.with_suffix(".png"))
         return path_stem.name + ".png"
     ext = {3: ".png", 5: ".JPG", 8: ".png"}.get(k % 10, ".jpg")
-    (image.convert("L") if k % 7 == 2 else image).save(path_stem.with_suffix(ext), **({"quality": 90} if ext != ".png" else {}))
+    (image.convert("L") if k % 7 == 2 else image).save(
+        path_stem.with_suffix(ext), **({"quality": 90} if ext != ".png" else {})
+    )
     return path_stem.name + ext
 
 
 def _annotation(img_id, filename, image, boxes, labels):
-    return dict(id=img_id, filename=filename, width=image.width, height=image.height,
-                boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                labels=torch.tensor(labels, dtype=torch.int64), difficult=torch.zeros(len(labels), dtype=torch.bool))
+    return dict(
+        id=img_id,
+        filename=filename,
+        width=image.width,
+        height=image.height,
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        difficult=torch.zeros(len(labels), dtype=torch.bool),
+    )
 
 
 def _write_coco(path, annos):
     "COCO instances JSON with the category ids 11, 3, 7 listed out of order."
     images, annotations = [], []
     for i, a in enumerate(annos, 1):
-        images.append(dict(id=i, file_name=a["filename"], width=a["width"], height=a["height"]))
+        images.append(
+            dict(id=i, file_name=a["filename"], width=a["width"], height=a["height"])
+        )
         for (x1, y1, x2, y2), label in zip(a["boxes"].tolist(), a["labels"].tolist()):
-            annotations.append(dict(id=len(annotations) + 1, image_id=i, category_id=COCO_IDS[CLASSES[label]],
-                                    bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=i,
+                    category_id=COCO_IDS[CLASSES[label]],
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1),
+                    iscrowd=0,
+                )
+            )
     categories = [dict(id=i, name=name) for name, i in COCO_IDS.items()]
-    path.write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories)))
+    path.write_text(
+        json.dumps(dict(images=images, annotations=annotations, categories=categories))
+    )
 
 
 def build(root, n_train=90, n_test=30, seed=0) -> Path:
@@ -123,6 +185,7 @@ def build(root, n_train=90, n_test=30, seed=0) -> Path:
     collages. Item k of each split is saved in the style `_save` gives it (so both splits hold every style)."""
     from ssdbook.data import write_classes
     from ssdbook.voc import write_voc_xml
+
     root, rng = Path(root), np.random.default_rng(seed)
     base = root / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
@@ -143,9 +206,13 @@ def build(root, n_train=90, n_test=30, seed=0) -> Path:
             img_id = f"{split}_{k:03d}"
             filename = _save(image, base / "JPEGImages" / img_id, k)
             anno = _annotation(img_id, filename, image, boxes, labels)
-            write_voc_xml(base / "Annotations" / f"{img_id}.xml", anno, CLASSES, folder="VOC2007")
+            write_voc_xml(
+                base / "Annotations" / f"{img_id}.xml", anno, CLASSES, folder="VOC2007"
+            )
             annos.append(anno)
-        (base / "ImageSets/Main" / f"{split}.txt").write_text("".join(f"{a['id']}\n" for a in annos))
+        (base / "ImageSets/Main" / f"{split}.txt").write_text(
+            "".join(f"{a['id']}\n" for a in annos)
+        )
         _write_coco(base / "annotations" / f"instances_{split}.json", annos)
     return root
 

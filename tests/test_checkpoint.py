@@ -1,5 +1,6 @@
 """Chapter 9b: checkpoints you can trust (ssdbook.checkpoint): atomic writes, corrupt files, resume discovery,
 rebuilding and fine-tuning models. The run folder (lock, log.csv) is chapter 9c: tests/test_runfolder.py."""
+
 import errno
 import logging
 import os
@@ -13,9 +14,22 @@ import pytest
 import torch
 
 import ssdbook.checkpoint as C
-from ssdbook.checkpoint import (FORMAT_VERSION, CheckpointError, NoSpaceError, check_compatible, checkpoint_state,
-                                find_resume, load_checkpoint, load_for_finetuning, load_model, resolve_resume,
-                                rng_state, save_checkpoint, set_rng_state, write_checkpoints)
+from ssdbook.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    NoSpaceError,
+    check_compatible,
+    checkpoint_state,
+    find_resume,
+    load_checkpoint,
+    load_for_finetuning,
+    load_model,
+    resolve_resume,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_checkpoints,
+)
 from ssdbook.model import build_ssd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,25 +44,48 @@ def net():
 
 def state_of(net, it=3, **kw):
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    return checkpoint_state(net, opt, iteration=it, classes=CLASSES, config=dict(base="mini", seed=0, batch_size=2),
-                            **kw)
+    return checkpoint_state(
+        net,
+        opt,
+        iteration=it,
+        classes=CLASSES,
+        config=dict(base="mini", seed=0, batch_size=2),
+        **kw,
+    )
 
 
 def test_state_has_everything_and_round_trips(net, tmp_path):
     st = state_of(net)
     p = save_checkpoint(tmp_path / "c.pth", st)
-    assert [q.name for q in tmp_path.iterdir()] == ["c.pth"]            # no temp file left behind
+    assert [q.name for q in tmp_path.iterdir()] == ["c.pth"]  # no temp file left behind
     ck = load_checkpoint(p)
-    assert ck["format_version"] == FORMAT_VERSION and ck["base"] == "mini" and ck["classes"] == CLASSES
-    assert ck["num_classes"] == 4 and ck["prior_cfg"]["feature_maps"] == [38, 19, 10, 5, 3, 1]
-    assert ck["iteration"] == 3 and "sampler" not in ck          # the data stream's state is the iteration
+    assert (
+        ck["format_version"] == FORMAT_VERSION
+        and ck["base"] == "mini"
+        and ck["classes"] == CLASSES
+    )
+    assert ck["num_classes"] == 4 and ck["prior_cfg"]["feature_maps"] == [
+        38,
+        19,
+        10,
+        5,
+        3,
+        1,
+    ]
+    assert (
+        ck["iteration"] == 3 and "sampler" not in ck
+    )  # the data stream's state is the iteration
     assert all(torch.equal(ck["model"][k], v) for k, v in net.state_dict().items())
     # keyword form (what ssdbook 0.1 called) still works
-    assert load_checkpoint(save_checkpoint(tmp_path / "k.pth", iteration=7))["iteration"] == 7
+    assert (
+        load_checkpoint(save_checkpoint(tmp_path / "k.pth", iteration=7))["iteration"]
+        == 7
+    )
 
 
 class Wrapper(torch.nn.Module):
     "Stands for DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`)."
+
     def __init__(self, net, attr):
         super().__init__()
         setattr(self, attr, net)
@@ -56,7 +93,9 @@ class Wrapper(torch.nn.Module):
 
 def test_state_unwraps_ddp_and_compile(net):
     for attr in ("module", "_orig_mod"):
-        st = checkpoint_state(Wrapper(Wrapper(net, attr), "module"), iteration=1, classes=CLASSES)
+        st = checkpoint_state(
+            Wrapper(Wrapper(net, attr), "module"), iteration=1, classes=CLASSES
+        )
         assert st["model"].keys() == net.state_dict().keys() and st["base"] == "mini"
 
 
@@ -76,11 +115,15 @@ def one_line(e):
 
 def test_bad_files_are_one_line_errors_naming_the_file(net, tmp_path):
     good = save_checkpoint(tmp_path / "good.pth", state_of(net))
-    with pytest.raises(CheckpointError, match="checkpoint not found: .*missing.pth") as e:
+    with pytest.raises(
+        CheckpointError, match="checkpoint not found: .*missing.pth"
+    ) as e:
         load_checkpoint(tmp_path / "missing.pth")
     assert isinstance(e.value, FileNotFoundError)
     (tmp_path / "empty.pth").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*empty.pth: empty file") as e:
+    with pytest.raises(
+        CheckpointError, match=r"corrupt checkpoint .*empty.pth: empty file"
+    ) as e:
         load_checkpoint(tmp_path / "empty.pth")
     one_line(e)
     data = good.read_bytes()
@@ -93,25 +136,39 @@ def test_bad_files_are_one_line_errors_naming_the_file(net, tmp_path):
         load_checkpoint(ROOT / "README.md")
     one_line(e)
     torch.save(net.state_dict(), tmp_path / "sd.pth")
-    with pytest.raises(CheckpointError, match=r"sd.pth is not an ssdbook checkpoint: a plain state_dict") as e:
+    with pytest.raises(
+        CheckpointError,
+        match=r"sd.pth is not an ssdbook checkpoint: a plain state_dict",
+    ) as e:
         load_checkpoint(tmp_path / "sd.pth")
     one_line(e)
     torch.save(dict(format_version=FORMAT_VERSION + 1, model={}), tmp_path / "new.pth")
-    with pytest.raises(CheckpointError, match=rf"new.pth has checkpoint format {FORMAT_VERSION + 1}, newer"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"new.pth has checkpoint format {FORMAT_VERSION + 1}, newer",
+    ):
         load_checkpoint(tmp_path / "new.pth")
-    torch.save(dict(model={}, when=Path("x")), tmp_path / "objects.pth")      # pickled Python objects
-    with pytest.raises(CheckpointError, match=r"objects.pth holds Python objects besides tensors"):
+    torch.save(
+        dict(model={}, when=Path("x")), tmp_path / "objects.pth"
+    )  # pickled Python objects
+    with pytest.raises(
+        CheckpointError, match=r"objects.pth holds Python objects besides tensors"
+    ):
         load_checkpoint(tmp_path / "objects.pth")
     with pytest.raises(CheckpointError, match="is a folder"):
         load_checkpoint(tmp_path)
     # a checkpoint of ssdbook 0.1 (no format_version) still loads
-    torch.save(dict(model=net.state_dict(), iteration=1, base="mini"), tmp_path / "v1.pth")
+    torch.save(
+        dict(model=net.state_dict(), iteration=1, base="mini"), tmp_path / "v1.pth"
+    )
     assert load_checkpoint(tmp_path / "v1.pth").get("format_version", 1) == 1
 
 
 def test_checkpoints_with_the_old_sampler_entry_still_load(net, tmp_path):
     "Format 2 files written before the unused `sampler` entry was dropped: they load and rebuild as before."
-    p = save_checkpoint(tmp_path / "old.pth", state_of(net), sampler=dict(seed=0, position=6))
+    p = save_checkpoint(
+        tmp_path / "old.pth", state_of(net), sampler=dict(seed=0, position=6)
+    )
     assert load_checkpoint(p)["sampler"] == dict(seed=0, position=6)
     m, ck = load_model(p, device="cpu")
     assert ck["iteration"] == 3 and m.num_classes == 4
@@ -124,13 +181,16 @@ def test_disk_full_names_the_file_and_keeps_the_previous(net, tmp_path, monkeypa
     def full(f, data):
         f.write(bytes(data)[:1000])
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(C, "_write_bytes", full)
     with pytest.raises(NoSpaceError, match=r"^no space left writing .*last.pth") as e:
         save_checkpoint(p, state_of(net, it=2))
     one_line(e)
     assert isinstance(e.value, OSError) and isinstance(e.value, ValueError)
     assert p.read_bytes() == before and load_checkpoint(p)["iteration"] == 1
-    assert [q.name for q in tmp_path.iterdir()] == ["last.pth"]       # the partial temp file is gone
+    assert [q.name for q in tmp_path.iterdir()] == [
+        "last.pth"
+    ]  # the partial temp file is gone
 
 
 def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
@@ -139,7 +199,11 @@ def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
         write_checkpoints(tmp_path, state_of(net, it=it), keep=2)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["last.pth", "ssd_mini_000002.pth", "ssd_mini_000003.pth"]
-    assert find_resume(tmp_path) == tmp_path / "last.pth" == resolve_resume("auto", tmp_path)
+    assert (
+        find_resume(tmp_path)
+        == tmp_path / "last.pth"
+        == resolve_resume("auto", tmp_path)
+    )
     # last.pth truncated: the newest numbered checkpoint that loads, and one log line saying so
     data = (tmp_path / "last.pth").read_bytes()
     (tmp_path / "last.pth").write_bytes(data[: len(data) // 3])
@@ -150,10 +214,14 @@ def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
     (tmp_path / "ssd_mini_000002.pth").unlink()
     with pytest.raises(CheckpointError, match="no intact checkpoint in"):
         find_resume(tmp_path)
-    assert resolve_resume(str(tmp_path / "nope.pth"), tmp_path) == tmp_path / "nope.pth"   # load_checkpoint names it
+    assert (
+        resolve_resume(str(tmp_path / "nope.pth"), tmp_path) == tmp_path / "nope.pth"
+    )  # load_checkpoint names it
 
 
-def test_kill_during_first_last_write_does_not_lose_a_complete_checkpoint(net, tmp_path):
+def test_kill_during_first_last_write_does_not_lose_a_complete_checkpoint(
+    net, tmp_path
+):
     "Only a numbered checkpoint is complete (last.pth missing or half written): resume from it, not from 0."
     save_checkpoint(tmp_path / "ssd_mini_000001.pth", state_of(net, it=1))
     (tmp_path / f".last.pth.tmp{os.getpid() + 1}").write_bytes(b"PK\x03\x04 half")
@@ -162,14 +230,23 @@ def test_kill_during_first_last_write_does_not_lose_a_complete_checkpoint(net, t
 
 def test_compatibility_errors_name_both_sides(net):
     ck = state_of(net)
-    check_compatible(ck, base="mini", classes=CLASSES, num_classes=4, prior_cfg=dict(net.cfg))
-    with pytest.raises(CheckpointError, match=r"x.pth was trained on classes \['a', 'b'\], this run has "
-                                              r"\['circle', 'square', 'triangle'\]") as e:
+    check_compatible(
+        ck, base="mini", classes=CLASSES, num_classes=4, prior_cfg=dict(net.cfg)
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"x.pth was trained on classes \['a', 'b'\], this run has "
+        r"\['circle', 'square', 'triangle'\]",
+    ) as e:
         check_compatible(dict(ck, classes=["a", "b"]), classes=CLASSES, name="x.pth")
     one_line(e)
-    with pytest.raises(CheckpointError, match=r"is a 'mini' SSD, this run builds base 'vgg16'"):
+    with pytest.raises(
+        CheckpointError, match=r"is a 'mini' SSD, this run builds base 'vgg16'"
+    ):
         check_compatible(ck, base="vgg16")
-    with pytest.raises(CheckpointError, match=r"has 4 classes \(background included\), this run 21"):
+    with pytest.raises(
+        CheckpointError, match=r"has 4 classes \(background included\), this run 21"
+    ):
         check_compatible(ck, num_classes=21)
     with pytest.raises(CheckpointError, match=r"other priors: min_sizes"):
         check_compatible(ck, prior_cfg=dict(net.cfg, min_sizes=[1, 2, 3, 4, 5, 6]))
@@ -178,13 +255,22 @@ def test_compatibility_errors_name_both_sides(net):
 def test_load_model_rebuilds_the_network(net, tmp_path):
     p = save_checkpoint(tmp_path / "c.pth", state_of(net))
     m, ck = load_model(p, device="cpu")
-    assert ck["classes"] == CLASSES and m.num_classes == 4 and not m.training and m.phase == "train"
+    assert (
+        ck["classes"] == CLASSES
+        and m.num_classes == 4
+        and not m.training
+        and m.phase == "train"
+    )
     x = torch.rand(1, 3, 300, 300)
     net.eval()
     assert torch.equal(m(x)[1], net(x)[1])
     assert load_model(p, device="cpu", phase="test")[0].phase == "test"
-    torch.save(dict(format_version=FORMAT_VERSION, iteration=1), tmp_path / "nomodel.pth")
-    with pytest.raises(CheckpointError, match="nomodel.pth has no model, base, num_classes entries"):
+    torch.save(
+        dict(format_version=FORMAT_VERSION, iteration=1), tmp_path / "nomodel.pth"
+    )
+    with pytest.raises(
+        CheckpointError, match="nomodel.pth has no model, base, num_classes entries"
+    ):
         load_model(tmp_path / "nomodel.pth", device="cpu")
 
 
@@ -198,9 +284,13 @@ def test_fine_tuning_keeps_all_but_the_class_heads(net, tmp_path):
     sd = other.state_dict()
     for k, v in net.state_dict().items():
         assert torch.equal(sd[k], init[k] if k in fresh else v), k
-    with pytest.raises(CheckpointError, match=r"c.pth is a 'mini' SSD, the network is 'vgg16'"):
+    with pytest.raises(
+        CheckpointError, match=r"c.pth is a 'mini' SSD, the network is 'vgg16'"
+    ):
         load_for_finetuning(build_ssd("train", num_classes=8, base="vgg16"), p)
     bad = dict(net.state_dict())
     bad["loc.0.weight"] = bad["loc.0.weight"][:1]
-    with pytest.raises(CheckpointError, match=r"beyond its class heads: loc.0.weight \(1,"):
+    with pytest.raises(
+        CheckpointError, match=r"beyond its class heads: loc.0.weight \(1,"
+    ):
         load_for_finetuning(other, bad)

@@ -1,4 +1,5 @@
 """ssdbook.detect: Detect (decode -> threshold -> top-k -> batched NMS) and the hand-written nms."""
+
 import pytest
 import torch
 import torchvision
@@ -62,7 +63,7 @@ def test_hand_nms_empty_and_bad_input():
     with pytest.raises(ValueError):
         nms(torch.zeros(3, 5), torch.zeros(3))
     boxes, scores = _random_boxes(5, torch.Generator().manual_seed(0)), torch.rand(5)
-    for top_k in (0, -1, 2.5, True):                                # top_k=0 used to keep every box ([-0:])
+    for top_k in (0, -1, 2.5, True):  # top_k=0 used to keep every box ([-0:])
         with pytest.raises(ValueError, match="top_k"):
             nms(boxes, scores, 0.45, top_k=top_k)
     for overlap in (float("nan"), -0.1, 1.5, "0.5"):
@@ -82,9 +83,9 @@ def test_batched_equals_one_image_at_a_time(golden):
     assert out.shape == (B, C, 50, 5)
     for b in range(B):
         assert torch.equal(out[b : b + 1], det(loc[b : b + 1], conf[b : b + 1], priors))
-    assert (out[:, 0] == 0).all()                                  # background row
+    assert (out[:, 0] == 0).all()  # background row
     s = out[..., 0]
-    assert (s[..., 1:] <= s[..., :-1]).all()                       # descending, zero padded at the end
+    assert (s[..., 1:] <= s[..., :-1]).all()  # descending, zero padded at the end
     # same result as torchvision's nms, one image and class at a time
     boxes = decode(loc, priors)
     for b in range(B):
@@ -94,7 +95,9 @@ def test_batched_equals_one_image_at_a_time(golden):
             idx = idx[sc[idx] > 0.05]
             keep = idx[torchvision.ops.nms(boxes[b, idx], sc[idx], 0.45)]
             n = len(keep)
-            assert torch.equal(out[b, c, :n, 0], sc[keep]) and torch.equal(out[b, c, :n, 1:], boxes[b, keep])
+            assert torch.equal(out[b, c, :n, 0], sc[keep]) and torch.equal(
+                out[b, c, :n, 1:], boxes[b, keep]
+            )
             assert (out[b, c, n:] == 0).all()
 
 
@@ -125,7 +128,7 @@ def test_to_list():
     res = Detect.to_list(out)
     assert [len(r["scores"]) for r in res] == [3, 1]
     assert torch.equal(res[0]["scores"], torch.tensor([0.95, 0.9, 0.2]))
-    assert torch.equal(res[0]["labels"], torch.tensor([2, 0, 2]))                # 0-based
+    assert torch.equal(res[0]["labels"], torch.tensor([2, 0, 2]))  # 0-based
     assert torch.equal(res[0]["boxes"][0], torch.tensor([0.3, 0.3, 0.4, 0.4]))
     assert torch.equal(res[1]["labels"], torch.tensor([1]))
     res = Detect.to_list(out, max_per_image=2)
@@ -135,13 +138,25 @@ def test_to_list():
     assert [len(r["scores"]) for r in res] == [2, 0] and res[1]["boxes"].shape == (0, 4)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(conf_thresh=float("nan")), "conf_thresh"), (dict(conf_thresh=float("inf")), "conf_thresh"),
-    (dict(conf_thresh=-0.1), "conf_thresh"), (dict(conf_thresh=1.0), "conf_thresh"), (dict(conf_thresh="0.1"), "conf_thresh"),
-    (dict(top_k=0), "top_k"), (dict(top_k=-5), "top_k"), (dict(top_k=10.0), "top_k"),
-    (dict(nms_thresh=0.0), "nms_thresh"), (dict(nms_thresh=float("nan")), "nms_thresh"), (dict(nms_thresh=1.01), "nms_thresh"),
-    (dict(bkg_label=3), "bkg_label"), (dict(num_classes=1), "num_classes"), (dict(num_classes=2.5), "num_classes"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(conf_thresh=float("nan")), "conf_thresh"),
+        (dict(conf_thresh=float("inf")), "conf_thresh"),
+        (dict(conf_thresh=-0.1), "conf_thresh"),
+        (dict(conf_thresh=1.0), "conf_thresh"),
+        (dict(conf_thresh="0.1"), "conf_thresh"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_k=-5), "top_k"),
+        (dict(top_k=10.0), "top_k"),
+        (dict(nms_thresh=0.0), "nms_thresh"),
+        (dict(nms_thresh=float("nan")), "nms_thresh"),
+        (dict(nms_thresh=1.01), "nms_thresh"),
+        (dict(bkg_label=3), "bkg_label"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(num_classes=2.5), "num_classes"),
+    ],
+)
 def test_invalid_thresholds_are_one_line_errors(kwargs, name):
     kwargs = dict(dict(num_classes=3), **kwargs)
     with pytest.raises(ValueError, match=name) as e:
@@ -172,15 +187,29 @@ def test_test_phase_model_returns_detections():
 
 def test_noisy_oracle_shapes_probabilities_and_determinism(golden):
     priors = golden["priors_voc300"]
-    targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.5, 0.5, 0.9, 0.8, 0.0]]), torch.zeros(0, 5)]
+    targets = [
+        torch.tensor([[0.1, 0.1, 0.5, 0.6, 2.0], [0.5, 0.5, 0.9, 0.8, 0.0]]),
+        torch.zeros(0, 5),
+    ]
     loc, conf = noisy_oracle(targets, priors, 4, seed=3)
-    assert loc.shape == (2, priors.shape[0], 4) and conf.shape == (2, priors.shape[0], 4)
+    assert loc.shape == (2, priors.shape[0], 4) and conf.shape == (
+        2,
+        priors.shape[0],
+        4,
+    )
     assert torch.allclose(conf.sum(-1), torch.ones(2, priors.shape[0]))
-    loc2, conf2 = noisy_oracle(targets[:1], priors, 4, seed=3)           # image 0's noise depends on image 0 only
+    loc2, conf2 = noisy_oracle(
+        targets[:1], priors, 4, seed=3
+    )  # image 0's noise depends on image 0 only
     assert torch.equal(loc2[0], loc[0]) and torch.equal(conf2[0], conf[0])
     dets = Detect.to_list(Detect(4)(loc, conf, priors), score_thresh=0.9)
-    assert len(dets[0]["scores"]) > len(dets[1]["scores"])              # the empty image gets only noise
-    assert set(dets[0]["labels"][:2].tolist()) == {0, 2}                 # the best two: the two objects
+    assert len(dets[0]["scores"]) > len(
+        dets[1]["scores"]
+    )  # the empty image gets only noise
+    assert set(dets[0]["labels"][:2].tolist()) == {
+        0,
+        2,
+    }  # the best two: the two objects
 
 
 # ---------------------------------------------------------------- exact score ties, against a port of the reference
@@ -192,7 +221,9 @@ def ref_nms(boxes, scores, overlap=0.5, top_k=200, stable=True):
         return keep, 0
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = torch.mul(x2 - x1, y2 - y1)
-    v, idx = scores.sort(dim=0, stable=True) if stable else scores.sort(0)   # sort in ascending order
+    v, idx = (
+        scores.sort(dim=0, stable=True) if stable else scores.sort(0)
+    )  # sort in ascending order
     idx = idx[-top_k:]
     count = 0
     while idx.numel() > 0:
@@ -215,7 +246,16 @@ def ref_nms(boxes, scores, overlap=0.5, top_k=200, stable=True):
     return keep, count
 
 
-def ref_detect(loc, conf, priors, num_classes, top_k=200, conf_thresh=0.01, nms_thresh=0.45, stable=True):
+def ref_detect(
+    loc,
+    conf,
+    priors,
+    num_classes,
+    top_k=200,
+    conf_thresh=0.01,
+    nms_thresh=0.45,
+    stable=True,
+):
     "amdegroot/ssd.pytorch layers/functions/detection.py `Detect.forward`, ported (one image, one class at a time)."
     num, num_priors = loc.size(0), priors.size(0)
     output = torch.zeros(num, num_classes, top_k, 5, dtype=conf.dtype)
@@ -226,12 +266,14 @@ def ref_detect(loc, conf, priors, num_classes, top_k=200, conf_thresh=0.01, nms_
         for cl in range(1, num_classes):
             c_mask = conf_scores[cl].gt(conf_thresh)
             scores = conf_scores[cl][c_mask]
-            if scores.numel() == 0:                       # the reference tests scores.dim() == 0
+            if scores.numel() == 0:  # the reference tests scores.dim() == 0
                 continue
             l_mask = c_mask.unsqueeze(1).expand_as(decoded_boxes)
             boxes = decoded_boxes[l_mask].view(-1, 4)
             ids, count = ref_nms(boxes, scores, nms_thresh, top_k, stable)
-            output[i, cl, :count] = torch.cat((scores[ids[:count]].unsqueeze(1), boxes[ids[:count]]), 1)
+            output[i, cl, :count] = torch.cat(
+                (scores[ids[:count]].unsqueeze(1), boxes[ids[:count]]), 1
+            )
     return output
 
 
@@ -239,15 +281,17 @@ def _saturated(golden, B=2, C=6, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     priors = golden["priors_voc300"].to(dtype)
     loc = (torch.randn(B, priors.shape[0], 4, generator=g) * 0.3).to(dtype)
-    conf = (torch.randn(B, priors.shape[0], C, generator=g) * 40).to(dtype).softmax(-1)   # many exactly 1.0
+    conf = (
+        (torch.randn(B, priors.shape[0], C, generator=g) * 40).to(dtype).softmax(-1)
+    )  # many exactly 1.0
     return loc, conf, priors
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_exact_ties_broken_like_the_reference(golden, seed):
     loc, conf, priors = _saturated(golden, seed=seed)
-    ones = (conf[..., 1:] == 1.0).sum(1)                                # (B, C-1) exactly tied top scores
-    assert (ones > 200).all()                                           # ties decide the top_k cut and NMS order
+    ones = (conf[..., 1:] == 1.0).sum(1)  # (B, C-1) exactly tied top scores
+    assert (ones > 200).all()  # ties decide the top_k cut and NMS order
     ours = Detect(6)(loc, conf, priors)
     assert torch.equal(ours, ref_detect(loc, conf, priors, 6))
     # the opposite tie rule (lower index first) keeps other boxes: the test can fail
@@ -260,13 +304,17 @@ def test_exact_ties_float64_path_and_small_top_k(golden):
     assert torch.equal(Detect(6)(loc, conf, priors), ref_detect(loc, conf, priors, 6))
     loc, conf, priors = _saturated(golden, seed=4)
     det = Detect(6, top_k=7, nms_thresh=0.3, conf_thresh=0.2)
-    assert torch.equal(det(loc, conf, priors), ref_detect(loc, conf, priors, 6, 7, 0.2, 0.3))
+    assert torch.equal(
+        det(loc, conf, priors), ref_detect(loc, conf, priors, 6, 7, 0.2, 0.3)
+    )
 
 
 def test_hand_nms_ties_like_the_reference():
     g = torch.Generator().manual_seed(0)
     boxes = _random_boxes(400, g)
-    scores = torch.randint(0, 4, (400,), generator=g).float() / 4       # runs of ~100 exactly equal scores
+    scores = (
+        torch.randint(0, 4, (400,), generator=g).float() / 4
+    )  # runs of ~100 exactly equal scores
     for top_k in (400, 50):
         keep, count = ref_nms(boxes, scores, 0.45, top_k)
         assert torch.equal(nms(boxes, scores, 0.45, top_k), keep[:count])
@@ -282,21 +330,27 @@ def test_hand_nms_ties_like_the_reference():
 def test_predict_any_phase_restores_mode_and_clips():
     from ssdbook.detect import predict
     from ssdbook.model import build_ssd
+
     torch.manual_seed(0)
     net = build_ssd("train", 300, 4, base="mini")
     x = torch.randn(2, 3, 300, 300)
     a = predict(net, x)
-    assert net.training                                                 # mode restored
+    assert net.training  # mode restored
     test_net = build_ssd("test", 300, 4, base="mini")
     test_net.load_state_dict(net.state_dict())
     b = predict(test_net, x)
-    assert len(a) == 2 and all(torch.equal(d["boxes"], e["boxes"]) and torch.equal(d["scores"], e["scores"])
-                               for d, e in zip(a, b))
+    assert len(a) == 2 and all(
+        torch.equal(d["boxes"], e["boxes"]) and torch.equal(d["scores"], e["scores"])
+        for d, e in zip(a, b)
+    )
     for d in a:
-        assert d["boxes"].shape[1] == 4 and d["boxes"].min() >= 0 and d["boxes"].max() <= 1
+        assert (
+            d["boxes"].shape[1] == 4 and d["boxes"].min() >= 0 and d["boxes"].max() <= 1
+        )
         assert (d["scores"][1:] <= d["scores"][:-1]).all() and d["labels"].max() < 3
     # the test phase's forward is Detect (registered by importing ssdbook.detect) on the raw heads
-    net.eval(); test_net.eval()
+    net.eval()
+    test_net.eval()
     with torch.no_grad():
         loc, conf, priors = net.raw(x)
         assert torch.equal(test_net(x), Detect(4)(loc, conf.softmax(-1), priors))
@@ -306,21 +360,36 @@ def test_predict_any_phase_restores_mode_and_clips():
 
 def test_draw_detections_captions_stay_inside(tmp_path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from ssdbook.detect import draw_detections, save_detections
+
     image = torch.rand(3, 100, 120)
-    det = dict(boxes=torch.tensor([[0.0, 0.0, 0.5, 0.4], [0.4, 0.5, 0.9, 0.9]]), scores=torch.tensor([0.9, 0.8]),
-               labels=torch.tensor([0, 1]))
+    det = dict(
+        boxes=torch.tensor([[0.0, 0.0, 0.5, 0.4], [0.4, 0.5, 0.9, 0.9]]),
+        scores=torch.tensor([0.9, 0.8]),
+        labels=torch.tensor([0, 1]),
+    )
     fig, ax = plt.subplots()
-    draw_detections(ax, image, det, ["a", "b"], score_thresh=0.5, ground_truth=dict(boxes=det["boxes"][:1]))
+    draw_detections(
+        ax,
+        image,
+        det,
+        ["a", "b"],
+        score_thresh=0.5,
+        ground_truth=dict(boxes=det["boxes"][:1]),
+    )
     texts = {t.get_text(): t for t in ax.texts}
     assert set(texts) == {"a 0.90", "b 0.80"}
-    assert texts["a 0.90"].get_va() == "top" and texts["b 0.80"].get_va() == "bottom"   # box at the top: inside
-    assert len(ax.patches) == 3                                          # two detections + one ground truth
+    assert (
+        texts["a 0.90"].get_va() == "top" and texts["b 0.80"].get_va() == "bottom"
+    )  # box at the top: inside
+    assert len(ax.patches) == 3  # two detections + one ground truth
     plt.close(fig)
     out = save_detections(tmp_path / "d.png", image, det, ["a", "b"])
     from PIL import Image
+
     assert Image.open(out).size == (120, 100)
 
 
@@ -328,14 +397,19 @@ def test_draw_detections_captions_stay_inside(tmp_path):
 def test_other_dtypes_run_and_keep_about_the_same_boxes(golden, dtype):
     c, priors = golden["decode_nms_cases"][1], golden["priors_voc300"]
     ref = Detect(21)(c["loc"][None], c["conf_scores"][None], priors)
-    out = Detect(21)(c["loc"][None].to(dtype), c["conf_scores"][None].to(dtype), priors.to(dtype))
+    out = Detect(21)(
+        c["loc"][None].to(dtype), c["conf_scores"][None].to(dtype), priors.to(dtype)
+    )
     assert out.dtype == dtype and out.shape == ref.shape
-    assert abs(int((out[..., 0] > 0).sum()) - int((ref[..., 0] > 0).sum())) <= 3     # rounding moves a few near ties
+    assert (
+        abs(int((out[..., 0] > 0).sum()) - int((ref[..., 0] > 0).sum())) <= 3
+    )  # rounding moves a few near ties
 
 
 def test_predict_unclipped_and_capped():
     from ssdbook.detect import predict
     from ssdbook.model import build_ssd
+
     torch.manual_seed(1)
     net = build_ssd("train", 300, 4, base="mini")
     x = torch.randn(2, 3, 300, 300)
@@ -343,7 +417,11 @@ def test_predict_unclipped_and_capped():
     capped = predict(net, x, clip=False, max_per_image=5)
     for r, c in zip(raw, capped):
         assert len(c["scores"]) == min(5, len(r["scores"]))
-        assert torch.equal(c["scores"], r["scores"][:5]) and torch.equal(c["boxes"], r["boxes"][:5])
-    assert any((r["boxes"] < 0).any() or (r["boxes"] > 1).any() for r in raw)   # an untrained net leaves the image
+        assert torch.equal(c["scores"], r["scores"][:5]) and torch.equal(
+            c["boxes"], r["boxes"][:5]
+        )
+    assert any(
+        (r["boxes"] < 0).any() or (r["boxes"] > 1).any() for r in raw
+    )  # an untrained net leaves the image
     with pytest.raises(ValueError, match="max_per_image"):
         predict(net, x, max_per_image=0)

@@ -4,6 +4,7 @@ A checkpoint trained with `priors='shapes'` (chapter 2's designed layout: 7942 o
 from `voc`'s) goes through every library path that decodes: `load_model`, `predict`, the `'test'` phase,
 `evaluate_model` and `Detector`. Each must give what decoding with the shapes priors gives, and differ from
 decoding with `voc`'s."""
+
 import pytest
 import torch
 
@@ -27,12 +28,21 @@ def shapes_ckpt(tmp_path_factory):
     net = build_ssd("train", num_classes=C, base="mini", cfg=CONFIGS["shapes"])
     with torch.no_grad():
         for conv in net.conf:
-            conv.weight.mul_(30)                     # confident, distinct scores
-    path = save_checkpoint(tmp / "shapes.pth", checkpoint_state(
-        net, iteration=1, classes=list(SHAPES_CLASSES), config=dict(priors="shapes")))
+            conv.weight.mul_(30)  # confident, distinct scores
+    path = save_checkpoint(
+        tmp / "shapes.pth",
+        checkpoint_state(
+            net, iteration=1, classes=list(SHAPES_CLASSES), config=dict(priors="shapes")
+        ),
+    )
     root = make_shapes_voc(tmp / "data", n_train=1, n_test=6)
-    ds = VOCDetection(root.parent, [("shapes", "test")], transform=BaseTransform(), classes=SHAPES_CLASSES,
-                      keep_difficult=True)
+    ds = VOCDetection(
+        root.parent,
+        [("shapes", "test")],
+        transform=BaseTransform(),
+        classes=SHAPES_CLASSES,
+        keep_difficult=True,
+    )
     return path, ds
 
 
@@ -47,8 +57,10 @@ def decoded(net, images, priors, clip=True):
 
 
 def same(a, b):
-    return all(torch.equal(x["boxes"], y["boxes"]) and torch.equal(x["scores"], y["scores"])
-               for x, y in zip(a, b)) and len(a) == len(b)
+    return all(
+        torch.equal(x["boxes"], y["boxes"]) and torch.equal(x["scores"], y["scores"])
+        for x, y in zip(a, b)
+    ) and len(a) == len(b)
 
 
 def test_the_checkpoint_rebuilds_its_own_priors(shapes_ckpt):
@@ -62,11 +74,14 @@ def test_predict_and_test_phase_decode_with_the_net_priors(shapes_ckpt):
     path, ds = shapes_ckpt
     net, _ = load_model(path, device="cpu")
     images = torch.stack([ds[i][0] for i in range(4)])
-    own, wrong = decoded(net, images, net.priors), decoded(net, images, PriorBox(voc).forward())
+    own, wrong = (
+        decoded(net, images, net.priors),
+        decoded(net, images, PriorBox(voc).forward()),
+    )
     assert same(predict(net, images), own) and not same(own, wrong)
     test_net, _ = load_model(path, device="cpu", phase="test")
     with torch.no_grad():
-        out = test_net(images)                                      # Detect on the net's own priors
+        out = test_net(images)  # Detect on the net's own priors
     assert same(Detect.to_list(out.clamp(min=0, max=1)), own)
 
 
@@ -78,20 +93,28 @@ def test_evaluate_model_decodes_with_the_net_priors(shapes_ckpt):
     own = decoded(net, images, net.priors, clip=False)
     for d, o, a in zip(res["detections"], own, res["annotations"]):
         wh = torch.tensor([a["width"], a["height"], a["width"], a["height"]])
-        assert torch.allclose(d["boxes"], o["boxes"] * wh) and torch.equal(d["scores"], o["scores"])
+        assert torch.allclose(d["boxes"], o["boxes"] * wh) and torch.equal(
+            d["scores"], o["scores"]
+        )
 
 
 def test_detector_decodes_with_the_checkpoint_priors(shapes_ckpt):
     path, ds = shapes_ckpt
-    det = Detector.from_checkpoint(path, device="cpu", score_thresh=0.01, max_detections=200)
+    det = Detector.from_checkpoint(
+        path, device="cpu", score_thresh=0.01, max_detections=200
+    )
     assert torch.equal(det.net.priors, PriorBox(CONFIGS["shapes"]).forward())
     images = [ds.pull_image(i) for i in range(2)]
     res = det.predict(images)
-    own = decoded(det.net, torch.stack([BaseTransform()(im)[0] for im in images]), det.net.priors)
+    own = decoded(
+        det.net, torch.stack([BaseTransform()(im)[0] for im in images]), det.net.priors
+    )
     for r, o, im in zip(res, own, images):
         H, W = im.shape[-2:]
         keep = o["scores"] > 0.01
-        assert torch.allclose(r["boxes"], o["boxes"][keep][:200] * torch.tensor([W, H, W, H]), atol=1e-4)
+        assert torch.allclose(
+            r["boxes"], o["boxes"][keep][:200] * torch.tensor([W, H, W, H]), atol=1e-4
+        )
 
 
 def test_detect_refuses_logits_and_evaluate_refuses_mixed_units(shapes_ckpt):
@@ -105,20 +128,37 @@ def test_detect_refuses_logits_and_evaluate_refuses_mixed_units(shapes_ckpt):
         Detect(C)(loc, logits, priors)
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="probabilities"):
-        Detect(C)(loc, logits.softmax(-1) * 0.5, priors)             # rows summing to 0.5
+        Detect(C)(loc, logits.softmax(-1) * 0.5, priors)  # rows summing to 0.5
     with pytest.raises(ValueError, match="probabilities"):
-        Detect(C)(loc, logits.softmax(-1).nan_to_num(0).index_fill(0, torch.tensor([0]), float("nan")), priors)
+        Detect(C)(
+            loc,
+            logits.softmax(-1)
+            .nan_to_num(0)
+            .index_fill(0, torch.tensor([0]), float("nan")),
+            priors,
+        )
     from ssdbook.detect import _check_probabilities
-    _check_probabilities(logits.softmax(-1).bfloat16())               # low precision sums pass
-    assert Detect(C)(loc[:, :0], logits[:, :0].softmax(-1), priors[:0]).shape == (2, C, 200, 5)
-    dets = predict(net, images)                                       # fractions
-    annos = [ds.pull_anno(i) for i in range(2)]                       # pixels
-    with pytest.raises(ValueError, match="detections' boxes are in fractions.*annotations' in pixels"):
+
+    _check_probabilities(logits.softmax(-1).bfloat16())  # low precision sums pass
+    assert Detect(C)(loc[:, :0], logits[:, :0].softmax(-1), priors[:0]).shape == (
+        2,
+        C,
+        200,
+        5,
+    )
+    dets = predict(net, images)  # fractions
+    annos = [ds.pull_anno(i) for i in range(2)]  # pixels
+    with pytest.raises(
+        ValueError, match="detections' boxes are in fractions.*annotations' in pixels"
+    ):
         evaluate_detections(dets, annos)
     px = [dict(d, boxes=d["boxes"] * 300) for d in dets]
     frac = [dict(a, boxes=torch.as_tensor(a["boxes"]) / 300) for a in annos]
-    with pytest.raises(ValueError, match="detections' boxes are in pixels.*annotations' in fractions"):
+    with pytest.raises(
+        ValueError, match="detections' boxes are in pixels.*annotations' in fractions"
+    ):
         evaluate_detections(px, frac)
-    assert evaluate_detections(px, annos)["map"] >= 0 and evaluate_detections(dets, frac)["map"] >= 0
-
-
+    assert (
+        evaluate_detections(px, annos)["map"] >= 0
+        and evaluate_detections(dets, frac)["map"] >= 0
+    )

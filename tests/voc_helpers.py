@@ -1,4 +1,5 @@
 """Shared by tests/test_data.py, test_voc.py and test_dataset.py: a small shapes set and hand-made VOC folders."""
+
 import re
 import shutil
 
@@ -26,13 +27,17 @@ def train_set(shapes_root):
 
 
 def obj_xml(name, box, difficult=0):
-    coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
+    coords = "".join(
+        f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box)
+    )
     return f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>"
 
 
 def anno_xml(*objects, width=300, height=300):
-    return (f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
-            f"{''.join(objects)}</annotation>")
+    return (
+        f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+        f"{''.join(objects)}</annotation>"
+    )
 
 
 def small_copy(shapes_root, tmp_path, n=4):
@@ -48,19 +53,30 @@ def small_copy(shapes_root, tmp_path, n=4):
     return tmp_path, dst, ids
 
 
-def toy_set(tmp_path, classes=("box", "ball"), write_list=True, ext=".jpg", filename=True):
+def toy_set(
+    tmp_path, classes=("box", "ball"), write_list=True, ext=".jpg", filename=True
+):
     base = tmp_path / "VOCtoy"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     if write_list:
         write_classes(base / "classes.txt", classes)
     from PIL import Image
+
     Image.new("RGB", (64, 48), (200, 10, 10)).save(base / "JPEGImages" / f"a{ext}")
-    anno = dict(id="a", filename=f"a{ext}" if filename else None, width=64, height=48,
-                boxes=torch.tensor([[4., 4., 30., 40.]]), labels=torch.tensor([1]))
+    anno = dict(
+        id="a",
+        filename=f"a{ext}" if filename else None,
+        width=64,
+        height=48,
+        boxes=torch.tensor([[4.0, 4.0, 30.0, 40.0]]),
+        labels=torch.tensor([1]),
+    )
     write_voc_xml(base / "Annotations" / "a.xml", anno, classes)
     if not filename:
         xml = (base / "Annotations" / "a.xml").read_text()
-        (base / "Annotations" / "a.xml").write_text(re.sub(r"\s*<filename>.*</filename>", "", xml))
+        (base / "Annotations" / "a.xml").write_text(
+            re.sub(r"\s*<filename>.*</filename>", "", xml)
+        )
     (base / "ImageSets/Main/train.txt").write_text("a\n")
     return base
