@@ -12,10 +12,28 @@ import importlib
 __version__ = "0.1.0"
 
 API = {
-    "data": ["VOC_CLASSES", "SHAPES_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "BaseTransform",
-             "check_targets", "detection_collate", "draw_boxes", "show_batch", "normalize",
-             "denormalize", "read_classes", "write_classes"],
-    "voc": ["parse_voc_xml", "write_voc_xml", "read_image", "check_dataset", "make_toy_voc"],
+    "data": [
+        "VOC_CLASSES",
+        "SHAPES_CLASSES",
+        "IMAGENET_MEAN",
+        "IMAGENET_STD",
+        "BaseTransform",
+        "check_targets",
+        "detection_collate",
+        "draw_boxes",
+        "show_batch",
+        "normalize",
+        "denormalize",
+        "read_classes",
+        "write_classes",
+    ],
+    "voc": [
+        "parse_voc_xml",
+        "write_voc_xml",
+        "read_image",
+        "check_dataset",
+        "make_toy_voc",
+    ],
     "dataset": ["VOCDetection", "download_voc"],
     "shapes": ["make_shapes_voc", "shapes_set"],
     "coco": ["COCODetection", "voc_to_coco"],
@@ -28,12 +46,11 @@ API = {
     "loss": ["MultiBoxLoss"],
     "augment": ["SSDAugmentation"],
     "config": ["TrainConfig", "shapes_recipe", "voc_recipe", "coco_recipe"],
-    "train": ["build_model"],         # `ssdbook.train` is the module (train.train the loop)
-    "checkpoint": ["save_checkpoint", "load_checkpoint", "load_model"],
+    "checkpoint": ["save_checkpoint", "load_checkpoint", "load_model", "build_model"],
     "detect": ["Detect", "nms", "predict"],
     "evaluate": ["voc_ap", "evaluate_detections", "evaluate_model"],
     "inference": ["Detector"],
-    "export": [],                     # `ssdbook.export` is the module (export.export)
+    "export": [],  # `ssdbook.export` is the module (export.export)
 }
 _WHERE = {name: module for module, names in API.items() for name in names}
 __all__ = sorted(_WHERE)
@@ -46,7 +63,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'ssdbook' has no attribute {name!r}")
     found = importlib.import_module(f"{__name__}.{module}")
     value = found if name == module else getattr(found, name)
-    globals()[name] = value          # the next lookup is an ordinary attribute
+    globals()[name] = value  # the next lookup is an ordinary attribute
     return value
 
 

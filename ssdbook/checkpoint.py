@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 _log = logging.getLogger("ssdbook.checkpoint")
-FORMAT_VERSION = 2   # 1: ssdbook 0.1 (no `format_version` entry); 2: + base, classes, num_classes, size, prior_cfg
+FORMAT_VERSION = 2  # 1: ssdbook 0.1 (no `format_version` entry); 2: + base, classes, num_classes, size, prior_cfg
 
 
 class CheckpointError(ValueError):
@@ -31,22 +31,47 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 class NoSpaceError(CheckpointError, OSError):
     "The disk filled up while a file was written; the previous version is intact."
 
+
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'CheckpointError', 'CheckpointNotFoundError', 'NoSpaceError', 'rng_state', 'set_rng_state',
-           'checkpoint_state', 'atomic_write', 'save_checkpoint', 'clean_temp_files', 'load_checkpoint',
-           'numbered_checkpoints', 'write_checkpoints', 'find_resume', 'resolve_resume', 'check_compatible',
-           'load_model', 'load_for_finetuning']
+__all__ = [
+    'FORMAT_VERSION',
+    'CheckpointError',
+    'CheckpointNotFoundError',
+    'NoSpaceError',
+    'rng_state',
+    'set_rng_state',
+    'checkpoint_state',
+    'atomic_write',
+    'save_checkpoint',
+    'clean_temp_files',
+    'load_checkpoint',
+    'numbered_checkpoints',
+    'write_checkpoints',
+    'find_resume',
+    'resolve_resume',
+    'check_compatible',
+    'build_model',
+    'load_model',
+    'load_for_finetuning',
+]
+
 
 # %% ../nbs/09b_checkpoints.ipynb #c006
 def rng_state() -> dict:
     "Every random number generator the run touches, in a form `torch.load(weights_only=True)` accepts."
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, pystate, gauss_next = random.getstate()
-    return dict(torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
-                           has_gauss=int(has_gauss), gauss=float(gauss)),
-                python=[version, list(pystate), gauss_next])
+    return dict(
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        numpy=dict(
+            keys=torch.from_numpy(keys.astype(np.int64)),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            gauss=float(gauss),
+        ),
+        python=[version, list(pystate), gauss_next],
+    )
 
 
 def set_rng_state(state: dict):
@@ -55,32 +80,75 @@ def set_rng_state(state: dict):
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["gauss"],
+        )
+    )
     version, pystate, gauss_next = state["python"]
     random.setstate((version, tuple(pystate), gauss_next))
+
 
 # %% ../nbs/09b_checkpoints.ipynb #c008
 def _base_of(net) -> str | None:
     from ssdbook.model import MiniSSD, VGGSSD
-    return "mini" if isinstance(net, MiniSSD) else "vgg16" if isinstance(net, VGGSSD) else None
+
+    return (
+        "mini"
+        if isinstance(net, MiniSSD)
+        else "vgg16"
+        if isinstance(net, VGGSSD)
+        else None
+    )
 
 
-def checkpoint_state(net, optimizer=None, scheduler=None, scaler=None, *, iteration: int, classes,
-                     config=None, skipped: int = 0, world_size: int = 1, **extra) -> dict:
+def checkpoint_state(
+    net,
+    optimizer=None,
+    scheduler=None,
+    scaler=None,
+    *,
+    iteration: int,
+    classes,
+    config=None,
+    skipped: int = 0,
+    world_size: int = 1,
+    **extra,
+) -> dict:
     "Everything a resume needs, and everything needed to rebuild the model, as one dict (section 1's table)."
-    while hasattr(net, "_orig_mod") or hasattr(net, "module"):         # torch.compile / DDP wrappers
+    while hasattr(net, "_orig_mod") or hasattr(
+        net, "module"
+    ):  # torch.compile / DDP wrappers
         net = getattr(net, "_orig_mod", None) or net.module
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
-    state = dict(format_version=FORMAT_VERSION, model=net.state_dict(), iteration=int(iteration),
-                 skipped=int(skipped), rng=rng_state(), config=cfg, classes=list(classes),
-                 base=_base_of(net) or cfg.get("base"), num_classes=net.num_classes, size=net.size,
-                 prior_cfg=dict(net.cfg), world_size=int(world_size), torch_version=str(torch.__version__))
+    state = dict(
+        format_version=FORMAT_VERSION,
+        model=net.state_dict(),
+        iteration=int(iteration),
+        skipped=int(skipped),
+        rng=rng_state(),
+        config=cfg,
+        classes=list(classes),
+        base=_base_of(net) or cfg.get("base"),
+        num_classes=net.num_classes,
+        size=net.size,
+        prior_cfg=dict(net.cfg),
+        world_size=int(world_size),
+        torch_version=str(torch.__version__),
+    )
     for k, obj in dict(optimizer=optimizer, scheduler=scheduler, scaler=scaler).items():
         state[k] = obj.state_dict() if obj is not None else {}
     return {**state, **extra}
 
+
 # %% ../nbs/09b_checkpoints.ipynb #c014
-_TMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")   # `.last.pth.tmp1234`: a write in progress (or killed)
+_TMP = re.compile(
+    r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$"
+)  # `.last.pth.tmp1234`: a write in progress (or killed)
 
 
 def _write_bytes(f, data):
@@ -103,11 +171,13 @@ def atomic_write(path, data: bytes) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NoSpaceError(f"no space left writing {path} (the previous version, if any, is intact)") from None
+            raise NoSpaceError(
+                f"no space left writing {path} (the previous version, if any, is intact)"
+            ) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):                 # make the rename durable (POSIX)
+    with contextlib.suppress(OSError):  # make the rename durable (POSIX)
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -128,7 +198,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:                            # alive, another user's
+    except PermissionError:  # alive, another user's
         pass
     return True
 
@@ -137,15 +207,24 @@ def clean_temp_files(folder, everything: bool = False) -> list[Path]:
     """Remove the `.NAME.tmpPID` files of killed writes in `folder` (not below it): those of dead processes,
     or all of them with `everything` (when the caller holds the folder's `RunLock`: no write is in flight)."""
     folder = Path(folder)
-    found = [(p, m) for p in (folder.iterdir() if folder.is_dir() else []) if (m := _TMP.match(p.name))]
-    gone = [p for p, m in found if p.is_file() and (everything or not _alive(int(m["pid"])))]
+    found = [
+        (p, m)
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if (m := _TMP.match(p.name))
+    ]
+    gone = [
+        p for p, m in found if p.is_file() and (everything or not _alive(int(m["pid"])))
+    ]
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
 
+
 # %% ../nbs/09b_checkpoints.ipynb #c021
 def _why(e: BaseException) -> str:
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0].split('. ')[0]}"[:160]
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0].split('. ')[0]}"[
+        :160
+    ]
 
 
 def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
@@ -153,29 +232,60 @@ def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
     missing (also a `FileNotFoundError`), empty or truncated ("corrupt"), not a checkpoint, a newer format."""
     path = Path(path)
     if not path.is_file():
-        raise (CheckpointError(f"{path} is a folder, not a checkpoint file") if path.exists()
-               else CheckpointNotFoundError(f"checkpoint not found: {path}"))
+        raise (
+            CheckpointError(f"{path} is a folder, not a checkpoint file")
+            if path.exists()
+            else CheckpointNotFoundError(f"checkpoint not found: {path}")
+        )
     if (size := path.stat().st_size) == 0:
         raise CheckpointError(f"corrupt checkpoint {path}: empty file (0 bytes)")
     with open(path, "rb") as f:
-        magic = f.read(2)               # b"PK": a zip archive (what torch.save writes); b"\x80...": a pickle
+        magic = f.read(
+            2
+        )  # b"PK": a zip archive (what torch.save writes); b"\x80...": a pickle
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap and magic == b"PK")
-    except Exception as e:              # RuntimeError, EOFError, UnpicklingError, zipfile errors, ...
+        ck = torch.load(
+            path,
+            map_location=map_location,
+            weights_only=True,
+            mmap=mmap and magic == b"PK",
+        )
+    except (
+        Exception
+    ) as e:  # RuntimeError, EOFError, UnpicklingError, zipfile errors, ...
         if magic != b"PK" and magic[:1] != b"\x80":
-            raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save)") from None
+            raise CheckpointError(
+                f"{path} is not a checkpoint (not a file written by torch.save)"
+            ) from None
         if "Weights only load failed" in str(e):
-            raise CheckpointError(f"{path} holds Python objects besides tensors: not an ssdbook checkpoint") from None
-        raise CheckpointError(f"corrupt checkpoint {path} ({size} bytes): truncated or damaged ({_why(e)})") from None
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors: not an ssdbook checkpoint"
+            ) from None
+        raise CheckpointError(
+            f"corrupt checkpoint {path} ({size} bytes): truncated or damaged ({_why(e)})"
+        ) from None
     if not isinstance(ck, dict) or "model" not in ck and "format_version" not in ck:
-        plain = isinstance(ck, dict) and ck and all(torch.is_tensor(v) for v in ck.values())
-        raise CheckpointError(f"{path} is not an ssdbook checkpoint: " + (
-            f"a plain state_dict of {len(ck)} tensors (load it with model.load_state_dict)" if plain
-            else f"a {type(ck).__name__} without 'model' and 'format_version' entries"))
-    if not isinstance(version := ck.get("format_version", 1), int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {version!r}, newer than this ssdbook reads "
-                              f"({FORMAT_VERSION}): upgrade ssdbook")
+        plain = (
+            isinstance(ck, dict) and ck and all(torch.is_tensor(v) for v in ck.values())
+        )
+        raise CheckpointError(
+            f"{path} is not an ssdbook checkpoint: "
+            + (
+                f"a plain state_dict of {len(ck)} tensors (load it with model.load_state_dict)"
+                if plain
+                else f"a {type(ck).__name__} without 'model' and 'format_version' entries"
+            )
+        )
+    if (
+        not isinstance(version := ck.get("format_version", 1), int)
+        or version > FORMAT_VERSION
+    ):
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}, newer than this ssdbook reads "
+            f"({FORMAT_VERSION}): upgrade ssdbook"
+        )
     return ck
+
 
 # %% ../nbs/09b_checkpoints.ipynb #c024
 _NUMBERED = re.compile(r"^ssd_(?P<base>\w+?)_(?P<it>\d+)\.pth$")
@@ -183,7 +293,11 @@ _NUMBERED = re.compile(r"^ssd_(?P<base>\w+?)_(?P<it>\d+)\.pth$")
 
 def numbered_checkpoints(out_dir) -> list[Path]:
     "The iteration checkpoints `ssd_BASE_000123.pth` in `out_dir`, newest (highest iteration) first."
-    found = [(int(m["it"]), p) for p in Path(out_dir).glob("ssd_*.pth") if (m := _NUMBERED.match(p.name))]
+    found = [
+        (int(m["it"]), p)
+        for p in Path(out_dir).glob("ssd_*.pth")
+        if (m := _NUMBERED.match(p.name))
+    ]
     return [p for _, p in sorted(found, key=lambda t: (-t[0], t[1].name))]
 
 
@@ -193,7 +307,10 @@ def write_checkpoints(out_dir, state: dict, keep: int = 2) -> Path:
     out, buf = Path(out_dir), io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     atomic_write(out / "last.pth", buf.getbuffer())
-    p = atomic_write(out / f"ssd_{state.get('base') or 'model'}_{int(state['iteration']):06d}.pth", buf.getbuffer())
+    p = atomic_write(
+        out / f"ssd_{state.get('base') or 'model'}_{int(state['iteration']):06d}.pth",
+        buf.getbuffer(),
+    )
     for q in numbered_checkpoints(out)[keep:] if keep > 0 else []:
         q.unlink(missing_ok=True)
     return p
@@ -219,31 +336,95 @@ def find_resume(out_dir) -> Path | None:
 
 def resolve_resume(resume: str, out_dir) -> Path | None:
     "A config's `resume`: '' (start fresh: None), 'auto' (`find_resume(out_dir)`) or a checkpoint path."
-    return None if not resume else find_resume(out_dir) if resume == "auto" else Path(resume)
+    return (
+        None
+        if not resume
+        else find_resume(out_dir)
+        if resume == "auto"
+        else Path(resume)
+    )
+
 
 # %% ../nbs/09b_checkpoints.ipynb #c027
 def _names(classes, n=6) -> str:
     c = list(classes)
-    return "[" + ", ".join(map(repr, c[:n])) + (f", ... ({len(c)} names)" if len(c) > n else "") + "]"
+    return (
+        "["
+        + ", ".join(map(repr, c[:n]))
+        + (f", ... ({len(c)} names)" if len(c) > n else "")
+        + "]"
+    )
 
 
-def check_compatible(ckpt, base=None, classes=None, num_classes=None, prior_cfg=None, name=None):
+def check_compatible(
+    ckpt, base=None, classes=None, num_classes=None, prior_cfg=None, name=None
+):
     """A one-line `CheckpointError`, naming both sides, if checkpoint `ckpt` (a dict or a path) does not fit this
     `base`, these `classes` (no background), `num_classes` (background included) or prior config."""
     if isinstance(ckpt, (str, Path)):
         name, ckpt = name or str(ckpt), load_checkpoint(ckpt)
-    name, have, pc = name or "the checkpoint", ckpt.get("classes"), ckpt.get("prior_cfg")
+    name, have, pc = (
+        name or "the checkpoint",
+        ckpt.get("classes"),
+        ckpt.get("prior_cfg"),
+    )
     n = ckpt.get("num_classes", len(have) + 1 if have is not None else None)
     if base is not None and ckpt.get("base") not in (None, base):
-        raise CheckpointError(f"{name} is a {ckpt['base']!r} SSD, this run builds base {base!r}")
+        raise CheckpointError(
+            f"{name} is a {ckpt['base']!r} SSD, this run builds base {base!r}"
+        )
     if classes is not None and have is not None and list(have) != list(classes):
-        raise CheckpointError(f"{name} was trained on classes {_names(have)}, this run has {_names(classes)}: "
-                              "to start a new class list from its weights, fine-tune (load_for_finetuning)")
+        raise CheckpointError(
+            f"{name} was trained on classes {_names(have)}, this run has {_names(classes)}: "
+            "to start a new class list from its weights, fine-tune (load_for_finetuning)"
+        )
     if num_classes is not None and n not in (None, num_classes):
-        raise CheckpointError(f"{name} has {n} classes (background included), this run {num_classes}")
-    diff = [k for k in (prior_cfg or {}) if pc and k not in ("num_classes", "name") and pc.get(k) != prior_cfg[k]]
+        raise CheckpointError(
+            f"{name} has {n} classes (background included), this run {num_classes}"
+        )
+    diff = [
+        k
+        for k in (prior_cfg or {})
+        if pc and k not in ("num_classes", "name") and pc.get(k) != prior_cfg[k]
+    ]
     if diff:
-        raise CheckpointError(f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs {prior_cfg[diff[0]]}")
+        raise CheckpointError(
+            f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs {prior_cfg[diff[0]]}"
+        )
+
+
+# %% ../nbs/09b_checkpoints.ipynb #6f0f1849
+def build_model(
+    base="mini",
+    num_classes=21,
+    phase="train",
+    pretrained="",
+    priors="voc",
+    focal_gamma=0.0,
+):
+    """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's `CONFIGS` or a dict), the ImageNet
+    VGG16 weights if `pretrained` (a path or 'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
+    from ssdbook.mining import init_background_bias
+    from ssdbook.model import build_ssd, load_vgg16_imagenet
+    from ssdbook.priors import CONFIGS
+
+    net = build_ssd(
+        phase,
+        size=300,
+        num_classes=num_classes,
+        base=base,
+        cfg=CONFIGS[priors] if isinstance(priors, str) else priors,
+    )
+    if pretrained:
+        if base != "vgg16":
+            raise ValueError(
+                f"pretrained={pretrained!r} needs base='vgg16' (got base={base!r})"
+            )
+        load_vgg16_imagenet(
+            net, **({} if pretrained == "download" else dict(weights=pretrained))
+        )
+    return init_background_bias(net) if focal_gamma else net
+
 
 # %% ../nbs/09b_checkpoints.ipynb #c028
 def load_model(path, device="auto", phase="train"):
@@ -251,16 +432,26 @@ def load_model(path, device="auto", phase="train"):
     move it to `device` in eval mode. Returns `(net, ckpt)`; `ckpt["classes"]` names its labels."""
     from ssdbook.config import pick_device
     from ssdbook.model import build_ssd
+
     ck = load_checkpoint(path, map_location="cpu")
     if missing := [k for k in ("model", "base", "num_classes") if k not in ck]:
-        raise CheckpointError(f"{path} has no {', '.join(missing)} entries: not a training checkpoint")
-    net = build_ssd(phase, size=ck.get("size", 300), num_classes=ck["num_classes"], base=ck["base"],
-                    cfg=ck.get("prior_cfg"))
+        raise CheckpointError(
+            f"{path} has no {', '.join(missing)} entries: not a training checkpoint"
+        )
+    net = build_ssd(
+        phase,
+        size=ck.get("size", 300),
+        num_classes=ck["num_classes"],
+        base=ck["base"],
+        cfg=ck.get("prior_cfg"),
+    )
     try:
         net.load_state_dict(ck["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: its weights do not fit a {ck['base']!r} SSD with {ck['num_classes']} "
-                              f"classes ({_why(e)})") from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit a {ck['base']!r} SSD with {ck['num_classes']} "
+            f"classes ({_why(e)})"
+        ) from None
     return net.to(pick_device(device)).eval(), ck
 
 
@@ -272,13 +463,24 @@ def load_for_finetuning(net: nn.Module, source, name=None) -> list[str]:
         name, source = name or str(source), load_checkpoint(source)
     name, mine = name or "the checkpoint", _base_of(net)
     if source.get("base") and mine and source["base"] != mine:
-        raise CheckpointError(f"{name} is a {source['base']!r} SSD, the network is {mine!r}")
+        raise CheckpointError(
+            f"{name} is a {source['base']!r} SSD, the network is {mine!r}"
+        )
     sd, own = source.get("model", source), net.state_dict()
-    fresh = [k for k in own if k.startswith("conf.") and k in sd and sd[k].shape != own[k].shape]
-    bad = [f"{k} {'missing' if k not in sd else f'{tuple(sd[k].shape)} vs {tuple(own[k].shape)}'}"
-           for k in own if k not in fresh and (k not in sd or sd[k].shape != own[k].shape)]
+    fresh = [
+        k
+        for k in own
+        if k.startswith("conf.") and k in sd and sd[k].shape != own[k].shape
+    ]
+    bad = [
+        f"{k} {'missing' if k not in sd else f'{tuple(sd[k].shape)} vs {tuple(own[k].shape)}'}"
+        for k in own
+        if k not in fresh and (k not in sd or sd[k].shape != own[k].shape)
+    ]
     if bad := bad + [f"{k} unexpected" for k in sd if k not in own]:
-        raise CheckpointError(f"{name} does not fit this network beyond its class heads: {bad[0]}"
-                              + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+        raise CheckpointError(
+            f"{name} does not fit this network beyond its class heads: {bad[0]}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+        )
     net.load_state_dict({k: v for k, v in sd.items() if k not in fresh}, strict=False)
     return fresh

@@ -19,36 +19,105 @@ import torch
 import torch.nn as nn
 
 from .augment import batch_augment
-from .checkpoint import (check_compatible, checkpoint_state, load_checkpoint, resolve_resume, rng_state,
-                                save_checkpoint, set_rng_state, write_checkpoints)
-from .config import (TrainConfig, amp_dtype, config_warnings, pick_device, shapes_recipe, use_channels_last,
-                            voc_recipe)
-from .data import IMAGENET_MEAN, IMAGENET_STD, SHAPES_CLASSES, VOC_CLASSES, normalize
+from ssdbook.checkpoint import (
+    build_model,
+    check_compatible,
+    checkpoint_state,
+    load_checkpoint,
+    resolve_resume,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_checkpoints,
+)
+from ssdbook.config import (
+    TrainConfig,
+    amp_dtype,
+    config_warnings,
+    pick_device,
+    shapes_recipe,
+    use_channels_last,
+    voc_recipe,
+)
+from ssdbook.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SHAPES_CLASSES,
+    VOC_CLASSES,
+    normalize,
+)
 from .loss import MultiBoxLoss
 from .mining import init_background_bias
-from .pipeline import (SIZE, CachedDataset, StreamSampler, build_test_set, build_train_set,
-                              check_batch_size, init_distributed, make_loader, progress, sample_seed)
+from ssdbook.pipeline import (
+    SIZE,
+    CachedDataset,
+    StreamSampler,
+    build_test_set,
+    build_train_set,
+    check_batch_size,
+    init_distributed,
+    make_loader,
+    progress,
+    sample_seed,
+)
 from .priors import CONFIGS
-from .runfolder import (LOG_FIELDS, RunLock, StopSignals, TrainingInterrupted, append_log_row, plot_log,
-                               prepare_out, read_log, resume_changes, truncate_log)
+from ssdbook.runfolder import (
+    LOG_FIELDS,
+    RunLock,
+    StopSignals,
+    TrainingInterrupted,
+    append_log_row,
+    plot_log,
+    prepare_out,
+    read_log,
+    resume_changes,
+    truncate_log,
+)
 
 # %% auto #0
-__all__ = ['LRSchedule', 'make_optimizer', 'train_step', 'NonFiniteLossError', 'NonFiniteWatch', 'build_model', 'Run', 'train']
+__all__ = [
+    'LRSchedule',
+    'make_optimizer',
+    'train_step',
+    'NonFiniteLossError',
+    'NonFiniteWatch',
+    'Run',
+    'train',
+]
+
 
 # %% ../nbs/09d_training_loop.ipynb #c006
 class LRSchedule:
     "lr factor at iteration `it`: linear warm-up from `warmup_factor`, then step decay or cosine."
-    def __init__(self, iterations, schedule="step", steps=(), gamma=0.1, warmup=0, warmup_factor=1 / 3):
+
+    def __init__(
+        self,
+        iterations,
+        schedule="step",
+        steps=(),
+        gamma=0.1,
+        warmup=0,
+        warmup_factor=1 / 3,
+    ):
         self.iterations, self.schedule, self.steps = iterations, schedule, sorted(steps)
         self.gamma, self.warmup, self.warmup_factor = gamma, warmup, warmup_factor
 
     @classmethod
     def of(cls, cfg: TrainConfig) -> "LRSchedule":
-        return cls(cfg.iterations, cfg.schedule, cfg.steps, cfg.gamma, cfg.warmup, cfg.warmup_factor)
+        return cls(
+            cfg.iterations,
+            cfg.schedule,
+            cfg.steps,
+            cfg.gamma,
+            cfg.warmup,
+            cfg.warmup_factor,
+        )
 
     def __call__(self, it: int) -> float:
         if self.schedule == "cosine":
-            t = min(max(it - self.warmup, 0) / max(self.iterations - self.warmup, 1), 1.0)
+            t = min(
+                max(it - self.warmup, 0) / max(self.iterations - self.warmup, 1), 1.0
+            )
             f = 0.5 * (1 + math.cos(math.pi * t))
         else:
             f = self.gamma ** bisect.bisect_right(self.steps, it)
@@ -61,20 +130,32 @@ def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     "SGD (momentum, weight decay) as the reference, or AdamW; the loop sets the lr of each step."
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+
 # %% ../nbs/09d_training_loop.ipynb #c010
-def train_step(model, criterion, opt, scaler, images, targets, dtype=None, skip_nonfinite=False):
+def train_step(
+    model, criterion, opt, scaler, images, targets, dtype=None, skip_nonfinite=False
+):
     """One optimisation step. Returns `(losses (2,) = [loss_l, loss_c], finite ())` detached, on the device.
     With `skip_nonfinite`, a non-finite loss (on any process) skips the update: the one host sync of the step."""
-    with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.autocast(
+        images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+    ):
         loc, conf, priors = model(images)
     loss_l, loss_c = criterion((loc.float(), conf.float(), priors.float()), targets)
     loss = loss_l + loss_c
-    losses, finite = torch.stack([loss_l, loss_c]).detach(), torch.isfinite(loss.detach())
+    losses, finite = (
+        torch.stack([loss_l, loss_c]).detach(),
+        torch.isfinite(loss.detach()),
+    )
     if skip_nonfinite:
-        if torch.distributed.is_initialized():           # every process must take the same decision
+        if (
+            torch.distributed.is_initialized()
+        ):  # every process must take the same decision
             flag = finite.float().reshape(1)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
             finite = flag[0] > 0
@@ -86,6 +167,7 @@ def train_step(model, criterion, opt, scaler, images, targets, dtype=None, skip_
     scaler.update()
     return losses, finite
 
+
 # %% ../nbs/09d_training_loop.ipynb #c017
 class NonFiniteLossError(FloatingPointError):
     "Raised when the loss is NaN or infinite (with `on_nonfinite='stop'`)."
@@ -93,13 +175,16 @@ class NonFiniteLossError(FloatingPointError):
 
 class NonFiniteWatch:
     "The first non-finite step `[iteration, loss_l, loss_c, lr]`, recorded on the device; `check()` syncs."
+
     def __init__(self, device):
         self.bad = torch.zeros((), dtype=torch.bool, device=device)
         self.first = torch.full((4,), float("nan"), device=device)
 
     def update(self, it: int, losses, finite, lr: float):
         new = ~finite & ~self.bad
-        row = torch.cat([losses.new_full((1,), it + 1.0), losses.float(), losses.new_full((1,), lr)])   # no copy
+        row = torch.cat(
+            [losses.new_full((1,), it + 1.0), losses.float(), losses.new_full((1,), lr)]
+        )  # no copy
         self.first = torch.where(new, row, self.first)
         self.bad |= ~finite
 
@@ -107,71 +192,136 @@ class NonFiniteWatch:
         bad = self.bad.float().reshape(1)
         if torch.distributed.is_initialized():
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        if bad.item():                                          # the host sync
+        if bad.item():  # the host sync
             it, l, c, lr = self.first.tolist()
-            raise NonFiniteLossError(f"non-finite loss at iteration {int(it)} (loss_l={l:.4g}, loss_c={c:.4g}, lr={lr:.3g}); "
-                                     f"stopped (on_nonfinite='stop'). Last clean checkpoint: {last_checkpoint or 'none yet'}"
-                                     ". Try a lower --lr or a longer --warmup, and check the data for degenerate boxes.")
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {int(it)} (loss_l={l:.4g}, loss_c={c:.4g}, lr={lr:.3g}); "
+                f"stopped (on_nonfinite='stop'). Last clean checkpoint: {last_checkpoint or 'none yet'}"
+                ". Try a lower --lr or a longer --warmup, and check the data for degenerate boxes."
+            )
 
-# %% ../nbs/09d_training_loop.ipynb #c021
-def build_model(base="mini", num_classes=21, phase="train", pretrained="", priors="voc", focal_gamma=0.0):
-    """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's `CONFIGS` or a dict), the ImageNet
-    VGG16 weights if `pretrained` (a path or 'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
-    from ssdbook.model import build_ssd, load_vgg16_imagenet
-    net = build_ssd(phase, size=SIZE, num_classes=num_classes, base=base,
-                    cfg=CONFIGS[priors] if isinstance(priors, str) else priors)
-    if pretrained:
-        if base != "vgg16":
-            raise ValueError(f"pretrained={pretrained!r} needs base='vgg16' (got base={base!r})")
-        load_vgg16_imagenet(net, **({} if pretrained == "download" else dict(weights=pretrained)))
-    return init_background_bias(net) if focal_gamma else net
 
 # %% ../nbs/09d_training_loop.ipynb #c022
 class Run:
     "One training run: set-up (resume, data, model, optimiser) in `__init__`, the iterations in `loop()`."
-    augment_options: dict = {}          # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
-    def __init__(self, cfg, rank, world, device, net=None, dataset=None, classes=None, criterion=None, stop=None):
+
+    augment_options: dict = {}  # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
+
+    def __init__(
+        self,
+        cfg,
+        rank,
+        world,
+        device,
+        net=None,
+        dataset=None,
+        classes=None,
+        criterion=None,
+        stop=None,
+    ):
         if cfg.batch_size % world:
-            raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
-        self.cfg, self.rank, self.world, self.device, self.main = cfg, rank, world, device, rank == 0
-        self.out, self.ckpt_path, self.signals = Path(cfg.out), None, stop or StopSignals()
-        random.seed(cfg.seed); np.random.seed(cfg.seed); torch.manual_seed(cfg.seed)
+            raise ValueError(
+                f"batch_size={cfg.batch_size} is not divisible by the {world} processes"
+            )
+        self.cfg, self.rank, self.world, self.device, self.main = (
+            cfg,
+            rank,
+            world,
+            device,
+            rank == 0,
+        )
+        self.out, self.ckpt_path, self.signals = (
+            Path(cfg.out),
+            None,
+            stop or StopSignals(),
+        )
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
         self.resume_from = resolve_resume(cfg.resume, self.out)
         ck = load_checkpoint(self.resume_from) if self.resume_from else None
-        self.changes = resume_changes(ck.get("config", {}), cfg, str(self.resume_from)) if ck else {}
-        self.start, self.stop = (ck["iteration"] if ck else 0), min(cfg.stop_at or cfg.iterations, cfg.iterations)
+        self.changes = (
+            resume_changes(ck.get("config", {}), cfg, str(self.resume_from))
+            if ck
+            else {}
+        )
+        self.start, self.stop = (
+            (ck["iteration"] if ck else 0),
+            min(cfg.stop_at or cfg.iterations, cfg.iterations),
+        )
         self.saved_at = self.start
-        finished = self.start >= self.stop                       # nothing left to train: no data needed
+        finished = self.start >= self.stop  # nothing left to train: no data needed
         if dataset is None and not finished:
             dataset, classes = build_train_set(cfg, rank, world)
-        if not finished:                                          # before a byte of the batch is allocated
+        if not finished:  # before a byte of the batch is allocated
             check_batch_size(cfg, len(dataset), device, world)
-        self.classes = list(classes or (ck or {}).get("classes") or
-                            (SHAPES_CLASSES if cfg.data == "shapes" else VOC_CLASSES))
+        self.classes = list(
+            classes
+            or (ck or {}).get("classes")
+            or (SHAPES_CLASSES if cfg.data == "shapes" else VOC_CLASSES)
+        )
         num_classes = len(self.classes) + 1
         if ck:
-            check_compatible(ck, base=cfg.base, classes=self.classes, num_classes=num_classes, name=str(self.resume_from))
+            check_compatible(
+                ck,
+                base=cfg.base,
+                classes=self.classes,
+                num_classes=num_classes,
+                name=str(self.resume_from),
+            )
         if net is None:
             torch.manual_seed(cfg.seed)
-            net = build_model(cfg.base, num_classes, "train", "" if ck else cfg.pretrained, cfg.priors, cfg.focal_gamma)
-        self.channels_last, self.dtype = use_channels_last(cfg.channels_last), amp_dtype(device, cfg.amp)
-        self.net = net.to(device, memory_format=torch.channels_last) if self.channels_last else net.to(device)
-        self.criterion = criterion or MultiBoxLoss(num_classes, focal_gamma=cfg.focal_gamma)
+            net = build_model(
+                cfg.base,
+                num_classes,
+                "train",
+                "" if ck else cfg.pretrained,
+                cfg.priors,
+                cfg.focal_gamma,
+            )
+        self.channels_last, self.dtype = (
+            use_channels_last(cfg.channels_last),
+            amp_dtype(device, cfg.amp),
+        )
+        self.net = (
+            net.to(device, memory_format=torch.channels_last)
+            if self.channels_last
+            else net.to(device)
+        )
+        self.criterion = criterion or MultiBoxLoss(
+            num_classes, focal_gamma=cfg.focal_gamma
+        )
         self.opt = make_optimizer(self.net, cfg)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=self.dtype == torch.float16
+        )
         self.skipped, self.resumes = 0, []
         if ck:
             self._restore(ck)
         self.model = self.net
         if world > 1:
             self.model = nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[device.index] if device.type == "cuda" else None)
+                self.net, device_ids=[device.index] if device.type == "cuda" else None
+            )
         if cfg.compile:
             self.model = torch.compile(self.model)
         if cfg.cache and not finished and not isinstance(dataset, CachedDataset):
-            workers = cfg.num_workers if cfg.num_workers >= 0 else max(1, (os.cpu_count() or 2) // 2)
-            dataset = CachedDataset(dataset, SIZE, num_workers=workers, progress_bar=cfg.progress and self.main)
-        self.loader = [] if finished else make_loader(dataset, cfg, self.start, rank, world, device)
+            workers = (
+                cfg.num_workers
+                if cfg.num_workers >= 0
+                else max(1, (os.cpu_count() or 2) // 2)
+            )
+            dataset = CachedDataset(
+                dataset,
+                SIZE,
+                num_workers=workers,
+                progress_bar=cfg.progress and self.main,
+            )
+        self.loader = (
+            []
+            if finished
+            else make_loader(dataset, cfg, self.start, rank, world, device)
+        )
         self.log_path = self.out / "log.csv"
         self.history = truncate_log(self.log_path, self.start) if self.main else []
         self.last_logged = self.start
@@ -185,20 +335,31 @@ class Run:
         self.skipped, self.ckpt_path = ck.get("skipped", 0), self.resume_from
         set_rng_state(ck["rng"])
         self.resumes = list(ck.get("resumes", []))
-        changed = {k: v for k, v in self.changes.items() if k not in ("resume", "stop_at")}
-        if changed:                                          # what this resume changed, and when
+        changed = {
+            k: v for k, v in self.changes.items() if k not in ("resume", "stop_at")
+        }
+        if changed:  # what this resume changed, and when
             self.resumes.append(dict(iteration=self.start, changes=changed))
         if ck.get("world_size", 1) != self.world and self.main:
-            warnings.warn(f"resuming a {ck.get('world_size', 1)}-process run with {self.world} processes: "
-                          "the data stream continues, but per-process batches differ")
+            warnings.warn(
+                f"resuming a {ck.get('world_size', 1)}-process run with {self.world} processes: "
+                "the data stream continues, but per-process batches differ"
+            )
 
     def device_batch(self, images, targets, it):
         "The batch on the device: augmented ('light') or normalised ('none') there; channels_last if asked."
         cfg, dev = self.cfg, self.device
-        images, targets = images.to(dev, non_blocking=True), [t.to(dev, non_blocking=True) for t in targets]
+        images, targets = (
+            images.to(dev, non_blocking=True),
+            [t.to(dev, non_blocking=True) for t in targets],
+        )
         if cfg.augment == "light":
-            g = torch.Generator().manual_seed(sample_seed(cfg.seed + 7919, it * self.world + self.rank))
-            images, targets = batch_augment(images, targets, g, IMAGENET_MEAN, IMAGENET_STD, **self.augment_options)
+            g = torch.Generator().manual_seed(
+                sample_seed(cfg.seed + 7919, it * self.world + self.rank)
+            )
+            images, targets = batch_augment(
+                images, targets, g, IMAGENET_MEAN, IMAGENET_STD, **self.augment_options
+            )
         elif cfg.augment == "none":
             images = normalize(images, IMAGENET_MEAN, IMAGENET_STD)
         if self.channels_last:
@@ -207,29 +368,68 @@ class Run:
 
     def loop(self) -> dict:
         "The iterations `start .. stop` of the run; returns `train()`'s result."
-        cfg, schedule, watch = self.cfg, LRSchedule.of(self.cfg), NonFiniteWatch(self.device)
-        bar = progress(range(self.start, self.stop), cfg.progress and self.main, initial=self.start,
-                       total=cfg.iterations, desc="train", dynamic_ncols=True, mininterval=1.0)
-        self.t0, self.c0, self.win_t = time.perf_counter(), time.process_time(), time.perf_counter()
-        self.acc = torch.zeros(3, device=self.device)             # sum loss_l, sum loss_c, finite steps
+        cfg, schedule, watch = (
+            self.cfg,
+            LRSchedule.of(self.cfg),
+            NonFiniteWatch(self.device),
+        )
+        bar = progress(
+            range(self.start, self.stop),
+            cfg.progress and self.main,
+            initial=self.start,
+            total=cfg.iterations,
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        self.t0, self.c0, self.win_t = (
+            time.perf_counter(),
+            time.process_time(),
+            time.perf_counter(),
+        )
+        self.acc = torch.zeros(
+            3, device=self.device
+        )  # sum loss_l, sum loss_c, finite steps
         self.model.train()
-        self.watch, self.signals.soft = watch, self.world == 1    # SIGINT/SIGTERM: finish the step, save, stop
-        for it, (images, targets) in zip(bar, self.loader):    # (the workers ignore SIGINT: 9a)
+        self.watch, self.signals.soft = (
+            watch,
+            self.world == 1,
+        )  # SIGINT/SIGTERM: finish the step, save, stop
+        for it, (images, targets) in zip(
+            bar, self.loader
+        ):  # (the workers ignore SIGINT: 9a)
             images, targets = self.device_batch(images, targets, it)
             lr = cfg.lr * schedule(it)
-            self.opt.param_groups[0]["lr"] = lr                   # one group: the schedule is stateless
-            losses, finite = train_step(self.model, self.criterion, self.opt, self.scaler, images, targets,
-                                        self.dtype, skip_nonfinite=cfg.on_nonfinite == "skip")
-            self.acc += torch.where(finite, torch.cat([losses, losses.new_ones(1)]), 0.0)
-            if cfg.on_nonfinite == "skip" and not bool(finite):    # already synced by the step
+            self.opt.param_groups[0]["lr"] = lr  # one group: the schedule is stateless
+            losses, finite = train_step(
+                self.model,
+                self.criterion,
+                self.opt,
+                self.scaler,
+                images,
+                targets,
+                self.dtype,
+                skip_nonfinite=cfg.on_nonfinite == "skip",
+            )
+            self.acc += torch.where(
+                finite, torch.cat([losses, losses.new_ones(1)]), 0.0
+            )
+            if cfg.on_nonfinite == "skip" and not bool(
+                finite
+            ):  # already synced by the step
                 self.skipped += 1
                 if self.skipped > cfg.max_skips:
-                    raise NonFiniteLossError(f"non-finite loss at iteration {it + 1}: {self.skipped} steps skipped, "
-                                             f"more than max_skips={cfg.max_skips}; stopped")
+                    raise NonFiniteLossError(
+                        f"non-finite loss at iteration {it + 1}: {self.skipped} steps skipped, "
+                        f"more than max_skips={cfg.max_skips}; stopped"
+                    )
             watch.update(it, losses, finite | (cfg.on_nonfinite == "skip"), lr)
             done = it + 1
             log_now = done % cfg.log_every == 0 or done in (cfg.iterations, self.stop)
-            ckpt_now = done % cfg.checkpoint_every == 0 or done in (cfg.iterations, self.stop)
+            ckpt_now = done % cfg.checkpoint_every == 0 or done in (
+                cfg.iterations,
+                self.stop,
+            )
             if log_now or ckpt_now or done % cfg.check_every == 0:
                 watch.check(self.ckpt_path)
             if log_now:
@@ -238,51 +438,95 @@ class Run:
                 self.save(done)
             if self.signals.requested:
                 self.interrupt(done)
-        getattr(bar, "close", lambda: None)()                    # the tqdm bar, if there is one
+        getattr(bar, "close", lambda: None)()  # the tqdm bar, if there is one
         return self.result()
 
     def save(self, done):
-        state = checkpoint_state(self.net, self.opt, None, self.scaler, iteration=done, classes=self.classes,
-                                 config=self.cfg, skipped=self.skipped, world_size=self.world, resumes=self.resumes)
-        self.ckpt_path, self.saved_at = write_checkpoints(self.out, state, keep=self.cfg.keep_checkpoints), done
+        state = checkpoint_state(
+            self.net,
+            self.opt,
+            None,
+            self.scaler,
+            iteration=done,
+            classes=self.classes,
+            config=self.cfg,
+            skipped=self.skipped,
+            world_size=self.world,
+            resumes=self.resumes,
+        )
+        self.ckpt_path, self.saved_at = (
+            write_checkpoints(self.out, state, keep=self.cfg.keep_checkpoints),
+            done,
+        )
 
     def interrupt(self, done):
         "Stopped by a signal after step `done`: a checkpoint of it (if finite and not written yet), then raise."
         self.watch.check(self.ckpt_path)
         if self.main and done > self.saved_at:
             self.save(done)
-        raise TrainingInterrupted(f"stopped by {signal.Signals(self.signals.requested).name} after iteration {done}; "
-                                  f"checkpoint {self.ckpt_path or 'none yet'}: continue with --resume auto", self.signals.requested)
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(self.signals.requested).name} after iteration {done}; "
+            f"checkpoint {self.ckpt_path or 'none yet'}: continue with --resume auto",
+            self.signals.requested,
+        )
 
     def log_row(self, done, lr, bar):
         "One row of log.csv from the window's sums (the window's one host sync), and the progress bar."
         now, (l, c, n) = time.perf_counter(), self.acc.tolist()
         n = max(n, 1)
-        row = dict(iteration=done, loss_l=l / n, loss_c=c / n, loss=(l + c) / n, lr=lr,
-                   img_s=self.cfg.batch_size * (done - self.last_logged) / max(now - self.win_t, 1e-9),
-                   elapsed_s=now - self.t0, cpu_s=time.process_time() - self.c0, skipped=self.skipped)
-        self.acc.zero_(); self.win_t = now
+        row = dict(
+            iteration=done,
+            loss_l=l / n,
+            loss_c=c / n,
+            loss=(l + c) / n,
+            lr=lr,
+            img_s=self.cfg.batch_size
+            * (done - self.last_logged)
+            / max(now - self.win_t, 1e-9),
+            elapsed_s=now - self.t0,
+            cpu_s=time.process_time() - self.c0,
+            skipped=self.skipped,
+        )
+        self.acc.zero_()
+        self.win_t = now
         if self.main:
             self.history.append(row)
             append_log_row(self.log_path, row)
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss_l=f"{row['loss_l']:.3f}", loss_c=f"{row['loss_c']:.3f}", lr=f"{lr:.2e}",
-                                img_s=f"{row['img_s']:.1f}", refresh=False)
+                bar.set_postfix(
+                    loss_l=f"{row['loss_l']:.3f}",
+                    loss_c=f"{row['loss_c']:.3f}",
+                    lr=f"{lr:.2e}",
+                    img_s=f"{row['img_s']:.1f}",
+                    refresh=False,
+                )
         self.last_logged = done
 
     def result(self) -> dict:
         seconds, trained = time.perf_counter() - self.t0, max(self.stop - self.start, 0)
         if self.main and self.history:
             plot_log(self.history, self.out / "loss.png")
-        return dict(net=self.net, iteration=max(self.stop, self.start), classes=self.classes,
-                    checkpoint=self.out / "last.pth" if self.main else None, log=self.log_path,
-                    history=self.history, skipped=self.skipped, seconds=seconds,
-                    img_s=trained * self.cfg.batch_size / max(seconds, 1e-9), resumes=self.resumes,
-                    peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda"
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)   # CUDA allocator / process RSS
+        return dict(
+            net=self.net,
+            iteration=max(self.stop, self.start),
+            classes=self.classes,
+            checkpoint=self.out / "last.pth" if self.main else None,
+            log=self.log_path,
+            history=self.history,
+            skipped=self.skipped,
+            seconds=seconds,
+            img_s=trained * self.cfg.batch_size / max(seconds, 1e-9),
+            resumes=self.resumes,
+            peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20
+            if self.device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )  # CUDA allocator / process RSS
+
 
 # %% ../nbs/09d_training_loop.ipynb #c023
-def train(cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None) -> dict:
+def train(
+    cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None
+) -> dict:
     """Train an SSD as `cfg` says -> dict(net, iteration, checkpoint, log, history, skipped, seconds, img_s, peak_memory_mb,
     classes, resumes). `net`, `dataset`, `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
     for warning in config_warnings(cfg.validate()):
@@ -291,10 +535,15 @@ def train(cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, c
         torch.set_num_threads(cfg.threads)
     rank, world, device, created = init_distributed(pick_device(cfg.device))
     try:
-        with RunLock(cfg.out) if rank == 0 else contextlib.nullcontext(), StopSignals() as stop:
-            if rank == 0:                                         # a run in OUT: --resume, a new --out, --overwrite
+        with (
+            RunLock(cfg.out) if rank == 0 else contextlib.nullcontext(),
+            StopSignals() as stop,
+        ):
+            if rank == 0:  # a run in OUT: --resume, a new --out, --overwrite
                 prepare_out(cfg.out, cfg.resume, cfg.overwrite)
-            return Run(cfg, rank, world, device, net, dataset, classes, criterion, stop).loop()
+            return Run(
+                cfg, rank, world, device, net, dataset, classes, criterion, stop
+            ).loop()
     finally:
         if created:
             torch.distributed.destroy_process_group()
