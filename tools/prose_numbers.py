@@ -89,8 +89,10 @@ QUOTING = re.compile(
 )
 
 DECIMAL = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(?![\w.]*\d)")
+# A bare `h` needs a space before it: "10h" glued to its number is a chapter's name (10h: the
+# explorer), a constant; a time in hours is written "2 h" or "2 hours" and is still flagged.
 TIME = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)?)\s?(ms|s|sec|seconds?|min|minutes?|h|hours?)\b"
+    r"(?<![\w.])(\d+(?:[.,]\d+)?)(?:\s?(ms|s|sec|seconds?|min|minutes?|hours?)|\s(h))\b"
 )
 PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?%")
 RATIO = re.compile(
