@@ -34,7 +34,15 @@ def machine() -> str:
         import torch
 
         dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-        tv = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        cap = torch.backends.cpu.get_cpu_capability()  # AVX2 on most readers' CPUs
+        bf16 = (
+            "native bf16" if torch.cpu._is_avx512_bf16_supported() else "no native bf16"
+        )
+        fp32 = ", fp32 forced" if os.environ.get("SSDBOOK_FP32") == "1" else ""
+        tv = (
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+            f"{cap}, {bf16}{fp32}"
+        )
     except Exception:  # torch missing: still describe the host
         dev, tv = "CPU", "no torch"
     return f"{dev}, {os.cpu_count()} cores, {platform.machine()}, {tv}"
