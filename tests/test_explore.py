@@ -279,7 +279,8 @@ def _expected(det, image, rows, threshold):
     "What the library says for these rows: N (match_batch), negatives and losses (MultiBoxLoss)."
     loc, conf, _ = network_outputs(det, image)
     target = parse_boxes(rows, image.shape[1:], conf.shape[-1], det.classes)
-    priors = det.net.priors.cpu()  # the network's own: voc untrained, a checkpoint's own
+    # the network's own priors: voc when untrained, a checkpoint's own otherwise
+    priors = det.net.priors.cpu()
     _, conf_t = match_batch([target], priors, threshold)
     crit = MultiBoxLoss(conf.shape[-1], overlap_thresh=threshold)
     loss_l, loss_c, _, neg = crit((loc, conf, priors), [target], return_masks=True)
