@@ -1,10 +1,11 @@
-"""The Pascal VOC devkit's evaluation, ported straight from the reference's `eval.py` (`voc_ap`, `voc_eval`):
-numpy, one class at a time, one detection at a time.
+"""The Pascal VOC devkit's evaluation, ported straight from the reference's `eval.py`
+(`voc_ap`, `voc_eval`): numpy, one class at a time, one detection at a time.
 
-The one copy of this slow, obvious loop: `bench_evaluate.py` times ssdbook's vectorised evaluation against it,
-and `tests/test_evaluate.py` checks ssdbook's numbers against it. Detections and annotations are the in-memory
-lists ssdbook uses (`boxes`, `scores`, `labels` per image; `boxes`, `labels` and optionally `difficult` per image)
-instead of the devkit's files.
+The one copy of this slow, obvious loop: `bench_evaluate.py` times ssdbook's vectorised
+evaluation against it, and `tests/test_evaluate.py` checks ssdbook's numbers against it.
+Detections and annotations are the in-memory lists ssdbook uses (`boxes`, `scores`,
+`labels` per image; `boxes`, `labels` and optionally `difficult` per image) instead of
+the devkit's files.
 """
 
 import math
@@ -14,7 +15,8 @@ import torch
 
 
 def devkit_voc_ap(rec, prec, use_07_metric=True):
-    "The devkit's voc_ap: VOC07 11-point AP, or the area under the interpolated curve (VOC2010+)."
+    """The devkit's voc_ap: VOC07 11-point AP, or the area under the interpolated curve
+    (VOC2010+)."""
     if use_07_metric:
         ap = 0.0
         for t in np.arange(0.0, 1.1, 0.1):
@@ -30,7 +32,8 @@ def devkit_voc_ap(rec, prec, use_07_metric=True):
 
 
 def _class_records(annos, k):
-    "Ground truth of class `k` per image (`det` marks boxes already matched) and the number of non-difficult boxes."
+    """Ground truth of class `k` per image (`det` marks boxes already matched) and the
+    number of non-difficult boxes."""
     recs, npos = {}, 0
     for i, a in enumerate(annos):
         m = a["labels"] == k
@@ -47,7 +50,8 @@ def _class_records(annos, k):
 
 
 def _overlaps(bb, gt, pixel_offset):
-    "IoU of one box with each ground-truth box; `pixel_offset=1` counts the last pixel in (the devkit's `+ 1`)."
+    """IoU of one box with each ground-truth box; `pixel_offset=1` counts the last pixel
+    in (the devkit's `+ 1`)."""
     iw = np.maximum(
         np.minimum(gt[:, 2], bb[2]) - np.maximum(gt[:, 0], bb[0]) + pixel_offset, 0.0
     )
@@ -64,10 +68,12 @@ def _overlaps(bb, gt, pixel_offset):
 
 
 def devkit_voc_eval(dets, annos, k, thresh=0.5, use_07_metric=True, pixel_offset=0.0):
-    """The devkit's voc_eval for class `k`: detections sorted by score (stable: ties keep their order), each one a
-    true positive if its best overlap with a ground-truth box exceeds `thresh` and that box is not taken yet;
-    detections on difficult boxes count as neither. `pixel_offset=1.0` is the devkit's pixel rule (a box from x1
-    to x2 is x2 - x1 + 1 pixels wide), 0.0 the continuous rule. NaN when class `k` has no (non-difficult) box."""
+    """The devkit's voc_eval for class `k`: detections sorted by score (stable: ties
+    keep their order), each one a true positive if its best overlap with a ground-truth
+    box exceeds `thresh` and that box is not taken yet; detections on difficult boxes
+    count as neither. `pixel_offset=1.0` is the devkit's pixel rule (a box from x1 to x2
+    is x2 - x1 + 1 pixels wide), 0.0 the continuous rule. NaN when class `k` has no
+    (non-difficult) box."""
     recs, npos = _class_records(annos, k)
     ids, conf, bbs = [], [], []
     for i, d in enumerate(dets):

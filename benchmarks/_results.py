@@ -1,16 +1,17 @@
 """One source for every measured number: benchmarks/results.json.
 
-Every benchmark script (and the main job, `python -m ssdbook demo`) records what it measured here with
-`record(name, numbers)`. README.md's results table is rendered from this file (tools/render_readme.py) and the
-chapters read it, so prose and measurement never drift apart.
+Every benchmark script (and the main job, `python -m ssdbook demo`) records what it
+measured here with `record(name, numbers)`. README.md's results table is rendered from
+this file (tools/render_readme.py) and the chapters read it, so prose and measurement
+never drift apart.
 
     import sys; sys.path.insert(0, str(Path(__file__).parent))   # scripts in benchmarks/
     from _results import record
     record("bench_match", {"ssdbook_ms": 12.3, "baseline_ms": 25.7, "ratio": 2.1, "what": "..."})
 
-Each entry gets the date, the machine (CPU count, torch version, device) and the command that produced it.
-The file is rewritten atomically (temp file + os.replace) under an exclusive lock, so two scripts recording at
-the same time lose nothing.
+Each entry gets the date, the machine (CPU count, torch version, device) and the command
+that produced it. The file is rewritten atomically (temp file + os.replace) under an
+exclusive lock, so two scripts recording at the same time lose nothing.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _locked(path: Path):
 def record(
     name: str, numbers: dict, path: Path | str = RESULTS, command: str | None = None
 ) -> dict:
-    """Store `numbers` (JSON-serialisable) under `name`, replacing the previous entry of that name."""
+    """Store `numbers` (JSON-serialisable) under `name`, replacing the previous entry of
+    that name."""
     path = Path(path)
     entry = dict(numbers)
     entry.setdefault(

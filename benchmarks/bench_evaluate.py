@@ -1,20 +1,27 @@
-"""Speed of ssdbook's vectorised VOC evaluation against two baselines, on the same data, same protocol.
+"""Speed of ssdbook's vectorised VOC evaluation against two baselines, on the same data,
+same protocol.
 
-Data: VOC2007-test sized -- 4952 images, 100-200 detections each, 20 classes, 1-10 objects per image (pixels,
-10 % difficult). Every contender gets the same warm-up run and the same number of timed repeats; the median
-of the repeats is reported, as wall-clock and as CPU time (the machine is shared: CPU time is the steadier one,
-and the recorded `ratio` uses it). One thread for everybody (numpy and pycocotools are single-threaded).
+Data: VOC2007-test sized -- 4952 images, 100-200 detections each, 20 classes, 1-10
+objects per image (pixels, 10 % difficult). Every contender gets the same warm-up run
+and the same number of timed repeats; the median of the repeats is reported, as
+wall-clock and as CPU time (the machine is shared: CPU time is the steadier one, and the
+recorded `ratio` uses it). One thread for everybody (numpy and pycocotools are
+single-threaded).
 
-1. `ssdbook.evaluate.evaluate_detections` (VOC07 11-point, difficult honoured, the devkit's +1 pixel rule).
-2. The VOC devkit's per-detection loop, ported straight from the reference's `eval.py` (`voc_eval`, numpy, one
-   class at a time, one detection at a time): the baseline a VOC user has. Same numbers (checked to 1e-12).
-3. torchmetrics' `MeanAveragePrecision(iou_thresholds=[0.5])`: COCO's rules (101 points, crowd for difficult),
-   and it computes COCO's whole set of numbers (mAR at 1/10/200 detections, size bands) along the way -- a
-   different job, shown for scale. It is slow, so by default it runs on a subsample (`--tm-images`), and ssdbook is
-   timed again on that same subsample.
+1. `ssdbook.evaluate.evaluate_detections` (VOC07 11-point, difficult honoured, the
+   devkit's +1 pixel rule).
+2. The VOC devkit's per-detection loop, ported straight from the reference's `eval.py`
+   (`voc_eval`, numpy, one class at a time, one detection at a time): the baseline a VOC
+   user has. Same numbers (checked to 1e-12).
+3. torchmetrics' `MeanAveragePrecision(iou_thresholds=[0.5])`: COCO's rules (101 points,
+   crowd for difficult), and it computes COCO's whole set of numbers (mAR at 1/10/200
+   detections, size bands) along the way -- a different job, shown for scale. It is
+   slow, so by default it runs on a subsample (`--tm-images`), and ssdbook is timed
+   again on that same subsample.
 
-Also printed: the ratio under the old, unfair protocol (ssdbook best of 3 against one cold torchmetrics run).
-Usage: python benchmarks/bench_evaluate.py [--images N] [--tm-images N] [--repeats R] [--skip-torchmetrics]
+Also printed: the ratio under the old, unfair protocol (ssdbook best of 3 against one
+cold torchmetrics run). Usage: python benchmarks/bench_evaluate.py [--images N]
+[--tm-images N] [--repeats R] [--skip-torchmetrics]
 """
 
 import argparse
@@ -92,7 +99,8 @@ def torchmetrics_map(dets, annos):
 
 
 def timed(fn, warmup, repeats):
-    "Run `fn` warmup + repeats times; return (result, median wall s, median CPU s, the first (cold) wall s)."
+    """Run `fn` warmup + repeats times; return (result, median wall s, median CPU s, the
+    first (cold) wall s)."""
     walls, cpus, cold = [], [], None
     for k in range(warmup + repeats):
         w0, c0 = time.perf_counter(), time.process_time()

@@ -1,24 +1,26 @@
-"""Benchmark: how fast the explorer (`ssdbook explore`, chapters 10f-10h) answers each interaction.
+"""Benchmark: how fast the explorer (`ssdbook explore`, chapters 10f-10h) answers each
+interaction.
 
     python benchmarks/bench_explore.py [--repeats 9] [--threads N] [--no-browser]
 
-Two numbers per interaction, each the median of `--repeats` alternating changes (so no answer
-is a cached one):
+Two numbers per interaction, each the median of `--repeats` alternating changes (so no
+answer is a cached one):
 
-* core: the `Explorer` method the page calls (matching and mining, or the detection stages, and
-  the picture), timed in Python;
-* browser: the round trip in headless Chromium (/usr/bin/chromium, through Playwright), from the
-  change on the page (a slider moved, a box typed, a click) until the new numbers are shown.
-  Clicks are mouse events at computed points: Playwright's `locator.click()` first waits for
-  the element to be stable, which added 0.2-0.5 s here that no user waits for.
+* core: the `Explorer` method the page calls (matching and mining, or the detection
+  stages, and the picture), timed in Python;
+* browser: the round trip in headless Chromium (/usr/bin/chromium, through Playwright),
+  from the change on the page (a slider moved, a box typed, a click) until the new
+  numbers are shown. Clicks are mouse events at computed points: Playwright's
+  `locator.click()` first waits for the element to be stable, which added 0.2-0.5 s here
+  that no user waits for.
 
-Interactions: typing a box row, the IoU slider, the negative-ratio slider, the layout, the
-detection's conf_thresh slider, and a click on a kept box. The target is 0.5 s each on a
-2-core CPU. The untrained mini SSD answers (a checkpoint's network runs once per image and is
-then cached, so the interactions cost the same). One torch thread, as `launch` sets it (`--threads 2` to compare).
-Recorded as `bench_explore` in
-benchmarks/results.json, with the CPU capability torch uses and the load average at the time
-(a shared machine's timings are noisy; ratio = 0.5 s / the slowest browser median).
+Interactions: typing a box row, the IoU slider, the negative-ratio slider, the layout,
+the detection's conf_thresh slider, and a click on a kept box. The target is 0.5 s each
+on a 2-core CPU. The untrained mini SSD answers (a checkpoint's network runs once per
+image and is then cached, so the interactions cost the same). One torch thread, as
+`launch` sets it (`--threads 2` to compare). Recorded as `bench_explore` in
+benchmarks/results.json, with the CPU capability torch uses and the load average at the
+time (a shared machine's timings are noisy; ratio = 0.5 s / the slowest browser median).
 """
 
 import argparse
@@ -39,7 +41,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def median_ms(fn, values, repeats):
-    "Median wall time of `fn(v)` in ms, `v` cycling through `values` (the first: a warm-up)."
+    """Median wall time of `fn(v)` in ms, `v` cycling through `values` (the first: a
+    warm-up)."""
     fn(values[0])
     times = []
     for k in range(1, repeats + 1):

@@ -1,14 +1,16 @@
-"""Speed of the SSD loss: ssdbook's MultiBoxLoss vs torchvision's SSD loss, on the same inputs, same run.
+"""Speed of the SSD loss: ssdbook's MultiBoxLoss vs torchvision's SSD loss, on the same
+inputs, same run.
 
-B=32 images, 1..5 objects each (about 3), 8732 priors, 21 classes. Both sides include matching:
-  ssdbook:     MultiBoxLoss(21)((loc, conf, priors), targets)   (the paper's defaults: IoU 0.5, 3 negatives/positive)
-  torchvision: box_iou + model.proposal_matcher per image, then model.compute_loss
-               (ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21); anchors = our priors in
-               point form x 300, boxes x 300, labels + 1)
-Row 1 times the forward pass; row 2 forward + backward. Median of interleaved repeats, as wall-clock time
-and (on the CPU) as process CPU time, which a machine shared with other jobs disturbs much less. Both sides get
-the same warm-up and the same repeats, interleaved. The numbers go to benchmarks/results.json (`bench_loss` for
-the CPU, `bench_loss_cuda` for a GPU), which chapter 7 reads.
+B=32 images, 1..5 objects each (about 3), 8732 priors, 21 classes. Both sides include
+  matching: ssdbook:     MultiBoxLoss(21)((loc, conf, priors), targets)   (the paper's
+  defaults: IoU 0.5, 3 negatives/positive) torchvision: box_iou + model.proposal_matcher
+  per image, then model.compute_loss (ssd300_vgg16(weights=None, weights_backbone=None,
+  num_classes=21); anchors = our priors in point form x 300, boxes x 300, labels + 1)
+  Row 1 times the forward pass; row 2 forward + backward. Median of interleaved repeats,
+  as wall-clock time and (on the CPU) as process CPU time, which a machine shared with
+  other jobs disturbs much less. Both sides get the same warm-up and the same repeats,
+  interleaved. The numbers go to benchmarks/results.json (`bench_loss` for the CPU,
+  `bench_loss_cuda` for a GPU), which chapter 7 reads.
 
     python benchmarks/bench_loss.py [--device cpu|cuda] [--repeats 30] [--threads N]
 """
@@ -116,7 +118,8 @@ def main():
         f"torchvision {float(l2):.6f} {float(c2):.6f}  (differ only where best-prior IoU ties are broken "
         f"differently: the book's appendix on reference quirks)"
     )
-    # global warm-up with backward: the first timed row would otherwise also pay for growing the
+    # global warm-up with backward: the first timed row would otherwise also pay for
+    # growing the
     # allocator's heap (the row measured first came out ~30% slower on the CPU)
     loc.requires_grad_(True)
     conf.requires_grad_(True)

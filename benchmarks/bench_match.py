@@ -1,14 +1,17 @@
-"""Benchmark: batched matching (`match_batch`) vs a per-image loop over `match`, in the same run.
+"""Benchmark: batched matching (`match_batch`) vs a per-image loop over `match`, in the
+same run.
 
     python benchmarks/bench_match.py [--batch 32] [--objects 3] [--repeats 30] [--device cpu|cuda] [--threads N]
 
-A batch of B images with 1..2*objects-1 objects each (mean about `objects`) is matched against the 8732
-SSD300-VOC priors. Both matchers give bit-identical results (checked here); the script prints the median
-time of each, the ratio, and the device, and records them in benchmarks/results.json (`bench_match` for the
-CPU, `bench_match_cuda` for a GPU). Both sides get the same warm-up and the same repeats. Runs on CUDA too when it is available (or with --device cuda).
-Timings on a shared machine are noisy: the two methods are interleaved round-robin so that noise hits both,
-and on the CPU the script also reports process CPU time, which other jobs on the machine disturb much less
-than wall-clock time (with --threads 1 it is the single thread's work).
+A batch of B images with 1..2*objects-1 objects each (mean about `objects`) is matched
+against the 8732 SSD300-VOC priors. Both matchers give bit-identical results (checked
+here); the script prints the median time of each, the ratio, and the device, and records
+them in benchmarks/results.json (`bench_match` for the CPU, `bench_match_cuda` for a
+GPU). Both sides get the same warm-up and the same repeats. Runs on CUDA too when it is
+available (or with --device cuda). Timings on a shared machine are noisy: the two
+methods are interleaved round-robin so that noise hits both, and on the CPU the script
+also reports process CPU time, which other jobs on the machine disturb much less than
+wall-clock time (with --threads 1 it is the single thread's work).
 """
 
 import argparse
@@ -119,7 +122,8 @@ def bench(device, batch, objects, repeats, warmup=5):
                 f"ratio_{clock}": round(loop / batched, 2),
             }
         )
-    # the headline ratio: CPU time on the CPU (least disturbed by other jobs), wall-clock time on a GPU
+    # the headline ratio: CPU time on the CPU (least disturbed by other jobs),
+    # wall-clock time on a GPU
     result["ratio"] = result["ratio_cpu" if device.type == "cpu" else "ratio_wall"]
     record("bench_match" if device.type == "cpu" else "bench_match_cuda", result)
     return result["ratio"]

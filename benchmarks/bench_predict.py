@@ -1,12 +1,16 @@
-"""Inference throughput: `ssdbook.inference.Detector.predict` vs torchvision's SSDlite, same images, same run.
+"""Inference throughput: `ssdbook.inference.Detector.predict` vs torchvision's SSDlite,
+same images, same run.
 
-Both read the same JPEG files from disk with the same reader (decode included), run batches of 16 on the CPU and
-post-process (decode + per-class NMS) with the same thresholds: score > 0.01, top 200 candidates per class, NMS IoU
-0.45, at most 100 detections per image, 7 classes (6 + background). ssdbook: the `mini` SSD300 (a checkpoint with
---checkpoint, else random weights); torchvision: `ssdlite320_mobilenet_v3_large(weights=None,
-weights_backbone=None)`, the CPU-friendly SSD a user would pick, random weights (no download). Both get the same
-warm-up and repeats, interleaved, and default (contiguous) memory format; the median pass counts. Also the
-per-image latency at batch 1. Records `bench_predict` in benchmarks/results.json.
+Both read the same JPEG files from disk with the same reader (decode included), run
+batches of 16 on the CPU and post-process (decode + per-class NMS) with the same
+thresholds: score > 0.01, top 200 candidates per class, NMS IoU 0.45, at most 100
+detections per image, 7 classes (6 + background). ssdbook: the `mini` SSD300 (a
+checkpoint with --checkpoint, else random weights); torchvision:
+`ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)`, the CPU-friendly
+SSD a user would pick, random weights (no download). Both get the same warm-up and
+repeats, interleaved, and default (contiguous) memory format; the median pass counts.
+Also the per-image latency at batch 1. Records `bench_predict` in
+benchmarks/results.json.
 
     python benchmarks/bench_predict.py [--images 64] [--repeats 3] [--checkpoint runs/demo/last.pth]
 """

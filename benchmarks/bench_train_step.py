@@ -1,18 +1,21 @@
-"""One SSD300 training step (forward + loss + backward + optimiser), ssdbook vs torchvision, same images, same run.
+"""One SSD300 training step (forward + loss + backward + optimiser), ssdbook vs
+torchvision, same images, same run.
 
     python benchmarks/bench_train_step.py                 # CPU, B=4 (the issue's comparison)
     python benchmarks/bench_train_step.py --device cuda   # also img/s at B=32 with and without AMP
 
-ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9d's `train_step`, fp32 on the CPU).
-torchvision: `ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21)` in train mode, which computes
-its own matching and loss inside forward. Both get the same 300x300 images and the same boxes (torchvision in
-pixels with labels 1..20, ssdbook in fractions with labels 0..19).
+ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9d's
+`train_step`, fp32 on the CPU). torchvision: `ssd300_vgg16(weights=None,
+weights_backbone=None, num_classes=21)` in train mode, which computes its own matching
+and loss inside forward. Both get the same 300x300 images and the same boxes
+(torchvision in pixels with labels 1..20, ssdbook in fractions with labels 0..19).
 
-Fair by construction (issue 10): every contender gets the same `--warmup` steps and the same `--repeats` timed
-steps, measured in turns (a, b, c, d, a, b, ...) so that load changes on a shared machine hit all alike, and both
-libraries run in both memory formats (contiguous NCHW and channels_last): the ratio is printed per format. The old
-protocol's ratio (ssdbook channels_last vs torchvision contiguous, 1 warm-up, 3 repeats) is printed for reference.
-Results go to benchmarks/results.json (`_results.record`).
+Fair by construction (issue 10): every contender gets the same `--warmup` steps and the
+same `--repeats` timed steps, measured in turns (a, b, c, d, a, b, ...) so that load
+changes on a shared machine hit all alike, and both libraries run in both memory formats
+(contiguous NCHW and channels_last): the ratio is printed per format. The old protocol's
+ratio (ssdbook channels_last vs torchvision contiguous, 1 warm-up, 3 repeats) is printed
+for reference. Results go to benchmarks/results.json (`_results.record`).
 """
 
 import argparse
@@ -55,7 +58,8 @@ def time_steps(step, device, warmup, repeats):
 
 
 def interleaved(steps, device, warmup, repeats):
-    "Median time of each step, measured in turns (a, b, c, a, b, c, ...) so that load changes hit all alike."
+    """Median time of each step, measured in turns (a, b, c, a, b, c, ...) so that load
+    changes hit all alike."""
     for step in steps.values():
         for _ in range(warmup):
             step()

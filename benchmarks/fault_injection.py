@@ -1,25 +1,32 @@
-"""Fault injection: kill training with SIGKILL at random moments, resume, and compare with a run never killed.
+"""Fault injection: kill training with SIGKILL at random moments, resume, and compare
+with a run never killed.
 
     python benchmarks/fault_injection.py                 # >= 25 kills (the note's number), a few minutes on a CPU
     python benchmarks/fault_injection.py --kills 5 --iterations 6
 
-A tiny run (the mini base, batch 2, a handful of shapes images, a checkpoint *every* iteration so that many
-kills land while a checkpoint is being written) is trained once without interruption: the reference. Then,
-round after round, the same run is started in a fresh folder with `resume='auto'` and killed (SIGKILL: no
-handler, no cleanup, like a preempted machine), and started again, until it finishes on its own. Kills
-alternate between 'anytime' (a random instant of the start-up or of a random step) and 'mid-write' (0-5 ms
-after a checkpoint write has begun, i.e. its temp file exists). Each round's final weights, optimiser state and
-log.csv are compared with the reference. After every kill the folder is inspected: every checkpoint file left
-must load (none half-written), and the newest intact one must never be older than one seen before the kill
-(nothing lost). Temp files left by a kill mid-write are counted: that is how we know the kills hit the writes.
+A tiny run (the mini base, batch 2, a handful of shapes images, a checkpoint *every*
+iteration so that many kills land while a checkpoint is being written) is trained once
+without interruption: the reference. Then, round after round, the same run is started in
+a fresh folder with `resume='auto'` and killed (SIGKILL: no handler, no cleanup, like a
+preempted machine), and started again, until it finishes on its own. Kills alternate
+between 'anytime' (a random instant of the start-up or of a random step) and 'mid-write'
+(0-5 ms after a checkpoint write has begun, i.e. its temp file exists). Each round's
+final weights, optimiser state and log.csv are compared with the reference. After every
+kill the folder is inspected: every checkpoint file left must load (none half-written),
+and the newest intact one must never be older than one seen before the kill (nothing
+lost). Temp files left by a kill mid-write are counted: that is how we know the kills
+hit the writes.
 
-Two more cases (issue 21): **overwrite** — the same training command again into the folder of the finished
-reference run, without `--resume`: it must be refused and leave every file as it was; with `overwrite=True` it must
-leave only the new run's files (no old numbered checkpoint beside the new ones). **concurrent detect** — two
-`ssdbook detect --out D` at once: one writes D, the other is refused (exit 2) and D's `detections.json` lists
-exactly the pictures beside it; then a `detect` SIGKILLed half-way: D still holds the previous complete result set.
+Two more cases (issue 21): **overwrite** — the same training command again into the
+folder of the finished reference run, without `--resume`: it must be refused and leave
+every file as it was; with `overwrite=True` it must leave only the new run's files (no
+old numbered checkpoint beside the new ones). **concurrent detect** — two `ssdbook
+detect --out D` at once: one writes D, the other is refused (exit 2) and D's
+`detections.json` lists exactly the pictures beside it; then a `detect` SIGKILLed
+half-way: D still holds the previous complete result set.
 
-Prints "N/N kills resumed bit-identical (R runs), 0 checkpoints lost" and records it in benchmarks/results.json.
+Prints "N/N kills resumed bit-identical (R runs), 0 checkpoints lost" and records it in
+benchmarks/results.json.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ train(config)
 
 
 def tiny_config(root, out, iterations=8, seed=0) -> dict:
-    "The overrides of `shapes_recipe` for a run of a few seconds: every iteration logged and checkpointed."
+    """The overrides of `shapes_recipe` for a run of a few seconds: every iteration
+    logged and checkpointed."""
     return dict(
         root=str(root),
         out=str(out),
@@ -92,7 +100,8 @@ def start(cfg: dict) -> subprocess.Popen:
 
 
 def wait_ready(p: subprocess.Popen, timeout=120.0) -> float:
-    "Block until the child has imported everything (its 'ready' line); returns that moment."
+    """Block until the child has imported everything (its 'ready' line); returns that
+    moment."""
     line = p.stdout.readline()
     if line.strip() != "ready":
         p.kill()
@@ -111,7 +120,8 @@ def finish(p: subprocess.Popen, timeout=600) -> None:
 
 
 def inspect(out: Path) -> dict:
-    "What a kill left behind: the intact checkpoints' iterations, damaged files, temp files of killed writes."
+    """What a kill left behind: the intact checkpoints' iterations, damaged files, temp
+    files of killed writes."""
     from ssdbook.checkpoint import CheckpointError, load_checkpoint
 
     intact, damaged = {}, []
@@ -129,7 +139,8 @@ def inspect(out: Path) -> dict:
 
 
 def same_run(a: Path, b: Path) -> list[str]:
-    "Differences between two finished runs: weights, optimiser state, iteration, log rows (empty: identical)."
+    """Differences between two finished runs: weights, optimiser state, iteration, log
+    rows (empty: identical)."""
     import torch
     from ssdbook.checkpoint import load_checkpoint
     from ssdbook.runfolder import read_log
@@ -162,7 +173,8 @@ def temp_files(out: Path, pattern=_TMP) -> set:
 def kill_mid_write(
     p: subprocess.Popen, out: Path, nth: int, rng: random.Random
 ) -> bool:
-    "Watch `out` and SIGKILL `p` a random instant (0-5 ms) after its `nth` checkpoint write begins; False if it ended first."
+    """Watch `out` and SIGKILL `p` a random instant (0-5 ms) after its `nth` checkpoint
+    write begins; False if it ended first."""
     seen, writing = 0, False
     while p.poll() is None:
         now = bool(temp_files(out, _CKPT_TMP))
@@ -195,8 +207,8 @@ def kill_anytime(
     step: float,
     rng: random.Random,
 ) -> bool:
-    """SIGKILL `p` at a random instant of its k-th step after `before` (k = 0: of its start-up), whatever the load
-    on the machine; False if it finished first."""
+    """SIGKILL `p` at a random instant of its k-th step after `before` (k = 0: of its
+    start-up), whatever the load on the machine; False if it finished first."""
     from ssdbook.runfolder import read_log
 
     while (
@@ -211,11 +223,13 @@ def kill_anytime(
 def run_round(
     cfg: dict, timing: tuple, rng: random.Random, max_kills: int, events: list, rnd: int
 ) -> int:
-    """Start, kill, restart... until the run finishes by itself (or after `max_kills` kills); returns the kills.
+    """Start, kill, restart... until the run finishes by itself (or after `max_kills`
+    kills); returns the kills.
 
-    Kills alternate between 'anytime' (a random instant of start-up or of a random step: loading, caching,
-    forward, backward, logging, writing) and 'mid-write' (0-5 ms after the n-th checkpoint write of this start
-    begins). `timing` = (start-up seconds, seconds a step) of the uninterrupted run."""
+    Kills alternate between 'anytime' (a random instant of start-up or of a random step:
+    loading, caching, forward, backward, logging, writing) and 'mid-write' (0-5 ms after
+    the n-th checkpoint write of this start begins). `timing` = (start-up seconds,
+    seconds a step) of the uninterrupted run."""
     out, kills, best = Path(cfg["out"]), 0, 0
     while True:
         before = inspect(out)["newest"] if out.exists() else 0
@@ -270,7 +284,8 @@ def _files(folder: Path) -> dict:
 
 
 def overwrite_case(work: Path, ref_out: Path, iterations: int) -> dict:
-    "A finished run's folder, trained into again: refused without resume (nothing touched); replaced with overwrite."
+    """A finished run's folder, trained into again: refused without resume (nothing
+    touched); replaced with overwrite."""
     before = _files(ref_out)
     cfg = tiny_config(work / "data", ref_out, iterations=2)
     p = start(dict(cfg, resume=""))
@@ -333,7 +348,8 @@ def _detect(images, ck, out) -> subprocess.Popen:
 
 
 def _consistent(out: Path) -> bool:
-    "detections.json lists exactly the pictures in the folder (no stale JSON beside other pictures)."
+    """detections.json lists exactly the pictures in the folder (no stale JSON beside
+    other pictures)."""
     listed = {
         r.get("picture") for r in json.loads((out / "detections.json").read_text())
     }
@@ -341,7 +357,8 @@ def _consistent(out: Path) -> bool:
 
 
 def detect_case(work: Path, ck: Path) -> dict:
-    "Two detects into one folder at once, then one killed half-way: the folder always holds one complete result set."
+    """Two detects into one folder at once, then one killed half-way: the folder always
+    holds one complete result set."""
     images = sorted((work / "data").rglob("*.jpg"))
     out = work / "detections"
     a, b = _detect(images, ck, out), _detect(images[:2], ck, out)

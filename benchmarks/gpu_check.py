@@ -1,13 +1,16 @@
-"""One prepared GPU check for ssdbook (issue 13): one command, one table, under 8 minutes on one GPU.
+"""One prepared GPU check for ssdbook (issue 13): one command, one table, under 8
+minutes on one GPU.
 
     python benchmarks/gpu_check.py          # on a CUDA machine: the full check, recorded in benchmarks/results.json
     python benchmarks/gpu_check.py --cpu    # CPU mode (automatic without CUDA): tiny sizes, seconds, nothing recorded
 
-Rows: SSD300-VGG16 training img/s at batch 32 (bf16 autocast, channels_last; eager and torch.compile) with peak
-memory; the mini SSD at batch 128; inference + Detect img/s at batch 64; match_batch + loss against the per-image
-match loop + loss; every golden check (ssdbook.reference.load_golden) run on the device. NVIDIA's published SSD300
-figures are printed beside, for scale only (another model and recipe: ResNet-50 SSD, A100, AMP). In CPU mode the
-VGG16 rows use the mini base and batch 2, compile is skipped, and the numbers only prove the script runs.
+Rows: SSD300-VGG16 training img/s at batch 32 (bf16 autocast, channels_last; eager and
+torch.compile) with peak memory; the mini SSD at batch 128; inference + Detect img/s at
+batch 64; match_batch + loss against the per-image match loop + loss; every golden check
+(ssdbook.reference.load_golden) run on the device. NVIDIA's published SSD300 figures are
+printed beside, for scale only (another model and recipe: ResNet-50 SSD, A100, AMP). In
+CPU mode the VGG16 rows use the mini base and batch 2, compile is skipped, and the
+numbers only prove the script runs.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def random_batch(B, device, num_classes=21, seed=0):
 
 
 def peak_mb(device):
-    "Peak CUDA memory of the measurement (None on the CPU: the process's RSS would not be this measurement's)."
+    """Peak CUDA memory of the measurement (None on the CPU: the process's RSS would not
+    be this measurement's)."""
     return (
         torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
@@ -126,7 +130,8 @@ def inference_speed(base, B, device, dtype, warmup, reps):
 
 
 def match_loss_speed(B, device, warmup, reps):
-    "ms of matching + loss for a batch: match_batch (batched) vs the reference's per-image match loop."
+    """ms of matching + loss for a batch: match_batch (batched) vs the reference's
+    per-image match loop."""
     from ssdbook.loss import MultiBoxLoss, multibox_loss
     from ssdbook.matching import match
     from ssdbook.priors import PriorBox, voc
@@ -156,7 +161,8 @@ def match_loss_speed(B, device, warmup, reps):
 
 
 def golden_checks(device):
-    "Every golden case of the reference data, computed on `device`: (passed, total, worst relative difference)."
+    """Every golden case of the reference data, computed on `device`: (passed, total,
+    worst relative difference)."""
     from ssdbook.detect import Detect
     from ssdbook.loss import MultiBoxLoss
     from ssdbook.matching import jaccard, match_batch

@@ -4,8 +4,10 @@
 __all__ = ['API']
 
 # %% ../nbs/00b_package.ipynb #5c0d86d4
-# SSD (Single Shot MultiBox Detector) as a book and a library. `import ssdbook` imports no
-# torch: each public name (`ssdbook.Detector`, ...) is imported from its chapter's module the
+# SSD (Single Shot MultiBox Detector) as a book and a library. `import ssdbook` imports
+# no
+# torch: each public name (`ssdbook.Detector`, ...) is imported from its chapter's
+# module the
 # first time it is used (PEP 562). `ssdbook.API` maps module -> names.
 import importlib
 
@@ -57,7 +59,8 @@ __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    "`ssdbook.<name>`: import the name's module on first use (a submodule's name gives the module)."
+    """`ssdbook.<name>`: import the name's module on first use (a submodule's name gives
+    the module)."""
     module = _WHERE.get(name, name if name in API else None)
     if module is None:
         raise AttributeError(f"module 'ssdbook' has no attribute {name!r}")

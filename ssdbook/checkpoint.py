@@ -17,11 +17,14 @@ import torch
 import torch.nn as nn
 
 _log = logging.getLogger("ssdbook.checkpoint")
-FORMAT_VERSION = 2  # 1: ssdbook 0.1 (no `format_version` entry); 2: + base, classes, num_classes, size, prior_cfg
+# 1: ssdbook 0.1 (no `format_version` entry); 2: + base, classes, num_classes, size,
+# prior_cfg
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
-    "A checkpoint that cannot be used (missing, corrupt, not a checkpoint, too new, another model): one line."
+    """A checkpoint that cannot be used (missing, corrupt, not a checkpoint, too new,
+    another model): one line."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -58,7 +61,8 @@ __all__ = [
 
 # %% ../nbs/09b_checkpoints.ipynb #c006
 def rng_state() -> dict:
-    "Every random number generator the run touches, in a form `torch.load(weights_only=True)` accepts."
+    """Every random number generator the run touches, in a form
+    `torch.load(weights_only=True)` accepts."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     version, pystate, gauss_next = random.getstate()
     return dict(
@@ -119,7 +123,8 @@ def checkpoint_state(
     world_size: int = 1,
     **extra,
 ) -> dict:
-    "Everything a resume needs, and everything needed to rebuild the model, as one dict (section 1's table)."
+    """Everything a resume needs, and everything needed to rebuild the model, as one
+    dict (section 1's table)."""
     while hasattr(net, "_orig_mod") or hasattr(
         net, "module"
     ):  # torch.compile / DDP wrappers
@@ -152,16 +157,19 @@ _TMP = re.compile(
 
 
 def _write_bytes(f, data):
-    "Write, flush and fsync `data` to the open file `f` (the tests replace this to fill the disk)."
+    """Write, flush and fsync `data` to the open file `f` (the tests replace this to
+    fill the disk)."""
     f.write(data)
     f.flush()
     os.fsync(f.fileno())
 
 
 def atomic_write(path, data: bytes) -> Path:
-    """Write `data` to `path` all or nothing: a temp file in the same folder, fsync, `os.replace`, fsync the folder.
+    """Write `data` to `path` all or nothing: a temp file in the same folder, fsync,
+    `os.replace`, fsync the folder.
 
-    A kill leaves the old file or the new one (and at worst a `.NAME.tmpPID` file); a full disk: `NoSpaceError`."""
+    A kill leaves the old file or the new one (and at worst a `.NAME.tmpPID` file); a
+    full disk: `NoSpaceError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -187,7 +195,8 @@ def atomic_write(path, data: bytes) -> Path:
 
 
 def save_checkpoint(path, state: dict | None = None, /, **more) -> Path:
-    "`torch.save(state | more)` to memory, then `atomic_write`; stamped with `format_version`."
+    """`torch.save(state | more)` to memory, then `atomic_write`; stamped with
+    `format_version`."""
     buf = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **(state or {}), **more}, buf)
     return atomic_write(path, buf.getbuffer())
@@ -204,8 +213,9 @@ def _alive(pid: int) -> bool:
 
 
 def clean_temp_files(folder, everything: bool = False) -> list[Path]:
-    """Remove the `.NAME.tmpPID` files of killed writes in `folder` (not below it): those of dead processes,
-    or all of them with `everything` (when the caller holds the folder's `RunLock`: no write is in flight)."""
+    """Remove the `.NAME.tmpPID` files of killed writes in `folder` (not below it):
+    those of dead processes, or all of them with `everything` (when the caller holds the
+    folder's `RunLock`: no write is in flight)."""
     folder = Path(folder)
     found = [
         (p, m)
@@ -228,8 +238,9 @@ def _why(e: BaseException) -> str:
 
 
 def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
-    """`torch.load(path, weights_only=True)`, checked: every failure is one `CheckpointError` naming the file —
-    missing (also a `FileNotFoundError`), empty or truncated ("corrupt"), not a checkpoint, a newer format."""
+    """`torch.load(path, weights_only=True)`, checked: every failure is one
+    `CheckpointError` naming the file — missing (also a `FileNotFoundError`), empty or
+    truncated ("corrupt"), not a checkpoint, a newer format."""
     path = Path(path)
     if not path.is_file():
         raise (
@@ -292,7 +303,8 @@ _NUMBERED = re.compile(r"^ssd_(?P<base>\w+?)_(?P<it>\d+)\.pth$")
 
 
 def numbered_checkpoints(out_dir) -> list[Path]:
-    "The iteration checkpoints `ssd_BASE_000123.pth` in `out_dir`, newest (highest iteration) first."
+    """The iteration checkpoints `ssd_BASE_000123.pth` in `out_dir`, newest (highest
+    iteration) first."""
     found = [
         (int(m["it"]), p)
         for p in Path(out_dir).glob("ssd_*.pth")
@@ -302,8 +314,9 @@ def numbered_checkpoints(out_dir) -> list[Path]:
 
 
 def write_checkpoints(out_dir, state: dict, keep: int = 2) -> Path:
-    """Save `state` (serialised once) as `last.pth` *first*, then as `ssd_BASE_ITERATION.pth`; keep the newest
-    `keep` numbered files (0: all). So a numbered checkpoint is never newer than an intact `last.pth`."""
+    """Save `state` (serialised once) as `last.pth` *first*, then as
+    `ssd_BASE_ITERATION.pth`; keep the newest `keep` numbered files (0: all). So a
+    numbered checkpoint is never newer than an intact `last.pth`."""
     out, buf = Path(out_dir), io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buf)
     atomic_write(out / "last.pth", buf.getbuffer())
@@ -317,8 +330,9 @@ def write_checkpoints(out_dir, state: dict, keep: int = 2) -> Path:
 
 
 def find_resume(out_dir) -> Path | None:
-    """`last.pth` if it loads, else the newest numbered checkpoint that loads (logged); None if there is none;
-    a `CheckpointError` when every one is damaged (rather than silently starting again from zero)."""
+    """`last.pth` if it loads, else the newest numbered checkpoint that loads (logged);
+    None if there is none; a `CheckpointError` when every one is damaged (rather than
+    silently starting again from zero)."""
     out, problems = Path(out_dir), []
     for p in [q for q in [out / "last.pth", *numbered_checkpoints(out)] if q.exists()]:
         try:
@@ -335,7 +349,8 @@ def find_resume(out_dir) -> Path | None:
 
 
 def resolve_resume(resume: str, out_dir) -> Path | None:
-    "A config's `resume`: '' (start fresh: None), 'auto' (`find_resume(out_dir)`) or a checkpoint path."
+    """A config's `resume`: '' (start fresh: None), 'auto' (`find_resume(out_dir)`) or a
+    checkpoint path."""
     return (
         None
         if not resume
@@ -359,8 +374,9 @@ def _names(classes, n=6) -> str:
 def check_compatible(
     ckpt, base=None, classes=None, num_classes=None, prior_cfg=None, name=None
 ):
-    """A one-line `CheckpointError`, naming both sides, if checkpoint `ckpt` (a dict or a path) does not fit this
-    `base`, these `classes` (no background), `num_classes` (background included) or prior config."""
+    """A one-line `CheckpointError`, naming both sides, if checkpoint `ckpt` (a dict or
+    a path) does not fit this `base`, these `classes` (no background), `num_classes`
+    (background included) or prior config."""
     if isinstance(ckpt, (str, Path)):
         name, ckpt = name or str(ckpt), load_checkpoint(ckpt)
     name, have, pc = (
@@ -402,8 +418,9 @@ def build_model(
     priors="voc",
     focal_gamma=0.0,
 ):
-    """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's `CONFIGS` or a dict), the ImageNet
-    VGG16 weights if `pretrained` (a path or 'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
+    """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's
+    `CONFIGS` or a dict), the ImageNet VGG16 weights if `pretrained` (a path or
+    'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
     from ssdbook.mining import init_background_bias
     from ssdbook.model import build_ssd, load_vgg16_imagenet
     from ssdbook.priors import CONFIGS
@@ -428,8 +445,9 @@ def build_model(
 
 # %% ../nbs/09b_checkpoints.ipynb #c028
 def load_model(path, device="auto", phase="train"):
-    """Rebuild the network a checkpoint was trained as (base, classes, priors: from the file), load its weights and
-    move it to `device` in eval mode. Returns `(net, ckpt)`; `ckpt["classes"]` names its labels."""
+    """Rebuild the network a checkpoint was trained as (base, classes, priors: from the
+    file), load its weights and move it to `device` in eval mode. Returns `(net, ckpt)`;
+    `ckpt["classes"]` names its labels."""
     from ssdbook.config import pick_device
     from ssdbook.model import build_ssd
 
@@ -456,9 +474,10 @@ def load_model(path, device="auto", phase="train"):
 
 
 def load_for_finetuning(net: nn.Module, source, name=None) -> list[str]:
-    """Load a checkpoint (a path, a checkpoint dict or a state_dict) into `net`, whose classes may differ: all
-    but the confidence heads `conf.*` of another shape, which stay fresh. Returns their names; any other
-    mismatch is a one-line `CheckpointError`."""
+    """Load a checkpoint (a path, a checkpoint dict or a state_dict) into `net`, whose
+    classes may differ: all but the confidence heads `conf.*` of another shape, which
+    stay fresh. Returns their names; any other mismatch is a one-line `CheckpointError`.
+    """
     if isinstance(source, (str, Path)):
         name, source = name or str(source), load_checkpoint(source)
     name, mine = name or "the checkpoint", _base_of(net)

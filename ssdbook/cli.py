@@ -28,7 +28,8 @@ __all__ = [
 
 # %% ../nbs/11_cli.ipynb #c006
 class Parser(argparse.ArgumentParser):
-    "argparse with a one-line error: `ssdbook train: error: ... (see ssdbook train --help)`, exit status 2."
+    """argparse with a one-line error: `ssdbook train: error: ... (see ssdbook train
+    --help)`, exit status 2."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -47,7 +48,8 @@ EXIT_STATUS = (
 
 
 def _warning_line(command):
-    "`warnings.showwarning` for the command line: `ssdbook train: warning: ...`, one line, no source line."
+    """`warnings.showwarning` for the command line: `ssdbook train: warning: ...`, one
+    line, no source line."""
 
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"ssdbook {command}: warning: {message}", file=file or sys.stderr)
@@ -133,7 +135,9 @@ def add_classes_arguments(p, default="the dataset's classes.txt"):
 
 
 # %% ../nbs/11_cli.ipynb #c010
-COMMANDS = {  # name -> the line `ssdbook --help` shows; a command's options are built only when it runs
+# name -> the line `ssdbook --help` shows; a command's options are built only when it
+# runs
+COMMANDS = {
     "train": "train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun for several GPUs)",
     "eval": "AP per class and mAP of a checkpoint on a test split",
     "detect": "detections of a checkpoint on images: pictures, JSON and CSV",
@@ -523,7 +527,8 @@ def _parser_explore(sub):
 
 
 def cmd_explore(args):
-    "`ssdbook explore`: chapter 10g's app; without gradio one line saying how to install it, exit status 2."
+    """`ssdbook explore`: chapter 10g's app; without gradio one line saying how to
+    install it, exit status 2."""
     try:
         from ssdbook.explore import launch
 
@@ -554,8 +559,9 @@ _PARSERS = {
 
 
 def build_parser(command: str | None = None) -> Parser:
-    """The `ssdbook` parser. `command`: build only that command's options, the others are names for `--help`
-    ('': none, so `ssdbook --help` imports no torch); None: every command."""
+    """The `ssdbook` parser. `command`: build only that command's options, the others
+    are names for `--help` ('': none, so `ssdbook --help` imports no torch); None: every
+    command."""
     p = Parser(
         prog="ssdbook",
         epilog=EXIT_STATUS,
@@ -572,8 +578,9 @@ def build_parser(command: str | None = None) -> Parser:
 
 
 def main(argv=None) -> int:
-    """The `ssdbook` console script and `python -m ssdbook`: the command's exit status (`EXIT_STATUS`); a user's
-    mistake is one line on stderr and 2; warnings are one line each."""
+    """The `ssdbook` console script and `python -m ssdbook`: the command's exit status
+    (`EXIT_STATUS`); a user's mistake is one line on stderr and 2; warnings are one line
+    each."""
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     args = build_parser(next((a for a in argv if a in COMMANDS), "")).parse_args(argv)
     with warnings.catch_warnings():
@@ -594,7 +601,8 @@ def main(argv=None) -> int:
 
 # %% ../nbs/11_cli.ipynb #7304d2cd
 def cmd_check(args):
-    "Every problem of a VOC-layout folder or a COCO JSON on stdout, one line each; exit status 1 if any."
+    """Every problem of a VOC-layout folder or a COCO JSON on stdout, one line each;
+    exit status 1 if any."""
     from ssdbook.commands import classes_from_args
     from ssdbook.pipeline import voc_splits
 

@@ -44,7 +44,8 @@ _ID = ((int, str), "an integer or a string")
 
 
 def _field(path, items, name, k, key, kinds=_ID):
-    "`items[k][key]` (`items` is the file's list `name`) if one of `kinds` (a bool is no int); else a one-line error."
+    """`items[k][key]` (`items` is the file's list `name`) if one of `kinds` (a bool is
+    no int); else a one-line error."""
     if not isinstance(items[k], dict):
         raise ValueError(
             f"{path}: {name}[{k}] is {json.dumps(items[k])[:40]}, not an object {{...}}"
@@ -68,7 +69,8 @@ def _unique(path, ids, what):
 
 
 def _category_labels(data, path, classes):
-    "Map category id -> 0-based label; the class list is the categories in id order unless `classes` is given."
+    """Map category id -> 0-based label; the class list is the categories in id order
+    unless `classes` is given."""
     cats = data["categories"]
     ids = [_field(path, cats, "categories", k, "id") for k in range(len(cats))]
     names = [
@@ -113,7 +115,8 @@ def _images(data, path):
 
 # %% ../nbs/01d_coco.ipynb #c007
 def _annotation_arrays(data, path, image_index, cat_labels):
-    "Arrays (N,) image index, (N, 4) xywh, (N,) label, (N,) crowd, (N,) annotation id; one-line errors."
+    """Arrays (N,) image index, (N, 4) xywh, (N,) label, (N,) crowd, (N,) annotation id;
+    one-line errors."""
     anns = data.get("annotations") or []
     img = np.empty(len(anns), dtype=np.int64)
     xywh = np.empty((len(anns), 4), dtype=np.float64)
@@ -157,7 +160,8 @@ def _annotation_arrays(data, path, image_index, cat_labels):
 
 
 def _check_boxes(path, img, xywh, sizes, ann_ids, tol=1.0):
-    "Boxes must be finite, of positive size and inside their image (`tol` pixels of rounding allowed)."
+    """Boxes must be finite, of positive size and inside their image (`tol` pixels of
+    rounding allowed)."""
     wh = sizes[img]
     x1y1, x2y2 = xywh[:, :2], xywh[:, :2] + xywh[:, 2:]
     bad_size = ~np.isfinite(xywh).all(1) | (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
@@ -179,12 +183,14 @@ def _check_boxes(path, img, xywh, sizes, ann_ids, tol=1.0):
 class COCODetection(torch.utils.data.Dataset):
     """Detection data from a COCO instances JSON, with the contract of `VOCDetection`.
 
-    `ds[i]` is `(image, target)`: `image` float `(3, H, W)` in [0, 1] (before `transform`), `target` float
-    `(n_i, 5)`: `x_min, y_min, x_max, y_max` as fractions and a 0-based label into `ds.classes` (the file's
-    `categories` in id order, or `classes` matched by name). Crowd regions (`iscrowd: 1`) are not targets;
-    `pull_anno(i)` keeps them with `difficult=True` so that evaluation ignores them. Unknown image or
-    category ids, and boxes without area or outside the image, are one-line errors naming the file and the
-    annotation id, as are malformed fields and duplicate ids. `require_objects()` is the training set's check."""
+    `ds[i]` is `(image, target)`: `image` float `(3, H, W)` in [0, 1] (before
+    `transform`), `target` float `(n_i, 5)`: `x_min, y_min, x_max, y_max` as fractions
+    and a 0-based label into `ds.classes` (the file's `categories` in id order, or
+    `classes` matched by name). Crowd regions (`iscrowd: 1`) are not targets;
+    `pull_anno(i)` keeps them with `difficult=True` so that evaluation ignores them.
+    Unknown image or category ids, and boxes without area or outside the image, are
+    one-line errors naming the file and the annotation id, as are malformed fields and
+    duplicate ids. `require_objects()` is the training set's check."""
 
     def __init__(self, images_dir, annotation_json, transform=None, classes=None):
         self.images_dir, self.annotation_json = (
@@ -222,7 +228,8 @@ class COCODetection(torch.utils.data.Dataset):
         return find_image(self.images_dir, Path(self.files[i]).stem, self.files[i])
 
     def pull_anno(self, i):
-        "`dict(id, image_id, filename, width, height, boxes (n,4) pixels, labels (n,) int64, difficult (n,) bool)`."
+        """`dict(id, image_id, filename, width, height, boxes (n,4) pixels, labels (n,)
+        int64, difficult (n,) bool)`."""
         a, b = self._start[i], self._start[i + 1]
         w, h = self._sizes[i]
         return dict(
@@ -240,7 +247,8 @@ class COCODetection(torch.utils.data.Dataset):
         return read_image(self.image_path(i))
 
     def require_objects(self):
-        "`self`, or a one-line `ValueError` if no image has an object to train on (crowd regions are none)."
+        """`self`, or a one-line `ValueError` if no image has an object to train on
+        (crowd regions are none)."""
         if not bool((~self._crowd).any()):
             why = (
                 "every annotation is iscrowd: 1, a crowd region"
@@ -274,9 +282,9 @@ def _problem(f, *args):
 def check_coco(
     annotation_json, images_dir, classes=None, check_images=True, workers=None
 ) -> list:
-    """Every problem of a COCO set as one-line strings (`[]` when clean): the JSON's first error, else a set
-    without objects and, with `check_images`, each image missing, undecodable or of another size (all decoded
-    by `workers` threads)."""
+    """Every problem of a COCO set as one-line strings (`[]` when clean): the JSON's
+    first error, else a set without objects and, with `check_images`, each image
+    missing, undecodable or of another size (all decoded by `workers` threads)."""
     try:
         ds = COCODetection(images_dir, annotation_json, classes=classes)
     except ValueError as e:
@@ -290,10 +298,12 @@ def check_coco(
 
 # %% ../nbs/01d_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:
-    """Write the VOC-layout split `image_set` (a `(year, name)` pair) under `root` as a COCO instances JSON.
+    """Write the VOC-layout split `image_set` (a `(year, name)` pair) under `root` as a
+    COCO instances JSON.
 
-    Boxes keep their pixel values (`[x1, y1, x2 - x1, y2 - y1]`), difficult objects become `iscrowd: 1`,
-    category ids are 1-based in class order; image `file_name`s are relative to `root/VOC{year}/JPEGImages`."""
+    Boxes keep their pixel values (`[x1, y1, x2 - x1, y2 - y1]`), difficult objects
+    become `iscrowd: 1`, category ids are 1-based in class order; image `file_name`s are
+    relative to `root/VOC{year}/JPEGImages`."""
     ds = VOCDetection(root, [tuple(image_set)], classes=classes)
     annos = []
     for i in range(len(ds)):

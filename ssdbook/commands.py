@@ -39,7 +39,8 @@ __all__ = [
 
 # %% ../nbs/10e_commands.ipynb #c006
 def one_line(e: BaseException) -> str:
-    "The message of a user error as one line (a DataLoader worker's traceback reduced to its last line)."
+    """The message of a user error as one line (a DataLoader worker's traceback reduced
+    to its last line)."""
     lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
     if any(l.startswith("Original Traceback") for l in lines):
         lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]
@@ -48,7 +49,8 @@ def one_line(e: BaseException) -> str:
 
 
 def detect_options(args) -> dict:
-    "The `Detect` keywords given on the command line (the others keep `Detect`'s defaults)."
+    """The `Detect` keywords given on the command line (the others keep `Detect`'s
+    defaults)."""
     return {
         k: getattr(args, k)
         for k in ("top_k", "nms_thresh", "conf_thresh")
@@ -68,7 +70,8 @@ def classes_from_args(args):
 
 
 def agree(a, what_a, b, what_b):
-    "A one-line `ValueError` naming both lists unless the class lists `a` and `b` (either may be None) agree."
+    """A one-line `ValueError` naming both lists unless the class lists `a` and `b`
+    (either may be None) agree."""
     if a is not None and b is not None and list(a) != list(b):
         raise ValueError(
             f"{what_a} lists classes {', '.join(a)} but {what_b} lists {', '.join(b)}"
@@ -78,8 +81,9 @@ def agree(a, what_a, b, what_b):
 
 # %% ../nbs/10e_commands.ipynb #c009
 def shapes_root(root, n_train, n_test, seed) -> Path:
-    """The dataset root of a shapes set: `root` itself when it holds one (`VOCshapes/` inside: read as it is, never
-    written), else the set of these parameters in a folder under `root` (generated safely on first use, 1c)."""
+    """The dataset root of a shapes set: `root` itself when it holds one (`VOCshapes/`
+    inside: read as it is, never written), else the set of these parameters in a folder
+    under `root` (generated safely on first use, 1c)."""
     from ssdbook.shapes import shapes_set
 
     if (Path(root).expanduser() / "VOCshapes").is_dir():
@@ -99,8 +103,9 @@ def open_dataset(
     transform=None,
     download=False,
 ):
-    """The training (`train=True`: it must hold an object) or test split of `--data` under `root`. `classes` (from
-    `source`: the flags or a checkpoint) must agree with the data's list (9a's `data_classes`): one-line errors."""
+    """The training (`train=True`: it must hold an object) or test split of `--data`
+    under `root`. `classes` (from `source`: the flags or a checkpoint) must agree with
+    the data's list (9a's `data_classes`): one-line errors."""
     from ssdbook.data import VOC_CLASSES
     from ssdbook.dataset import VOCDetection
     from ssdbook.pipeline import data_classes
@@ -148,7 +153,8 @@ def open_dataset(
 
 # %% ../nbs/10e_commands.ipynb #c012
 def _finetune_net(path, cfg, classes):
-    "The network `cfg` names (base, priors, focal-loss start) with the weights of checkpoint `path` loaded into it."
+    """The network `cfg` names (base, priors, focal-loss start) with the weights of
+    checkpoint `path` loaded into it."""
     import torch
     from ssdbook.checkpoint import load_for_finetuning
     from ssdbook.train import build_model
@@ -320,7 +326,8 @@ CSV_FIELDS = (
 
 
 def detection_records(path, res) -> dict:
-    "One image's detections as plain data: `dict(image, width, height, detections=[dict(class, label, score, box)])`."
+    """One image's detections as plain data: `dict(image, width, height,
+    detections=[dict(class, label, score, box)])`."""
     h, w = res["size"]
     dets = [
         {"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]}
@@ -335,7 +342,8 @@ def detection_records(path, res) -> dict:
 
 
 def write_detections(out, records) -> tuple[Path, Path]:
-    "`out/detections.json` and `out/detections.csv` (one row per detection) from `detection_records`."
+    """`out/detections.json` and `out/detections.csv` (one row per detection) from
+    `detection_records`."""
     out = Path(out)
     (out / "detections.json").write_text(json.dumps(records, indent=1) + "\n")
     with open(out / "detections.csv", "w", newline="") as f:
@@ -358,7 +366,8 @@ def write_detections(out, records) -> tuple[Path, Path]:
 
 
 def _picture_name(path, taken, limit=200):
-    "`STEM_detections.png`, unique; a stem longer than `limit` bytes is shortened (file names: 255 bytes at most)."
+    """`STEM_detections.png`, unique; a stem longer than `limit` bytes is shortened
+    (file names: 255 bytes at most)."""
     stem = Path(path).stem
     while len(stem.encode()) > limit:
         stem = stem[:-1]
@@ -371,7 +380,8 @@ def _picture_name(path, taken, limit=200):
 
 
 def cmd_detect(args):
-    "Exit status 0, or 3 when some inputs were skipped (each named on stderr) and the others' results written."
+    """Exit status 0, or 3 when some inputs were skipped (each named on stderr) and the
+    others' results written."""
     from ssdbook.evaluate import save_detections
     from ssdbook.inference import Detector, image_files
 
@@ -473,7 +483,8 @@ def cmd_make_shapes(args):
 
 
 def record_result(name, numbers, command) -> Path | None:
-    "Record `numbers` with `benchmarks/_results.py` when running from a checkout of the repository; else nothing."
+    """Record `numbers` with `benchmarks/_results.py` when running from a checkout of
+    the repository; else nothing."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "_results.py"
     if not script.is_file():
         return None

@@ -52,7 +52,8 @@ def option(
     above=None,
     on_resume="fixed",
 ):
-    "A `TrainConfig` field: its default and, as metadata, the facts the checks and the command line are built from."
+    """A `TrainConfig` field: its default and, as metadata, the facts the checks and the
+    command line are built from."""
     return field(
         default=default,
         metadata=dict(
@@ -112,7 +113,8 @@ PRIOR_CONFIGS = tuple(
 
 @dataclass
 class TrainConfig:
-    "Everything a training run needs; each field's metadata documents it (and becomes a command-line option)."
+    """Everything a training run needs; each field's metadata documents it (and becomes
+    a command-line option)."""
 
     data: str = option(
         "shapes",
@@ -284,7 +286,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> "TrainConfig":
-        "Check every field against its metadata (and the few rules between fields); `ValueError` names the field."
+        """Check every field against its metadata (and the few rules between fields);
+        `ValueError` names the field."""
         for f in fields(self):
             problem = field_problem(f, getattr(self, f.name))
             if problem:
@@ -340,7 +343,8 @@ def field_problem(f, value) -> str | None:
 
 # %% ../nbs/09_training.ipynb #c012
 def cpu_amp() -> str:
-    "'bf16' on a CPU that computes bf16 natively (AVX512-BF16 or AMX), else 'off'; `SSDBOOK_FP32=1`: always 'off'."
+    """'bf16' on a CPU that computes bf16 natively (AVX512-BF16 or AMX), else 'off';
+    `SSDBOOK_FP32=1`: always 'off'."""
     native = [
         getattr(torch.cpu, f, lambda: False)()
         for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -349,8 +353,9 @@ def cpu_amp() -> str:
 
 
 def shapes_recipe(**kw) -> TrainConfig:
-    """The CPU recipe (`ssdbook demo`), chapter 10c's best: the mini base, the priors designed for the shapes set,
-    focal loss, 3200 x 16 images; bf16 autocast on a CPU that computes bf16 natively (`cpu_amp`)."""
+    """The CPU recipe (`ssdbook demo`), chapter 10c's best: the mini base, the priors
+    designed for the shapes set, focal loss, 3200 x 16 images; bf16 autocast on a CPU
+    that computes bf16 natively (`cpu_amp`)."""
     cfg = dict(
         data="shapes",
         base="mini",
@@ -376,7 +381,8 @@ def shapes_recipe(**kw) -> TrainConfig:
 
 
 def voc_recipe(**kw) -> TrainConfig:
-    "The reference's VOC07+12 schedule for SSD300 (120k iterations, batch 32, lr 1e-3, steps 80k/100k)."
+    """The reference's VOC07+12 schedule for SSD300 (120k iterations, batch 32, lr 1e-3,
+    steps 80k/100k)."""
     cfg = dict(
         data="voc",
         base="vgg16",
@@ -397,14 +403,16 @@ def voc_recipe(**kw) -> TrainConfig:
 
 
 def coco_recipe(**kw) -> TrainConfig:
-    "`voc_recipe` for a COCO-format set (a COCO JSON + an image folder; no VOC image sets)."
+    """`voc_recipe` for a COCO-format set (a COCO JSON + an image folder; no VOC image
+    sets)."""
     return voc_recipe(
         **{**dict(data="coco", image_sets=(), out="runs/ssd300_coco"), **kw}
     )
 
 
 def small_recipe(**kw) -> TrainConfig:
-    "Your own small set on a CPU: mini base, AdamW, cosine, 'light' augmentation, 1000 x 16 images, warm-up 1/10."
+    """Your own small set on a CPU: mini base, AdamW, cosine, 'light' augmentation, 1000
+    x 16 images, warm-up 1/10."""
     cfg = dict(
         data="voc",
         base="mini",
@@ -435,7 +443,8 @@ RECIPES = {
 
 
 def config_warnings(cfg: TrainConfig) -> list[str]:
-    "What in `cfg` is allowed but almost surely not meant (training warns): a warm-up as long as the run."
+    """What in `cfg` is allowed but almost surely not meant (training warns): a warm-up
+    as long as the run."""
     return (
         [
             f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate climbs the whole run and never "
@@ -448,7 +457,8 @@ def config_warnings(cfg: TrainConfig) -> list[str]:
 
 # %% ../nbs/09_training.ipynb #c017
 def _arg_type(f):
-    "The argparse `type` of field `f`: parse the string, then check it against the field's metadata."
+    """The argparse `type` of field `f`: parse the string, then check it against the
+    field's metadata."""
     parse = f.metadata.get("type") or {bool: yes_no}.get(
         type(f.default), type(f.default)
     )
@@ -480,7 +490,8 @@ def _show(v):
 def add_config_arguments(
     parser: argparse.ArgumentParser, skip=()
 ) -> argparse.ArgumentParser:
-    "One option per `TrainConfig` field (except `skip`), from its metadata; defaults from the recipe of `--data`."
+    """One option per `TrainConfig` field (except `skip`), from its metadata; defaults
+    from the recipe of `--data`."""
     recipes = {name: make() for name, make in RECIPES.items()}
     for f in fields(TrainConfig):
         if f.name in skip:
@@ -512,7 +523,8 @@ def add_config_arguments(
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    "The recipe `args.recipe` or of `args.data` (default 'shapes'), overridden by every option given."
+    """The recipe `args.recipe` or of `args.data` (default 'shapes'), overridden by
+    every option given."""
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     data = given.pop("data", "shapes")
@@ -523,7 +535,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
 
 # %% ../nbs/09_training.ipynb #c021
 def pick_device(device: str = "auto") -> torch.device:
-    "CUDA when there is one (and `device` is 'auto'), else the CPU; a one-line error for a device that is not there."
+    """CUDA when there is one (and `device` is 'auto'), else the CPU; a one-line error
+    for a device that is not there."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not re.fullmatch(DEVICE_PATTERN, str(device)):
@@ -548,7 +561,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def amp_dtype(device: torch.device, amp: str = "auto"):
-    "The autocast dtype: 'auto' = bf16 on GPUs that support it, else fp16, fp32 (None) on the CPU; or as asked."
+    """The autocast dtype: 'auto' = bf16 on GPUs that support it, else fp16, fp32 (None)
+    on the CPU; or as asked."""
     device = torch.device(device)  # SSDBOOK_FP32=1: fp32 whatever is asked
     if (
         amp == "off"
@@ -564,5 +578,6 @@ def amp_dtype(device: torch.device, amp: str = "auto"):
 
 
 def use_channels_last(channels_last: str = "auto") -> bool:
-    "'auto' = on: NHWC is faster for these convnets on CUDA (tensor cores) and on the CPU (oneDNN)."
+    """'auto' = on: NHWC is faster for these convnets on CUDA (tensor cores) and on the
+    CPU (oneDNN)."""
     return channels_last in ("auto", "on")

@@ -53,7 +53,8 @@ VOC_CLASSES = (
     "train",
     "tvmonitor",
 )
-"The 20 Pascal VOC object classes; a target's label is the index into this tuple (0-based, no background)."
+"""The 20 Pascal VOC object classes; a target's label is the index into this tuple
+(0-based, no background)."""
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 "The 6 classes of the synthetic shapes set (chapter 1c)."
@@ -64,7 +65,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # %% ../nbs/01_data.ipynb #c008
 def check_classes(classes, source="classes") -> tuple:
-    "Validate a class list (non-empty, no empty or duplicate names, case-insensitive); return it as a tuple."
+    """Validate a class list (non-empty, no empty or duplicate names, case-insensitive);
+    return it as a tuple."""
     if isinstance(classes, str):
         raise ValueError(
             f"{source}: expected a list of class names, got the string {classes!r} "
@@ -94,7 +96,8 @@ def check_classes(classes, source="classes") -> tuple:
 
 
 def read_classes(path) -> tuple:
-    "Read a `classes.txt` (one class name per line; blank lines only at the end); `ValueError` naming the file."
+    """Read a `classes.txt` (one class name per line; blank lines only at the end);
+    `ValueError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: class list file is missing")
@@ -168,13 +171,15 @@ def _as_target_list(targets):
 
 
 def check_targets(targets, num_classes: int | None = None, names=None) -> None:
-    """Raise one `ValueError` naming the image and the box if a target breaks the contract; else return None.
+    """Raise one `ValueError` naming the image and the box if a target breaks the
+    contract; else return None.
 
-    `targets`: a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (or one `(n, 5)` tensor).
-    Coordinates must be finite fractions in [-0.5, 1.5] (a box may pass the border, as the reference allows)
-    with `x_max > x_min`, `y_max > y_min`; labels whole numbers >= 0 and <= `num_classes - 2` when
-    `num_classes` (background included) is given. An image with no objects is valid. One host sync when all
-    is well. `names` (one per image, e.g. file names) replace "image i" in the message."""
+    `targets`: a list of `(n_i, 5)` tensors `[x_min, y_min, x_max, y_max, label]` (or
+    one `(n, 5)` tensor). Coordinates must be finite fractions in [-0.5, 1.5] (a box may
+    pass the border, as the reference allows) with `x_max > x_min`, `y_max > y_min`;
+    labels whole numbers >= 0 and <= `num_classes - 2` when `num_classes` (background
+    included) is given. An image with no objects is valid. One host sync when all is
+    well. `names` (one per image, e.g. file names) replace "image i" in the message."""
     targets = _as_target_list(targets)
     if not targets or sum(len(t) for t in targets) == 0:
         return
@@ -205,10 +210,12 @@ def check_targets(targets, num_classes: int | None = None, names=None) -> None:
 
 # %% ../nbs/01_data.ipynb #c015
 def to_float_image(image) -> torch.Tensor:
-    """uint8 pixels (0..255) as float32 in [0, 1]; a float image is returned as float32 unchanged.
+    """uint8 pixels (0..255) as float32 in [0, 1]; a float image is returned as float32
+    unchanged.
 
-    A numpy uint8 array (e.g. a decoded image, any layout) is divided in numpy: one single-threaded pass,
-    which stays fast when torch's intra-op threads compete for a busy CPU (DataLoader workers, shared hosts)."""
+    A numpy uint8 array (e.g. a decoded image, any layout) is divided in numpy: one
+    single-threaded pass, which stays fast when torch's intra-op threads compete for a
+    busy CPU (DataLoader workers, shared hosts)."""
     if isinstance(image, np.ndarray) and image.dtype == np.uint8:
         out = np.empty(image.shape, dtype=np.float32)
         return torch.from_numpy(np.divide(image, np.float32(255), out=out))
@@ -227,14 +234,16 @@ def _channel_stats(images, mean, std):
 
 
 def normalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    "`(images - mean) / std` per channel, for `(3, H, W)` or `(B, 3, H, W)` float images in [0, 1]."
+    """`(images - mean) / std` per channel, for `(3, H, W)` or `(B, 3, H, W)` float
+    images in [0, 1]."""
     images = to_float_image(images)
     mean, std = _channel_stats(images, mean, std)
     return (images - mean) / std
 
 
 def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    "Undo `normalize` for pictures: `(3, H, W)` or `(B, 3, H, W)` back to [0, 1] (clamped)."
+    """Undo `normalize` for pictures: `(3, H, W)` or `(B, 3, H, W)` back to [0, 1]
+    (clamped)."""
     images = torch.as_tensor(images).float()
     mean, std = _channel_stats(images, mean, std)
     return (images * std + mean).clamp(0, 1)
@@ -242,10 +251,12 @@ def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
 
 # %% ../nbs/01_data.ipynb #c018
 class BaseTransform:
-    """Resize to `size x size` and normalise with `mean`/`std` (no augmentation): the test-time transform.
+    """Resize to `size x size` and normalise with `mean`/`std` (no augmentation): the
+    test-time transform.
 
-    Works on one image `(3, H, W)` or a batch `(B, 3, H, W)`, float in [0, 1] (uint8 is scaled first).
-    Targets are fractions of the image, so resizing leaves them unchanged."""
+    Works on one image `(3, H, W)` or a batch `(B, 3, H, W)`, float in [0, 1] (uint8 is
+    scaled first). Targets are fractions of the image, so resizing leaves them
+    unchanged."""
 
     def __init__(self, size=300, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.size, self.mean, self.std = size, tuple(mean), tuple(std)
@@ -274,10 +285,12 @@ class BaseTransform:
 
 # %% ../nbs/01_data.ipynb #c021
 def detection_collate(batch):
-    """Stack a list of `(image (3,H,W), target (n_i,5))` pairs into `images (B,3,H,W)` and a list of B targets.
+    """Stack a list of `(image (3,H,W), target (n_i,5))` pairs into `images (B,3,H,W)`
+    and a list of B targets.
 
-    Images must already share one size (use `BaseTransform` or `SSDAugmentation`). Targets keep their own
-    number of objects, zero included: an image with no objects gives a `(0, 5)` tensor."""
+    Images must already share one size (use `BaseTransform` or `SSDAugmentation`).
+    Targets keep their own number of objects, zero included: an image with no objects
+    gives a `(0, 5)` tensor."""
     if len(batch) == 0:
         raise ValueError("detection_collate: empty batch")
     images = [torch.as_tensor(image) for image, _ in batch]
@@ -295,7 +308,8 @@ def detection_collate(batch):
 
 # %% ../nbs/01_data.ipynb #c023
 def _to_hwc(image, denorm, mean, std):
-    "A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not) or an (H,W,3) array."
+    """A displayable (H, W, 3) array in [0, 1] from a tensor (3,H,W) (normalised or not)
+    or an (H,W,3) array."""
     if isinstance(image, Image.Image):
         return np.asarray(
             ImageOps.exif_transpose(image).convert("RGB")
@@ -330,12 +344,14 @@ def draw_boxes(
     fontsize=9,
     axis_off=True,
 ):
-    """Draw `image` and its `boxes (n, 4)` (x_min, y_min, x_max, y_max) on the matplotlib axes `ax`.
+    """Draw `image` and its `boxes (n, 4)` (x_min, y_min, x_max, y_max) on the
+    matplotlib axes `ax`.
 
-    `coords`: "fraction", "pixel" or "auto" (fractions when every value is <= 1.5). `labels` (0-based) pick
-    a colour per class and, with `classes`, a caption; `scores` are added to the caption. `image=None` draws
-    only the boxes over the picture already on `ax`. A normalised image (values outside [0, 1]) is
-    de-normalised with `mean`/`std` when `denorm="auto"`."""
+    `coords`: "fraction", "pixel" or "auto" (fractions when every value is <= 1.5).
+    `labels` (0-based) pick a colour per class and, with `classes`, a caption; `scores`
+    are added to the caption. `image=None` draws only the boxes over the picture already
+    on `ax`. A normalised image (values outside [0, 1]) is de-normalised with
+    `mean`/`std` when `denorm="auto"`."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -420,12 +436,14 @@ def show_batch(
     std=IMAGENET_STD,
     fontsize=9,
 ):
-    """A grid of images with their target boxes and class names; each panel's title is `targets[i].shape`.
+    """A grid of images with their target boxes and class names; each panel's title is
+    `targets[i].shape`.
 
-    `images` is `(B, 3, H, W)` (or a list); `targets` a list of `(n_i, 5)` (or `(n_i, 4)`) tensors.
-    `predictions`, a list of dicts with `boxes`, `labels`, `scores` (fractions), are drawn dashed.
-    The figure's title is `images.shape` unless `title` is given. The default size is 7 in wide (the book's
-    column at 100 dpi), so `fontsize` points are what the reader sees. Returns the figure."""
+    `images` is `(B, 3, H, W)` (or a list); `targets` a list of `(n_i, 5)` (or `(n_i,
+    4)`) tensors. `predictions`, a list of dicts with `boxes`, `labels`, `scores`
+    (fractions), are drawn dashed. The figure's title is `images.shape` unless `title`
+    is given. The default size is 7 in wide (the book's column at 100 dpi), so
+    `fontsize` points are what the reader sees. Returns the figure."""
     import matplotlib.pyplot as plt
 
     n = min(len(images), max_images)

@@ -62,10 +62,11 @@ def _move_merge(src: Path, dst: Path):
 
 
 def download_voc(root, years=("2007", "2012")):
-    """Download and unpack Pascal VOC (about 2 GB for 2007 + 2012) so that `root/VOC2007`, `root/VOC2012` exist.
+    """Download and unpack Pascal VOC (about 2 GB for 2007 + 2012) so that
+    `root/VOC2007`, `root/VOC2012` exist.
 
-    An explicit opt-in for Colab users; the tests and the shapes set never download anything.
-    Archives already unpacked are skipped."""
+    An explicit opt-in for Colab users; the tests and the shapes set never download
+    anything. Archives already unpacked are skipped."""
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root).expanduser()
@@ -94,7 +95,8 @@ def download_voc(root, years=("2007", "2012")):
 def read_item(
     path, anno, keep_difficult=False, transform=None, source="its annotation"
 ):
-    "Read image `path`, check its size against `anno`, make the target, apply `transform`: one data set item."
+    """Read image `path`, check its size against `anno`, make the target, apply
+    `transform`: one data set item."""
     image = read_image(path)  # EXIF orientation applied (chapter 1a)
     problem = size_problem(path, image.shape[2], image.shape[1], anno, source)
     if problem:
@@ -104,15 +106,18 @@ def read_item(
 
 
 class VOCDetection(torch.utils.data.Dataset):
-    """Detection data in the Pascal VOC folder layout (real VOC, the shapes set or a folder of your own).
+    """Detection data in the Pascal VOC folder layout (real VOC, the shapes set or a
+    folder of your own).
 
-    Reads `root/VOC{year}/{JPEGImages, Annotations, ImageSets/Main}` for each `(year, image_set)` of
-    `image_sets`. `ds[i]` is `(image, target)`: without a transform `image` is a float `(3, H, W)` tensor
-    in [0, 1] and `target` a float `(n_i, 5)` tensor `x_min, y_min, x_max, y_max, label` with coordinates as
-    fractions and a 0-based label (an index into `classes`). `classes=None` reads the `classes.txt` stored
-    with the data (`VOC{year}/` or `root/`), else `VOC_CLASSES`. `transform(image, target) -> (image,
-    target)` is applied last. Difficult objects are left out unless `keep_difficult`; `pull_anno` always
-    returns them. `download=True` fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in)."""
+    Reads `root/VOC{year}/{JPEGImages, Annotations, ImageSets/Main}` for each `(year,
+    image_set)` of `image_sets`. `ds[i]` is `(image, target)`: without a transform
+    `image` is a float `(3, H, W)` tensor in [0, 1] and `target` a float `(n_i, 5)`
+    tensor `x_min, y_min, x_max, y_max, label` with coordinates as fractions and a
+    0-based label (an index into `classes`). `classes=None` reads the `classes.txt`
+    stored with the data (`VOC{year}/` or `root/`), else `VOC_CLASSES`.
+    `transform(image, target) -> (image, target)` is applied last. Difficult objects are
+    left out unless `keep_difficult`; `pull_anno` always returns them. `download=True`
+    fetches VOC2007/VOC2012 first if they are missing (an explicit opt-in)."""
 
     def __init__(
         self,
@@ -154,7 +159,8 @@ class VOCDetection(torch.utils.data.Dataset):
         )
 
     def image_path(self, i, anno=None):
-        "The image file of item `i` (the XML's `<filename>` wins, then `<id>.jpg/.jpeg/.png/...`)."
+        """The image file of item `i` (the XML's `<filename>` wins, then
+        `<id>.jpg/.jpeg/.png/...`)."""
         base, img_id = self.ids[i]
         anno = (
             anno
@@ -163,7 +169,8 @@ class VOCDetection(torch.utils.data.Dataset):
         return find_image(base / "JPEGImages", img_id, anno.get("filename"))
 
     def pull_anno(self, i):
-        "The annotation of image `i`: `dict(id, filename, width, height, boxes (n,4) pixels, labels (n,), difficult (n,))`."
+        """The annotation of image `i`: `dict(id, filename, width, height, boxes (n,4)
+        pixels, labels (n,), difficult (n,))`."""
         base, img_id = self.ids[i]
         anno, problems = parse_voc_xml(
             base / "Annotations" / f"{img_id}.xml", self.classes
@@ -182,7 +189,8 @@ class VOCDetection(torch.utils.data.Dataset):
         return read_image(self.image_path(i))
 
     def require_objects(self):
-        "`self`, or a one-line `ValueError` if no image has an object to train on (an image without objects is fine)."
+        """`self`, or a one-line `ValueError` if no image has an object to train on (an
+        image without objects is fine)."""
         if not any(
             len(anno_to_target(self.pull_anno(i), self.keep_difficult))
             for i in range(len(self))

@@ -35,13 +35,16 @@ def noisy_oracle(
     miss: float = 0.1,
     gain: float = 18.0,
 ) -> Tuple[Tensor, Tensor]:
-    """Fake SSD outputs made from the ground truth -- a teaching helper, **not a model**.
+    """Fake SSD outputs made from the ground truth -- a teaching helper, **not a
+    model**.
 
-    `targets`: per image `(n, 5)` `[x1, y1, x2, y2, label]` (fractions, 0-based labels), `priors (P, 4)`
-    centre form, `num_classes` with the background. Returns `loc (B, P, 4)` (the encoded offsets of each
-    prior's best-overlapping object if their IoU is > 0.1, plus Gaussian noise `loc_noise`) and `conf (B, P, C)` probabilities (the
-    background favoured everywhere by 9 logits; the object's class boosted by `gain * IoU`, except for objects
-    "missed" with probability `miss`). Image b's noise depends only on `seed` and b.
+    `targets`: per image `(n, 5)` `[x1, y1, x2, y2, label]` (fractions, 0-based labels),
+    `priors (P, 4)` centre form, `num_classes` with the background. Returns `loc (B, P,
+    4)` (the encoded offsets of each prior's best-overlapping object if their IoU is >
+    0.1, plus Gaussian noise `loc_noise`) and `conf (B, P, C)` probabilities (the
+    background favoured everywhere by 9 logits; the object's class boosted by `gain *
+    IoU`, except for objects "missed" with probability `miss`). Image b's noise depends
+    only on `seed` and b.
     """
     B, P = len(targets), len(priors)
     pf = point_form(priors)
@@ -81,13 +84,16 @@ def _check_top_k(where: str, top_k) -> None:
 def nms(
     boxes: Tensor, scores: Tensor, overlap: float = 0.45, top_k: int = 200
 ) -> Tensor:
-    """Greedy non-maximum suppression, written out as the reference does it (one class, one image).
+    """Greedy non-maximum suppression, written out as the reference does it (one class,
+    one image).
 
-    `boxes (N, 4)` point form `[x1, y1, x2, y2]`, `scores (N,)`. Only the `top_k` best-scoring boxes take
-    part (the reference cuts *before* suppressing). Repeatedly keep the best remaining box and drop every
-    remaining box whose IoU with it is **greater** than `overlap`. Exactly equal scores: the higher index
-    goes first (the reference's ascending sort, made stable). Returns the kept indices into `boxes`, best
-    first (the reference returns a zero-padded `(keep, count)` pair; `keep[:count]` is this tensor).
+    `boxes (N, 4)` point form `[x1, y1, x2, y2]`, `scores (N,)`. Only the `top_k`
+    best-scoring boxes take part (the reference cuts *before* suppressing). Repeatedly
+    keep the best remaining box and drop every remaining box whose IoU with it is
+    **greater** than `overlap`. Exactly equal scores: the higher index goes first (the
+    reference's ascending sort, made stable). Returns the kept indices into `boxes`,
+    best first (the reference returns a zero-padded `(keep, count)` pair; `keep[:count]`
+    is this tensor).
     """
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
         raise ValueError(
@@ -110,7 +116,8 @@ def nms(
         idx = idx[:-1]
         if idx.numel() == 0:
             break
-        # ... and its overlap with every box still in the race (the reference's order of operations)
+        # ... and its overlap with every box still in the race (the reference's order of
+        # operations)
         w = (torch.minimum(x2[idx], x2[i]) - torch.maximum(x1[idx], x1[i])).clamp(min=0)
         h = (torch.minimum(y2[idx], y2[i]) - torch.maximum(y1[idx], y1[i])).clamp(min=0)
         inter = w * h
@@ -121,7 +128,8 @@ def nms(
 
 # %% ../nbs/10_detect.ipynb #c016
 def _pixel_boxes(ax, boxes: Tensor, coords: str) -> Tensor:
-    "`boxes (n, 4)` in pixels of the picture on `ax` ('fraction', 'pixel' or 'auto': fractions if all <= 1.5)."
+    """`boxes (n, 4)` in pixels of the picture on `ax` ('fraction', 'pixel' or 'auto':
+    fractions if all <= 1.5)."""
     H, W = ax.images[-1].get_array().shape[:2]
     boxes = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu().reshape(-1, 4)
     if coords == "fraction" or (
@@ -142,10 +150,11 @@ def draw_detections(
     fontsize: float = 9,
     **kwargs,
 ):
-    """Draw `image` and one image's detections `dict(boxes (n, 4), scores (n,), labels (n,))` scoring
-    `> score_thresh`: a colour per class, a caption "class score" inside the picture (below the top edge of a
-    box that touches the top of the image), and the ground truth `dict(boxes, ...)` dashed in white.
-    `coords`: 'fraction', 'pixel' or 'auto'; `kwargs` go to `ssdbook.data.draw_boxes`. Returns `ax`."""
+    """Draw `image` and one image's detections `dict(boxes (n, 4), scores (n,), labels
+    (n,))` scoring `> score_thresh`: a colour per class, a caption "class score" inside
+    the picture (below the top edge of a box that touches the top of the image), and the
+    ground truth `dict(boxes, ...)` dashed in white. `coords`: 'fraction', 'pixel' or
+    'auto'; `kwargs` go to `ssdbook.data.draw_boxes`. Returns `ax`."""
     from ssdbook.data import draw_boxes
 
     scores = torch.as_tensor(detection['scores']).detach().cpu().reshape(-1)
@@ -202,8 +211,8 @@ def save_detections(
     dpi: int = 100,
     **kwargs,
 ):
-    """Write `image` with its detections drawn (`draw_detections`) to `path` (PNG, JPEG, ...), at the
-    image's own size in pixels. Returns the path."""
+    """Write `image` with its detections drawn (`draw_detections`) to `path` (PNG, JPEG,
+    ...), at the image's own size in pixels. Returns the path."""
     from matplotlib.figure import Figure
 
     fig = Figure(dpi=dpi)  # no pyplot: savefig picks its own canvas
@@ -236,8 +245,9 @@ def detection_grid(
     ncols=4,
     title=None,
 ):
-    """Several images with their detections (and, dashed, their ground truth) in one figure, `3 * ncols` inches
-    wide at most; saved to `path` when given (the figure is closed and the path returned), else returned."""
+    """Several images with their detections (and, dashed, their ground truth) in one
+    figure, `3 * ncols` inches wide at most; saved to `path` when given (the figure is
+    closed and the path returned), else returned."""
     import matplotlib.pyplot as plt
     from pathlib import Path
 
@@ -269,10 +279,11 @@ def detection_grid(
 def _top_candidates(
     scores: Tensor, conf_thresh: float, K: int
 ) -> Tuple[Tensor, Tensor]:
-    """The `K` best priors of each row of `scores (..., P)` among those `> conf_thresh`, best first; on
-    exactly equal scores the higher prior index first (the reference's order). Returns `idx, valid (..., K)`.
-    float32 (and narrower) scores: one `topk` of the int64 key `score_bits * P + index` (the bit pattern
-    of a positive float grows with its value). float64 scores: a stable sort of the reversed rows."""
+    """The `K` best priors of each row of `scores (..., P)` among those `> conf_thresh`,
+    best first; on exactly equal scores the higher prior index first (the reference's
+    order). Returns `idx, valid (..., K)`. float32 (and narrower) scores: one `topk` of
+    the int64 key `score_bits * P + index` (the bit pattern of a positive float grows
+    with its value). float64 scores: a stable sort of the reversed rows."""
     P = scores.shape[-1]
     valid = scores > conf_thresh  # NaN is never a candidate
     if scores.dtype == torch.float64:
@@ -291,7 +302,8 @@ def _top_candidates(
 
 
 def _check_probabilities(conf: Tensor) -> None:
-    "`conf (B, P, C)` must be softmax output: rows >= 0 summing to 1 (one host sync; NaN fails too)."
+    """`conf (B, P, C)` must be softmax output: rows >= 0 summing to 1 (one host sync;
+    NaN fails too)."""
     off = (conf.float().sum(-1) - 1).abs()
     if bool(
         (conf < 0).any() | ~(off <= (1e-3 if conf.element_size() >= 4 else 2e-2)).all()
@@ -305,14 +317,16 @@ def _check_probabilities(conf: Tensor) -> None:
 class Detect(nn.Module):
     """Turn SSD's raw outputs into detections: decode, threshold, top-k, per-class NMS.
 
-    `Detect(num_classes, bkg_label=0, top_k=200, conf_thresh=0.01, nms_thresh=0.45)` as in the reference
-    (the defaults are written here only). `forward(loc (B, P, 4), conf (B, P, C) probabilities, priors (P, 4)
-    centre form)` returns `(B, C, top_k, 5)`: for every image and class, rows `[score, x1, y1, x2, y2]`
-    (fractions of the image, not clipped) in descending score, zero padded; the background row is zeros.
+    `Detect(num_classes, bkg_label=0, top_k=200, conf_thresh=0.01, nms_thresh=0.45)` as
+    in the reference (the defaults are written here only). `forward(loc (B, P, 4), conf
+    (B, P, C) probabilities, priors (P, 4) centre form)` returns `(B, C, top_k, 5)`: for
+    every image and class, rows `[score, x1, y1, x2, y2]` (fractions of the image, not
+    clipped) in descending score, zero padded; the background row is zeros.
 
-    Per image and class: the candidates are the priors with score `> conf_thresh`, of which the `top_k` best
-    go into NMS (IoU `> nms_thresh` is suppressed); equal scores: higher prior index first -- the reference's
-    rules. All images and classes run through one `torchvision.ops.batched_nms` call."""
+    Per image and class: the candidates are the priors with score `> conf_thresh`, of
+    which the `top_k` best go into NMS (IoU `> nms_thresh` is suppressed); equal scores:
+    higher prior index first -- the reference's rules. All images and classes run
+    through one `torchvision.ops.batched_nms` call."""
 
     def __init__(
         self,
@@ -381,13 +395,15 @@ class Detect(nn.Module):
 
     @torch.no_grad()
     def detect_boxes(self, boxes: Tensor, conf: Tensor) -> Tensor:
-        """The part after decoding: `boxes (B, P, 4)` point form, `conf (B, P, C)` -> `(B, C, top_k, 5)`."""
+        """The part after decoding: `boxes (B, P, 4)` point form, `conf (B, P, C)` ->
+        `(B, C, top_k, 5)`."""
         B, P, C = conf.shape
         K = min(self.top_k, P)
         classes = torch.tensor(
             [c for c in range(C) if c != self.bkg_label], device=conf.device
         )
-        # 1. candidates: score > conf_thresh, the top K per image and class (the reference cuts before NMS)
+        # 1. candidates: score > conf_thresh, the top K per image and class (the
+        # reference cuts before NMS)
         scores = conf.index_select(2, classes).transpose(1, 2)  # (B, C-1, P)
         top_idx, valid = _top_candidates(
             scores, self.conf_thresh, K
@@ -398,7 +414,8 @@ class Detect(nn.Module):
             2,
             top_idx.unsqueeze(-1).expand(B, C - 1, K, 4),
         )  # (B, C-1, K, 4)
-        # 2. one batched NMS over every (image, class) group, visiting candidates in our rank order
+        # 2. one batched NMS over every (image, class) group, visiting candidates in our
+        # rank order
         sel = valid.flatten().nonzero().squeeze(1)  # valid candidates
         group = sel // K  # b * (C-1) + class slot
         cand_boxes, cand_scores = (
@@ -413,7 +430,9 @@ class Detect(nn.Module):
         lo = nms_boxes.min() if nms_boxes.numel() else nms_boxes.new_zeros(())
         if (
             lo < -1
-        ):  # torchvision's coordinate-offset trick assumes coordinates >= -1 here; shift (IoU unchanged)
+            # torchvision's coordinate-offset trick assumes coordinates >= -1 here; shift
+            # (IoU unchanged)
+        ):
             nms_boxes = nms_boxes - lo
         keep = torchvision.ops.batched_nms(
             nms_boxes, rank, group, self.nms_thresh
@@ -440,12 +459,14 @@ class Detect(nn.Module):
         score_thresh: float = 0.0,
         bkg_label: int = 0,
     ) -> List[Dict[str, Tensor]]:
-        """`(B, C, top_k, 5)` detections -> one dict per image: `boxes (n, 4)`, `scores (n,)`, `labels (n,)`.
+        """`(B, C, top_k, 5)` detections -> one dict per image: `boxes (n, 4)`, `scores
+        (n,)`, `labels (n,)`.
 
-        Labels are 0-based object classes (the background row is skipped). Each image's detections are
-        sorted by score, best first; `max_per_image` keeps only the best ones over all classes (what the
-        reference meant to do at the end of `Detect.forward`); `score_thresh` drops weak ones (> thresh).
-        Padding rows (score 0) are never returned.
+        Labels are 0-based object classes (the background row is skipped). Each image's
+        detections are sorted by score, best first; `max_per_image` keeps only the best
+        ones over all classes (what the reference meant to do at the end of
+        `Detect.forward`); `score_thresh` drops weak ones (> thresh). Padding rows
+        (score 0) are never returned.
         """
         if output.ndim != 4 or output.shape[-1] != 5:
             raise ValueError(
@@ -499,11 +520,13 @@ def predict(
     clip: bool = True,
     max_per_image: Optional[int] = None,
 ) -> List[Dict[str, Tensor]]:
-    """Detections for a batch of normalised images `(B, 3, S, S)`: one `dict(boxes (n, 4), scores (n,),
-    labels (n,))` per image, best first; boxes are fractions (clipped to [0, 1] if `clip`), labels 0-based.
+    """Detections for a batch of normalised images `(B, 3, S, S)`: one `dict(boxes (n,
+    4), scores (n,), labels (n,))` per image, best first; boxes are fractions (clipped
+    to [0, 1] if `clip`), labels 0-based.
 
-    Runs `net.raw` (whatever the phase) in eval mode -- the mode is restored -- then `detect` (default
-    `Detect(net.num_classes)`) on the softmax of the class scores; `max_per_image` as in `Detect.to_list`."""
+    Runs `net.raw` (whatever the phase) in eval mode -- the mode is restored -- then
+    `detect` (default `Detect(net.num_classes)`) on the softmax of the class scores;
+    `max_per_image` as in `Detect.to_list`."""
     detect = Detect(net.num_classes) if detect is None else detect
     was_training = net.training
     net.eval()

@@ -42,8 +42,9 @@ _COCO_RECALLS = torch.from_numpy(np.linspace(0.0, 1.0, 101))  # pycocotools' rec
 
 
 def _voc07_per_class(rec: Tensor, prec: Tensor, cls: Tensor, K: int) -> Tensor:
-    """`voc_ap(rec_k, prec_k, method='voc07')` of K classes at once: the best precision per (class, highest
-    threshold reached) is one `scatter_reduce`; a running max from the top gives the best at recall >= t."""
+    """`voc_ap(rec_k, prec_k, method='voc07')` of K classes at once: the best precision
+    per (class, highest threshold reached) is one `scatter_reduce`; a running max from
+    the top gives the best at recall >= t."""
     h = (
         torch.searchsorted(_VOC07_RECALLS.to(rec), rec.nan_to_num(0.0), right=True) - 1
     ).clamp(0, 10)
@@ -56,9 +57,11 @@ def _voc07_per_class(rec: Tensor, prec: Tensor, cls: Tensor, K: int) -> Tensor:
 def voc_ap(
     rec, prec, use_07_metric: bool = True, method: Optional[str] = None
 ) -> float:
-    """AP of a precision-recall curve (detections in descending score). `method` (overrides `use_07_metric`): 'voc07'
-    -- mean over t in {0, 0.1, ..., 1} of the best precision at recall >= t (the SSD paper, the reference);
-    'area' -- VOC2010+: area under the precision envelope; 'coco101' -- the envelope at recall 0, 0.01, ..., 1."""
+    """AP of a precision-recall curve (detections in descending score). `method`
+    (overrides `use_07_metric`): 'voc07' -- mean over t in {0, 0.1, ..., 1} of the best
+    precision at recall >= t (the SSD paper, the reference); 'area' -- VOC2010+: area
+    under the precision envelope; 'coco101' -- the envelope at recall 0, 0.01, ..., 1.
+    """
     method = method or ('voc07' if use_07_metric else 'area')
     rec, prec = (torch.as_tensor(x, dtype=torch.float64).flatten() for x in (rec, prec))
     if rec.shape != prec.shape:
@@ -92,7 +95,8 @@ def voc_ap(
 
 # %% ../nbs/10a_evaluate.ipynb #c010
 def _pair_iou(a: Tensor, b: Tensor, offset: float = 0.0) -> Tensor:
-    "IoU of `a[i]` with `b[i]` (both `(n, 4)` point form); `offset=1` is the VOC devkit's integer-pixel rule."
+    """IoU of `a[i]` with `b[i]` (both `(n, 4)` point form); `offset=1` is the VOC
+    devkit's integer-pixel rule."""
     wh = (
         torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2]) + offset
     ).clamp(min=0)
@@ -104,7 +108,8 @@ def _pair_iou(a: Tensor, b: Tensor, offset: float = 0.0) -> Tensor:
 def _column(
     items: Sequence[dict], key: str, what: str, width: int = 0, optional: bool = False
 ) -> list:
-    "`d[key]` of every image as a tensor `(n, width)` (`(n,)` for width 0); missing optional keys give None."
+    """`d[key]` of every image as a tensor `(n, width)` (`(n,)` for width 0); missing
+    optional keys give None."""
     out, shape = [], (-1, width) if width else (-1,)
     for i, d in enumerate(items):
         try:
@@ -128,7 +133,8 @@ def _column(
 
 
 def _stack(items: Sequence[dict], what: str, need_scores: bool):
-    "Per-image dicts -> CPU `(img, boxes, labels, scores | ignore = difficult or crowd, counts)`; lengths checked."
+    """Per-image dicts -> CPU `(img, boxes, labels, scores | ignore = difficult or
+    crowd, counts)`; lengths checked."""
     boxes, labels = _column(items, 'boxes', what, 4), _column(items, 'labels', what)
     extra = (
         [_column(items, 'scores', what)]
@@ -164,7 +170,8 @@ def _stack(items: Sequence[dict], what: str, need_scores: bool):
 
 
 def _check_detections(img, boxes, labels, scores, counts, K: int) -> None:
-    "Detections (not targets: they may leave the image): finite boxes, x1 <= x2, y1 <= y2, finite scores, labels."
+    """Detections (not targets: they may leave the image): finite boxes, x1 <= x2, y1 <=
+    y2, finite scores, labels."""
     bad = (
         ~torch.isfinite(boxes).all(1)
         | (boxes[:, 2] < boxes[:, 0])
@@ -187,7 +194,8 @@ def _check_detections(img, boxes, labels, scores, counts, K: int) -> None:
 
 
 def _check_annotations(annotations, img, boxes, labels, counts, K: int) -> None:
-    "The ground truth through chapter 1's `check_targets`, as fractions (pixels are divided by width/height)."
+    """The ground truth through chapter 1's `check_targets`, as fractions (pixels are
+    divided by width/height)."""
     sizes = [(a.get('width'), a.get('height')) for a in annotations]
     if scaled := bool(sizes) and all(None not in s for s in sizes):
         boxes = boxes / torch.tensor(sizes, dtype=torch.float64).index_select(
@@ -210,7 +218,8 @@ def _check_annotations(annotations, img, boxes, labels, counts, K: int) -> None:
 
 
 def _check_same_units(d_box: Tensor, g_box: Tensor) -> None:
-    "Detections and ground truth both in pixels or both in fractions (median x2, y2 above 1.5: pixels)."
+    """Detections and ground truth both in pixels or both in fractions (median x2, y2
+    above 1.5: pixels)."""
     if d_box.numel() and g_box.numel():
         d_px, g_px = (bool(b[:, 2:].median() > 1.5) for b in (d_box, g_box))
         if d_px != g_px:
@@ -226,9 +235,10 @@ _sel = lambda x, i: x.index_select(0, i)  # several times faster than x[i] on th
 
 
 def _rank_by_class_then_score(labels: Tensor, scores: Tensor) -> Tensor:
-    """The permutation that sorts detections by class, then by descending score, ties in input order: float32
-    scores (what `Detect` gives) take ONE stable int64 sort (class in the high bits, the score's order-preserving
-    bit pattern below); other float64 scores take two stable int64 sorts (score, then class)."""
+    """The permutation that sorts detections by class, then by descending score, ties in
+    input order: float32 scores (what `Detect` gives) take ONE stable int64 sort (class
+    in the high bits, the score's order-preserving bit pattern below); other float64
+    scores take two stable int64 sorts (score, then class)."""
     s32 = scores.float()
     if torch.equal(s32.double(), scores):
         bits = (s32 + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into +0.0
@@ -245,10 +255,12 @@ def _rank_by_class_then_score(labels: Tensor, scores: Tensor) -> Tensor:
 
 
 def _voc_match(d, g, I: int, K: int, iou_thresh: float, pixel_offset: float):
-    "VOC rules for all `d = (img, boxes, labels, scores)` (ranked) against `g = (img, boxes, labels, ignore)`."
+    """VOC rules for all `d = (img, boxes, labels, scores)` (ranked) against `g = (img,
+    boxes, labels, ignore)`."""
     (d_img, d_box, d_lab, _), (g_img, g_box, g_lab, g_ign) = d, g
     N, G = d_lab.numel(), g_lab.numel()
-    # every detection meets only the gts of its (class, image) group: one row per (detection, candidate gt)
+    # every detection meets only the gts of its (class, image) group: one row per
+    # (detection, candidate gt)
     g_order = (g_lab * I + g_img).argsort(
         stable=True
     )  # stable: gts keep their annotation order
@@ -283,7 +295,8 @@ def _voc_match(d, g, I: int, K: int, iou_thresh: float, pixel_offset: float):
         _sel(g_ign, jmax) if G else torch.zeros_like(hit)
     )  # on a difficult/crowd gt
     claim = hit & ~ignored
-    # first come, first served: of all detections claiming one gt, the best-ranked one is the TP
+    # first come, first served: of all detections claiming one gt, the best-ranked one
+    # is the TP
     rank = torch.arange(N)
     first = torch.full((max(G, 1),), N, dtype=torch.long).scatter_reduce(
         0, jmax[claim], rank[claim], 'amin'
@@ -292,7 +305,8 @@ def _voc_match(d, g, I: int, K: int, iou_thresh: float, pixel_offset: float):
 
 
 def _curves(tp, ignored, labels, scores, npos, K: int, method: str) -> dict:
-    "Precision/recall of every class at once (running counts that restart where each class starts) and the APs."
+    """Precision/recall of every class at once (running counts that restart where each
+    class starts) and the APs."""
     kept = (~ignored).nonzero().squeeze(1)  # ignored detections leave the curves
     lab_k, score_k = _sel(labels, kept), _sel(scores, kept)
     count_k = torch.bincount(lab_k, minlength=K)
@@ -348,9 +362,10 @@ COCO_STATS = (
 
 
 def _coco_eval(d, g, I: int, K: int) -> dict:
-    """COCO's metric through pycocotools' `COCOeval` (10 IoU thresholds 0.5:0.95, 101 recall points, at most
-    100 detections per image and class, size bands in pixels^2). `d`, `g` as for `_voc_match`; gts flagged
-    `ignore` (difficult or crowd) become `iscrowd` regions. Returns per-class AP@[.5:.95] and COCO's 12 numbers."""
+    """COCO's metric through pycocotools' `COCOeval` (10 IoU thresholds 0.5:0.95, 101
+    recall points, at most 100 detections per image and class, size bands in pixels^2).
+    `d`, `g` as for `_voc_match`; gts flagged `ignore` (difficult or crowd) become
+    `iscrowd` regions. Returns per-class AP@[.5:.95] and COCO's 12 numbers."""
     try:
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
@@ -425,15 +440,18 @@ def evaluate_detections(
     method: Optional[str] = None,
     pixel_offset: float = 0.0,
 ) -> dict:
-    """AP per class and its mean: VOC's rules (`method` 'voc07' (default via `use_07_metric`), 'area', 'coco101',
-    see `voc_ap`) or pycocotools' COCOeval (`'coco'`: AP@[.5:.95] per class, `coco_stats` its 12 numbers).
+    """AP per class and its mean: VOC's rules (`method` 'voc07' (default via
+    `use_07_metric`), 'area', 'coco101', see `voc_ap`) or pycocotools' COCOeval
+    (`'coco'`: AP@[.5:.95] per class, `coco_stats` its 12 numbers).
 
-    `detections[i]`: `dict(boxes (n, 4), scores (n,), labels (n,))`; `annotations[i]`: `dict(boxes (m, 4), labels
-    (m,), difficult (m,), iscrowd (m,), width, height)` (flags optional; width/height needed for pixel boxes, as
-    the ground truth is checked as fractions by `check_targets`). Point form, one coordinate system, 0-based labels;
-    `num_classes` counts object classes (default `len(classes)`, else 1 + the largest label). Returns `dict(ap (K,),
-    map, npos (K,), num_det (K,), recall, precision, scores (lists of K tensors), classes, method)`; a class
-    without gt has `ap = nan` and is left out of `map`. Any device in; the work runs on the CPU."""
+    `detections[i]`: `dict(boxes (n, 4), scores (n,), labels (n,))`; `annotations[i]`:
+    `dict(boxes (m, 4), labels (m,), difficult (m,), iscrowd (m,), width, height)`
+    (flags optional; width/height needed for pixel boxes, as the ground truth is checked
+    as fractions by `check_targets`). Point form, one coordinate system, 0-based labels;
+    `num_classes` counts object classes (default `len(classes)`, else 1 + the largest
+    label). Returns `dict(ap (K,), map, npos (K,), num_det (K,), recall, precision,
+    scores (lists of K tensors), classes, method)`; a class without gt has `ap = nan`
+    and is left out of `map`. Any device in; the work runs on the CPU."""
     if len(detections) != len(annotations):
         raise ValueError(
             f"evaluate_detections: {len(detections)} detection entries for {len(annotations)} annotated images"
@@ -501,9 +519,9 @@ SIZE_BANDS = (
 def ap_by_size(
     detections, annotations, classes, bands=SIZE_BANDS, method="voc07"
 ) -> dict:
-    """mAP over the objects of each size band (`sqrt(w * h)` in pixels), as this chapter measures it: objects
-    outside the band are marked `difficult`, so finding them neither helps nor hurts.
-    Returns `{"25-50 px": (objects, mAP), ...}`."""
+    """mAP over the objects of each size band (`sqrt(w * h)` in pixels), as this chapter
+    measures it: objects outside the band are marked `difficult`, so finding them
+    neither helps nor hurts. Returns `{"25-50 px": (objects, mAP), ...}`."""
     counts = [len(a["boxes"]) for a in annotations]
     boxes = torch.cat(
         [
@@ -546,9 +564,11 @@ def evaluate_model(
     return_detections=False,
     **detect_options,
 ) -> dict:
-    """Run `net` over `dataset` (test-time transform; `pull_anno(i)` the ground truth in pixels) with chapter 10's
-    `predict` (`detect`, else `Detect(net.num_classes, **detect_options)`: its own defaults for what is not given;
-    boxes not clipped, as the reference's eval.py); return `evaluate_detections`' dict, `seconds`, `num_images`."""
+    """Run `net` over `dataset` (test-time transform; `pull_anno(i)` the ground truth in
+    pixels) with chapter 10's `predict` (`detect`, else `Detect(net.num_classes,
+    **detect_options)`: its own defaults for what is not given; boxes not clipped, as
+    the reference's eval.py); return `evaluate_detections`' dict, `seconds`,
+    `num_images`."""
     if (
         n := len(dataset) if max_images is None else min(max_images, len(dataset))
     ) == 0:
@@ -596,7 +616,8 @@ def evaluate_model(
 
 
 def evaluate(net, dataset, num_workers: Optional[int] = None, **options) -> dict:
-    "`evaluate_model(**options)` as the command line runs it: up to 2 loader workers, the detections returned."
+    """`evaluate_model(**options)` as the command line runs it: up to 2 loader workers,
+    the detections returned."""
     workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
     return evaluate_model(
         net, dataset, num_workers=workers, return_detections=True, **options
@@ -604,7 +625,8 @@ def evaluate(net, dataset, num_workers: Optional[int] = None, **options) -> dict
 
 
 def format_results(res: dict) -> str:
-    "A small table of per-class AP and the mean, for printing (`evaluate_detections`' dict)."
+    """A small table of per-class AP and the mean, for printing (`evaluate_detections`'
+    dict)."""
     names = res.get('classes') or [str(k) for k in range(len(res['ap']))]
     width = max(len(n) for n in names + ['mAP'])
     lines = [

@@ -16,7 +16,8 @@ __all__ = ['build_app', 'launch']
 
 # %% ../nbs/10h_explore.ipynb #2cdb92e9
 def _theme(gr):
-    "Gradio's default look with the system's fonts: no font is fetched from the internet."
+    """Gradio's default look with the system's fonts: no font is fetched from the
+    internet."""
     return gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "DejaVu Sans", "sans-serif"],
         font_mono=["ui-monospace", "DejaVu Sans Mono", "monospace"],
@@ -124,8 +125,8 @@ def _widgets(gr, ex: Explorer, first: str) -> dict:
 
 
 def build_app(checkpoint=None):
-    """The explorer as a Gradio `Blocks`: image and boxes, a priors-and-matching tab and a
-    detection tab. Gradio is imported here only: `import ssdbook` never needs it."""
+    """The explorer as a Gradio `Blocks`: image and boxes, a priors-and-matching tab and
+    a detection tab. Gradio is imported here only: `import ssdbook` never needs it."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
@@ -180,11 +181,12 @@ def build_app(checkpoint=None):
 def launch(
     checkpoint=None, host: str = "127.0.0.1", port: int = 7860, threads: int = 1, **kw
 ):
-    """`ssdbook explore`: serve the explorer at http://host:port, offline (no analytics, no
-    share link, system fonts); in Jupyter or Colab it shows inline. `threads`: torch's threads
-    (1: each answer is small tensor work, which a second thread slows on a busy CPU; None
-    keeps the setting). `kw` go to Gradio's `launch` (`prevent_thread_lock=True`: return at
-    once). Returns the app (`app.close()` stops it)."""
+    """`ssdbook explore`: serve the explorer at http://host:port, offline (no analytics,
+    no share link, system fonts); in Jupyter or Colab it shows inline. `threads`:
+    torch's threads (1: each answer is small tensor work, which a second thread slows on
+    a busy CPU; None keeps the setting). `kw` go to Gradio's `launch`
+    (`prevent_thread_lock=True`: return at once). Returns the app (`app.close()` stops
+    it)."""
     if threads:
         torch.set_num_threads(threads)
     app = build_app(checkpoint)

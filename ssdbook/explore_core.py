@@ -48,7 +48,8 @@ SAMPLES = tuple(f"shapes test {k}" for k in range(16)) + tuple(PHOTOS)
 
 def load_network(checkpoint=None, priors: str = "voc", classes=SHAPES_CLASSES):
     """`(Detector, label)`: a checkpoint's network (its own priors and classes), or an
-    untrained mini SSD with the prior layout `priors`, labelled so (its scores are noise)."""
+    untrained mini SSD with the prior layout `priors`, labelled so (its scores are
+    noise)."""
     if checkpoint:
         det = Detector.from_checkpoint(checkpoint, device="cpu")
         return det, f"checkpoint {checkpoint} ({det.net.cfg.get('name', '?')} priors)"
@@ -64,7 +65,8 @@ def load_network(checkpoint=None, priors: str = "voc", classes=SHAPES_CLASSES):
 
 @functools.lru_cache(maxsize=16)
 def shapes_test_image(k: int):
-    "Test image `k` of the shapes set (chapter 1c, made once into its cache) and its rows."
+    """Test image `k` of the shapes set (chapter 1c, made once into its cache) and its
+    rows."""
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
 
@@ -80,7 +82,8 @@ def shapes_test_image(k: int):
 
 
 def sample_image(name: str):
-    "`(image (3, H, W), rows)` of a sample: 'shapes test K' (K < 16) or a name in `PHOTOS`."
+    """`(image (3, H, W), rows)` of a sample: 'shapes test K' (K < 16) or a name in
+    `PHOTOS`."""
     if name not in SAMPLES:
         raise ValueError(f"unknown sample image {name!r}: one of {list(SAMPLES)}")
     if name.startswith("shapes test "):
@@ -121,8 +124,8 @@ def _row(i: int, line: str, size, num_classes: int, classes) -> list:
 
 def parse_boxes(text: str, size, num_classes: int, classes=()) -> torch.Tensor:
     """Rows `x1,y1,x2,y2,label` (pixels of an image `size (H, W)`; label an index or a
-    name in `classes`; `# comment` ignored) -> a `(n, 5)` target in fractions of the image.
-    A bad row is a one-line `ValueError` naming it."""
+    name in `classes`; `# comment` ignored) -> a `(n, 5)` target in fractions of the
+    image. A bad row is a one-line `ValueError` naming it."""
     rows = [
         _row(i, line.split("#")[0].strip(), size, num_classes, classes)
         for i, line in enumerate(text.splitlines(), 1)
@@ -133,7 +136,8 @@ def parse_boxes(text: str, size, num_classes: int, classes=()) -> torch.Tensor:
 
 @torch.no_grad()
 def network_outputs(detector: Detector, image: torch.Tensor):
-    "The network on one image: `loc (1, P, 4)`, `conf (1, P, C)` logits, its own `priors (P, 4)`."
+    """The network on one image: `loc (1, P, 4)`, `conf (1, P, C)` logits, its own
+    `priors (P, 4)`."""
     loc, conf, priors = detector.net.raw(detector.prepare([image]).to(detector.device))
     return loc.float().cpu(), conf.float().cpu(), priors.float().cpu()
 
@@ -146,8 +150,8 @@ def layout_priors(name: str) -> torch.Tensor:
 
 
 def prior_cells(cfg: dict, index: torch.Tensor):
-    """Where priors sit: `(level, row, col, box)` of each prior index, in chapter 2's order
-    (maps, then rows, columns, boxes of a cell)."""
+    """Where priors sit: `(level, row, col, box)` of each prior index, in chapter 2's
+    order (maps, then rows, columns, boxes of a cell)."""
     A = torch.tensor(boxes_per_location(cfg))
     F = torch.tensor(PriorBox(cfg).feature_maps)
     sizes = F * F * A
@@ -159,7 +163,8 @@ def prior_cells(cfg: dict, index: torch.Tensor):
 
 
 def _per_level(cfg: dict, masks) -> list:
-    "One row per level: level, map, boxes per cell, priors, then the count of each mask."
+    """One row per level: level, map, boxes per cell, priors, then the count of each
+    mask."""
     A, fm = boxes_per_location(cfg), PriorBox(cfg).feature_maps
     counts = [
         torch.bincount(prior_cells(cfg, m.nonzero().flatten())[0], minlength=len(A))
@@ -172,9 +177,10 @@ def _per_level(cfg: dict, masks) -> list:
 
 
 def match_view(target, loc, conf, layout="voc", threshold=0.5, neg_pos=3.0) -> dict:
-    """Matching, mining and loss of one image by the library: `match_batch` (chapter 5) for
-    the matches, `MultiBoxLoss(..., return_masks=True)` (6, 7) for the mined negatives and
-    both losses. `target (n, 5)`; `loc (1, P, 4)`, `conf (1, P, C)` logits."""
+    """Matching, mining and loss of one image by the library: `match_batch` (chapter 5)
+    for the matches, `MultiBoxLoss(..., return_masks=True)` (6, 7) for the mined
+    negatives and both losses. `target (n, 5)`; `loc (1, P, 4)`, `conf (1, P, C)`
+    logits."""
     cfg, priors = CONFIGS[layout], layout_priors(layout)
     var, C = tuple(cfg["variance"]), conf.shape[-1]
     loc_t, conf_t, d = match_batch(
@@ -202,14 +208,15 @@ def match_view(target, loc, conf, layout="voc", threshold=0.5, neg_pos=3.0) -> d
 
 # %% ../nbs/10f_explore_core.ipynb #2b1b32db
 def _kept_among(rows: torch.Tensor, out_c: torch.Tensor) -> torch.Tensor:
-    "Which candidate `rows (k, 5)` `[score, box]` are among `Detect`'s kept rows `out_c`."
+    """Which candidate `rows (k, 5)` `[score, box]` are among `Detect`'s kept rows
+    `out_c`."""
     found = set(map(tuple, out_c[out_c[:, 0] > 0].tolist()))
     return torch.tensor([tuple(r) in found for r in rows.tolist()], dtype=torch.bool)
 
 
 def _class_fates(c, ranked, probs, boxes, out_c, nms_thresh) -> dict:
-    """Class `c`: its ranked candidate priors `cands`, which of them `Detect` `kept`, and
-    `by`, the prior that suppressed each (-1: none)."""
+    """Class `c`: its ranked candidate priors `cands`, which of them `Detect` `kept`,
+    and `by`, the prior that suppressed each (-1: none)."""
     ci = ranked[c - 1]
     kept = _kept_among(torch.cat([probs[ci, c, None], boxes[ci]], 1), out_c)
     rank = torch.arange(len(ci))
@@ -228,11 +235,12 @@ def detect_view(
     top_k=200,
     variances=(0.1, 0.2),
 ) -> dict:
-    """Chapter 10's pipeline on one image, stage by stage: all `P` decoded boxes, the (prior,
-    class) pairs scoring `> conf_thresh`, the `top_k` best per class, and what `Detect`'s
-    per-class NMS keeps (`Detect` itself runs). Per class: `cands` (the ranked candidate
-    priors), `kept` and `by`, the prior that suppressed each (-1: none): the first kept box
-    of its class ranked above it with IoU `> nms_thresh`, where greedy NMS removes it."""
+    """Chapter 10's pipeline on one image, stage by stage: all `P` decoded boxes, the
+    (prior, class) pairs scoring `> conf_thresh`, the `top_k` best per class, and what
+    `Detect`'s per-class NMS keeps (`Detect` itself runs). Per class: `cands` (the
+    ranked candidate priors), `kept` and `by`, the prior that suppressed each (-1:
+    none): the first kept box of its class ranked above it with IoU `> nms_thresh`,
+    where greedy NMS removes it."""
     probs, C, P = conf.softmax(-1)[0], conf.shape[-1], conf.shape[1]  # (P, C)
     boxes = decode(loc, priors, variances)[0]  # (P, 4)
     kw = dict(top_k=top_k, conf_thresh=conf_thresh, nms_thresh=nms_thresh)

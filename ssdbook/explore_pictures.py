@@ -50,8 +50,9 @@ def _font(size: int):
 
 
 def canvas(image: torch.Tensor, lines):
-    """A picture to draw on: `image (3, H, W)` scaled to `SIDE` px, below the text `lines`.
-    Returns `(PIL image, draw, px)`: `px(boxes (n, 4) fractions)` -> canvas pixels."""
+    """A picture to draw on: `image (3, H, W)` scaled to `SIDE` px, below the text
+    `lines`. Returns `(PIL image, draw, px)`: `px(boxes (n, 4) fractions)` -> canvas
+    pixels."""
     H, W = image.shape[1:]
     s = SIDE / max(H, W)
     w, h, top = round(W * s), round(H * s), STRIP * len(lines) + 4
@@ -66,7 +67,8 @@ def canvas(image: torch.Tensor, lines):
 
 
 def canvas_point(image_size, n_lines: int, xy):
-    "A click at pixel `xy` of a canvas with `n_lines` of text -> `(x, y)` fractions, or None."
+    """A click at pixel `xy` of a canvas with `n_lines` of text -> `(x, y)` fractions,
+    or None."""
     H, W = image_size
     s = SIDE / max(H, W)
     x, y = xy[0] / (W * s), (xy[1] - STRIP * n_lines - 4) / (H * s)
@@ -74,9 +76,9 @@ def canvas_point(image_size, n_lines: int, xy):
 
 
 def draw_match(image, target, res: dict, classes=SHAPES_CLASSES):
-    """Chapters 5 and 6 on one picture: the ground truth white, the positive priors in their
-    level's colour (forced best priors thick, with a star), the mined negatives as red dots
-    at their centres; the shapes and numbers written above."""
+    """Chapters 5 and 6 on one picture: the ground truth white, the positive priors in
+    their level's colour (forced best priors thick, with a star), the mined negatives as
+    red dots at their centres; the shapes and numbers written above."""
     lines = [
         f"priors {tuple(res['priors'].shape)} [{res['layout']}]   conf_t "
         f"{tuple(res['conf_t'].shape)}   loc_t {tuple(res['loc_t'].shape)}",
@@ -108,8 +110,8 @@ def draw_detect(
     image, res: dict, stage: int = 4, selected=None, classes=SHAPES_CLASSES
 ):
     """The detection pipeline's picture at `stage` (1: all decoded boxes, 2: score >
-    conf_thresh, 3: the top_k of each class, 4: after NMS); the `selected` prior yellow and
-    the prior that suppressed it magenta; shapes and counts written above."""
+    conf_thresh, 3: the top_k of each class, 4: after NMS); the `selected` prior yellow
+    and the prior that suppressed it magenta; shapes and counts written above."""
     n, grey = res["counts"], (200, 200, 200)
     lines = [
         f"1 decoded boxes (1, {n['decoded']}, 4)   [showing stage {stage}]",
@@ -145,8 +147,8 @@ def draw_detect(
 
 
 def pick_prior(res: dict, xy) -> int:
-    """The prior a click at `xy` (fractions) means: the smallest kept box around the point,
-    else the prior whose centre is nearest."""
+    """The prior a click at `xy` (fractions) means: the smallest kept box around the
+    point, else the prior whose centre is nearest."""
     x, y = xy
     q = torch.tensor([r[2] for r in res["kept"]], dtype=torch.long)
     b = res["boxes"][q]
@@ -160,7 +162,8 @@ def pick_prior(res: dict, xy) -> int:
 
 
 def kept_table(res: dict, cfg: dict, size, classes=SHAPES_CLASSES) -> list:
-    "Rows `rank, class, score, prior, level, x1, y1, x2, y2` (pixels of `size (H, W)`), best 100."
+    """Rows `rank, class, score, prior, level, x1, y1, x2, y2` (pixels of `size (H,
+    W)`), best 100."""
     H, W = size
     q = torch.tensor([r[2] for r in res["kept"][:100]], dtype=torch.long)
     boxes = (res["boxes"][q] * torch.tensor([W, H, W, H])).round().int().tolist()
@@ -187,8 +190,9 @@ KEPT_HEAD = "rank class score prior level x1 y1 x2 y2".split()
 
 
 class Explorer:
-    """The app's answers over one network, without Gradio: each method takes the widgets'
-    values and returns what the page shows. The network runs once per image (cached)."""
+    """The app's answers over one network, without Gradio: each method takes the
+    widgets' values and returns what the page shows. The network runs once per image
+    (cached)."""
 
     def __init__(self, checkpoint=None):
         self.det, self.label = load_network(checkpoint)
@@ -212,7 +216,8 @@ class Explorer:
         return self.outs[st["name"]]
 
     def match(self, st, text, layout="voc", threshold=0.5, neg_pos=3):
-        "`(picture, numbers, per-level rows, positive rows)`; a bad box row: its message."
+        """`(picture, numbers, per-level rows, positive rows)`; a bad box row: its
+        message."""
         try:
             target = parse_boxes(
                 text, st["image"].shape[1:], len(self.classes) + 1, self.classes
@@ -229,7 +234,8 @@ class Explorer:
         return pic, nums, res["levels"], res["rows"]
 
     def detect_res(self, st, conf_thresh, nms_thresh, top_k):
-        "`detect_view` with the network's own priors; the last answer is kept (a click)."
+        """`detect_view` with the network's own priors; the last answer is kept (a
+        click)."""
         key = (st["name"], conf_thresh, nms_thresh, int(top_k))
         if self.last[0] != key:
             loc, conf, priors = self.outputs(st)
@@ -283,7 +289,8 @@ class Explorer:
         return (text.rstrip() + "\n" if text.strip() else "") + row, None
 
     def click(self, st, conf_thresh, nms_thresh, top_k, xy) -> int:
-        "A click on the detection picture -> the prior it selects (-1: off the picture)."
+        """A click on the detection picture -> the prior it selects (-1: off the
+        picture)."""
         xy = canvas_point(st["image"].shape[1:], 3, xy)
         return (
             -1

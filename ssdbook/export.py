@@ -23,9 +23,10 @@ __all__ = ['EXPORT_FORMATS', 'ExportModel', 'export']
 
 # %% ../nbs/10d_export.ipynb #c009
 class ExportModel(nn.Module):
-    """`images (B, 3, S, S)` in [0, 1] -> `boxes (B, P, 4)` fractions, `scores (B, P, C)` probabilities; with
-    `nms=True` -> flat `boxes (N, 4)`, `scores (N,)`, `labels (N,)` 0-based, `image (N,)`: `Detect`'s rule
-    (keywords `conf_thresh`, `top_k`, `nms_thresh` as `Detect`, same defaults) in traceable operations."""
+    """`images (B, 3, S, S)` in [0, 1] -> `boxes (B, P, 4)` fractions, `scores (B, P,
+    C)` probabilities; with `nms=True` -> flat `boxes (N, 4)`, `scores (N,)`, `labels
+    (N,)` 0-based, `image (N,)`: `Detect`'s rule (keywords `conf_thresh`, `top_k`,
+    `nms_thresh` as `Detect`, same defaults) in traceable operations."""
 
     def __init__(
         self, net, nms: bool = False, mean=IMAGENET_MEAN, std=IMAGENET_STD, **detect_kw
@@ -52,7 +53,8 @@ class ExportModel(nn.Module):
         return self.select(boxes, scores) if self.nms else (boxes, scores)
 
     def select(self, boxes, scores):
-        "Per image and class: top_k candidates > conf_thresh, then NMS; flat outputs over the batch, best first."
+        """Per image and class: top_k candidates > conf_thresh, then NMS; flat outputs
+        over the batch, best first."""
         B, P, C = scores.shape
         K = min(self.top_k, P)
         top_s, top_i = scores[..., 1:].transpose(1, 2).topk(K, dim=2)  # (B, C-1, K)
@@ -72,8 +74,10 @@ class ExportModel(nn.Module):
         else:  # float64 keeps the groups' coordinate offsets exact
             sel = (top_s.reshape(-1) > self.conf_thresh).nonzero().squeeze(1)
             b = top_b.reshape(-1, 4)[sel].double()
-            # coordinates >= 0 for batched_nms's group offsets; no Python branch on the data (the graph is traced,
-            # unlike Detect's `if numel()`), and an empty b (nothing above conf_thresh) stays empty
+            # coordinates >= 0 for batched_nms's group offsets; no Python branch on the
+            # data (the graph is traced,
+            # unlike Detect's `if numel()`), and an empty b (nothing above conf_thresh)
+            # stays empty
             b = b - torch.cat([b.flatten(), b.new_zeros(1)]).min()
             flat = sel[
                 torchvision.ops.batched_nms(
@@ -92,7 +96,8 @@ class ExportModel(nn.Module):
 
 
 class _GroupNMS(torch.autograd.Function):
-    "Per-group NMS that exports as ONNX `NonMaxSuppression` (boxes (G, K, 4), scores (G, K) -> kept (N, 2))."
+    """Per-group NMS that exports as ONNX `NonMaxSuppression` (boxes (G, K, 4), scores
+    (G, K) -> kept (N, 2))."""
 
     @staticmethod
     def forward(ctx, boxes, scores, iou: float):
@@ -122,9 +127,11 @@ EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Path:
-    """Write `source` (a checkpoint path, a `Detector` or an SSD) as an ONNX or TorchScript file; returns the path.
+    """Write `source` (a checkpoint path, a `Detector` or an SSD) as an ONNX or
+    TorchScript file; returns the path.
 
-    The model takes `(B, 3, S, S)` images in [0, 1] and returns `ExportModel`'s outputs."""
+    The model takes `(B, 3, S, S)` images in [0, 1] and returns `ExportModel`'s outputs.
+    """
     if format not in EXPORT_FORMATS:
         raise ValueError(
             f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}"
@@ -153,7 +160,8 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
 
 
 def _same_file(a, b) -> bool:
-    "Whether paths `a` and `b` name one file (also through links, or a different spelling)."
+    """Whether paths `a` and `b` name one file (also through links, or a different
+    spelling)."""
     try:
         return os.path.samefile(a, b)
     except OSError:

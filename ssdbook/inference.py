@@ -48,8 +48,9 @@ QUICK_DEMO = dict(
 
 
 def _shapes_test_set(cfg):
-    """The shapes set of `cfg` under `cfg.root` (chapter 1c's `shapes_set`: one folder per seed and version, made
-    on first use): its dataset root and its test split with the test-time transform."""
+    """The shapes set of `cfg` under `cfg.root` (chapter 1c's `shapes_set`: one folder
+    per seed and version, made on first use): its dataset root and its test split with
+    the test-time transform."""
     from ssdbook.dataset import VOCDetection
     from ssdbook.shapes import shapes_set
 
@@ -63,10 +64,12 @@ def _shapes_test_set(cfg):
 
 
 def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -> dict:
-    """The main job: shapes set -> train the mini base on the CPU -> VOC07 mAP on the test split -> a picture.
+    """The main job: shapes set -> train the mini base on the CPU -> VOC07 mAP on the
+    test split -> a picture.
 
-    `overrides` are `TrainConfig` fields (e.g. `iterations=`); `quick` (default: `SSDBOOK_QUICK=1`) runs a
-    tiny budget that only checks the pipeline. Returns dict(map, ap, ap_by_size, classes, picture, seconds...)."""
+    `overrides` are `TrainConfig` fields (e.g. `iterations=`); `quick` (default:
+    `SSDBOOK_QUICK=1`) runs a tiny budget that only checks the pipeline. Returns
+    dict(map, ap, ap_by_size, classes, picture, seconds...)."""
     from ssdbook.evaluate import evaluate_model, format_results
     from ssdbook.config import shapes_recipe
     from ssdbook.train import train
@@ -155,9 +158,11 @@ IMAGE_SUFFIXES = frozenset(
 
 
 def image_files(sources) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (their image files, not recursive) and glob patterns into image paths, in order.
+    """Expand files, folders (their image files, not recursive) and glob patterns into
+    image paths, in order.
 
-    Returns `(files, problems)`: `problems` has one line for each source that gave no file."""
+    Returns `(files, problems)`: `problems` has one line for each source that gave no
+    file."""
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     files, problems = [], []
@@ -182,8 +187,9 @@ def image_files(sources) -> tuple[list[Path], list[str]]:
 
 
 def as_image(x, name="image") -> torch.Tensor:
-    """One image as a float `(3, H, W)` tensor in [0, 1]: a path, a PIL image, a tensor `(3, H, W)` (uint8, or
-    float in [0, 1]) or a NumPy array `(H, W, 3)`. A one-line `ValueError` naming `name` otherwise."""
+    """One image as a float `(3, H, W)` tensor in [0, 1]: a path, a PIL image, a tensor
+    `(3, H, W)` (uint8, or float in [0, 1]) or a NumPy array `(H, W, 3)`. A one-line
+    `ValueError` naming `name` otherwise."""
     if isinstance(x, (str, os.PathLike)):
         return read_image(x)
     if isinstance(x, Image.Image):
@@ -216,7 +222,8 @@ def as_image(x, name="image") -> torch.Tensor:
 
 
 def _reduced(path, im, w: int, h: int, limit: int):
-    "A JPEG of `w x h > limit` pixels decoded at 1/2, 1/4 or 1/8 of its size (`Image.draft`); else refused."
+    """A JPEG of `w x h > limit` pixels decoded at 1/2, 1/4 or 1/8 of its size
+    (`Image.draft`); else refused."""
     k = next((k for k in (2, 4, 8) if (w // k) * (h // k) <= limit), None)
     if im.format != "JPEG" or k is None:
         raise ValueError(
@@ -232,10 +239,11 @@ def _reduced(path, im, w: int, h: int, limit: int):
 
 
 def open_image(path, max_pixels=None) -> tuple[torch.Tensor, tuple[int, int]]:
-    """An image file for detection: `(image (3, h, w), (H, W))`, `(H, W)` the file's size (EXIF applied).
-    The size comes from the header first: over `max_pixels` (default PIL's `Image.MAX_IMAGE_PIXELS`) a
-    JPEG is decoded at 1/2, 1/4 or 1/8 of its size (then `h, w < H, W`) and anything else is refused, never
-    decoded in full. A one-line `ValueError` naming the file when it cannot be read."""
+    """An image file for detection: `(image (3, h, w), (H, W))`, `(H, W)` the file's
+    size (EXIF applied). The size comes from the header first: over `max_pixels`
+    (default PIL's `Image.MAX_IMAGE_PIXELS`) a JPEG is decoded at 1/2, 1/4 or 1/8 of its
+    size (then `h, w < H, W`) and anything else is refused, never decoded in full. A
+    one-line `ValueError` naming the file when it cannot be read."""
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     try:
         with warnings.catch_warnings():
@@ -257,7 +265,8 @@ def _name(item):
 
 
 def _sources(x) -> list:
-    "Flatten what `Detector.predict` accepts into a list of single images (paths stay paths: read lazily)."
+    """Flatten what `Detector.predict` accepts into a list of single images (paths stay
+    paths: read lazily)."""
     if isinstance(x, (list, tuple)):
         return [y for item in x for y in _sources(item)]
     if isinstance(x, torch.Tensor) and x.dim() == 4:
@@ -286,8 +295,9 @@ def _count(name: str, v) -> int:
 
 
 class Detections(list):
-    """What `Detector.predict` returns: one dict per image read, in order, and `skipped`: a list of
-    `(path, reason)` for each file that could not be read (empty when every file was)."""
+    """What `Detector.predict` returns: one dict per image read, in order, and
+    `skipped`: a list of `(path, reason)` for each file that could not be read (empty
+    when every file was)."""
 
     def __init__(self, items=(), skipped=()):
         super().__init__(items)
@@ -297,13 +307,14 @@ class Detections(list):
 class Detector:
     """A trained SSD ready to use: images of any size in, boxes in pixels out.
 
-    `Detector.from_checkpoint(path, device="auto")` loads a training checkpoint; `predict(x)` takes a path, a
-    folder, a glob pattern, a PIL image, a tensor `(3, H, W)` / `(B, 3, H, W)` in [0, 1], a NumPy `(H, W, 3)`
-    image or a list of them, and returns one dict per image: `boxes (n, 4)` pixels `x1, y1, x2, y2`,
-    `scores (n,)`, `labels (n,)` (0-based), `names` (class names), `size (H, W)` and `source` (the path).
-    Images go through the network `batch_size` at a time, decoded with the network's own priors (`net.raw`);
-    files over `max_pixels` are never decoded in full (`open_image`). Other keywords (`top_k`, `nms_thresh`)
-    go to `Detect`.
+    `Detector.from_checkpoint(path, device="auto")` loads a training checkpoint;
+    `predict(x)` takes a path, a folder, a glob pattern, a PIL image, a tensor `(3, H,
+    W)` / `(B, 3, H, W)` in [0, 1], a NumPy `(H, W, 3)` image or a list of them, and
+    returns one dict per image: `boxes (n, 4)` pixels `x1, y1, x2, y2`, `scores (n,)`,
+    `labels (n,)` (0-based), `names` (class names), `size (H, W)` and `source` (the
+    path). Images go through the network `batch_size` at a time, decoded with the
+    network's own priors (`net.raw`); files over `max_pixels` are never decoded in full
+    (`open_image`). Other keywords (`top_k`, `nms_thresh`) go to `Detect`.
     """
 
     def __init__(
@@ -338,7 +349,8 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path, device="auto", **kw) -> "Detector":
-        "Load a training checkpoint onto `device` ('auto': CUDA when there is one); keywords as the constructor."
+        """Load a training checkpoint onto `device` ('auto': CUDA when there is one);
+        keywords as the constructor."""
         net, ckpt = _load_model(path, device)
         return cls(net, ckpt["classes"], **kw)
 
@@ -353,10 +365,12 @@ class Detector:
         )
 
     def predict(self, x, batch_size=None, strict: bool = False) -> Detections:
-        """Detections for every image in `x` (see the class docstring). A file that cannot be read is skipped
-        and reported in the result's `skipped` `(path, reason)` list (and one warning); `strict=True` raises
-        its `ValueError` instead, with the detections made so far as its `results`. Any other bad input
-        (a missing path, a tensor of the wrong shape, `batch_size < 1`) is a one-line `ValueError`."""
+        """Detections for every image in `x` (see the class docstring). A file that
+        cannot be read is skipped and reported in the result's `skipped` `(path,
+        reason)` list (and one warning); `strict=True` raises its `ValueError` instead,
+        with the detections made so far as its `results`. Any other bad input (a missing
+        path, a tensor of the wrong shape, `batch_size < 1`) is a one-line `ValueError`.
+        """
         out = Detections()
         for item, res, _ in self._results(_sources(x), batch_size):
             if isinstance(res, ValueError):
@@ -377,13 +391,15 @@ class Detector:
     __call__ = predict
 
     def predict_files(self, files, batch_size=None, with_images=False):
-        """Yield `(path, detections, image)` for each file in order: `detections` is the `ValueError` of a file
-        that cannot be read, `image` the float image if `with_images` (else None). `predict` and the command
-        line's `detect` share it, so both skip and report the same files for the same reasons."""
+        """Yield `(path, detections, image)` for each file in order: `detections` is the
+        `ValueError` of a file that cannot be read, `image` the float image if
+        `with_images` (else None). `predict` and the command line's `detect` share it,
+        so both skip and report the same files for the same reasons."""
         yield from self._results(list(files), batch_size, with_images)
 
     def _read(self, item, index: int):
-        "`(image, (H, W))` of one item; a file's `ValueError` is returned (reported), an in-memory one raised."
+        """`(image, (H, W))` of one item; a file's `ValueError` is returned (reported),
+        an in-memory one raised."""
         if isinstance(item, (str, os.PathLike)):
             try:
                 return open_image(item, self.max_pixels)
@@ -393,7 +409,8 @@ class Detector:
         return image, tuple(image.shape[-2:])
 
     def _results(self, items, batch_size=None, with_images=False):
-        "Yield `(item, detections or ValueError, image or None)` for each item, one batch of readable images at a time."
+        """Yield `(item, detections or ValueError, image or None)` for each item, one
+        batch of readable images at a time."""
         bs = self.batch_size if batch_size is None else _count("batch_size", batch_size)
         for i in range(0, len(items), bs):
             chunk = items[i : i + bs]
@@ -418,7 +435,8 @@ class Detector:
                 )
 
     def prepare(self, images) -> torch.Tensor:
-        "A list of float `(3, H_i, W_i)` images -> the network's input `(B, 3, S, S)` (one resize per image size)."
+        """A list of float `(3, H_i, W_i)` images -> the network's input `(B, 3, S, S)`
+        (one resize per image size)."""
         S = self.net.size
         x = torch.empty(len(images), 3, S, S)
         by_size = {}
@@ -430,8 +448,9 @@ class Detector:
 
     @torch.inference_mode()
     def run_batch(self, images, sources=None, sizes=None) -> list[dict]:
-        """Detections for a list of float `(3, H_i, W_i)` images in [0, 1], run as one batch; boxes in pixels
-        of `sizes` (default: each image's own `(H_i, W_i)`; `open_image` gives a reduced image's file size)."""
+        """Detections for a list of float `(3, H_i, W_i)` images in [0, 1], run as one
+        batch; boxes in pixels of `sizes` (default: each image's own `(H_i, W_i)`;
+        `open_image` gives a reduced image's file size)."""
         sizes = torch.tensor(
             sizes or [tuple(im.shape[-2:]) for im in images], dtype=torch.float32
         )  # (B, 2)

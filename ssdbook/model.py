@@ -52,14 +52,16 @@ VGG16_CFG = [
     512,
     512,
 ]
-"VGG16's conv part: numbers are 3x3 conv widths, 'M' a 2x2 max-pool, 'C' the same with ceil_mode (75 -> 38)."
+"""VGG16's conv part: numbers are 3x3 conv widths, 'M' a 2x2 max-pool, 'C' the same with
+ceil_mode (75 -> 38)."""
 
 CONV4_3_RELU = 23
 "`vgg[:23]` ends with conv4_3's ReLU: the first source map (38x38 for SSD300)."
 
 
 def vgg_base(cfg=VGG16_CFG, in_channels: int = 3) -> list[nn.Module]:
-    "VGG16 with pool5 3x3/1, dilated conv6 (1024) and conv7 1x1 (1024), as a flat list (reference indices)."
+    """VGG16 with pool5 3x3/1, dilated conv6 (1024) and conv7 1x1 (1024), as a flat list
+    (reference indices)."""
     layers: list[nn.Module] = []
     for v in cfg:
         if v == 'M':
@@ -79,7 +81,8 @@ def vgg_base(cfg=VGG16_CFG, in_channels: int = 3) -> list[nn.Module]:
 
 
 # %% ../nbs/03_model.ipynb #c007
-# (in_channels, out_channels, kernel, stride, padding); each (1x1, 3x3) pair ends in a source map
+# (in_channels, out_channels, kernel, stride, padding); each (1x1, 3x3) pair ends in a
+# source map
 EXTRAS_300 = [
     (1024, 256, 1, 1, 0),
     (256, 512, 3, 2, 1),  # 19 -> 10
@@ -114,7 +117,8 @@ def extra_layers(spec) -> list[nn.Module]:
 
 # %% ../nbs/03_model.ipynb #c009
 class L2Norm(nn.Module):
-    "Normalise each position across channels to unit L2 norm, then scale by a learned per-channel weight."
+    """Normalise each position across channels to unit L2 norm, then scale by a learned
+    per-channel weight."""
 
     def __init__(self, n_channels: int = 512, scale: float = 20.0, eps: float = 1e-10):
         super().__init__()
@@ -130,12 +134,14 @@ class L2Norm(nn.Module):
 
 # %% ../nbs/03_model.ipynb #c011
 PHASES = ('train', 'test')
-_default_detector = None  # a factory `num_classes -> detector`, registered by ssdbook.detect (chapter 10)
+# a factory `num_classes -> detector`, registered by ssdbook.detect (chapter 10)
+_default_detector = None
 
 
 def set_default_detector(factory) -> None:
-    """Register `factory(num_classes) -> detector(loc, conf probabilities, priors)` as the `'test'` phase's
-    post-processing of networks built without `detector=` (`ssdbook.detect` registers `Detect`; `None` unregisters)."""
+    """Register `factory(num_classes) -> detector(loc, conf probabilities, priors)` as
+    the `'test'` phase's post-processing of networks built without `detector=`
+    (`ssdbook.detect` registers `Detect`; `None` unregisters)."""
     global _default_detector
     if factory is not None and not callable(factory):
         raise ValueError(
@@ -145,11 +151,13 @@ def set_default_detector(factory) -> None:
 
 
 class SSD(nn.Module):
-    """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf heads.
+    """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf
+    heads.
 
-    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))`, as `forward` in the
-    `'train'` phase; in the `'test'` phase `forward` returns `detector(loc, softmax(conf), priors)` (`detector`
-    or the default of `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
+    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits, priors (P,
+    4))`, as `forward` in the `'train'` phase; in the `'test'` phase `forward` returns
+    `detector(loc, softmax(conf), priors)` (`detector` or the default of
+    `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
     implement `features`."""
 
     def __init__(
@@ -202,7 +210,8 @@ class SSD(nn.Module):
         raise NotImplementedError
 
     def check_input(self, x) -> None:
-        "Raise a `ValueError` naming the expected shape unless `x` is a `(B, 3, size, size)` float tensor."
+        """Raise a `ValueError` naming the expected shape unless `x` is a `(B, 3, size,
+        size)` float tensor."""
         S = self.size
         if not isinstance(x, torch.Tensor):
             raise ValueError(
@@ -216,7 +225,8 @@ class SSD(nn.Module):
             raise ValueError(f"expected float images (normalised), got dtype {x.dtype}")
 
     def heads(self, sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        "Apply loc/conf to each source map and flatten: `(B, P, 4)`, `(B, P, C)` in prior order."
+        """Apply loc/conf to each source map and flatten: `(B, P, 4)`, `(B, P, C)` in
+        prior order."""
         B = sources[0].shape[0]
         loc = torch.cat(
             [
@@ -236,7 +246,8 @@ class SSD(nn.Module):
 
     @property
     def detector(self):
-        "The `'test'` phase's post-processing: `detector=`, else the registered default, else `Detect`."
+        """The `'test'` phase's post-processing: `detector=`, else the registered
+        default, else `Detect`."""
         if self._detector is None:
             import ssdbook  # the front door finds chapter 10's Detect by name
 
@@ -245,7 +256,8 @@ class SSD(nn.Module):
         return self._detector
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        "`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images `(B, 3, S, S)`, whatever the phase."
+        """`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images `(B, 3, S,
+        S)`, whatever the phase."""
         self.check_input(x)
         sources = self.features(x)
         if (sizes := [s.shape[-1] for s in sources]) != list(self.cfg['feature_maps']):
@@ -273,7 +285,8 @@ def _init_xavier(convs):
 
 
 class VGGSSD(SSD):
-    "SSD300 / SSD512 on VGG16 with the reference's module names (`vgg`, `L2Norm`, `extras`, `loc`, `conf`)."
+    """SSD300 / SSD512 on VGG16 with the reference's module names (`vgg`, `L2Norm`,
+    `extras`, `loc`, `conf`)."""
 
     def __init__(
         self,
@@ -338,10 +351,12 @@ def conv_bn_relu(
 
 
 class MiniSSD(SSD):
-    """A small SSD300 for CPUs: same six source maps (38, 19, 10, 5, 3, 1), same 8732 priors and outputs.
+    """A small SSD300 for CPUs: same six source maps (38, 19, 10, 5, 3, 1), same 8732
+    priors and outputs.
 
-    `base`: four stages 300 -> 150 -> 75 -> 38* -> 19*; `extras`: four blocks (1x1 reduce, 3x3 stride 2 or
-    valid) -> 10, 5, 3, 1. No BatchNorm on the 1x1 map (one value per channel and image)."""
+    `base`: four stages 300 -> 150 -> 75 -> 38* -> 19*; `extras`: four blocks (1x1
+    reduce, 3x3 stride 2 or valid) -> 10, 5, 3, 1. No BatchNorm on the 1x1 map (one
+    value per channel and image)."""
 
     def __init__(
         self,
@@ -396,9 +411,11 @@ def build_ssd(
     cfg: dict | None = None,
     detector=None,
 ) -> SSD:
-    """Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or `base='mini'` (CPU, 300 only).
+    """Build an SSD: `base='vgg16'` (SSD300/SSD512, the reference layout) or
+    `base='mini'` (CPU, 300 only).
 
-    `detector` is the `'test'` phase's post-processing (default: the one `ssdbook.detect` registers)."""
+    `detector` is the `'test'` phase's post-processing (default: the one
+    `ssdbook.detect` registers)."""
     if base == 'vgg16':
         return VGGSSD(phase, size, num_classes, cfg, detector=detector)
     if base == 'mini':
@@ -412,11 +429,13 @@ def build_ssd(
 
 # %% ../nbs/03_model.ipynb #c017
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-"Indices of the 13 conv layers, the same in torchvision's `vgg16().features` and the SSD's `vgg` list."
+"""Indices of the 13 conv layers, the same in torchvision's `vgg16().features` and the
+SSD's `vgg` list."""
 
 
 def subsample_fc(fc6_w, fc6_b, fc7_w, fc7_b):
-    "fc6/fc7 of VGG16 -> the reduced conv6 `(1024, 512, 3, 3)` and conv7 `(1024, 1024, 1, 1)` (weights, biases)."
+    """fc6/fc7 of VGG16 -> the reduced conv6 `(1024, 512, 3, 3)` and conv7 `(1024, 1024,
+    1, 1)` (weights, biases)."""
     if tuple(fc6_w.shape) != (4096, 512 * 7 * 7) or tuple(fc7_w.shape) != (4096, 4096):
         raise ValueError(
             f"expected fc6 (4096, 25088) and fc7 (4096, 4096), got {tuple(fc6_w.shape)} "
@@ -428,10 +447,12 @@ def subsample_fc(fc6_w, fc6_b, fc7_w, fc7_b):
 
 
 def load_vgg16_imagenet(net: SSD, weights='DEFAULT') -> SSD:
-    """Initialise `net.vgg` from an ImageNet VGG16 (torchvision layout), subsampling fc6/fc7 into conv6/conv7.
+    """Initialise `net.vgg` from an ImageNet VGG16 (torchvision layout), subsampling
+    fc6/fc7 into conv6/conv7.
 
-    `weights`: a torchvision weights name or enum (downloads on first use), a path to a saved torchvision
-    VGG16 `state_dict`, a torchvision `VGG16` module, or its `state_dict`. Returns `net`.
+    `weights`: a torchvision weights name or enum (downloads on first use), a path to a
+    saved torchvision VGG16 `state_dict`, a torchvision `VGG16` module, or its
+    `state_dict`. Returns `net`.
     """
     if not hasattr(net, 'vgg'):
         raise ValueError(

@@ -41,7 +41,8 @@ SIZE = 300  # the network input side (SSD300)
 
 
 def sample_seed(seed: int, pos: int) -> int:
-    "A per-sample seed from the run seed and a position in the stream (splitmix-style hash)."
+    """A per-sample seed from the run seed and a position in the stream (splitmix-style
+    hash)."""
     z = (seed * 0x9E3779B97F4A7C15 + pos * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) & (
         2**64 - 1
     )
@@ -50,9 +51,10 @@ def sample_seed(seed: int, pos: int) -> int:
 
 
 class StreamSampler(torch.utils.data.Sampler):
-    """Batches of `(index, sample_seed)` from an endless stream of shuffled epochs; the batch of iteration
-    `it` is a pure function of `(seed, it, rank)`, so a resume at `start` continues the very same stream and
-    each process of a distributed run takes its own slice of the global batch."""
+    """Batches of `(index, sample_seed)` from an endless stream of shuffled epochs; the
+    batch of iteration `it` is a pure function of `(seed, it, rank)`, so a resume at
+    `start` continues the very same stream and each process of a distributed run takes
+    its own slice of the global batch."""
 
     def __init__(
         self,
@@ -97,7 +99,8 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 class SeededDataset(torch.utils.data.Dataset):
-    "Item `(i, seed)` runs the wrapped dataset's (random) transform under `seed`: resumable, worker-independent."
+    """Item `(i, seed)` runs the wrapped dataset's (random) transform under `seed`:
+    resumable, worker-independent."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -121,7 +124,8 @@ class SeededDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/09a_input_pipeline.ipynb #c010
 class ResizeU8:
-    "Resize a float [0,1] image to `size`×`size` and store it as uint8 (the form the batched augmentation takes)."
+    """Resize a float [0,1] image to `size`×`size` and store it as uint8 (the form the
+    batched augmentation takes)."""
 
     def __init__(self, size=SIZE):
         self.size = size
@@ -139,7 +143,8 @@ class ResizeU8:
 
 
 class Transformed(torch.utils.data.Dataset):
-    "`dataset` with a transform of the contract applied to each item (targets as float32 `(n, 5)`)."
+    """`dataset` with a transform of the contract applied to each item (targets as
+    float32 `(n, 5)`)."""
 
     def __init__(self, dataset, transform):
         self.dataset, self.transform = dataset, transform
@@ -164,8 +169,9 @@ def progress(it, enabled, **kw):
 
 
 class CachedDataset(torch.utils.data.Dataset):
-    """Every image of `dataset` decoded once, resized to `size`, kept as one uint8 tensor `images (N, 3, S, S)`.
-    `cached[i]` returns `(uint8 image (3, S, S), target (n, 5))`."""
+    """Every image of `dataset` decoded once, resized to `size`, kept as one uint8
+    tensor `images (N, 3, S, S)`. `cached[i]` returns `(uint8 image (3, S, S), target
+    (n, 5))`."""
 
     def __init__(self, dataset, size=SIZE, num_workers=0, progress_bar=False):
         loader = torch.utils.data.DataLoader(
@@ -233,7 +239,8 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
 
 
 def build_test_set(data="shapes", root="data", image_set=None, transform=None):
-    "The held-out split: shapes 'test', or VOC2007 'test' (difficult objects kept: evaluation needs them)."
+    """The held-out split: shapes 'test', or VOC2007 'test' (difficult objects kept:
+    evaluation needs them)."""
     from ssdbook.data import SHAPES_CLASSES, VOC_CLASSES
     from ssdbook.dataset import VOCDetection
 
@@ -253,8 +260,9 @@ def build_test_set(data="shapes", root="data", image_set=None, transform=None):
 
 # %% ../nbs/09a_input_pipeline.ipynb #eddfa44c
 def data_classes(root, image_sets, classes=None, source="--classes") -> list:
-    """The class names of a VOC-layout folder: `classes` (from `source`) and/or its `classes.txt` (they must
-    agree), else VOC's 20 for Pascal VOC itself (its per-class image-set files); else a one-line `ValueError`."""
+    """The class names of a VOC-layout folder: `classes` (from `source`) and/or its
+    `classes.txt` (they must agree), else VOC's 20 for Pascal VOC itself (its per-class
+    image-set files); else a one-line `ValueError`."""
     from ssdbook.data import VOC_CLASSES
     from ssdbook.voc import folder_classes
 
@@ -283,7 +291,8 @@ def data_classes(root, image_sets, classes=None, source="--classes") -> list:
 
 
 def voc_splits(root) -> list:
-    "The splits (YEAR, NAME) of the VOC-layout folders under `root` (per-class files `cls_split.txt` left out)."
+    """The splits (YEAR, NAME) of the VOC-layout folders under `root` (per-class files
+    `cls_split.txt` left out)."""
     return sorted(
         (d.name[3:], f.stem)
         for d in Path(root).glob("VOC*")
@@ -314,7 +323,8 @@ def _free_bytes(device) -> int | None:
 def check_batch_size(
     cfg: TrainConfig, n_images: int, device=torch.device("cpu"), world_size: int = 1
 ):
-    "One-line `ValueError` for a batch larger than the data set or one that cannot fit the memory there is."
+    """One-line `ValueError` for a batch larger than the data set or one that cannot fit
+    the memory there is."""
     if cfg.batch_size > n_images:
         raise ValueError(
             f"--batch-size {cfg.batch_size} is larger than the {n_images} training images: use "
@@ -349,8 +359,9 @@ def make_loader(
     world_size: int = 1,
     device=torch.device("cpu"),
 ):
-    """An endless, resumable DataLoader: the batch of iteration `it` depends only on (seed, it, rank).
-    `augment='ssd'`: normalised float batches (SSDAugmentation per image); else uint8 batches."""
+    """An endless, resumable DataLoader: the batch of iteration `it` depends only on
+    (seed, it, rank). `augment='ssd'`: normalised float batches (SSDAugmentation per
+    image); else uint8 batches."""
     from ssdbook.data import IMAGENET_MEAN, IMAGENET_STD, detection_collate
 
     if cfg.augment == "ssd":
@@ -383,15 +394,17 @@ def make_loader(
 
 
 def ignore_stop_signals(worker_id=None):
-    """A DataLoader worker ignores SIGINT (Ctrl-C reaches every process of the terminal's group): the main process
-    finishes its step, saves and stops the workers (9c, 9d). SIGTERM keeps its default: DataLoader's own shutdown
-    terminates workers with it."""
+    """A DataLoader worker ignores SIGINT (Ctrl-C reaches every process of the
+    terminal's group): the main process finishes its step, saves and stops the workers
+    (9c, 9d). SIGTERM keeps its default: DataLoader's own shutdown terminates workers
+    with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # %% ../nbs/09a_input_pipeline.ipynb #c016
 def init_distributed(device):
-    "`(rank, world_size, device, created)`: joins the process group when started by torchrun (WORLD_SIZE > 1)."
+    """`(rank, world_size, device, created)`: joins the process group when started by
+    torchrun (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device, False

@@ -22,13 +22,15 @@ __all__ = [
 
 # %% ../nbs/03a_pretrained.ipynb #2747bfd7
 TV_MEAN, TV_STD = (0.48235, 0.45882, 0.40784), (1 / 255, 1 / 255, 1 / 255)
-"torchvision's `ssd300_vgg16` input: pixels in [0, 255] minus the Caffe VGG mean (its `transform`)."
+"""torchvision's `ssd300_vgg16` input: pixels in [0, 255] minus the Caffe VGG mean (its
+`transform`)."""
 
 
 def torchvision_priors() -> dict:
-    """The prior config of torchvision's `ssd300_vgg16`: the reference's `coco` boxes, order and steps, with
-    the box sizes clipped to the image but not the centres (the reference clamps both, which moves the 114
-    priors centred past the right and bottom edges of the 10 x 10 and 5 x 5 maps by up to 4 px)."""
+    """The prior config of torchvision's `ssd300_vgg16`: the reference's `coco` boxes,
+    order and steps, with the box sizes clipped to the image but not the centres (the
+    reference clamps both, which moves the 114 priors centred past the right and bottom
+    edges of the 10 x 10 and 5 x 5 maps by up to 4 px)."""
     levels = layout_of(coco)
     for lv in levels:
         lv["boxes"] = [
@@ -68,9 +70,9 @@ def _tv_names() -> dict:
 
 # %% ../nbs/03a_pretrained.ipynb #f5f01301
 def _fold_input_normalisation(w, b, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """conv1_1 `(w, b)` for inputs `(x - mean) / std` that computes what torchvision's computes for
-    `(x - TV_MEAN) / TV_STD`: exact inside the image; on the 1-pixel zero-padded frame the two
-    differ by the means' difference (under one grey level)."""
+    """conv1_1 `(w, b)` for inputs `(x - mean) / std` that computes what torchvision's
+    computes for `(x - TV_MEAN) / TV_STD`: exact inside the image; on the 1-pixel
+    zero-padded frame the two differ by the means' difference (under one grey level)."""
     s = torch.tensor(std, dtype=w.dtype) / torch.tensor(TV_STD, dtype=w.dtype)  # (3,)
     shift = (
         torch.tensor(mean, dtype=w.dtype) - torch.tensor(TV_MEAN, dtype=w.dtype)
@@ -80,13 +82,15 @@ def _fold_input_normalisation(w, b, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 # %% ../nbs/03a_pretrained.ipynb #92324d24
 def _conf_rows(w, b, keep, A: int):
-    "Keep the classes `keep` of a conf head whose `A * C` output channels are `A` blocks of `C` classes."
+    """Keep the classes `keep` of a conf head whose `A * C` output channels are `A`
+    blocks of `C` classes."""
     w, b = w.unflatten(0, (A, -1)), b.unflatten(0, (A, -1))
     return w[:, keep].flatten(0, 1), b[:, keep].flatten(0, 1)
 
 
 def coco_classes(with_na: bool = False) -> list[str]:
-    "torchvision's COCO class names (no background): 80, or 90 with its 'N/A' gaps (the 91-class layout)."
+    """torchvision's COCO class names (no background): 80, or 90 with its 'N/A' gaps
+    (the 91-class layout)."""
     from torchvision.models.detection import SSD300_VGG16_Weights
 
     names = SSD300_VGG16_Weights.COCO_V1.meta["categories"][1:]
@@ -95,11 +99,13 @@ def coco_classes(with_na: bool = False) -> list[str]:
 
 # %% ../nbs/03a_pretrained.ipynb #9076825c
 def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
-    """Load torchvision's `ssd300_vgg16` weights (its `state_dict`) into `build_ssd(phase, 300, C,
-    base='vgg16', cfg=torchvision_priors())`. `C = 91`: torchvision's classes as they are; `C = 81`: the 80 COCO classes
-    (`coco_classes()`, the 'N/A' rows dropped); any other `C`: every layer but the class heads, which
-    keep their fresh initialisation (new classes, to fine-tune). conv1_1 takes in the change of input
-    normalisation (ssdbook's ImageNet mean/std instead of torchvision's 0-255 pixels). Returns `net`."""
+    """Load torchvision's `ssd300_vgg16` weights (its `state_dict`) into
+    `build_ssd(phase, 300, C, base='vgg16', cfg=torchvision_priors())`. `C = 91`:
+    torchvision's classes as they are; `C = 81`: the 80 COCO classes (`coco_classes()`,
+    the 'N/A' rows dropped); any other `C`: every layer but the class heads, which keep
+    their fresh initialisation (new classes, to fine-tune). conv1_1 takes in the change
+    of input normalisation (ssdbook's ImageNet mean/std instead of torchvision's 0-255
+    pixels). Returns `net`."""
     if not hasattr(net, "vgg") or net.size != 300:
         raise ValueError(
             f"torchvision's ssd300_vgg16 loads into build_ssd(..., 300, base='vgg16'), "
@@ -158,10 +164,11 @@ def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
 def pretrained_ssd300(
     num_classes: int | None = None, weights="DEFAULT", phase: str = "train"
 ) -> SSD:
-    """SSD300 (VGG16, COCO priors) with torchvision's COCO-trained `ssd300_vgg16` weights, downloaded once
-    by torchvision (internet needed; `weights` may also be a path to a saved torchvision `state_dict`).
-    `num_classes=None`: the 80 COCO classes + background (`coco_classes()` names them); another number:
-    the class heads start fresh for your classes (fine-tune them, chapter 12)."""
+    """SSD300 (VGG16, COCO priors) with torchvision's COCO-trained `ssd300_vgg16`
+    weights, downloaded once by torchvision (internet needed; `weights` may also be a
+    path to a saved torchvision `state_dict`). `num_classes=None`: the 80 COCO classes +
+    background (`coco_classes()` names them); another number: the class heads start
+    fresh for your classes (fine-tune them, chapter 12)."""
     from pathlib import Path
 
     if isinstance(weights, (str, Path)) and Path(weights).is_file():

@@ -43,7 +43,8 @@ def _poly(x: np.ndarray, coefs: list) -> np.ndarray:
 
 
 def _log(x: np.ndarray) -> np.ndarray:
-    "log(x), x > 0 float64: x = m 2^e, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh((m-1)/(m+1))."
+    """log(x), x > 0 float64: x = m 2^e, m in [sqrt(1/2), sqrt(2)), log m = 2
+    atanh((m-1)/(m+1))."""
     m, e = np.frexp(x)
     small = m < math.sqrt(0.5)
     m, e = np.where(small, 2 * m, m), (e - small).astype(np.float64)
@@ -53,7 +54,8 @@ def _log(x: np.ndarray) -> np.ndarray:
 
 
 def _sincos(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "sin(x), cos(x) for 0 <= x < 8, float64: x = k pi/2 + r with |r| <= pi/4, then Taylor series."
+    """sin(x), cos(x) for 0 <= x < 8, float64: x = k pi/2 + r with |r| <= pi/4, then
+    Taylor series."""
     k = np.rint(x / _PIO2_HI)
     r = (x - k * _PIO2_HI) - k * _PIO2_LO
     s = r * _poly(r * r, [(-1) ** n / math.factorial(2 * n + 1) for n in range(12)])
@@ -73,19 +75,22 @@ def _exp(x: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/00a_reference.ipynb #9099825d
 def _mt19937(seed: int) -> np.random.MT19937:
-    "torch's CPU generator: a 32-bit Mersenne Twister seeded like NumPy's legacy RandomState."
+    """torch's CPU generator: a 32-bit Mersenne Twister seeded like NumPy's legacy
+    RandomState."""
     bits = np.random.MT19937()
     bits.state = np.random.RandomState(seed).get_state(legacy=False)
     return bits
 
 
 def _uniform(bits: np.random.MT19937, n: int) -> np.ndarray:
-    "torch's float uniform in [0, 1): the low 24 bits of a 32-bit draw, times 2^-24 (exact)."
+    """torch's float uniform in [0, 1): the low 24 bits of a 32-bit draw, times 2^-24
+    (exact)."""
     return (bits.random_raw(n) & 0xFFFFFF).astype(np.float32) * np.float32(2.0**-24)
 
 
 def _box_muller16(u: np.ndarray) -> np.ndarray:
-    "Rows of 16 uniforms -> 16 normals: pairs (u[j], u[j+8]), float32 like torch's normal_fill_16."
+    """Rows of 16 uniforms -> 16 normals: pairs (u[j], u[j+8]), float32 like torch's
+    normal_fill_16."""
     u = u.reshape(-1, 16)
     log_u1 = _log((np.float32(1) - u[:, :8]).astype(np.float64)).astype(np.float32)
     radius = np.sqrt(np.float32(-2) * log_u1)
@@ -95,7 +100,8 @@ def _box_muller16(u: np.ndarray) -> np.ndarray:
 
 
 def _normal(bits: np.random.MT19937, n: int) -> np.ndarray:
-    "Predicted torch.randn(n) (n >= 16), float32: torch's CPU result to within a few ulps."
+    """Predicted torch.randn(n) (n >= 16), float32: torch's CPU result to within a few
+    ulps."""
     out = _uniform(bits, n)
     m = n - n % 16
     out[:m] = _box_muller16(out[:m])
@@ -118,7 +124,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def _predict_loss_inputs(
     seed: int, batch_size: int, P: int = 8732, C: int = 21
 ) -> list:
-    "[loc_data (B,P,4), conf_data (B,P,C)] as drawn from torch.Generator().manual_seed(seed)."
+    """[loc_data (B,P,4), conf_data (B,P,C)] as drawn from
+    torch.Generator().manual_seed(seed)."""
     bits = _mt19937(seed)
     return [
         _normal(bits, batch_size * P * 4).reshape(batch_size, P, 4),
@@ -127,7 +134,8 @@ def _predict_loss_inputs(
 
 
 def _predict_decode_inputs(seed: int, boosts: list, P: int = 8732, C: int = 21) -> list:
-    "[[loc (P,4), conf_scores (P,C)] per case]: one stream after torch.manual_seed(seed)."
+    """[[loc (P,4), conf_scores (P,C)] per case]: one stream after
+    torch.manual_seed(seed)."""
     bits, out = _mt19937(seed), []
     for boost in boosts:
         loc = np.float32(0.5) * _normal(bits, P * 4).reshape(P, 4)
@@ -138,7 +146,8 @@ def _predict_decode_inputs(seed: int, boosts: list, P: int = 8732, C: int = 21) 
 
 
 def _pack_correction(exact: list, predicted: list) -> torch.Tensor:
-    "lzma bytes (uint8 tensor) of the int8 ulp corrections from `predicted` to `exact` float32 arrays."
+    """lzma bytes (uint8 tensor) of the int8 ulp corrections from `predicted` to `exact`
+    float32 arrays."""
     diff = np.concatenate(
         [
             (x.view(np.int32).astype(np.int64) - p.view(np.int32)).ravel()
@@ -213,11 +222,13 @@ def _restore_decode_cases(cases: list) -> list:
 # %% ../nbs/00a_reference.ipynb #c009
 @lru_cache(maxsize=1)
 def load_golden(path: str | Path | None = None) -> dict:
-    """The reference SSD's golden data: priors, jaccard, match, loss and decode/NMS cases.
+    """The reference SSD's golden data: priors, jaccard, match, loss and decode/NMS
+    cases.
 
-    Keys: `meta`, `priors_voc300 (8732, 4)`, `priors_voc300_config`, `priors_voc300_point_form`,
-    `jaccard_cases`, `match_cases` (10), `loss_cases` (5, with `loc_data`/`conf_data` rebuilt),
-    `loss_config`, `decode_nms_cases` (2, with `loc`/`conf_scores` rebuilt), `quirks_probed`.
+    Keys: `meta`, `priors_voc300 (8732, 4)`, `priors_voc300_config`,
+    `priors_voc300_point_form`, `jaccard_cases`, `match_cases` (10), `loss_cases` (5,
+    with `loc_data`/`conf_data` rebuilt), `loss_config`, `decode_nms_cases` (2, with
+    `loc`/`conf_scores` rebuilt), `quirks_probed`.
     """
     path = Path(path) if path is not None else GOLDEN_FILE
     if not path.exists():

@@ -60,9 +60,10 @@ def _holder(fd) -> dict:
 
 
 class RunLock:
-    """`with RunLock(out):` one run per output folder — an exclusive `flock` on `out/.ssdbook.lock`, which names
-    its holder (pid, host, start). A second run gets a one-line `RunLockedError`; the kernel drops the lock when
-    its process dies, so a stale lock file is taken over (logged). Cleans the temp files of killed writes."""
+    """`with RunLock(out):` one run per output folder — an exclusive `flock` on
+    `out/.ssdbook.lock`, which names its holder (pid, host, start). A second run gets a
+    one-line `RunLockedError`; the kernel drops the lock when its process dies, so a
+    stale lock file is taken over (logged). Cleans the temp files of killed writes."""
 
     NAME = ".ssdbook.lock"
 
@@ -150,7 +151,8 @@ def _csv_line(values) -> str:
 
 
 def append_log_row(path, row: dict, fields=LOG_FIELDS):
-    "Append one row to a CSV log in one write + flush (the header first if the file is new); closes off a torn row."
+    """Append one row to a CSV log in one write + flush (the header first if the file is
+    new); closes off a torn row."""
     with open(path, "ab+") as f:
         if size := f.seek(0, os.SEEK_END):
             f.seek(size - 1)
@@ -172,8 +174,9 @@ def _value(k, v):
 
 
 def _parse_log(path):
-    """(header, [(row dict, raw line)], malformed lines) of a CSV log; rows are read by the header's names, so a
-    column added by hand is kept; the last piece without its newline is a torn row (a kill), not malformed."""
+    """(header, [(row dict, raw line)], malformed lines) of a CSV log; rows are read by
+    the header's names, so a column added by hand is kept; the last piece without its
+    newline is a torn row (a kill), not malformed."""
     lines = (Path(path).read_text() if Path(path).exists() else "").split("\n")
     lines = [
         line.rstrip("\r") for line in lines[:-1]
@@ -201,7 +204,8 @@ def _parse_log(path):
 
 
 def read_log(path, upto: int | None = None) -> list[dict]:
-    "The complete rows of a training log (log.csv) as dicts, those with `iteration <= upto` if given."
+    """The complete rows of a training log (log.csv) as dicts, those with `iteration <=
+    upto` if given."""
     return [r for r, _ in _parse_log(path)[1] if upto is None or r["iteration"] <= upto]
 
 
@@ -214,10 +218,11 @@ def _backup(path) -> Path:
 
 
 def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
-    """Rewrite the log atomically with its complete rows up to `upto_iteration` and return them: at a (re)start,
-    rows logged after the checkpoint resumed from are dropped, never duplicated; 0 starts a fresh log. A log
-    with columns or rows this version does not write (edited by hand) is first copied to `log.csv.N.bak`
-    (one warning): no row is ever lost."""
+    """Rewrite the log atomically with its complete rows up to `upto_iteration` and
+    return them: at a (re)start, rows logged after the checkpoint resumed from are
+    dropped, never duplicated; 0 starts a fresh log. A log with columns or rows this
+    version does not write (edited by hand) is first copied to `log.csv.N.bak` (one
+    warning): no row is ever lost."""
     header, rows, bad = _parse_log(path)
     keep = [r for r, _ in rows if r["iteration"] <= upto_iteration]
     if (header and header != list(fields)) or bad:
@@ -243,7 +248,8 @@ def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
 
 # %% ../nbs/09c_run_folder.ipynb #b7f58569
 def plot_log(history, path=None, title="training loss"):
-    "Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or a log.csv path."
+    """Loss curves (loss_l, loss_c, total) and the learning rate, from a history list or
+    a log.csv path."""
     import matplotlib.pyplot as plt
 
     history = read_log(history) if isinstance(history, (str, Path)) else history
@@ -271,8 +277,9 @@ def plot_log(history, path=None, title="training loss"):
 
 # %% ../nbs/09c_run_folder.ipynb #c21e801c
 def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dict:
-    """The fields in which `cfg` differs from a checkpoint's config `saved` (a `to_dict()`), as
-    `{name: [old, new]}`; `ValueError` (one line) if a change is not allowed on resume."""
+    """The fields in which `cfg` differs from a checkpoint's config `saved` (a
+    `to_dict()`), as `{name: [old, new]}`; `ValueError` (one line) if a change is not
+    allowed on resume."""
     new, changes = cfg.to_dict(), {}
     for f in fields(cfg):
         if f.name not in saved or saved[f.name] == new[f.name]:
@@ -297,7 +304,8 @@ RUN_FILES = ("last.pth", "log.csv", "loss.png")
 
 
 def run_files(out) -> list[Path]:
-    "The files of a training run in `out`: the numbered checkpoints, `last.pth`, `log.csv`, `loss.png`."
+    """The files of a training run in `out`: the numbered checkpoints, `last.pth`,
+    `log.csv`, `loss.png`."""
     out = Path(out)
     return (
         [
@@ -310,9 +318,10 @@ def run_files(out) -> list[Path]:
 
 
 def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
-    """Called with `out`'s `RunLock` held, before a training run writes: a folder holding a run is continued only
-    with `resume`, replaced only with `overwrite` (its run files are removed, other files stay), else a one-line
-    `ValueError` naming `--resume`, a new `--out` and `--overwrite`. Returns the files removed."""
+    """Called with `out`'s `RunLock` held, before a training run writes: a folder
+    holding a run is continued only with `resume`, replaced only with `overwrite` (its
+    run files are removed, other files stay), else a one-line `ValueError` naming
+    `--resume`, a new `--out` and `--overwrite`. Returns the files removed."""
     found = run_files(out)  # a run: a checkpoint or a logged row
     if (
         resume
@@ -337,8 +346,9 @@ def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
 
 # %% ../nbs/09c_run_folder.ipynb #cc8cfa76
 class ResultFolder:
-    """`with ResultFolder(out, marker="detections.json") as stage:` write results into `stage`; on a clean exit
-    they replace the previous ones in `out` (marker removed first, written last); on an exception nothing changes."""
+    """`with ResultFolder(out, marker="detections.json") as stage:` write results into
+    `stage`; on a clean exit they replace the previous ones in `out` (marker removed
+    first, written last); on an exception nothing changes."""
 
     MANIFEST = ".ssdbook-results.json"
 
@@ -383,7 +393,8 @@ class ResultFolder:
 
 # %% ../nbs/09c_run_folder.ipynb #b9cfa12d
 class TrainingInterrupted(KeyboardInterrupt):
-    "Training stopped by SIGINT/SIGTERM after saving a checkpoint; `signum` is the signal."
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint; `signum` is the
+    signal."""
 
     def __init__(self, message, signum=signal.SIGINT):
         super().__init__(message)
@@ -391,8 +402,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """`with StopSignals() as stop:` SIGINT/SIGTERM raise `TrainingInterrupted`, or while `stop.soft` is set only set
-    `stop.requested` (the signal's number; a second one raises). Main thread only; old handlers restored on exit."""
+    """`with StopSignals() as stop:` SIGINT/SIGTERM raise `TrainingInterrupted`, or
+    while `stop.soft` is set only set `stop.requested` (the signal's number; a second
+    one raises). Main thread only; old handlers restored on exit."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -32,7 +32,8 @@ __all__ = [
 
 # %% ../nbs/01c_shapes.ipynb #c006
 def _unit_polygon(kind):
-    "The outline of a shape class as points in the unit square, touching all four sides."
+    """The outline of a shape class as points in the unit square, touching all four
+    sides."""
     if kind == "square":
         pts = [(0, 0), (1, 0), (1, 1), (0, 1)]
     elif kind == "triangle":
@@ -88,7 +89,8 @@ def _hsv(h, s, v):
 
 # %% ../nbs/01c_shapes.ipynb #c007
 def _sample_box(rng, size, min_size, max_size):
-    "A box `(x0, y0, x1, y1)` (inclusive pixels): scale log-uniform-ish in [min_size, max_size], aspect 0.6..1.7."
+    """A box `(x0, y0, x1, y1)` (inclusive pixels): scale log-uniform-ish in [min_size,
+    max_size], aspect 0.6..1.7."""
     scale = min_size * (max_size / min_size) ** (
         rng.random() ** 0.6
     )  # skewed towards larger objects
@@ -100,7 +102,8 @@ def _sample_box(rng, size, min_size, max_size):
 
 
 def _overlap_ok(box, others, max_iou=0.3, max_cover=0.4):
-    "Allow some overlap, but keep 60 % of every earlier object's box uncovered and no near-duplicates."
+    """Allow some overlap, but keep 60 % of every earlier object's box uncovered and no
+    near-duplicates."""
     x0, y0, x1, y1 = box
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
     for a0, b0, a1, b1 in others:
@@ -114,7 +117,8 @@ def _overlap_ok(box, others, max_iou=0.3, max_cover=0.4):
 
 
 MIN_CONTRAST = 100
-"Least RGB distance (0..441) between the colours of two objects whose boxes overlap: no object hides in another."
+"""Least RGB distance (0..441) between the colours of two objects whose boxes overlap:
+no object hides in another."""
 _HUE_STEPS = (0.0, 0.5, 0.25, 0.75, 0.125, 0.375, 0.625, 0.875)
 
 
@@ -123,9 +127,11 @@ def _boxes_touch(a, b):
 
 
 def _contrasting(hsv, box, others, colours):
-    """The RGB colour of `hsv`, its hue turned by the first of `_HUE_STEPS` that keeps it `MIN_CONTRAST` away from
-    every earlier object whose box touches `box` (deterministic: no random draws, so the rest of the image is
-    unchanged). Without this an object can be drawn over an earlier one of nearly the same colour: invisible."""
+    """The RGB colour of `hsv`, its hue turned by the first of `_HUE_STEPS` that keeps
+    it `MIN_CONTRAST` away from every earlier object whose box touches `box`
+    (deterministic: no random draws, so the rest of the image is unchanged). Without
+    this an object can be drawn over an earlier one of nearly the same colour:
+    invisible."""
     near = [np.array(c, float) for o, c in zip(others, colours) if _boxes_touch(box, o)]
     best, best_d = None, -1.0
     for step in _HUE_STEPS:
@@ -153,7 +159,8 @@ def _grid(size):
 
 def _make_shapes_image(rng, size, min_size, max_frac):
     "One synthetic image (H, W, 3) uint8 and its objects: a list of `(box, label)`."
-    # textured background: a smooth field of muted colours, a few stripes and lines of clutter
+    # textured background: a smooth field of muted colours, a few stripes and lines of
+    # clutter
     g = int(rng.integers(2, 7))
     cells = np.array(
         [
@@ -187,7 +194,8 @@ def _make_shapes_image(rng, size, min_size, max_frac):
         hsv = (rng.random(), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
         colours.append(_contrasting(hsv, box, boxes[: len(colours)], colours))
         _draw_shape(draw, SHAPES_CLASSES[label], box, colours[-1])
-    # texture: a faint stripe pattern and pixel noise over everything (objects included), in int16 for speed
+    # texture: a faint stripe pattern and pixel noise over everything (objects
+    # included), in int16 for speed
     yy, xx = _grid(size)
     theta, freq = rng.uniform(0, math.pi), rng.uniform(0.05, 0.4)
     stripes = (
@@ -205,11 +213,13 @@ def _make_shapes_image(rng, size, min_size, max_frac):
 
 # %% ../nbs/01c_shapes.ipynb #c012
 def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
-    """THE batch of the book: the first `n` training images of the shapes set with `seed`, made in memory.
+    """THE batch of the book: the first `n` training images of the shapes set with
+    `seed`, made in memory.
 
-    Returns `images (n, 3, size, size)` float32 in [0, 1] and a list of `n` float32 targets `(n_i, 5)`
-    (`x_min, y_min, x_max, y_max` as fractions, 0-based label into `SHAPES_CLASSES`). Deterministic; the
-    images equal `make_shapes_voc(..., seed=seed)`'s `train000000`... before JPEG compression."""
+    Returns `images (n, 3, size, size)` float32 in [0, 1] and a list of `n` float32
+    targets `(n_i, 5)` (`x_min, y_min, x_max, y_max` as fractions, 0-based label into
+    `SHAPES_CLASSES`). Deterministic; the images equal `make_shapes_voc(...,
+    seed=seed)`'s `train000000`... before JPEG compression."""
     if int(n) < 1:
         raise ValueError(f"walkthrough_batch: n must be >= 1, got {n}")
     pixels, targets = [], []
@@ -234,11 +244,13 @@ def walkthrough_batch(n=15, seed=0, size=300, min_size=15, max_frac=0.9):
 
 # %% ../nbs/01c_shapes.ipynb #c020
 SHAPES_VERSION = 4
-"Version of the generator and of the folder layout; part of every shapes folder's name and stamp."
+"""Version of the generator and of the folder layout; part of every shapes folder's name
+and stamp."""
 
 
 def _shapes_params(n_train, n_test, seed, size, min_size, max_frac):
-    "The stamp of a set (validated arguments + version): two sets are the same set iff their stamps are equal."
+    """The stamp of a set (validated arguments + version): two sets are the same set iff
+    their stamps are equal."""
     for name, v in (("n_train", n_train), ("n_test", n_test)):
         if int(v) < 0:
             raise ValueError(f"shapes set: {name} must be >= 0, got {v}")
@@ -297,7 +309,8 @@ def _write_split(out, split, split_code, p):
 
 
 def _write_shapes(out, p):
-    "Write a complete shapes set into the new folder `out`; `shapes.json` is written last."
+    """Write a complete shapes set into the new folder `out`; `shapes.json` is written
+    last."""
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "annotations"):
         (out / sub).mkdir(parents=True)
     _write_split(out, "train", 0, p)
@@ -316,7 +329,8 @@ def _read_stamp(folder):
 
 
 def _remove_stale_temps(dest):
-    "Delete temporary (`.tmp-`) and replaced (`.old-`) folders left next to `dest` by killed processes of this host."
+    """Delete temporary (`.tmp-`) and replaced (`.old-`) folders left next to `dest` by
+    killed processes of this host."""
     for p in [
         *dest.parent.glob(f".{dest.name}.tmp-*"),
         *dest.parent.glob(f".{dest.name}.old-*"),
@@ -335,8 +349,9 @@ def _remove_stale_temps(dest):
 
 
 def _build_atomically(dest, p, inner=None):
-    """Write the set into a temporary sibling of `dest` and rename it into place. An existing `dest` is never
-    touched: if another process renamed its copy first, ours is deleted and theirs is used."""
+    """Write the set into a temporary sibling of `dest` and rename it into place. An
+    existing `dest` is never touched: if another process renamed its copy first, ours is
+    deleted and theirs is used."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(dest)
     tmp = (
@@ -361,11 +376,14 @@ def _describe(p):
 def shapes_set(
     root=None, n_train=2000, n_test=500, seed=0, size=300, min_size=15, max_frac=0.9
 ) -> Path:
-    """The shapes set as a dataset root: `VOCDetection(shapes_set(...), [("shapes", "train")])` reads it.
+    """The shapes set as a dataset root: `VOCDetection(shapes_set(...), [("shapes",
+    "train")])` reads it.
 
-    Generated on first use into `root/shapes-v{SHAPES_VERSION}-seed{seed}-{n_train}+{n_test}-{size}px/VOCshapes`
-    (`root`: `$SSDBOOK_CACHE` or `~/.cache/ssdbook`), atomically; an existing folder is used as it is, never
-    rebuilt or deleted, so concurrent runs with any seeds are safe. Also holds `classes.txt` and COCO JSON."""
+    Generated on first use into
+    `root/shapes-v{SHAPES_VERSION}-seed{seed}-{n_train}+{n_test}-{size}px/VOCshapes`
+    (`root`: `$SSDBOOK_CACHE` or `~/.cache/ssdbook`), atomically; an existing folder is
+    used as it is, never rebuilt or deleted, so concurrent runs with any seeds are safe.
+    Also holds `classes.txt` and COCO JSON."""
     p = _shapes_params(n_train, n_test, seed, size, min_size, max_frac)
     root = Path(
         root or os.environ.get("SSDBOOK_CACHE") or Path.home() / ".cache" / "ssdbook"
@@ -397,12 +415,14 @@ def make_shapes_voc(
     max_frac=0.9,
     overwrite=False,
 ) -> Path:
-    """Write the shapes set to `root/VOCshapes` (VOC layout, `classes.txt`, COCO JSON); return that path.
+    """Write the shapes set to `root/VOCshapes` (VOC layout, `classes.txt`, COCO JSON);
+    return that path.
 
-    Read it with `VOCDetection(root, [("shapes", "train")])`. Written atomically; a set with the same arguments
-    is reused; a different set there is an error unless `overwrite=True` (which replaces it: make sure no
-    other run reads it), and a `VOCshapes` folder not made by ssdbook is never touched. Prefer `shapes_set`,
-    which keeps one folder per seed and version."""
+    Read it with `VOCDetection(root, [("shapes", "train")])`. Written atomically; a set
+    with the same arguments is reused; a different set there is an error unless
+    `overwrite=True` (which replaces it: make sure no other run reads it), and a
+    `VOCshapes` folder not made by ssdbook is never touched. Prefer `shapes_set`, which
+    keeps one folder per seed and version."""
     p = _shapes_params(n_train, n_test, seed, size, min_size, max_frac)
     out = Path(root).expanduser() / "VOCshapes"
     stamp = _read_stamp(out)

@@ -88,7 +88,8 @@ __all__ = [
 
 # %% ../nbs/09d_training_loop.ipynb #c006
 class LRSchedule:
-    "lr factor at iteration `it`: linear warm-up from `warmup_factor`, then step decay or cosine."
+    """lr factor at iteration `it`: linear warm-up from `warmup_factor`, then step decay
+    or cosine."""
 
     def __init__(
         self,
@@ -127,7 +128,8 @@ class LRSchedule:
 
 
 def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    "SGD (momentum, weight decay) as the reference, or AdamW; the loop sets the lr of each step."
+    """SGD (momentum, weight decay) as the reference, or AdamW; the loop sets the lr of
+    each step."""
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
@@ -140,8 +142,9 @@ def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def train_step(
     model, criterion, opt, scaler, images, targets, dtype=None, skip_nonfinite=False
 ):
-    """One optimisation step. Returns `(losses (2,) = [loss_l, loss_c], finite ())` detached, on the device.
-    With `skip_nonfinite`, a non-finite loss (on any process) skips the update: the one host sync of the step."""
+    """One optimisation step. Returns `(losses (2,) = [loss_l, loss_c], finite ())`
+    detached, on the device. With `skip_nonfinite`, a non-finite loss (on any process)
+    skips the update: the one host sync of the step."""
     with torch.autocast(
         images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
     ):
@@ -174,7 +177,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteWatch:
-    "The first non-finite step `[iteration, loss_l, loss_c, lr]`, recorded on the device; `check()` syncs."
+    """The first non-finite step `[iteration, loss_l, loss_c, lr]`, recorded on the
+    device; `check()` syncs."""
 
     def __init__(self, device):
         self.bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -203,9 +207,11 @@ class NonFiniteWatch:
 
 # %% ../nbs/09d_training_loop.ipynb #c022
 class Run:
-    "One training run: set-up (resume, data, model, optimiser) in `__init__`, the iterations in `loop()`."
+    """One training run: set-up (resume, data, model, optimiser) in `__init__`, the
+    iterations in `loop()`."""
 
-    augment_options: dict = {}  # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
+    # more keywords for chapter 8's `batch_augment` (the ablations of 10c)
+    augment_options: dict = {}
 
     def __init__(
         self,
@@ -327,7 +333,8 @@ class Run:
         self.last_logged = self.start
 
     def _restore(self, ck):
-        "Continue from a checkpoint: weights, optimiser, scaler, skipped steps, every RNG; record config changes."
+        """Continue from a checkpoint: weights, optimiser, scaler, skipped steps, every
+        RNG; record config changes."""
         self.net.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
@@ -347,7 +354,8 @@ class Run:
             )
 
     def device_batch(self, images, targets, it):
-        "The batch on the device: augmented ('light') or normalised ('none') there; channels_last if asked."
+        """The batch on the device: augmented ('light') or normalised ('none') there;
+        channels_last if asked."""
         cfg, dev = self.cfg, self.device
         images, targets = (
             images.to(dev, non_blocking=True),
@@ -460,7 +468,8 @@ class Run:
         )
 
     def interrupt(self, done):
-        "Stopped by a signal after step `done`: a checkpoint of it (if finite and not written yet), then raise."
+        """Stopped by a signal after step `done`: a checkpoint of it (if finite and not
+        written yet), then raise."""
         self.watch.check(self.ckpt_path)
         if self.main and done > self.saved_at:
             self.save(done)
@@ -471,7 +480,8 @@ class Run:
         )
 
     def log_row(self, done, lr, bar):
-        "One row of log.csv from the window's sums (the window's one host sync), and the progress bar."
+        """One row of log.csv from the window's sums (the window's one host sync), and
+        the progress bar."""
         now, (l, c, n) = time.perf_counter(), self.acc.tolist()
         n = max(n, 1)
         row = dict(
@@ -527,8 +537,9 @@ class Run:
 def train(
     cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None
 ) -> dict:
-    """Train an SSD as `cfg` says -> dict(net, iteration, checkpoint, log, history, skipped, seconds, img_s, peak_memory_mb,
-    classes, resumes). `net`, `dataset`, `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
+    """Train an SSD as `cfg` says -> dict(net, iteration, checkpoint, log, history,
+    skipped, seconds, img_s, peak_memory_mb, classes, resumes). `net`, `dataset`,
+    `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
     for warning in config_warnings(cfg.validate()):
         warnings.warn(warning, stacklevel=2)
     if cfg.threads:

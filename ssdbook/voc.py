@@ -49,7 +49,8 @@ def _text(node, tag):
 
 
 def _parse_object(obj, where, index, classes, width, height):
-    "`(box, label, difficult)` of one `<object>`, or a string saying what is wrong with it."
+    """`(box, label, difficult)` of one `<object>`, or a string saying what is wrong
+    with it."""
     name = _text(obj, "name")
     if name is None:
         return f"{where} has no <name>"
@@ -86,11 +87,12 @@ def _parse_object(obj, where, index, classes, width, height):
 def parse_voc_xml(path, classes=VOC_CLASSES):
     """Read one VOC annotation file and check it; return `(anno, problems)`.
 
-    `anno` is `dict(id, filename, width, height, boxes (n,4) float pixels, labels (n,) int64 0-based,
-    difficult (n,) bool)`; `filename` is the XML's `<filename>` (None when absent). Boxes use 0-based pixel
-    coordinates: VOC's XML counts pixels from 1, so 1 is subtracted (the reference does the same).
-    `problems` lists every defect found, each naming the file and the object; an empty list means the
-    annotation is valid. Objects with a problem are left out of `anno`."""
+    `anno` is `dict(id, filename, width, height, boxes (n,4) float pixels, labels (n,)
+    int64 0-based, difficult (n,) bool)`; `filename` is the XML's `<filename>` (None
+    when absent). Boxes use 0-based pixel coordinates: VOC's XML counts pixels from 1,
+    so 1 is subtracted (the reference does the same). `problems` lists every defect
+    found, each naming the file and the object; an empty list means the annotation is
+    valid. Objects with a problem are left out of `anno`."""
     path = Path(path)
     anno = dict(
         id=path.stem,
@@ -134,7 +136,8 @@ def parse_voc_xml(path, classes=VOC_CLASSES):
 
 # %% ../nbs/01a_voc.ipynb #c007
 def anno_to_target(anno, keep_difficult=True):
-    "`(n, 5)` float32 target `x_min, y_min, x_max, y_max, label` with coordinates as fractions of the image."
+    """`(n, 5)` float32 target `x_min, y_min, x_max, y_max, label` with coordinates as
+    fractions of the image."""
     keep = torch.ones_like(anno["difficult"]) if keep_difficult else ~anno["difficult"]
     scale = torch.tensor([anno["width"], anno["height"]] * 2, dtype=torch.float32)
     boxes = anno["boxes"][keep] / scale
@@ -143,10 +146,11 @@ def anno_to_target(anno, keep_difficult=True):
 
 # %% ../nbs/01a_voc.ipynb #c008
 def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
-    """Write `anno` (the dict `parse_voc_xml` returns, 0-based pixel boxes) as a VOC annotation file.
+    """Write `anno` (the dict `parse_voc_xml` returns, 0-based pixel boxes) as a VOC
+    annotation file.
 
-    Coordinates are written 1-based and rounded to whole pixels, as VOC does. `<filename>` is
-    `anno['filename']` when given, else `<id>.jpg`."""
+    Coordinates are written 1-based and rounded to whole pixels, as VOC does.
+    `<filename>` is `anno['filename']` when given, else `<id>.jpg`."""
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = folder
     ET.SubElement(root, "filename").text = anno.get("filename") or f"{anno['id']}.jpg"
@@ -178,9 +182,10 @@ def write_voc_xml(path, anno, classes=VOC_CLASSES, folder="VOC"):
 
 # %% ../nbs/01a_voc.ipynb #c013
 def write_coco_json(path, annos, classes) -> Path:
-    """Write annotations (`parse_voc_xml`/`pull_anno` dicts: 0-based pixel boxes, 0-based labels) as a COCO
-    instances JSON: category ids are 1-based in the order of `classes`; `bbox` is `[x, y, w, h]` in pixels;
-    difficult objects get `iscrowd: 1`. Image `file_name` is `anno['filename']` or `<id>.jpg`."""
+    """Write annotations (`parse_voc_xml`/`pull_anno` dicts: 0-based pixel boxes,
+    0-based labels) as a COCO instances JSON: category ids are 1-based in the order of
+    `classes`; `bbox` is `[x, y, w, h]` in pixels; difficult objects get `iscrowd: 1`.
+    Image `file_name` is `anno['filename']` or `<id>.jpg`."""
     classes = check_classes(classes, str(path))
     images, annotations = [], []
     for i, a in enumerate(annos, 1):
@@ -218,7 +223,8 @@ def write_coco_json(path, annos, classes) -> Path:
 # %% ../nbs/01a_voc.ipynb #c016
 @functools.lru_cache(maxsize=1)
 def image_extensions() -> tuple:
-    "File extensions tried for an image id: the common ones first, then every format PIL can open."
+    """File extensions tried for an image id: the common ones first, then every format
+    PIL can open."""
     common = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
     Image.init()  # registers all of PIL's plugins
     return common + tuple(
@@ -227,9 +233,10 @@ def image_extensions() -> tuple:
 
 
 def pil_to_float(im) -> torch.Tensor:
-    """A PIL image as the float `(3, H, W)` image in [0, 1] its owner sees: EXIF orientation applied; 16-bit
-    grey (`I;16`) divided by 65535, `I` by 255 or, when a value passes 255, by 65535; float (`F`) kept when
-    in [0, 1], else scaled like `I`; transparency composited on white; grey, palette, CMYK as RGB."""
+    """A PIL image as the float `(3, H, W)` image in [0, 1] its owner sees: EXIF
+    orientation applied; 16-bit grey (`I;16`) divided by 65535, `I` by 255 or, when a
+    value passes 255, by 65535; float (`F`) kept when in [0, 1], else scaled like `I`;
+    transparency composited on white; grey, palette, CMYK as RGB."""
     im = ImageOps.exif_transpose(im)  # a phone's portrait photo stands up
     if im.mode.startswith("I") or im.mode == "F":
         a = np.asarray(im, dtype=np.float32)  # (H, W); decodes every pixel
@@ -255,19 +262,22 @@ def pil_to_float(im) -> torch.Tensor:
 
 
 def read_image(path) -> torch.Tensor:
-    "An image file as a float `(3, H, W)` tensor in [0, 1] (`pil_to_float`); `ValueError` naming the file."
+    """An image file as a float `(3, H, W)` tensor in [0, 1] (`pil_to_float`);
+    `ValueError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: image file is missing")
     try:
         with Image.open(path) as im:
             return pil_to_float(im)
-    except Exception as e:  # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
+    # PIL raises OSError / UnidentifiedImageError for corrupt or truncated files
+    except Exception as e:
         raise ValueError(f"{path}: cannot decode image ({e})") from None
 
 
 def size_problem(path, width, height, anno, source="its annotation"):
-    "A one-line problem if the image (`width` x `height`, EXIF applied) is not `anno`'s size (EXIF named); else None."
+    """A one-line problem if the image (`width` x `height`, EXIF applied) is not
+    `anno`'s size (EXIF named); else None."""
     if not anno["width"] or (width, height) == (anno["width"], anno["height"]):
         return None
     with Image.open(path) as im:
@@ -282,7 +292,8 @@ def size_problem(path, width, height, anno, source="its annotation"):
 
 
 def find_image(folder, img_id, filename=None):
-    "The image file of `img_id` in `folder`: the XML's `filename` if it exists, else `<id>` + a known extension."
+    """The image file of `img_id` in `folder`: the XML's `filename` if it exists, else
+    `<id>` + a known extension."""
     folder = Path(folder)
     candidates = [folder / filename] if filename else [folder / f"{img_id}.jpg"]
     for p in candidates + [folder / f"{img_id}{ext}" for ext in image_extensions()]:
@@ -296,7 +307,8 @@ def find_image(folder, img_id, filename=None):
 
 # %% ../nbs/01a_voc.ipynb #c019
 def as_image_sets(image_sets):
-    "Normalise `image_sets` to a list of `(year, name)` string pairs; a one-line error for anything else."
+    """Normalise `image_sets` to a list of `(year, name)` string pairs; a one-line error
+    for anything else."""
     if (
         isinstance(image_sets, tuple)
         and len(image_sets) == 2
@@ -317,7 +329,8 @@ def as_image_sets(image_sets):
 
 
 def folder_classes(root, years):
-    "The class list stored with the data (`VOC{year}/classes.txt`, else `root/classes.txt`), or None."
+    """The class list stored with the data (`VOC{year}/classes.txt`, else
+    `root/classes.txt`), or None."""
     root, found = Path(root), {}
     for year in years:
         for p in (root / f"VOC{year}" / "classes.txt", root / "classes.txt"):
@@ -334,7 +347,8 @@ def folder_classes(root, years):
 
 
 def _image_id(line, annotations):
-    "The id on one line: the whole line, less a last word that is a VOC flag (-1, 0, 1) as in `dog_train.txt`."
+    """The id on one line: the whole line, less a last word that is a VOC flag (-1, 0,
+    1) as in `dog_train.txt`."""
     line, words = line.strip(), line.split()
     flagged = (
         len(words) > 1
@@ -345,7 +359,8 @@ def _image_id(line, annotations):
 
 
 def read_image_ids(list_file, year, root):
-    "The image ids of one split file, one per line (spaces kept); `ValueError` if the file is missing or empty."
+    """The image ids of one split file, one per line (spaces kept); `ValueError` if the
+    file is missing or empty."""
     if not list_file.is_file():
         hint = (
             "make it with ssdbook.shapes.make_shapes_voc or shapes_set"
@@ -371,7 +386,8 @@ def read_image_ids(list_file, year, root):
 
 # %% ../nbs/01a_voc.ipynb #c021
 def make_toy_voc(root, n=6, seed=0, classes=("box", "ball")) -> Path:
-    "A tiny VOC-layout set `root/VOCtoy` (split `train`): boxes and balls of two classes, image 2 without objects."
+    """A tiny VOC-layout set `root/VOCtoy` (split `train`): boxes and balls of two
+    classes, image 2 without objects."""
     rng, base = np.random.default_rng(seed), Path(root) / "VOCtoy"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -416,8 +432,9 @@ def make_toy_voc(root, n=6, seed=0, classes=("box", "ball")) -> Path:
 
 # %% ../nbs/01a_voc.ipynb #c028
 def _check_id(base, img_id, classes, check_images):
-    """Problems of one image id and its number of objects: its annotation and, with `check_images`, its image
-    file (missing, undecodable: decoded in full, or of another size than its XML)."""
+    """Problems of one image id and its number of objects: its annotation and, with
+    `check_images`, its image file (missing, undecodable: decoded in full, or of another
+    size than its XML)."""
     anno, problems = parse_voc_xml(base / "Annotations" / f"{img_id}.xml", classes)
     try:
         path = (
@@ -435,7 +452,8 @@ def _check_id(base, img_id, classes, check_images):
 
 
 def _check_split(root, year, name, classes, check_images, workers):
-    "Problems of one image set; images are decoded by `workers` threads (PIL releases the GIL while decoding)."
+    """Problems of one image set; images are decoded by `workers` threads (PIL releases
+    the GIL while decoding)."""
     base = root / f"VOC{year}"
     list_file = base / "ImageSets" / "Main" / f"{name}.txt"
     try:
@@ -466,14 +484,16 @@ def check_dataset(
     strict=False,
     workers=None,
 ):
-    """Scan a VOC-layout folder and return a list of every problem found (empty when the data is clean).
+    """Scan a VOC-layout folder and return a list of every problem found (empty when the
+    data is clean).
 
-    Checks that each image set exists, is not empty and has an object, that each listed id has a well-formed
-    annotation (XML parses, known class names, finite boxes with x_max > x_min, y_max > y_min, inside the
-    image) and, with `check_images`, that its image exists, decodes in full and has the size its annotation
-    states (EXIF orientation applied). `classes=None` reads the data's `classes.txt` (else `VOC_CLASSES`).
-    `strict=True` raises one `ValueError` listing every problem. `workers` threads (default: the CPU count,
-    at most 8) read the files."""
+    Checks that each image set exists, is not empty and has an object, that each listed
+    id has a well-formed annotation (XML parses, known class names, finite boxes with
+    x_max > x_min, y_max > y_min, inside the image) and, with `check_images`, that its
+    image exists, decodes in full and has the size its annotation states (EXIF
+    orientation applied). `classes=None` reads the data's `classes.txt` (else
+    `VOC_CLASSES`). `strict=True` raises one `ValueError` listing every problem.
+    `workers` threads (default: the CPU count, at most 8) read the files."""
     root = Path(root).expanduser()
     image_sets = as_image_sets(image_sets)
     try:

@@ -1,7 +1,8 @@
 """Fixtures shared by the tests: the reference golden data, shipped inside the package.
 
-`ssdbook.reference.load_golden()` reads the slimmed golden file in `ssdbook/reference_data/` (derived from the
-reference's full file by `tools/slim_golden.py`), so the tests need nothing beside the repository.
+`ssdbook.reference.load_golden()` reads the slimmed golden file in
+`ssdbook/reference_data/` (derived from the reference's full file by
+`tools/slim_golden.py`), so the tests need nothing beside the repository.
 """
 
 import json
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def golden():
-    """Priors, jaccard, match, loss and decode/NMS cases of the reference SSD (see nbs/00a_reference.ipynb)."""
+    """Priors, jaccard, match, loss and decode/NMS cases of the reference SSD (see
+    nbs/00a_reference.ipynb)."""
     return load_golden()
 
 

@@ -1,13 +1,16 @@
-"""A fresh 3-class detection set made of real photographs (issue 21's end-to-end check), importable by tests.
+"""A fresh 3-class detection set made of real photographs (issue 21's end-to-end check),
+importable by tests.
 
-The photos are the ones scikit-image ships for offline use (`skimage.data`: the astronaut and the cameraman are
-`person`, Chelsea is a `cat`, the espresso is a `cup`; the rocket, the Hubble deep field, grass, gravel and brick
-are backgrounds), with boxes written by hand below. Each image is either a crop of one source photo around its
-object, or a background crop with one or two objects pasted at random sizes and places. The files are what a
-user's folder holds: mostly `.jpg`, some `.png` and `.JPG`, grey JPEGs, an RGBA PNG, phone photos stored sideways
-with an EXIF orientation tag (6 or 8; the annotation is in the upright frame, as annotation tools show it) and a
-16-bit grey PNG. Written in the VOC layout that README's "Train on your own data" describes, and as COCO JSON with
-category ids out of order (listed 11, 3, 7):
+The photos are the ones scikit-image ships for offline use (`skimage.data`: the
+astronaut and the cameraman are `person`, Chelsea is a `cat`, the espresso is a `cup`;
+the rocket, the Hubble deep field, grass, gravel and brick are backgrounds), with boxes
+written by hand below. Each image is either a crop of one source photo around its
+object, or a background crop with one or two objects pasted at random sizes and places.
+The files are what a user's folder holds: mostly `.jpg`, some `.png` and `.JPG`, grey
+JPEGs, an RGBA PNG, phone photos stored sideways with an EXIF orientation tag (6 or 8;
+the annotation is in the upright frame, as annotation tools show it) and a 16-bit grey
+PNG. Written in the VOC layout that README's "Train on your own data" describes, and as
+COCO JSON with category ids out of order (listed 11, 3, 7):
 
     root/VOC2007/classes.txt                        cat, person, cup
     root/VOC2007/JPEGImages/, Annotations/          one image and one XML per id
@@ -57,7 +60,8 @@ def _photo(name) -> Image.Image:
 
 
 def _crop_around(rng, photo, box, w, h):
-    "A crop of `photo` that holds `box` whole, resized to `w x h`; the box in the new pixels."
+    """A crop of `photo` that holds `box` whole, resized to `w x h`; the box in the new
+    pixels."""
     x1, y1, x2, y2 = box
     cx1, cy1 = int(rng.integers(0, x1 + 1)), int(rng.integers(0, y1 + 1))
     cx2, cy2 = (
@@ -76,7 +80,8 @@ def _crop_around(rng, photo, box, w, h):
 
 
 def _collage(rng, photos, backgrounds, w, h):
-    "A background crop with one or two objects pasted (overlap below IoU 0.3); boxes in pixels."
+    """A background crop with one or two objects pasted (overlap below IoU 0.3); boxes
+    in pixels."""
     bg = backgrounds[int(rng.integers(len(backgrounds)))]
     x, y = int(rng.integers(0, bg.width - w)), int(rng.integers(0, bg.height - h))
     image, boxes, labels = bg.crop((x, y, x + w, y + h)), [], []
@@ -113,8 +118,9 @@ def _iou(box, boxes):
 
 
 def _save(image, path_stem, k):
-    """Save one image in the style of item `k` of a user's folder; returns the file name. Styles: phone photo
-    (pixels stored turned, EXIF orientation 6 or 8), 16-bit grey PNG, RGBA PNG, grey JPEG, .png, .JPG, .jpg."""
+    """Save one image in the style of item `k` of a user's folder; returns the file
+    name. Styles: phone photo (pixels stored turned, EXIF orientation 6 or 8), 16-bit
+    grey PNG, RGBA PNG, grey JPEG, .png, .JPG, .jpg."""
     if k % 6 == 1:  # a phone photo: stored sideways + EXIF
         orientation = 6 if k % 12 == 1 else 8
         stored = image.transpose(
@@ -179,10 +185,12 @@ def _write_coco(path, annos):
 
 
 def build(root, n_train=90, n_test=30, seed=0) -> Path:
-    """Write the set under `root` (`root/VOC2007/...`, see the module docstring) and return `root`.
+    """Write the set under `root` (`root/VOC2007/...`, see the module docstring) and
+    return `root`.
 
-    Deterministic for a seed. Images are 220-420 px a side; a third are crops of a source photo, the rest
-    collages. Item k of each split is saved in the style `_save` gives it (so both splits hold every style)."""
+    Deterministic for a seed. Images are 220-420 px a side; a third are crops of a
+    source photo, the rest collages. Item k of each split is saved in the style `_save`
+    gives it (so both splits hold every style)."""
     from ssdbook.data import write_classes
     from ssdbook.voc import write_voc_xml
 
@@ -218,7 +226,8 @@ def build(root, n_train=90, n_test=30, seed=0) -> Path:
 
 
 def new_photos(folder, n=4, seed=1) -> Path:
-    "A folder of unannotated photos for `ssdbook detect` (one a sideways phone photo); returns the folder."
+    """A folder of unannotated photos for `ssdbook detect` (one a sideways phone photo);
+    returns the folder."""
     folder, rng = Path(folder), np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     photos = {name: _photo(name) for name, _, _ in SOURCES}

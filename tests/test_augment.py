@@ -1,4 +1,5 @@
-"""Tests of ssdbook.augment (chapter 8): the SSD training augmentation on torchvision.transforms.v2."""
+"""Tests of ssdbook.augment (chapter 8): the SSD training augmentation on
+torchvision.transforms.v2."""
 
 import math
 
@@ -34,7 +35,8 @@ SETTINGS = settings(
 
 @st.composite
 def samples(draw, max_objects=6):
-    "A random (image, target) pair of the contract: small image, 0..max_objects valid boxes in fractions."
+    """A random (image, target) pair of the contract: small image, 0..max_objects valid
+    boxes in fractions."""
     h, w = draw(st.integers(16, 96)), draw(st.integers(16, 96))
     n = draw(st.integers(0, max_objects))
     rows = []
@@ -187,7 +189,8 @@ def test_zoom_out_fill_normalises_to_zero():
     image, target = aug(
         torch.rand(3, 50, 50), torch.tensor([[0.2, 0.2, 0.8, 0.8, 1.0]])
     )
-    # the image covers a third of each side: outside the (padded) box region lies only the fill
+    # the image covers a third of each side: outside the (padded) box region lies only
+    # the fill
     x1, y1, x2, y2 = (target[0, :4] * 100).tolist()
     mask = torch.ones(100, 100, dtype=torch.bool)
     mask[max(0, int(y1 - 12)) : int(y2 + 13), max(0, int(x1 - 12)) : int(x2 + 13)] = (
@@ -238,12 +241,14 @@ def test_crop_respects_min_iou(rule, min_iou, sample):
         assert (iou[inside] >= min_iou - 1e-6).any()
     elif rule == "all":
         assert (iou >= min_iou - 1e-6).all()
-    # "centre" (the reference port as it runs): no IoU constraint, one centre inside (checked above)
+    # "centre" (the reference port as it runs): no IoU constraint, one centre inside
+    # (checked above)
 
 
 def test_reference_rule_applies_no_iou_constraint():
-    """ssd.pytorch's `if overlap.min() < min_iou and max_iou < overlap.max()` never fires (max_iou = inf):
-    with rule='centre' a 0.9 mode still accepts patches whose IoU with every object is far below 0.9."""
+    """ssd.pytorch's `if overlap.min() < min_iou and max_iou < overlap.max()` never
+    fires (max_iou = inf): with rule='centre' a 0.9 mode still accepts patches whose IoU
+    with every object is far below 0.9."""
     image, target = (
         torch.rand(3, 100, 100),
         torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0]]),
@@ -425,7 +430,8 @@ def test_defaults_follow_the_contract():
 
 
 def test_torchvision_floor_is_checked():
-    "The override of make_params/transform needs torchvision >= 0.21; the module checks it at import (loudly)."
+    """The override of make_params/transform needs torchvision >= 0.21; the module
+    checks it at import (loudly)."""
     import ssdbook.augment as aug
 
     src = open(aug.__file__).read()
@@ -438,7 +444,8 @@ def test_torchvision_floor_is_checked():
     )
 
 
-# ---------------------------------------------------------------- the batched augmentation
+# ---------------------------------------------------------------- the batched
+# augmentation
 
 from ssdbook.augment import apply_color, batch_augment, color_params, params_affine  # noqa: E402
 from ssdbook.data import normalize  # noqa: E402
@@ -510,7 +517,8 @@ def test_batch_augment_is_a_function_of_the_generator():
 
 
 def test_one_colour_implementation_for_image_and_batch():
-    "The batched colour step and RandomColorDistort give the same pixels for the same parameters."
+    """The batched colour step and RandomColorDistort give the same pixels for the same
+    parameters."""
     images = torch.rand(3, 3, 40, 50)
     distort = RandomColorDistort(p=1.0)
     g = torch.Generator().manual_seed(1)

@@ -1,6 +1,6 @@
-"""The book: builds offline with warnings as errors, every page is in it, readers never see tool markers,
-every chapter page has a Colab badge, folded plotting code has its toggle, and README's generated regions
-are current."""
+"""The book: builds offline with warnings as errors, every page is in it, readers never
+see tool markers, every chapter page has a Colab badge, folded plotting code has its
+toggle, and README's generated regions are current."""
 
 import json
 import re
@@ -26,7 +26,8 @@ def _notebooks():
     return sorted(ROOT.glob("nbs/*.ipynb"))
 
 
-# ------------------------------------------------------------------ the table of contents
+# ------------------------------------------------------------------ the table of
+# contents
 def test_toc_lists_every_notebook_and_appendix():
     listed = {f for f in _toc_files()}
     present = {
@@ -52,7 +53,8 @@ def test_toc_is_in_file_name_order():
     )
 
 
-# ------------------------------------------------------------------ the build-time filter (no build needed)
+# ------------------------------------------------------------------ the build-time
+# filter (no build needed)
 def _nb(*cells):
     return {"cells": list(cells), "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 

@@ -1,7 +1,8 @@
-"""Every page of the book was executed by today's library: `tools/run_book.py` stamps each notebook with
-the library commit it ran against, and a page is stale when a module it imports (directly or through
-other modules) changed in a later commit. Fix: `make book-run` (or `python tools/run_book.py nbs/X.ipynb`
-for one chapter). Same check from the command line: `python tools/run_book.py --check`."""
+"""Every page of the book was executed by today's library: `tools/run_book.py` stamps
+each notebook with the library commit it ran against, and a page is stale when a module
+it imports (directly or through other modules) changed in a later commit. Fix: `make
+book-run` (or `python tools/run_book.py nbs/X.ipynb` for one chapter). Same check from
+the command line: `python tools/run_book.py --check`."""
 
 import json
 import sys

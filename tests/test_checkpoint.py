@@ -1,5 +1,6 @@
-"""Chapter 9b: checkpoints you can trust (ssdbook.checkpoint): atomic writes, corrupt files, resume discovery,
-rebuilding and fine-tuning models. The run folder (lock, log.csv) is chapter 9c: tests/test_runfolder.py."""
+"""Chapter 9b: checkpoints you can trust (ssdbook.checkpoint): atomic writes, corrupt
+files, resume discovery, rebuilding and fine-tuning models. The run folder (lock,
+log.csv) is chapter 9c: tests/test_runfolder.py."""
 
 import errno
 import logging
@@ -165,7 +166,8 @@ def test_bad_files_are_one_line_errors_naming_the_file(net, tmp_path):
 
 
 def test_checkpoints_with_the_old_sampler_entry_still_load(net, tmp_path):
-    "Format 2 files written before the unused `sampler` entry was dropped: they load and rebuild as before."
+    """Format 2 files written before the unused `sampler` entry was dropped: they load
+    and rebuild as before."""
     p = save_checkpoint(
         tmp_path / "old.pth", state_of(net), sampler=dict(seed=0, position=6)
     )
@@ -204,7 +206,8 @@ def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
         == tmp_path / "last.pth"
         == resolve_resume("auto", tmp_path)
     )
-    # last.pth truncated: the newest numbered checkpoint that loads, and one log line saying so
+    # last.pth truncated: the newest numbered checkpoint that loads, and one log line
+    # saying so
     data = (tmp_path / "last.pth").read_bytes()
     (tmp_path / "last.pth").write_bytes(data[: len(data) // 3])
     (tmp_path / "ssd_mini_000003.pth").write_bytes(b"")
@@ -222,7 +225,8 @@ def test_write_checkpoints_and_find_resume(net, tmp_path, caplog):
 def test_kill_during_first_last_write_does_not_lose_a_complete_checkpoint(
     net, tmp_path
 ):
-    "Only a numbered checkpoint is complete (last.pth missing or half written): resume from it, not from 0."
+    """Only a numbered checkpoint is complete (last.pth missing or half written): resume
+    from it, not from 0."""
     save_checkpoint(tmp_path / "ssd_mini_000001.pth", state_of(net, it=1))
     (tmp_path / f".last.pth.tmp{os.getpid() + 1}").write_bytes(b"PK\x03\x04 half")
     assert find_resume(tmp_path) == tmp_path / "ssd_mini_000001.pth"

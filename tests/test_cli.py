@@ -1,5 +1,5 @@
-"""Chapters 10e and 11: the commands and the command line (`python -m ssdbook`, console script `ssdbook`).
-Tiny budgets only."""
+"""Chapters 10e and 11: the commands and the command line (`python -m ssdbook`, console
+script `ssdbook`). Tiny budgets only."""
 
 import csv
 import json
@@ -326,7 +326,8 @@ def test_make_shapes(tmp_path, capsys):
 
 
 def _toy_voc(root, n=6):
-    "A tiny VOC-format set of our own: classes box, ball; PNG and JPEG images of two sizes; train = test = all."
+    """A tiny VOC-format set of our own: classes box, ball; PNG and JPEG images of two
+    sizes; train = test = all."""
     from PIL import Image, ImageDraw
     import torch
     from ssdbook.voc import write_voc_xml
@@ -480,7 +481,8 @@ def test_own_coco_data(tmp_path, capsys):
 
 
 def _shapes_coco(tmp_path):
-    "A tiny shapes set (chapter 1c) read through its COCO JSON files: (images folder, train JSON, test JSON)."
+    """A tiny shapes set (chapter 1c) read through its COCO JSON files: (images folder,
+    train JSON, test JSON)."""
     from ssdbook.shapes import shapes_set
 
     voc = shapes_set(tmp_path / "data", n_train=4, n_test=2) / "VOCshapes"
@@ -515,7 +517,8 @@ def test_train_coco_records_coco(tmp_path, capsys):
     assert ck["config"]["data"] == "coco" and ck["config"]["image_sets"] == []
     assert ck["classes"] == ["circle", "square", "triangle", "star", "cross", "ring"]
     capsys.readouterr()
-    # eval reads the recorded kind of data: a COCO run asks for its test JSON, then evaluates without --data
+    # eval reads the recorded kind of data: a COCO run asks for its test JSON, then
+    # evaluates without --data
     assert (
         main(["eval", "--checkpoint", str(out / "last.pth"), "--progress", "no"]) == 2
     )

@@ -1,7 +1,9 @@
-"""Issue 12 item 6: a user's mistake anywhere in the command line is ONE line on stderr, exit status 2, no traceback.
+"""Issue 12 item 6: a user's mistake anywhere in the command line is ONE line on stderr,
+exit status 2, no traceback.
 
-The table runs `main(argv)` in this process (fast); a few cases also run as `python -m ssdbook` subprocesses.
-Every case is cheap: it fails before any data is generated or any model is trained."""
+The table runs `main(argv)` in this process (fast); a few cases also run as `python -m
+ssdbook` subprocesses. Every case is cheap: it fails before any data is generated or any
+model is trained."""
 
 import subprocess
 import sys
@@ -22,7 +24,8 @@ README = str(ROOT / "README.md")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    "A tiny VOC-format set of our own (classes box, ball), a checkpoint trained on other classes, files."
+    """A tiny VOC-format set of our own (classes box, ball), a checkpoint trained on
+    other classes, files."""
     tmp = tmp_path_factory.mktemp("cli_errors")
     toy = tmp / "toy"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):

@@ -1,4 +1,5 @@
-"""Tests of ssdbook.coco (chapter 1d): COCO-format data with the (image, target) contract of chapter 1."""
+"""Tests of ssdbook.coco (chapter 1d): COCO-format data with the (image, target)
+contract of chapter 1."""
 
 import json
 
@@ -272,7 +273,8 @@ def test_string_image_ids_work(toy):
 
 
 def test_category_ids_out_of_order(toy):
-    "Issue 21 item 18: COCO classes follow the category ids (11, 3, 7 -> labels of 3, 7, 11), not the list order."
+    """Issue 21 item 18: COCO classes follow the category ids (11, 3, 7 -> labels of 3,
+    7, 11), not the list order."""
     d = json.loads(json.dumps(TOY))
     d["categories"] = [
         {"id": 11, "name": "cup"},
@@ -286,7 +288,8 @@ def test_category_ids_out_of_order(toy):
 
 
 def test_a_set_without_objects(toy):
-    "Issue 21 item 9: no annotations at all, or only crowd regions: one line from require_objects and check_coco."
+    """Issue 21 item 9: no annotations at all, or only crowd regions: one line from
+    require_objects and check_coco."""
     from ssdbook.coco import check_coco
 
     for name, change, why in (

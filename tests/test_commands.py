@@ -1,5 +1,6 @@
-"""Issue 21, the command-line half: nothing a user owns is overwritten, commands that read data never write into
-it, one behaviour for skipped inputs, a quick `--help`, `ssdbook check`, `ssdbook explore` without gradio."""
+"""Issue 21, the command-line half: nothing a user owns is overwritten, commands that
+read data never write into it, one behaviour for skipped inputs, a quick `--help`,
+`ssdbook check`, `ssdbook explore` without gradio."""
 
 import json
 import subprocess
@@ -35,7 +36,8 @@ def ck(tmp_path_factory):
     )  # the shapes classes
 
 
-# ---------------------------------------------------------------- item 18: a quick --help, exit codes, check
+# ---------------------------------------------------------------- item 18: a quick
+# --help, exit codes, check
 def test_help_does_not_import_torch():
     code = (
         "import sys\nfrom ssdbook.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
@@ -141,7 +143,8 @@ def test_explore_passes_its_options_to_launch(monkeypatch, capsys):
     assert seen == dict(checkpoint="x.pth", host="127.0.0.1", port=8000)
 
 
-# ---------------------------------------------------------------- items 3 and 17: detect
+# ---------------------------------------------------------------- items 3 and 17:
+# detect
 def test_detect_long_names_bad_inputs_exit_3_and_results_for_all(ck, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -195,7 +198,8 @@ def test_detect_folder_is_locked_and_replaced_whole(ck, tmp_path, capsys):
     ]  # b's and c's went with their JSON
 
 
-# ---------------------------------------------------------------- item 5: data roots are read, never written
+# ---------------------------------------------------------------- item 5: data roots
+# are read, never written
 def test_eval_reads_a_shapes_root_and_never_writes_into_it(ck, tmp_path, capsys):
     status, out, _ = run(
         ["make-shapes", "--root", tmp_path / "data", "--n-train", "4", "--n-test", "3"],
@@ -282,7 +286,8 @@ def test_train_on_the_root_make_shapes_names(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "run" / "last.pth")["config"]["root"] == str(root)
 
 
-# ---------------------------------------------------------------- items 2, 11, 12, 17: train's command line
+# ---------------------------------------------------------------- items 2, 11, 12, 17:
+# train's command line
 def test_train_into_a_finished_run_then_overwrite(tmp_path, capsys):
     toy = make_toy_voc(tmp_path / "toy").parent
     argv = [

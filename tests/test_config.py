@@ -1,4 +1,5 @@
-"""Chapter 9: the run's config (ssdbook.config): field metadata -> checks and argparse options; device choice."""
+"""Chapter 9: the run's config (ssdbook.config): field metadata -> checks and argparse
+options; device choice."""
 
 import argparse
 import contextlib
@@ -142,8 +143,9 @@ def test_resume_rules():
 
 
 def test_device_choice_picks_cuda_when_present(monkeypatch):
-    """Chapter 9's `device="auto"`: CUDA when torch sees a GPU (faked here), else the CPU; bf16 autocast where
-    the GPU supports it, else fp16 (which the loop pairs with a GradScaler); fp32 on the CPU unless asked."""
+    """Chapter 9's `device="auto"`: CUDA when torch sees a GPU (faked here), else the
+    CPU; bf16 autocast where the GPU supports it, else fp16 (which the loop pairs with a
+    GradScaler); fp32 on the CPU unless asked."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA GPU"):
@@ -168,7 +170,8 @@ def test_device_choice_picks_cuda_when_present(monkeypatch):
 
 
 def test_chapter9_notebook_uses_auto_device():
-    "No cell of the training chapters pins the device: the book runs on the GPU when there is one."
+    """No cell of the training chapters pins the device: the book runs on the GPU when
+    there is one."""
     import json
     from pathlib import Path
 
@@ -205,8 +208,9 @@ def _chapter_cell(name, marker):
 def test_chapter_9c_training_cell_picks_the_gpu_recipe_when_cuda_is_there(
     monkeypatch, cuda
 ):
-    """Issue 13: the chapter's training cell, run as written with CUDA faked present (or absent), builds the GPU
-    recipe (SSD300-VGG16, batch 32, autocast, channels_last) or the CPU one (mini, runs/demo). `train` is a stub."""
+    """Issue 13: the chapter's training cell, run as written with CUDA faked present (or
+    absent), builds the GPU recipe (SSD300-VGG16, batch 32, autocast, channels_last) or
+    the CPU one (mini, runs/demo). `train` is a stub."""
     src = _chapter_cell("09d_training_loop.ipynb", 'device = pick_device("auto")')
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     seen = {}
@@ -306,7 +310,8 @@ def test_coco_recipe():
 
 
 def test_shapes_recipe_is_the_main_jobs_recipe():
-    "Chapter 10c's best: designed priors, focal loss, 3200 x 16; bf16 exactly where the CPU computes it natively."
+    """Chapter 10c's best: designed priors, focal loss, 3200 x 16; bf16 exactly where
+    the CPU computes it natively."""
     import torch
     from ssdbook.config import shapes_recipe
 
@@ -325,7 +330,8 @@ def test_shapes_recipe_is_the_main_jobs_recipe():
     assert shapes_recipe(amp="off").amp == "off"  # a caller can still ask for fp32
 
 
-# ---------------------------------------------------------------- issue 21 items 11, 19.3
+# ---------------------------------------------------------------- issue 21 items 11,
+# 19.3
 def test_small_recipe_warmup_fits_its_iterations():
     assert small_recipe().warmup == 100 and small_recipe(iterations=400).warmup == 40
     assert small_recipe(iterations=5).warmup == 1 and small_recipe(warmup=7).warmup == 7

@@ -1,4 +1,5 @@
-"""Tests of ssdbook.data (chapter 1): the target contract, classes.txt, pixel helpers, BaseTransform, collate, pictures."""
+"""Tests of ssdbook.data (chapter 1): the target contract, classes.txt, pixel helpers,
+BaseTransform, collate, pictures."""
 
 import matplotlib
 
@@ -242,7 +243,8 @@ def test_check_targets_accepts_valid_and_empty():
 
 
 def test_check_targets_is_batched(monkeypatch):
-    """A big valid batch is checked with tensor operations only: no per-box Python work, no .tolist()/.item()."""
+    """A big valid batch is checked with tensor operations only: no per-box Python work,
+    no .tolist()/.item()."""
     import ssdbook.data as data
 
     g = torch.Generator().manual_seed(0)

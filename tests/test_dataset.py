@@ -1,4 +1,5 @@
-"""Tests of ssdbook.dataset (chapter 1b): VOCDetection on the shapes set and hand-made folders, download_voc, bad input."""
+"""Tests of ssdbook.dataset (chapter 1b): VOCDetection on the shapes set and hand-made
+folders, download_voc, bad input."""
 
 import re
 import shutil
@@ -216,7 +217,8 @@ def test_image_set_lines_with_flags(shapes_root, tmp_path):
 
 
 def test_download_voc_layout_without_network(tmp_path, monkeypatch):
-    """download_voc unpacks VOCdevkit/VOC2007 from both 2007 archives into root/VOC2007 (network faked)."""
+    """download_voc unpacks VOCdevkit/VOC2007 from both 2007 archives into root/VOC2007
+    (network faked)."""
     import torchvision.datasets.utils as tv_utils
 
     calls = []
@@ -258,7 +260,8 @@ def test_voc_reads_classes_txt(tmp_path):
     toy_set(tmp_path)
     ds = VOCDetection(tmp_path, [("toy", "train")])
     assert ds.classes == ("box", "ball") and ds[0][1][0, 4] == 1
-    # an explicit list wins; a class of the XML missing from it is one line naming the file and the object
+    # an explicit list wins; a class of the XML missing from it is one line naming the
+    # file and the object
     with pytest.raises(
         ValueError,
         match=r"a.xml: object 0 \('ball'\): class 'ball' is not in the class list \(box, cup\)",

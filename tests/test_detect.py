@@ -1,4 +1,5 @@
-"""ssdbook.detect: Detect (decode -> threshold -> top-k -> batched NMS) and the hand-written nms."""
+"""ssdbook.detect: Detect (decode -> threshold -> top-k -> batched NMS) and the
+hand-written nms."""
 
 import pytest
 import torch
@@ -102,7 +103,8 @@ def test_batched_equals_one_image_at_a_time(golden):
 
 
 def test_no_cross_class_suppression_far_outside_the_image():
-    # identical boxes in two classes, with coordinates far below -1 (torchvision's offset trick needs care)
+    # identical boxes in two classes, with coordinates far below -1 (torchvision's
+    # offset trick needs care)
     boxes = torch.tensor([[[-3.0, -3.0, -2.5, -2.5], [0.1, 0.1, 0.2, 0.2]]])
     conf = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.5, 0.5]]])
     out = Detect(3, 0, 5, 0.01, 0.45).detect_boxes(boxes, conf)
@@ -212,10 +214,12 @@ def test_noisy_oracle_shapes_probabilities_and_determinism(golden):
     }  # the best two: the two objects
 
 
-# ---------------------------------------------------------------- exact score ties, against a port of the reference
+# ---------------------------------------------------------------- exact score ties,
+# against a port of the reference
 def ref_nms(boxes, scores, overlap=0.5, top_k=200, stable=True):
-    """amdegroot/ssd.pytorch layers/box_utils.py `nms`, ported line by line; `stable=True` makes its
-    `scores.sort(0)` stable (torch's default sort scrambles runs of more than 16 equal values)."""
+    """amdegroot/ssd.pytorch layers/box_utils.py `nms`, ported line by line;
+    `stable=True` makes its `scores.sort(0)` stable (torch's default sort scrambles runs
+    of more than 16 equal values)."""
     keep = scores.new(scores.size(0)).zero_().long()
     if boxes.numel() == 0:
         return keep, 0
@@ -256,7 +260,8 @@ def ref_detect(
     nms_thresh=0.45,
     stable=True,
 ):
-    "amdegroot/ssd.pytorch layers/functions/detection.py `Detect.forward`, ported (one image, one class at a time)."
+    """amdegroot/ssd.pytorch layers/functions/detection.py `Detect.forward`, ported (one
+    image, one class at a time)."""
     num, num_priors = loc.size(0), priors.size(0)
     output = torch.zeros(num, num_classes, top_k, 5, dtype=conf.dtype)
     conf_preds = conf.view(num, num_priors, num_classes).transpose(2, 1)
@@ -318,7 +323,8 @@ def test_hand_nms_ties_like_the_reference():
     for top_k in (400, 50):
         keep, count = ref_nms(boxes, scores, 0.45, top_k)
         assert torch.equal(nms(boxes, scores, 0.45, top_k), keep[:count])
-    # on up to 16 equal values torch's (unstable) default sort keeps their order: there the literal
+    # on up to 16 equal values torch's (unstable) default sort keeps their order: there
+    # the literal
     # reference agrees with its stable version, i.e. with the rule "higher index first"
     small, ssc = boxes[:16], torch.ones(16)
     keep, count = ref_nms(small, ssc, 0.45, 200, stable=False)
@@ -326,7 +332,8 @@ def test_hand_nms_ties_like_the_reference():
     assert int(nms(small, ssc, 0.45)[0]) == 15
 
 
-# ---------------------------------------------------------------- predict and the model's default detector
+# ---------------------------------------------------------------- predict and the
+# model's default detector
 def test_predict_any_phase_restores_mode_and_clips():
     from ssdbook.detect import predict
     from ssdbook.model import build_ssd
@@ -348,7 +355,8 @@ def test_predict_any_phase_restores_mode_and_clips():
             d["boxes"].shape[1] == 4 and d["boxes"].min() >= 0 and d["boxes"].max() <= 1
         )
         assert (d["scores"][1:] <= d["scores"][:-1]).all() and d["labels"].max() < 3
-    # the test phase's forward is Detect (registered by importing ssdbook.detect) on the raw heads
+    # the test phase's forward is Detect (registered by importing ssdbook.detect) on the
+    # raw heads
     net.eval()
     test_net.eval()
     with torch.no_grad():

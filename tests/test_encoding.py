@@ -12,7 +12,8 @@ def priors(golden):
 
 
 def matched_boxes(case, priors):
-    """The truth each prior ends up with, found without ssdbook.matching (reference semantics, written out)."""
+    """The truth each prior ends up with, found without ssdbook.matching (reference
+    semantics, written out)."""
     truths = case["truths"]
     pp = torch.cat(
         [priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1
@@ -41,8 +42,10 @@ def test_encode_golden_loc_t_of_every_match_case(golden, priors):
 def test_decode_golden(golden, priors, i):
     case = golden["decode_nms_cases"][i]
     boxes = decode(case["loc"], priors, [0.1, 0.2])
-    # Bit for bit although decode calls exp, whose routine differs per CPU capability: .ci/run checks that the
-    # AVX512, AVX2 and scalar paths all return the reference's bits for these 2 x 8732 x 2 values.
+    # Bit for bit although decode calls exp, whose routine differs per CPU capability:
+    # .ci/run checks that the
+    # AVX512, AVX2 and scalar paths all return the reference's bits for these 2 x 8732 x
+    # 2 values.
     assert torch.equal(boxes, case["decoded_boxes"])
 
 

@@ -1,4 +1,5 @@
-"""ssdbook evaluation (Pascal VOC AP, vectorised) against a per-detection reference loop and pycocotools."""
+"""ssdbook evaluation (Pascal VOC AP, vectorised) against a per-detection reference loop
+and pycocotools."""
 
 import contextlib
 import io
@@ -17,7 +18,8 @@ from _devkit import devkit_voc_ap, devkit_voc_eval  # noqa: E402  the devkit's l
 
 
 def random_case(n_img=40, K=4, seed=0, overlapping=True, difficult=0.0):
-    "Random ground truth and noisy detections (duplicates, wrong classes, clutter); boxes in pixels."
+    """Random ground truth and noisy detections (duplicates, wrong classes, clutter);
+    boxes in pixels."""
     g = torch.Generator().manual_seed(seed)
     dets, annos = [], []
     for i in range(n_img):
@@ -67,19 +69,22 @@ def random_case(n_img=40, K=4, seed=0, overlapping=True, difficult=0.0):
     return dets, annos
 
 
-# ---------------------------------------------------------------- voc_ap on hand-made curves
+# ---------------------------------------------------------------- voc_ap on hand-made
+# curves
 def test_voc_ap_hand_cases():
     rec, prec = [0.5, 0.5, 1.0], [1.0, 0.5, 2 / 3]
     assert voc_ap(rec, prec, True) == pytest.approx((6 * 1.0 + 5 * 2 / 3) / 11)
     assert voc_ap(rec, prec, False) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
     assert voc_ap([0.25, 0.5, 0.75, 1.0], [1.0] * 4, True) == pytest.approx(1.0)
     assert voc_ap([0.25, 0.5, 0.75, 1.0], [1.0] * 4, False) == pytest.approx(1.0)
-    # half the objects found, all correct: 11-point counts t = 0..0.5 (6 of 11), area 0.5
+    # half the objects found, all correct: 11-point counts t = 0..0.5 (6 of 11), area
+    # 0.5
     assert voc_ap([0.5], [1.0], True) == pytest.approx(6 / 11)
     assert voc_ap([0.5], [1.0], False) == pytest.approx(0.5)
     assert voc_ap([0.5], [1.0], method="coco101") == pytest.approx(51 / 101)
     assert voc_ap([], [], True) == 0.0 and voc_ap([], [], False) == 0.0
-    # the devkit's thresholds come from np.arange: 0.30000000000000004 > 0.3, so recall 0.3 misses t=0.3
+    # the devkit's thresholds come from np.arange: 0.30000000000000004 > 0.3, so recall
+    # 0.3 misses t=0.3
     assert voc_ap([0.3], [1.0], True) == pytest.approx(3 / 11)
     with pytest.raises(ValueError):
         voc_ap([0.1], [1.0], method="nope")
@@ -97,7 +102,8 @@ def test_voc_ap_equals_devkit_on_random_curves(seed):
         )
 
 
-# ---------------------------------------------------------------- evaluate_detections against the loop
+# ---------------------------------------------------------------- evaluate_detections
+# against the loop
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("use07", [True, False])
 def test_equals_per_detection_reference(seed, use07):
@@ -111,8 +117,10 @@ def test_equals_per_detection_reference(seed, use07):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("seed", range(3))
 def test_ties_and_both_sort_paths_equal_reference(seed, dtype):
-    # coarse scores make many ties (they must keep the input order, as the devkit's stable sort does);
-    # float32-valued scores take the one-sort path, 0.1-multiples in float64 the two-sort path;
+    # coarse scores make many ties (they must keep the input order, as the devkit's
+    # stable sort does);
+    # float32-valued scores take the one-sort path, 0.1-multiples in float64 the
+    # two-sort path;
     # negative scores (logits) and -0.0 must sort like numbers too
     dets, annos = random_case(seed=seed, overlapping=True, difficult=0.2)
     for d in dets:
@@ -204,7 +212,8 @@ def _coco_ap50(dets, annos, K):
 @pytest.mark.parametrize("seed", range(3))
 def test_coco101_equals_pycocotools(seed):
     pytest.importorskip("pycocotools")
-    # gts of one image never overlap, so VOC's "best gt" and COCO's "best unmatched gt" rules coincide
+    # gts of one image never overlap, so VOC's "best gt" and COCO's "best unmatched gt"
+    # rules coincide
     dets, annos = random_case(n_img=60, seed=seed, overlapping=False)
     res = evaluate_detections(dets, annos, 4, method="coco101")
     np.testing.assert_allclose(res["ap"].numpy(), _coco_ap50(dets, annos, 4), atol=1e-4)
@@ -246,7 +255,8 @@ def test_difficult_and_duplicates_by_hand():
         res["precision"][0], torch.tensor([1.0, 0.5, 1 / 3], dtype=torch.float64)
     )
     assert res["ap"][0] == pytest.approx(1.0) and res["map"] == pytest.approx(1.0)
-    # the same picture without the difficult flag: the 0.95 detection is a TP, recall reaches 1 at rank 2
+    # the same picture without the difficult flag: the 0.95 detection is a TP, recall
+    # reaches 1 at rank 2
     annos[0]["difficult"] = torch.tensor([False, False])
     res = evaluate_detections(dets, annos, 1, use_07_metric=False)
     assert int(res["npos"][0]) == 2 and res["ap"][0] == pytest.approx(1.0)
@@ -264,7 +274,8 @@ def test_difficult_and_duplicates_by_hand():
 
 
 def test_best_gt_taken_means_false_positive_voc_rule():
-    # the second detection's best gt is already taken: FP, even though it overlaps another gt > 0.5
+    # the second detection's best gt is already taken: FP, even though it overlaps
+    # another gt > 0.5
     annos = [
         dict(
             boxes=torch.tensor([[0, 0, 10, 10], [0, 0, 10, 14.0]]),
@@ -371,7 +382,8 @@ def test_evaluate_model_and_save_detections(tmp_path):
     )
     assert out.stat().st_size > 0
 
-    # evaluate(): Detect's own defaults unless an option is given; detections and annotations come back
+    # evaluate(): Detect's own defaults unless an option is given; detections and
+    # annotations come back
     from ssdbook.evaluate import evaluate
 
     r2 = evaluate(net, ds, batch_size=3, num_workers=0)
@@ -442,9 +454,11 @@ def test_crowd_is_ignored_like_difficult_in_voc_methods():
     assert torch.equal(res["ap"].nan_to_num(-1), ref["ap"].nan_to_num(-1))
 
 
-# ---------------------------------------------------------------- method='coco' (pycocotools COCOeval)
+# ---------------------------------------------------------------- method='coco'
+# (pycocotools COCOeval)
 def _coco_direct(dets, annos, K):
-    "pycocotools' COCOeval called the usual way (COCO.loadRes), with default parameters; crowd from 'iscrowd'."
+    """pycocotools' COCOeval called the usual way (COCO.loadRes), with default
+    parameters; crowd from 'iscrowd'."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

@@ -1,11 +1,12 @@
-"""The explorer (chapters 10f, 10g): its core against the library's own functions, and the app
-driven in a real browser (headless Chromium through Playwright).
+"""The explorer (chapters 10f, 10g): its core against the library's own functions, and
+the app driven in a real browser (headless Chromium through Playwright).
 
-The browser test starts the app on a free loopback port, refuses every request that is not to
-it (the page must work offline), types a box, moves the IoU slider, clicks a kept box, checks
-each number shown against `match_batch`, `MultiBoxLoss` and `Detect`, and saves screenshots
-(into `$SSDBOOK_SCREENSHOTS` when set: the book's pictures are made that way). It is skipped,
-with the reason, only where /usr/bin/chromium or Playwright is missing.
+The browser test starts the app on a free loopback port, refuses every request that is
+not to it (the page must work offline), types a box, moves the IoU slider, clicks a kept
+box, checks each number shown against `match_batch`, `MultiBoxLoss` and `Detect`, and
+saves screenshots (into `$SSDBOOK_SCREENSHOTS` when set: the book's pictures are made
+that way). It is skipped, with the reason, only where /usr/bin/chromium or Playwright is
+missing.
 """
 
 from __future__ import annotations
@@ -258,7 +259,8 @@ def test_explorer_answers_without_a_browser():
     assert ex.detect(st, 0.01, 0.45, 200, 4, q)[3].startswith(f"prior **{q}**")
 
 
-# ------------------------------------------------------------------ the app in a browser
+# ------------------------------------------------------------------ the app in a
+# browser
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -276,7 +278,8 @@ def _numbers(text: str) -> dict:
 
 
 def _expected(det, image, rows, threshold):
-    "What the library says for these rows: N (match_batch), negatives and losses (MultiBoxLoss)."
+    """What the library says for these rows: N (match_batch), negatives and losses
+    (MultiBoxLoss)."""
     loc, conf, _ = network_outputs(det, image)
     target = parse_boxes(rows, image.shape[1:], conf.shape[-1], det.classes)
     # the network's own priors: voc when untrained, a checkpoint's own otherwise

@@ -1,5 +1,5 @@
-"""Chapter 10b: export to ONNX (run with onnxruntime) and TorchScript; outputs equal PyTorch's to 1e-4 on shapes
-test images, with and without NMS. Nothing is downloaded."""
+"""Chapter 10b: export to ONNX (run with onnxruntime) and TorchScript; outputs equal
+PyTorch's to 1e-4 on shapes test images, with and without NMS. Nothing is downloaded."""
 
 import json
 from pathlib import Path
@@ -135,7 +135,8 @@ def test_export_thresholds_are_validated(setup, tmp_path):
 
 
 def test_nms_graph_with_no_detection_above_the_threshold():
-    "A detector that finds nothing (an untrained focal-loss net: p(background) 0.99 everywhere) gives empty outputs."
+    """A detector that finds nothing (an untrained focal-loss net: p(background) 0.99
+    everywhere) gives empty outputs."""
     from ssdbook.export import ExportModel
     from ssdbook.train import build_model
 
@@ -146,9 +147,11 @@ def test_nms_graph_with_no_detection_above_the_threshold():
     assert all(len(o) == 0 for o in outputs)
 
 
-# ---------------------------------------------------------------- issue 21 items 1 and 14
+# ---------------------------------------------------------------- issue 21 items 1 and
+# 14
 def test_nms_boxes_are_clipped_to_the_image():
-    "Item 14: with --nms the kept boxes lie in [0, 1] (they used to reach -10.6 px past the border)."
+    """Item 14: with --nms the kept boxes lie in [0, 1] (they used to reach -10.6 px
+    past the border)."""
     from ssdbook.export import ExportModel
     from ssdbook.train import build_model
 
@@ -166,7 +169,8 @@ def test_nms_boxes_are_clipped_to_the_image():
 
 
 def test_export_never_replaces_its_checkpoint(tmp_path, capsys):
-    "Item 1: `export --checkpoint model.pt --format torchscript` (or --out = the checkpoint) keeps the checkpoint."
+    """Item 1: `export --checkpoint model.pt --format torchscript` (or --out = the
+    checkpoint) keeps the checkpoint."""
     from ssdbook.cli import main
     from test_inference import make_checkpoint
 

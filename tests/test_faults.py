@@ -1,6 +1,7 @@
-"""Issue 12, item 4: faults on purpose. SIGKILL a training subprocess at random moments (also in the middle of
-a checkpoint write), resume it, and compare with a run never killed; fill the disk during a checkpoint write.
-The full-size run (>= 25 kills) is `python benchmarks/fault_injection.py`."""
+"""Issue 12, item 4: faults on purpose. SIGKILL a training subprocess at random moments
+(also in the middle of a checkpoint write), resume it, and compare with a run never
+killed; fill the disk during a checkpoint write. The full-size run (>= 25 kills) is
+`python benchmarks/fault_injection.py`."""
 
 import errno
 import importlib.util
@@ -48,7 +49,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     ), r["summary"]
     assert r["checkpoints_lost"] == 0, r["events"]
     assert {e["mode"] for e in r["events"]} == {"anytime", "mid-write"}
-    # nothing of the killed writes is left once the run has finished (cleaned at the next start)
+    # nothing of the killed writes is left once the run has finished (cleaned at the
+    # next start)
     for run in tmp_path.glob("round*"):
         assert not [
             p.name for p in run.iterdir() if p.name.startswith(".") and ".tmp" in p.name
@@ -104,9 +106,10 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_and_resumes(
 
 
 def test_overwrite_and_concurrent_detect(tmp_path):
-    """Issue 21 items 2, 3 (21.7): training again into a finished run's folder is refused and touches nothing; with
-    overwrite only the new run's files are left; two detects into one folder and a detect killed half-way always
-    leave one complete result set."""
+    """Issue 21 items 2, 3 (21.7): training again into a finished run's folder is
+    refused and touches nothing; with overwrite only the new run's files are left; two
+    detects into one folder and a detect killed half-way always leave one complete
+    result set."""
     r = driver().main(
         [
             "--kills",

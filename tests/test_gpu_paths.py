@@ -1,5 +1,6 @@
-"""Every GPU code path of the training loop, run on the CPU (issue 13): autocast with the device's own type (bf16),
-the fp16 GradScaler's skip-on-inf step, a torch.compile'd mini step, channels_last, pinned-memory loaders."""
+"""Every GPU code path of the training loop, run on the CPU (issue 13): autocast with
+the device's own type (bf16), the fp16 GradScaler's skip-on-inf step, a torch.compile'd
+mini step, channels_last, pinned-memory loaders."""
 
 import time
 
@@ -30,7 +31,8 @@ def _params(net):
 
 
 def test_bf16_autocast_step_on_cpu():
-    "autocast(device_type='cpu', dtype=bfloat16): the convolutions run in bf16, the loss in fp32, and the step learns."
+    """autocast(device_type='cpu', dtype=bfloat16): the convolutions run in bf16, the
+    loss in fp32, and the step learns."""
     net, crit, opt, x = _setup()
     seen = []
     hook = net.loc[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
@@ -56,8 +58,9 @@ def test_bf16_autocast_step_on_cpu():
 
 
 def test_grad_scaler_skips_a_step_with_inf_gradients():
-    """The fp16 path: GradScaler scales the loss, and a step whose gradients overflowed is skipped (weights and
-    momentum untouched) while the scale is halved; the next clean step updates. On the CPU with an injected inf."""
+    """The fp16 path: GradScaler scales the loss, and a step whose gradients overflowed
+    is skipped (weights and momentum untouched) while the scale is halved; the next
+    clean step updates. On the CPU with an injected inf."""
     net, crit, opt, x = _setup()
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     assert scaler.is_enabled()
@@ -98,9 +101,10 @@ def test_channels_last_gives_the_same_step():
 
 
 def test_compiled_mini_step(capsys):
-    """One torch.compile'd training step of the mini SSD equals the eager step. Backend 'aot_eager' (Dynamo's graph
-    capture + AOTAutograd, what `compile=True` runs minus the code generation): inductor's C++ code generation of
-    this model took 558 s on this shared 2-core machine (measured), too long for a test; aot_eager took 47 s."""
+    """One torch.compile'd training step of the mini SSD equals the eager step. Backend
+    'aot_eager' (Dynamo's graph capture + AOTAutograd, what `compile=True` runs minus
+    the code generation): inductor's C++ code generation of this model took 558 s on
+    this shared 2-core machine (measured), too long for a test; aot_eager took 47 s."""
     if not hasattr(torch, "compile"):
         pytest.skip("this torch has no torch.compile")
     net, crit, opt, x = _setup()
@@ -122,7 +126,8 @@ def test_compiled_mini_step(capsys):
 
 
 def test_cuda_loader_pins_memory(tmp_path):
-    "On CUDA the loader hands out pinned batches, so the loop's .to(device, non_blocking=True) overlaps the copy."
+    """On CUDA the loader hands out pinned batches, so the loop's .to(device,
+    non_blocking=True) overlaps the copy."""
     from ssdbook.pipeline import CachedDataset
 
     class Two(torch.utils.data.Dataset):
@@ -142,7 +147,8 @@ def test_cuda_loader_pins_memory(tmp_path):
 
 
 def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
-    "The whole loop with amp='bf16' on the CPU: the GPU configuration of chapter 9d, end to end."
+    """The whole loop with amp='bf16' on the CPU: the GPU configuration of chapter 9d,
+    end to end."""
     from ssdbook.shapes import make_shapes_voc
     from ssdbook.train import train
 
@@ -171,7 +177,8 @@ def test_train_with_bf16_and_channels_last_on_cpu(tmp_path):
 
 
 def test_gpu_check_cpu_mode(capsys):
-    "benchmarks/gpu_check.py runs end to end in its CPU mode (tiny sizes) and its golden checks pass on the CPU."
+    """benchmarks/gpu_check.py runs end to end in its CPU mode (tiny sizes) and its
+    golden checks pass on the CPU."""
     import importlib.util
     from pathlib import Path
 

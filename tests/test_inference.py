@@ -1,4 +1,5 @@
-"""Chapter 10b: Detector (inputs of every kind, batching, pixels, thresholds, bad input), ap_by_size, detection_grid."""
+"""Chapter 10b: Detector (inputs of every kind, batching, pixels, thresholds, bad
+input), ap_by_size, detection_grid."""
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from ssdbook.shapes import make_shapes_voc
 
 
 def make_checkpoint(path, classes=SHAPES_CLASSES, seed=0):
-    "A mini SSD with random weights and sharpened class heads (distinct, confident scores), as a checkpoint."
+    """A mini SSD with random weights and sharpened class heads (distinct, confident
+    scores), as a checkpoint."""
     torch.manual_seed(seed)
     net = build_ssd("train", num_classes=len(classes) + 1, base="mini")
     with torch.no_grad():
@@ -44,7 +46,8 @@ def setup(tmp_path_factory):
 
 
 def manual(det, image):
-    "The pipeline written out for one image: BaseTransform, raw heads, Detect, fractions -> pixels."
+    """The pipeline written out for one image: BaseTransform, raw heads, Detect,
+    fractions -> pixels."""
     x = BaseTransform(300)(image)[0][None]
     with torch.no_grad():
         loc, conf, priors = det.net.raw(x)
@@ -140,7 +143,8 @@ def test_batched_equals_one_at_a_time_and_sizes_are_mixed(setup):
 
 
 def test_a_resized_image_gives_scaled_boxes(setup):
-    "The same picture at twice the size: the best detections come back at twice the coordinates."
+    """The same picture at twice the size: the best detections come back at twice the
+    coordinates."""
     _, _, files, det = setup
     img = read_image(files[1])
     big = torch.nn.functional.interpolate(
@@ -262,7 +266,8 @@ def test_detection_grid_writes_a_picture(setup, tmp_path):
     assert as_image(Image.open(p)).shape[0] == 3
 
 
-# ---------------------------------------------------------------- issue 21: items 13, 15, 17
+# ---------------------------------------------------------------- issue 21: items 13,
+# 15, 17
 @pytest.mark.parametrize("bs", [-1, 0, 2.5, True, "4"])
 def test_impossible_batch_size_is_refused(setup, bs):
     _, _, files, det = setup
@@ -272,7 +277,8 @@ def test_impossible_batch_size_is_refused(setup, bs):
 
 
 def test_one_corrupt_file_does_not_fail_a_folder(setup, tmp_path):
-    "Skip and report (`.skipped`, one warning), or raise with strict=True keeping the results made so far."
+    """Skip and report (`.skipped`, one warning), or raise with strict=True keeping the
+    results made so far."""
     _, _, files, det = setup
     for k, f in enumerate(files[:3]):
         (tmp_path / f"img{k}.jpg").write_bytes(f.read_bytes())
@@ -297,7 +303,8 @@ def test_one_corrupt_file_does_not_fail_a_folder(setup, tmp_path):
 
 
 def write_big_png(path, w, h):
-    "A 1-bit PNG of w x h black pixels written row by row (a few kB, whatever its size)."
+    """A 1-bit PNG of w x h black pixels written row by row (a few kB, whatever its
+    size)."""
     import struct
     import zlib
 
@@ -321,7 +328,8 @@ def write_big_png(path, w, h):
 
 
 def test_huge_png_is_refused_before_decoding(tmp_path):
-    "12000 x 12000 (144 Mpx): refused from the header, in a fresh process whose peak memory barely moves."
+    """12000 x 12000 (144 Mpx): refused from the header, in a fresh process whose peak
+    memory barely moves."""
     import subprocess
     import sys
 

@@ -1,7 +1,8 @@
-"""Every input read as its owner means it (issue 21, items 6, 7, 9, 10, 18, 19): phone photos with an EXIF
-orientation, 16-bit / float / transparent / palette / CMYK images, NaN boxes, sets without a single object, image
-ids with spaces, a classes.txt that is not UTF-8, and boxes slightly outside the image (same match and loss as
-the reference). Every image is built here; nothing is downloaded."""
+"""Every input read as its owner means it (issue 21, items 6, 7, 9, 10, 18, 19): phone
+photos with an EXIF orientation, 16-bit / float / transparent / palette / CMYK images,
+NaN boxes, sets without a single object, image ids with spaces, a classes.txt that is
+not UTF-8, and boxes slightly outside the image (same match and loss as the reference).
+Every image is built here; nothing is downloaded."""
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from voc_helpers import anno_xml, obj_xml
 
 # ------------------------------------------------------------------ helpers
 def _scene(w=60, h=40):
-    "An RGB image whose orientation is visible: a red block at the top left, a blue one at the bottom right."
+    """An RGB image whose orientation is visible: a red block at the top left, a blue
+    one at the bottom right."""
     a = np.full((h, w, 3), 200, np.uint8)
     a[: h // 4, : w // 4] = (255, 0, 0)
     a[-h // 4 :, -w // 4 :] = (0, 0, 255)
@@ -31,7 +33,8 @@ def _scene(w=60, h=40):
 
 
 def _phone_jpeg(path, orientation=6, w=60, h=40):
-    "A JPEG stored as `w x h` pixels with an EXIF orientation tag, as phones write portrait photos."
+    """A JPEG stored as `w x h` pixels with an EXIF orientation tag, as phones write
+    portrait photos."""
     img = _scene(w, h)
     exif = img.getexif()
     exif[0x0112] = orientation
@@ -40,8 +43,9 @@ def _phone_jpeg(path, orientation=6, w=60, h=40):
 
 
 def _voc_folder(root, images, boxes=None, classes=("box", "ball")):
-    """A VOC folder `root/VOCt` with split `train`: `images` maps id -> (PIL image or None, annotated (w, h),
-    objects). Objects are `(name, (x1, y1, x2, y2))` in VOC's 1-based pixels."""
+    """A VOC folder `root/VOCt` with split `train`: `images` maps id -> (PIL image or
+    None, annotated (w, h), objects). Objects are `(name, (x1, y1, x2, y2))` in VOC's
+    1-based pixels."""
     base = root / "VOCt"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -56,7 +60,8 @@ def _voc_folder(root, images, boxes=None, classes=("box", "ball")):
     return base
 
 
-# ------------------------------------------------------------------ item 6: EXIF orientation
+# ------------------------------------------------------------------ item 6: EXIF
+# orientation
 @pytest.mark.parametrize(
     "orientation, turn",
     [
@@ -123,7 +128,8 @@ def test_check_dataset_and_items_name_exif(tmp_path):
         read_item(base / "JPEGImages" / "sideways.jpg", anno, source="x.json")
 
 
-# ------------------------------------------------------------------ item 7: bit depths and modes
+# ------------------------------------------------------------------ item 7: bit depths
+# and modes
 def test_16_bit_and_float_images_are_scaled(tmp_path):
     ramp = np.linspace(0, 65535, 32 * 48).reshape(32, 48).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "deep.png")  # I;16 when read back
@@ -184,7 +190,8 @@ def test_alpha_palette_and_cmyk(tmp_path):
     )
 
 
-# ------------------------------------------------------------------ item 10: NaN and inf coordinates
+# ------------------------------------------------------------------ item 10: NaN and
+# inf coordinates
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
 def test_nan_coordinates_name_file_and_object(tmp_path, value):
     base = _voc_folder(
@@ -214,7 +221,8 @@ def test_infinite_size_is_a_problem_not_a_traceback(tmp_path):
     ]
 
 
-# ------------------------------------------------------------------ item 9: a set without a single object
+# ------------------------------------------------------------------ item 9: a set
+# without a single object
 def test_a_set_without_objects_is_an_error(tmp_path):
     _voc_folder(
         tmp_path, {"a": (_scene(), (60, 40), []), "b": (_scene(), (60, 40), [])}
@@ -257,7 +265,8 @@ def test_one_image_without_objects_is_fine_and_difficult_only_is_not(tmp_path):
     )
 
 
-# ------------------------------------------------------------------ item 18: ids with spaces, classes.txt encoding
+# ------------------------------------------------------------------ item 18: ids with
+# spaces, classes.txt encoding
 def test_image_ids_with_spaces(tmp_path):
     base = _voc_folder(
         tmp_path,
@@ -299,9 +308,11 @@ def test_classes_txt_that_is_not_utf8(tmp_path):
     assert read_classes(tmp_path / "bom.txt") == ("box", "ball")
 
 
-# ------------------------------------------------------------------ item 19: boxes slightly outside the image
+# ------------------------------------------------------------------ item 19: boxes
+# slightly outside the image
 def _reference_match(truths, labels, priors, threshold=0.5, variances=(0.1, 0.2)):
-    "ssd.pytorch's `match` + `encode` for one image, written out with torchvision's box_iou."
+    """ssd.pytorch's `match` + `encode` for one image, written out with torchvision's
+    box_iou."""
     from torchvision.ops import box_iou
 
     pf = torch.cat(
@@ -379,7 +390,8 @@ def test_slightly_outside_boxes_match_and_lose_as_in_the_reference():
 
 
 def test_draw_boxes_shows_a_pil_phone_photo_upright(tmp_path):
-    "Pictures: a PIL image handed to draw_boxes is drawn as a viewer shows it (EXIF orientation applied)."
+    """Pictures: a PIL image handed to draw_boxes is drawn as a viewer shows it (EXIF
+    orientation applied)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,7 +416,8 @@ def test_an_image_set_file_that_is_not_utf8(tmp_path):
 
 
 def test_exif_orientation_on_16_bit_and_rgba(tmp_path):
-    "The turn and the scaling compose: a 16-bit PNG and an RGBA PNG with an EXIF orientation are read upright."
+    """The turn and the scaling compose: a 16-bit PNG and an RGBA PNG with an EXIF
+    orientation are read upright."""
     deep = Image.fromarray((np.arange(40 * 60).reshape(40, 60) * 20).astype(np.uint16))
     exif = deep.getexif()
     exif[0x0112] = 6

@@ -1,4 +1,5 @@
-"""The MultiBox loss (chapter 7, ssdbook.loss) against the reference golden data, torchvision and edge cases."""
+"""The MultiBox loss (chapter 7, ssdbook.loss) against the reference golden data,
+torchvision and edge cases."""
 
 import functools
 
@@ -44,10 +45,14 @@ def _rel(a, b):
     return abs(float(a) / float(b) - 1.0)
 
 
-# The golden losses cannot be compared bit for bit: each is a float32 sum over B x 8732 priors, and the order of
-# that sum follows the CPU's vector width and thread split (and our code sums in another order than the
-# reference). Measured |ours / reference - 1|: <= 1.8e-7 (2 ulps) under AVX512, AVX2 and torch's scalar path.
-# A pairwise float32 sum of 10^5 terms is off by at most ~log2(10^5) eps = 1e-6; GOLDEN_REL allows that twice.
+# The golden losses cannot be compared bit for bit: each is a float32 sum over B x 8732
+# priors, and the order of
+# that sum follows the CPU's vector width and thread split (and our code sums in another
+# order than the
+# reference). Measured |ours / reference - 1|: <= 1.8e-7 (2 ulps) under AVX512, AVX2 and
+# torch's scalar path.
+# A pairwise float32 sum of 10^5 terms is off by at most ~log2(10^5) eps = 1e-6;
+# GOLDEN_REL allows that twice.
 # Everything discrete (conf_t, positives, the mined negatives) is compared exactly.
 GOLDEN_REL = 2e-6
 
@@ -140,7 +145,8 @@ def test_agrees_with_torchvision_on_tie_free_case(golden, criterion):
         (case["loc_data"], case["conf_data"], priors), case["targets"]
     )
     assert _rel(loss_l, tv_l) < 1e-4 and _rel(loss_c, tv_c) < 1e-4
-    # and with an empty image in the batch (torchvision: no positives, no negatives for it)
+    # and with an empty image in the batch (torchvision: no positives, no negatives for
+    # it)
     targets = case["targets"][:3] + [torch.zeros(0, 5)]
     tv_l, tv_c = _torchvision_loss(case["loc_data"], case["conf_data"], priors, targets)
     loss_l, loss_c = criterion((case["loc_data"], case["conf_data"], priors), targets)
@@ -224,7 +230,8 @@ def test_mining_count_and_reexport(priors, criterion):
 
 
 def test_ranking_equals_prior_conf_loss_ranking(priors):
-    # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 6 by prior_conf_loss: the same masks
+    # the loss ranks negatives by -log_softmax(conf)[..., 0]; chapter 6 by
+    # prior_conf_loss: the same masks
     from ssdbook.mining import prior_conf_loss
 
     for seed in range(3):
@@ -237,7 +244,8 @@ def test_ranking_equals_prior_conf_loss_ranking(priors):
 
 
 def test_criterion_equals_multibox_loss_on_full_targets(priors, criterion):
-    # MultiBoxLoss encodes loc_t only on the positives; the losses and gradients are the same
+    # MultiBoxLoss encodes loc_t only on the positives; the losses and gradients are the
+    # same
     loc, conf, targets = _batch(seed=4)
     loc_t, conf_t = match_batch(targets, priors)
     loc.requires_grad_(True)
@@ -397,12 +405,14 @@ def test_cuda_matches_cpu(priors, criterion):
     )
     assert l_gpu.device.type == "cuda"
     assert _rel(l_cpu, l_gpu.cpu()) < 1e-5 and _rel(c_cpu, c_gpu.cpu()) < 1e-5
-    # priors left on the CPU (use_gpu is ignored): the loss follows the predictions' device
+    # priors left on the CPU (use_gpu is ignored): the loss follows the predictions'
+    # device
     l2, c2 = criterion((loc.cuda(), conf.cuda(), priors), [t.cuda() for t in targets])
     assert _rel(l2.cpu(), l_cpu) < 1e-5
 
 
-# --- the options: focal loss instead of mining, and matching without the forced best-prior match ---
+# --- the options: focal loss instead of mining, and matching without the forced
+# best-prior match ---
 
 
 def test_focal_loss_equals_the_direct_formula():

@@ -1,4 +1,5 @@
-"""ssdbook.matching against the reference golden data (amdegroot/ssd.pytorch) and torchvision."""
+"""ssdbook.matching against the reference golden data (amdegroot/ssd.pytorch) and
+torchvision."""
 
 import pytest
 import torch
@@ -106,7 +107,8 @@ def test_jaccard_batched_equals_per_image(priors):
 
 
 def test_max_returns_first_occurrence():
-    """The tie rule the golden data relies on: torch.max(dim) and argmax pick the lowest index."""
+    """The tie rule the golden data relies on: torch.max(dim) and argmax pick the lowest
+    index."""
     x = torch.tensor([[0.3, 0.7, 0.7, 0.1, 0.7], [0.2, 0.2, 0.2, 0.2, 0.2]])
     assert x.max(1).indices.tolist() == [1, 0]
     assert x.argmax(1).tolist() == [1, 0]
@@ -117,7 +119,8 @@ def test_max_returns_first_occurrence():
     )
 
 
-# ---------------------------------------------------------------- the golden match cases
+# ---------------------------------------------------------------- the golden match
+# cases
 @pytest.mark.parametrize("i", range(N_CASES))
 def test_match_golden_exact(golden, priors, i):
     case = golden["match_cases"][i]
@@ -176,7 +179,8 @@ def test_loss_cases_targets(golden, priors, i):
 
 
 def test_jaccard_leading_dims_on_both_sides(priors):
-    # box_b with its own batch dimension broadcasts too: (4, 3, 4) against (4, 50, 4) -> (4, 3, 50)
+    # box_b with its own batch dimension broadcasts too: (4, 3, 4) against (4, 50, 4) ->
+    # (4, 3, 50)
     g = torch.Generator().manual_seed(1)
     xy = torch.rand(4, 3, 2, generator=g) * 0.6
     truths = torch.cat([xy, xy + 0.05 + torch.rand(4, 3, 2, generator=g) * 0.35], -1)
@@ -219,7 +223,8 @@ def test_batched_equals_loop(priors, seed, batch, max_obj, tiny, threshold):
     assert torch.equal(loc_b, loc_l)
 
 
-# ---------------------------------------------------------------- empty images and bad input
+# ---------------------------------------------------------------- empty images and bad
+# input
 def test_empty_image_is_background(priors):
     one = torch.tensor([[0.1, 0.2, 0.5, 0.6, 4.0]])
     loc_t, conf_t = match_batch([torch.zeros(0, 5), one, torch.zeros(0, 5)], priors)
@@ -315,7 +320,8 @@ def test_match_batch_cuda_equals_cpu(golden, priors):
     torch.testing.assert_close(loc_g.cpu(), loc_c, atol=1e-5, rtol=1e-5)
 
 
-# ---------------------------------------------------------------- options used by the loss
+# ---------------------------------------------------------------- options used by the
+# loss
 @pytest.mark.parametrize("i", range(5))
 def test_positives_only_equals_full_on_positives(golden, priors, i):
     targets = golden["loss_cases"][i]["targets"] + [

@@ -1,4 +1,5 @@
-"""Hard negative mining (chapter 6, ssdbook.mining) against the reference and its edge cases."""
+"""Hard negative mining (chapter 6, ssdbook.mining) against the reference and its edge
+cases."""
 
 import pytest
 import torch
@@ -35,14 +36,16 @@ def test_count_is_three_per_positive_and_disjoint():
     assert neg.dtype == torch.bool and neg.shape == pos.shape
     assert torch.equal(neg.sum(1), 3 * pos.sum(1))
     assert not (neg & pos).any()
-    # the mined negatives are the hardest: each one's loss >= every unmined negative's loss
+    # the mined negatives are the hardest: each one's loss >= every unmined negative's
+    # loss
     for b in range(pos.shape[0]):
         if neg[b].any():
             assert ce[b][neg[b]].min() >= ce[b][~neg[b] & ~pos[b]].max()
 
 
 def test_count_clamped_to_number_of_negatives():
-    # 200 positives of 500 priors: 3*200 = 600 > 300 negatives -> all 300 negatives, none of the positives
+    # 200 positives of 500 priors: 3*200 = 600 > 300 negatives -> all 300 negatives,
+    # none of the positives
     conf, conf_t = _random_case(B=1, P=500, npos=(200,))
     pos = conf_t > 0
     neg = hard_negative_mining(prior_conf_loss(conf, conf_t), pos, 3)

@@ -1,4 +1,5 @@
-"""ssdbook.model: SSD300/SSD512 on VGG16 (the reference layout), the mini base, the VGG16 conversion."""
+"""ssdbook.model: SSD300/SSD512 on VGG16 (the reference layout), the mini base, the
+VGG16 conversion."""
 
 import pytest
 import torch
@@ -120,7 +121,8 @@ def test_ssd512():
 
 
 def test_head_output_order_matches_priors(mini):
-    "Prediction i comes from cell (i, j) and box a of the map that owns prior i: (B, A*4, H, W) -> (B, H*W*A, 4)."
+    """Prediction i comes from cell (i, j) and box a of the map that owns prior i: (B,
+    A*4, H, W) -> (B, H*W*A, 4)."""
     x = torch.randn(2, 3, 300, 300)
     with torch.no_grad():
         sources = mini.features(x)
@@ -210,7 +212,8 @@ def test_bad_arguments():
 
 
 def test_classes_do_not_change_priors():
-    "Unlike the reference, the priors follow `cfg` (default voc), not num_classes; coco on request."
+    """Unlike the reference, the priors follow `cfg` (default voc), not num_classes;
+    coco on request."""
     net = build_ssd('train', base='mini', num_classes=7)
     assert torch.equal(net.priors, PriorBox(voc).forward())
     net = build_ssd('train', base='mini', num_classes=81, cfg=coco)
@@ -223,7 +226,8 @@ def test_types(mini, vgg300):
 
 
 def test_test_phase_works_on_first_call_with_no_other_import():
-    "Issue 21.5: `build_ssd('test')` from `ssdbook.model` alone finds chapter 10's Detect."
+    """Issue 21.5: `build_ssd('test')` from `ssdbook.model` alone finds chapter 10's
+    Detect."""
     import subprocess, sys
 
     code = (

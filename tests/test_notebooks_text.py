@@ -1,9 +1,11 @@
-"""Notebooks as text without loss: every chapter goes to jupytext's percent format and back unchanged.
+"""Notebooks as text without loss: every chapter goes to jupytext's percent format and
+back unchanged.
 
-The edit loop of DEVELOPING.md is `jupytext --to py:percent nbs/X.ipynb -o /tmp/X.py`, edit, then
-`jupytext --update --to ipynb /tmp/X.py -o nbs/X.ipynb`. The text alone must carry every cell boundary,
-cell type, source and cell tag (the hide-input folds, remove-cell glue cells); `--update` restores
-the outputs, execution counts and the rest of the metadata from the notebook. Both are checked here.
+The edit loop of DEVELOPING.md is `jupytext --to py:percent nbs/X.ipynb -o /tmp/X.py`,
+edit, then `jupytext --update --to ipynb /tmp/X.py -o nbs/X.ipynb`. The text alone must
+carry every cell boundary, cell type, source and cell tag (the hide-input folds,
+remove-cell glue cells); `--update` restores the outputs, execution counts and the rest
+of the metadata from the notebook. Both are checked here.
 """
 
 import json
@@ -17,7 +19,8 @@ from jupytext.combine import combine_inputs_with_outputs
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(ROOT.glob("nbs/*.ipynb"))
 FMT = "py:percent"
-# metadata jupytext leaves out of the text on purpose (the notebook keeps it, `--update` restores it)
+# metadata jupytext leaves out of the text on purpose (the notebook keeps it, `--update`
+# restores it)
 TEXT_FILTERED = {
     "execution",
     "ExecuteTime",

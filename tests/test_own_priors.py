@@ -1,9 +1,11 @@
-"""Issue 20.3: a trained network's outputs are decoded with its own priors, everywhere, by construction.
+"""Issue 20.3: a trained network's outputs are decoded with its own priors, everywhere,
+by construction.
 
-A checkpoint trained with `priors='shapes'` (chapter 2's designed layout: 7942 of its 8732 priors differ
-from `voc`'s) goes through every library path that decodes: `load_model`, `predict`, the `'test'` phase,
-`evaluate_model` and `Detector`. Each must give what decoding with the shapes priors gives, and differ from
-decoding with `voc`'s."""
+A checkpoint trained with `priors='shapes'` (chapter 2's designed layout: 7942 of its
+8732 priors differ from `voc`'s) goes through every library path that decodes:
+`load_model`, `predict`, the `'test'` phase, `evaluate_model` and `Detector`. Each must
+give what decoding with the shapes priors gives, and differ from decoding with `voc`'s.
+"""
 
 import pytest
 import torch
@@ -47,7 +49,8 @@ def shapes_ckpt(tmp_path_factory):
 
 
 def decoded(net, images, priors, clip=True):
-    "The pipeline written out with the given priors: raw heads, softmax, Detect, to_list."
+    """The pipeline written out with the given priors: raw heads, softmax, Detect,
+    to_list."""
     with torch.no_grad():
         loc, conf, _ = net.raw(images)
         out = Detect(C)(loc, conf.softmax(-1), priors)

@@ -1,4 +1,5 @@
-"""The package's front door (issue 21.5): `import ssdbook` is light and gives the public API lazily."""
+"""The package's front door (issue 21.5): `import ssdbook` is light and gives the public
+API lazily."""
 
 import subprocess
 import sys

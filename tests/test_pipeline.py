@@ -1,4 +1,5 @@
-"""Chapter 9a: the input pipeline (ssdbook.pipeline): a resumable stream, cached images, loaders."""
+"""Chapter 9a: the input pipeline (ssdbook.pipeline): a resumable stream, cached images,
+loaders."""
 
 import pytest
 import torch

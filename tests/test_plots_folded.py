@@ -1,7 +1,8 @@
-"""Plotting code is folded (issue 20): a code cell that draws (the rule of tools/screenshot_book.py: `plt.`,
-`fig.`, `ax.`/`axes.`, `show_batch(`, `draw_boxes(`, `.imshow(` outside strings, or an image in its output) and
-that does not define exported code carries the tag `hide-input` (or `remove-input`/`remove-cell`, or
-`#| code-fold: true`), so the page shows the picture and folds the code that draws it."""
+"""Plotting code is folded (issue 20): a code cell that draws (the rule of
+tools/screenshot_book.py: `plt.`, `fig.`, `ax.`/`axes.`, `show_batch(`, `draw_boxes(`,
+`.imshow(` outside strings, or an image in its output) and that does not define exported
+code carries the tag `hide-input` (or `remove-input`/`remove-cell`, or `#| code-fold:
+true`), so the page shows the picture and folds the code that draws it."""
 
 import json
 import re

@@ -1,8 +1,9 @@
-"""Chapter 3a (issue 21.6): torchvision's ssd300_vgg16 converted into build_ssd(base='vgg16'), proved offline.
+"""Chapter 3a (issue 21.6): torchvision's ssd300_vgg16 converted into
+build_ssd(base='vgg16'), proved offline.
 
-torchvision's model with random weights (never a download) and ours after `load_torchvision_ssd300` see the
-same 300 x 300 image; torchvision's own post-processing and chapter 10's `Detect` give the same boxes and
-scores."""
+torchvision's model with random weights (never a download) and ours after
+`load_torchvision_ssd300` see the same 300 x 300 image; torchvision's own
+post-processing and chapter 10's `Detect` give the same boxes and scores."""
 
 import pytest
 import torch

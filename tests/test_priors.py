@@ -1,4 +1,5 @@
-"""ssdbook.priors: the default boxes, against the reference's golden priors; explicit layouts (the designed priors)."""
+"""ssdbook.priors: the default boxes, against the reference's golden priors; explicit
+layouts (the designed priors)."""
 
 import math
 from itertools import product
@@ -24,7 +25,8 @@ from ssdbook.priors import (
 
 
 def reference_loop(cfg):
-    "The reference's PriorBox.forward, written as its triple loop in Python doubles (before clipping)."
+    """The reference's PriorBox.forward, written as its triple loop in Python doubles
+    (before clipping)."""
     mean = []
     size = cfg['min_dim']
     for k, f in enumerate(cfg['feature_maps']):

@@ -1,5 +1,6 @@
-"""No typed measurement in prose (issue 20.2): a number a run produced reaches the markdown only through
-MyST-NB's glue, so it changes when the run changes. `python tools/prose_numbers.py` lists the offenders."""
+"""No typed measurement in prose (issue 20.2): a number a run produced reaches the
+markdown only through MyST-NB's glue, so it changes when the run changes. `python
+tools/prose_numbers.py` lists the offenders."""
 
 import sys
 from pathlib import Path

@@ -1,5 +1,6 @@
-"""The real-photo set of tests/real_photos.py (issue 21's end-to-end data) reads cleanly through every reader:
-phone photos upright, the 16-bit PNG scaled, VOC and COCO (category ids 11, 3, 7) giving the same targets."""
+"""The real-photo set of tests/real_photos.py (issue 21's end-to-end data) reads cleanly
+through every reader: phone photos upright, the 16-bit PNG scaled, VOC and COCO
+(category ids 11, 3, 7) giving the same targets."""
 
 import pytest
 import torch

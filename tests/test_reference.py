@@ -1,4 +1,5 @@
-"""The slimmed golden data shipped in the package is the reference's full file, bit for bit."""
+"""The slimmed golden data shipped in the package is the reference's full file, bit for
+bit."""
 
 import os
 from pathlib import Path
@@ -47,7 +48,8 @@ def test_slim_file_is_small_and_ships_in_the_package():
 
 
 def test_rebuilding_calls_no_torch_rng_or_softmax(monkeypatch):
-    """The inputs come from integers and IEEE-exact arithmetic, never from CPU-dependent torch kernels."""
+    """The inputs come from integers and IEEE-exact arithmetic, never from CPU-dependent
+    torch kernels."""
 
     def refuse(*args, **kwargs):
         raise AssertionError(
@@ -61,7 +63,8 @@ def test_rebuilding_calls_no_torch_rng_or_softmax(monkeypatch):
 
 
 def test_portable_elementary_functions_are_accurate():
-    """log, sin, cos and exp from + - * / agree with the platform's libm to ~1 float64 ulp."""
+    """log, sin, cos and exp from + - * / agree with the platform's libm to ~1 float64
+    ulp."""
     import math
 
     import numpy as np

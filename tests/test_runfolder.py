@@ -1,4 +1,5 @@
-"""Chapter 9c: the run folder (ssdbook.runfolder): one run per folder (RunLock), a log that survives kills."""
+"""Chapter 9c: the run folder (ssdbook.runfolder): one run per folder (RunLock), a log
+that survives kills."""
 
 import errno
 import json
@@ -128,7 +129,8 @@ def test_log_rows_torn_rows_and_truncation(tmp_path):
         path, dict(rows[0], iteration=5)
     )  # the torn row is closed off, then skipped
     assert [r["iteration"] for r in read_log(path)] == [1, 2, 3, 5]
-    # resume at 2: rows after 2 dropped, then the resumed run appends 3: never a duplicate
+    # resume at 2: rows after 2 dropped, then the resumed run appends 3: never a
+    # duplicate
     assert [r["iteration"] for r in truncate_log(path, 2)] == [1, 2]
     append_log_row(path, rows[2])
     lines = path.read_text().splitlines()
@@ -165,7 +167,8 @@ def test_run_lock_without_flock_warns_and_runs(tmp_path, monkeypatch, caplog):
 
 # ---------------------------------------------------------------- issue 21
 def test_a_column_added_by_hand_never_loses_rows(tmp_path, caplog):
-    "Item 4: a hand-added column, then a resume: the rows stay (a backup keeps the whole file), one warning."
+    """Item 4: a hand-added column, then a resume: the rows stay (a backup keeps the
+    whole file), one warning."""
     path = tmp_path / "log.csv"
     for i in range(1, 21):
         append_log_row(
@@ -196,7 +199,8 @@ def test_a_column_added_by_hand_never_loses_rows(tmp_path, caplog):
 
 
 def test_prepare_out_refuses_or_replaces_only_the_run(tmp_path):
-    "Item 2: a folder holding a run: a one-line error naming the three ways out; overwrite removes only run files."
+    """Item 2: a folder holding a run: a one-line error naming the three ways out;
+    overwrite removes only run files."""
     import torch
     from ssdbook.runfolder import prepare_out
 
@@ -225,7 +229,8 @@ def test_prepare_out_refuses_or_replaces_only_the_run(tmp_path):
 
 
 def test_result_folder_is_all_or_nothing_and_locked(tmp_path):
-    "Item 3: results replace the previous ones complete or not at all; a second command is refused meanwhile."
+    """Item 3: results replace the previous ones complete or not at all; a second
+    command is refused meanwhile."""
     from ssdbook.runfolder import ResultFolder
 
     out = tmp_path / "det"

@@ -1,4 +1,5 @@
-"""Tests of ssdbook.shapes (chapter 1c): the walkthrough batch and the shapes set on disk."""
+"""Tests of ssdbook.shapes (chapter 1c): the walkthrough batch and the shapes set on
+disk."""
 
 import os
 
@@ -41,7 +42,8 @@ def test_walkthrough_batch_is_deterministic():
     assert torch.equal(walkthrough_batch(n=4)[0], a[:4])
 
 
-# ---------------------------------------------------------------- the shapes set on disk
+# ---------------------------------------------------------------- the shapes set on
+# disk
 import json
 import subprocess
 import sys
@@ -232,8 +234,9 @@ print(p)
 
 @pytest.mark.parametrize("seeds", [(0, 1), (2, 2)])
 def test_concurrent_generation_in_two_processes(tmp_path, seeds):
-    """Two processes generate at the same time: different seeds both finish; the same seed ends with one
-    intact folder that both use; no temporary folder is left behind."""
+    """Two processes generate at the same time: different seeds both finish; the same
+    seed ends with one intact folder that both use; no temporary folder is left behind.
+    """
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _GENERATE, str(tmp_path), str(s)],
@@ -254,7 +257,8 @@ def test_concurrent_generation_in_two_processes(tmp_path, seeds):
 
 
 def test_objects_whose_boxes_touch_differ_in_colour(monkeypatch):
-    "Version 4's contrast rule: no object is drawn over a touching one of nearly the same colour (it would hide)."
+    """Version 4's contrast rule: no object is drawn over a touching one of nearly the
+    same colour (it would hide)."""
     import numpy as np
     import ssdbook.shapes as S
 
@@ -278,7 +282,8 @@ def test_objects_whose_boxes_touch_differ_in_colour(monkeypatch):
 
 
 def test_contrast_rule_keeps_boxes_labels_and_other_pixels():
-    "The rule makes no random draws: with it off (version 3) the boxes are the same and only re-coloured objects differ."
+    """The rule makes no random draws: with it off (version 3) the boxes are the same
+    and only re-coloured objects differ."""
     import numpy as np
     import ssdbook.shapes as S
 

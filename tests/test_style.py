@@ -1,8 +1,10 @@
-"""Readable at the book's width: the code is formatted by ruff (line length 88, pyproject.toml [tool.ruff])
-in the chapters, the package, the tools, the benchmarks and the tests, and passes a minimal lint selection.
+"""Readable at the book's width: the code is formatted by ruff (line length 88,
+pyproject.toml [tool.ruff]) in the chapters, the package, the tools, the benchmarks and
+the tests, and passes a minimal lint selection.
 
-Fix: `ruff format nbs ssdbook tools benchmarks tests`, then `make export` (nbdev_export writes the
-modules from the notebooks, long `__all__` lines included, and `make export` formats them after it).
+Fix: `ruff format nbs ssdbook tools benchmarks tests`, then `make export` (nbdev_export
+writes the modules from the notebooks, long `__all__` lines included, and `make export`
+formats them after it).
 """
 
 import re

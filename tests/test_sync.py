@@ -1,5 +1,6 @@
-"""The notebooks are the source: exporting them must reproduce the committed package exactly (up to
-`ruff format`, which `make export` runs after nbdev_export: see tests/test_style.py)."""
+"""The notebooks are the source: exporting them must reproduce the committed package
+exactly (up to `ruff format`, which `make export` runs after nbdev_export: see
+tests/test_style.py)."""
 
 import filecmp
 import shutil

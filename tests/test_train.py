@@ -1,4 +1,5 @@
-"""Chapter 9d: the training loop (ssdbook.train). Tiny budgets: a few iterations of the mini base at B=2."""
+"""Chapter 9d: the training loop (ssdbook.train). Tiny budgets: a few iterations of the
+mini base at B=2."""
 
 import os
 import subprocess
@@ -41,7 +42,8 @@ def tiny(root, out, **kw):
 
 
 def test_reexports_for_readers():
-    "ssdbook.train keeps the names readers and tests import from it (now defined in config/pipeline/checkpoint)."
+    """ssdbook.train keeps the names readers and tests import from it (now defined in
+    config/pipeline/checkpoint)."""
     import ssdbook.train as t
 
     for name in (
@@ -95,7 +97,8 @@ def _same_state(a, b):
 
 @pytest.mark.parametrize("path", ["cache+light", "ssd"])
 def test_resume_gives_the_same_weights(shapes, tmp_path, path):
-    "2 iterations straight == 1 iteration, stop, resume, 1 more: bit-identical weights and optimiser state."
+    """2 iterations straight == 1 iteration, stop, resume, 1 more: bit-identical weights
+    and optimiser state."""
     kw = (
         dict(cache=True, augment="light")
         if path == "cache+light"
@@ -130,8 +133,9 @@ def test_resume_gives_the_same_weights(shapes, tmp_path, path):
 
 
 def test_extending_iterations_keeps_learning(shapes, tmp_path):
-    """Issue 12: a 30-iteration cosine run resumed with iterations=45 trains 31-45 at lr > 0 (the schedule is rebuilt
-    from the new config, not restored from the old one), the weights change, and the checkpoint records it."""
+    """Issue 12: a 30-iteration cosine run resumed with iterations=45 trains 31-45 at lr
+    > 0 (the schedule is rebuilt from the new config, not restored from the old one),
+    the weights change, and the checkpoint records it."""
     kw = dict(log_every=5, checkpoint_every=15, warmup=5)
     first = train(tiny(shapes, tmp_path / "r", iterations=30, **kw))
     first_cfg_lr = tiny(shapes, tmp_path / "r").lr
@@ -193,9 +197,10 @@ def test_nonfinite_loss_stops_naming_the_iteration(shapes, tmp_path):
 
 
 def test_nan_watch_checks_late_but_never_checkpoints_nan(shapes, tmp_path):
-    """The finiteness is looked at every check_every steps (no host sync per step) and before every checkpoint:
-    a NaN at iteration 3 of 8 with checkpoints at 2, 4, ... stops at the check of iteration 4, names iteration 3,
-    and the newest checkpoint is the clean one of iteration 2."""
+    """The finiteness is looked at every check_every steps (no host sync per step) and
+    before every checkpoint: a NaN at iteration 3 of 8 with checkpoints at 2, 4, ...
+    stops at the check of iteration 4, names iteration 3, and the newest checkpoint is
+    the clean one of iteration 2."""
     from ssdbook.loss import MultiBoxLoss
 
     crit = NaNAt(MultiBoxLoss(7), 3)
@@ -289,7 +294,8 @@ def test_ddp_two_processes_gloo(shapes, tmp_path):
 
 
 def test_shapes_priors_and_focal_loss_travel_with_the_checkpoint(shapes, tmp_path):
-    "priors='shapes', focal_gamma=2: the net, the loss and the checkpoint follow; load_model and Detector rebuild them."
+    """priors='shapes', focal_gamma=2: the net, the loss and the checkpoint follow;
+    load_model and Detector rebuild them."""
     from ssdbook.checkpoint import load_model
     from ssdbook.inference import Detector
     from ssdbook.priors import CONFIGS, PriorBox
@@ -345,9 +351,11 @@ def test_build_model_and_criterion_follow_the_config(shapes, tmp_path):
     assert run.criterion.focal_gamma == 1.5 and run.net.cfg["name"] == "VOC"
 
 
-# ---------------------------------------------------------------- issue 21: run folders, signals, batch sizes
+# ---------------------------------------------------------------- issue 21: run
+# folders, signals, batch sizes
 def test_a_folder_holding_a_run_needs_resume_or_overwrite(shapes, tmp_path):
-    "Item 2: train into a finished run's folder without resume: refused (one line), nothing touched."
+    """Item 2: train into a finished run's folder without resume: refused (one line),
+    nothing touched."""
     out = tmp_path / "run"
     train(tiny(shapes, out, iterations=4))
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -383,7 +391,8 @@ def test_warmup_as_long_as_the_run_warns(shapes, tmp_path):
 def test_impossible_batch_sizes_are_refused_before_anything_is_allocated(
     shapes, tmp_path
 ):
-    "Item 15: a batch larger than the data set, or one that cannot fit the memory: one line, at once."
+    """Item 15: a batch larger than the data set, or one that cannot fit the memory: one
+    line, at once."""
     with pytest.raises(
         ValueError, match=r"--batch-size 100000 is larger than the 10 training images"
     ):
@@ -422,7 +431,8 @@ except TrainingInterrupted as e:
 def test_sigterm_saves_a_checkpoint_of_the_current_step_and_releases_the_lock(
     shapes, tmp_path
 ):
-    "Item 17: SIGTERM during training: the step finishes, a checkpoint of it is written, the lock goes."
+    """Item 17: SIGTERM during training: the step finishes, a checkpoint of it is
+    written, the lock goes."""
     import signal
 
     out = tmp_path / "term"

@@ -1,4 +1,5 @@
-"""Shared by tests/test_data.py, test_voc.py and test_dataset.py: a small shapes set and hand-made VOC folders."""
+"""Shared by tests/test_data.py, test_voc.py and test_dataset.py: a small shapes set and
+hand-made VOC folders."""
 
 import re
 import shutil

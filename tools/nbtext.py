@@ -1,6 +1,8 @@
-"""Kept for old commands only: `python tools/nbtext.py run nbs/X.ipynb` = `python tools/run_book.py nbs/X.ipynb`.
+"""Kept for old commands only: `python tools/nbtext.py run nbs/X.ipynb` = `python
+tools/run_book.py nbs/X.ipynb`.
 
-Notebooks as text are jupytext's job now (lossless: cell boundaries, tags and metadata survive):
+Notebooks as text are jupytext's job now (lossless: cell boundaries, tags and metadata
+survive):
 
     jupytext --to py:percent nbs/X.ipynb -o /tmp/X.py              # notebook -> text
     jupytext --update --to ipynb /tmp/X.py -o nbs/X.ipynb          # text -> notebook, outputs kept

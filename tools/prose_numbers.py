@@ -1,23 +1,27 @@
-"""No typed measurement in prose: list the numbers in the book's markdown that look measured and are not glued.
+"""No typed measurement in prose: list the numbers in the book's markdown that look
+measured and are not glued.
 
     python tools/prose_numbers.py                 # every page: one line per offender, a count per page
     python tools/prose_numbers.py nbs/07_loss.ipynb --summary
 
-A measured number (mAP, AP, a time, a speed ratio, a share, a count that a run produced) belongs in the
-prose only through MyST-NB's glue: `glue("name", value, display=False)` in a code cell, then
-{glue:text}`name:.3f` in the markdown; it then changes when the run changes. This scanner reads every
-markdown cell of every notebook in `_toc.yml` (and the markdown appendices) and flags, outside code
-(fenced or inline), maths ($...$) and glue roles:
+A measured number (mAP, AP, a time, a speed ratio, a share, a count that a run produced)
+belongs in the prose only through MyST-NB's glue: `glue("name", value, display=False)`
+in a code cell, then {glue:text}`name:.3f` in the markdown; it then changes when the run
+changes. This scanner reads every markdown cell of every notebook in `_toc.yml` (and the
+markdown appendices) and flags, outside code (fenced or inline), maths ($...$) and glue
+roles:
 
-* decimals (`0.963`, `1.7`), except section/equation/table/version numbers (`section 2.2`, `eq. 4`) and
-  the terms of a written-out derivation (`9.5/9.375 = 1.013`);
-* times (`445 s`, `4.8 ms`, `11 min`), percentages (`67 %`), ratios (`2.7×`, `3x faster`);
-* counts next to words a run counts: objects, detections, positives, negatives, boxes, duplicates.
+* decimals (`0.963`, `1.7`), except section/equation/table/version numbers (`section
+  2.2`, `eq. 4`) and the terms of a written-out derivation (`9.5/9.375 = 1.013`);
+* times (`445 s`, `4.8 ms`, `11 min`), percentages (`67 %`), ratios (`2.7×`, `3x
+  faster`);
+* counts next to words a run counts: objects, detections, positives, negatives, boxes,
+  duplicates.
 
-Not flagged: the constants in ALLOWED (300, 8732, 0.5, 38×38, 21, ...: the model's and the paper's
-settings), and a number in a sentence that quotes the paper or another source (it says "paper",
-"Table", "Liu et al.", "Lin et al.", "reported"): the paper's values quoted as the paper's.
-Exit status 1 when anything is flagged.
+Not flagged: the constants in ALLOWED (300, 8732, 0.5, 38×38, 21, ...: the model's and
+the paper's settings), and a number in a sentence that quotes the paper or another
+source (it says "paper", "Table", "Liu et al.", "Lin et al.", "reported"): the paper's
+values quoted as the paper's. Exit status 1 when anything is flagged.
 """
 
 from __future__ import annotations
@@ -89,8 +93,10 @@ QUOTING = re.compile(
 )
 
 DECIMAL = re.compile(r"(?<![\w.\-/])(\d+\.\d+)(?![\w.]*\d)")
-# A bare `h` needs a space before it: "10h" glued to its number is a chapter's name (10h: the
-# explorer), a constant; a time in hours is written "2 h" or "2 hours" and is still flagged.
+# A bare `h` needs a space before it: "10h" glued to its number is a chapter's name
+# (10h: the
+# explorer), a constant; a time in hours is written "2 h" or "2 hours" and is still
+# flagged.
 TIME = re.compile(
     r"(?<![\w.])(\d+(?:[.,]\d+)?)(?:\s?(ms|s|sec|seconds?|min|minutes?|hours?)|\s(h))\b"
 )
@@ -110,7 +116,8 @@ NUMBERED = re.compile(
     re.I,
 )
 
-# What is stripped before scanning: it is code, maths, a glue role, a link target or a directive line.
+# What is stripped before scanning: it is code, maths, a glue role, a link target or a
+# directive line.
 STRIP = [
     re.compile(
         r"^(`{3,}|~{3,})[^\n]*\n(?:.*?\n)?\1\s*$", re.S | re.M

@@ -1,17 +1,20 @@
-"""Fill README.md's generated regions from their one source, so README never drifts from the repository.
+"""Fill README.md's generated regions from their one source, so README never drifts from
+the repository.
 
     python tools/render_readme.py           # rewrite the regions of README.md in place
     python tools/render_readme.py --check   # exit 1 (and say which region) if README.md is stale
 
-It also keeps the chapter list on the book's first page (`nbs/00_index.ipynb`, same markers) true to `_toc.yml`.
+It also keeps the chapter list on the book's first page (`nbs/00_index.ipynb`, same
+markers) true to `_toc.yml`.
 
 Regions (HTML comments, invisible on GitHub):
 
-* `<!-- results:start -->` … `<!-- results:end -->`: the measured numbers, from `benchmarks/results.json`
-  (written by the benchmark scripts and the main job through `benchmarks/_results.py`; schema
-  `{name: {"ratio": float, ...numbers..., "measured": str, "machine": str, "command": str}}`).
-* `<!-- chapters:start -->` … `<!-- chapters:end -->`: the book's map, from `_toc.yml` (order) and each
-  notebook's title (first `# ` heading) and `#| default_exp` (module).
+* `<!-- results:start -->` … `<!-- results:end -->`: the measured numbers, from
+  `benchmarks/results.json` (written by the benchmark scripts and the main job through
+  `benchmarks/_results.py`; schema `{name: {"ratio": float, ...numbers..., "measured":
+  str, "machine": str, "command": str}}`).
+* `<!-- chapters:start -->` … `<!-- chapters:end -->`: the book's map, from `_toc.yml`
+  (order) and each notebook's title (first `# ` heading) and `#| default_exp` (module).
 
 `tests/test_book.py` asserts that README.md equals what this script renders.
 """
@@ -31,7 +34,8 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results.json"
 TOC = ROOT / "_toc.yml"
 
-# What each measurement compares, in words (an entry without one shows its "what" field, or its name).
+# What each measurement compares, in words (an entry without one shows its "what" field,
+# or its name).
 DESCRIPTIONS = {
     "bench_match": "matching a batch to the 8732 priors: `match_batch` vs a loop over the reference's per-image `match`",
     "bench_match_cuda": "the same on a GPU",
@@ -52,7 +56,8 @@ TITLES = {"00_index": "The map: SSD's data flow with every shape"}
 
 # ---------------------------------------------------------------- regions
 def replace_region(text: str, name: str, body: str) -> str:
-    """`text` with the lines between `<!-- name:start -->` and `<!-- name:end -->` replaced by `body`."""
+    """`text` with the lines between `<!-- name:start -->` and `<!-- name:end -->`
+    replaced by `body`."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
@@ -78,8 +83,9 @@ def _fmt(v) -> str:
 
 
 def _numbers(e: dict) -> str:
-    """The headline numbers of one entry: times, rates and secondary ratios. When a time was recorded on both
-    clocks (`x_ms` / `x_wall_ms` and `x_cpu_ms`), only the CPU time is shown (less disturbed by other jobs)."""
+    """The headline numbers of one entry: times, rates and secondary ratios. When a time
+    was recorded on both clocks (`x_ms` / `x_wall_ms` and `x_cpu_ms`), only the CPU time
+    is shown (less disturbed by other jobs)."""
     keys = [
         k
         for k, v in e.items()
@@ -162,7 +168,8 @@ def page_path(f: str, root: Path = ROOT) -> Path:
 
 
 def notebook_info(path: Path) -> dict:
-    """`title` (first `# ` heading, without "Chapter N:") and `module` (`#| default_exp`, or None)."""
+    """`title` (first `# ` heading, without "Chapter N:") and `module` (`#|
+    default_exp`, or None)."""
     if path.suffix == ".md":
         lines, module = path.read_text().splitlines(), None
     else:
@@ -212,7 +219,8 @@ def render_chapters(root: Path = ROOT, link=lambda p: p) -> str:
 
 
 def render_map_chapters(root: Path = ROOT) -> str:
-    """The chapter list of the book's first page (nbs/00_index.ipynb): links relative to nbs/."""
+    """The chapter list of the book's first page (nbs/00_index.ipynb): links relative to
+    nbs/."""
     rows = ["| | chapter | module |", "|---|---|---|"]
     for f in toc_files(root / "_toc.yml")[1:]:
         p = page_path(f, root)
@@ -233,7 +241,8 @@ def render(text: str, results: dict, root: Path = ROOT) -> str:
 
 
 def render_map(nb_path: Path = MAP, root: Path = ROOT) -> tuple[str, str]:
-    """(current, rendered) text of the map notebook's markdown cell that holds the chapters region."""
+    """(current, rendered) text of the map notebook's markdown cell that holds the
+    chapters region."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)

@@ -1,4 +1,5 @@
-"""One pass makes the book: the main job, every chapter, a stamp on each page, the package.
+"""One pass makes the book: the main job, every chapter, a stamp on each page, the
+package.
 
     python tools/run_book.py                  # the whole book (what `make book-run` runs)
     python tools/run_book.py --check          # nothing runs: list the pages whose stamp is stale
@@ -6,21 +7,25 @@
 
 A full pass
 
-1. runs the main job (`python -m ssdbook demo`) when its checkpoint `runs/demo/last.pth` is missing or
-   stale: older than the last commit that changed a module the job imports, or recorded (in
-   `runs/demo/book_stamp.json`, written here after the job) with another library commit or version;
-   a stale run folder is moved aside (`runs/demo.stale-<time>`), never deleted;
-2. executes every chapter in `_toc.yml` order, in place, with full budgets (`SSDBOOK_QUICK` unset);
-   a notebook is written (atomically) only when it ran without error;
-3. stamps each executed notebook's metadata (`metadata.ssdbook`) with the library commit (the last
-   commit touching `ssdbook/`, and whether the tree had uncommitted changes) and the machine (CPU
-   model, torch's CPU capability, native bf16, threads); the kernels see the same stamp as JSON in
-   `SSDBOOK_BOOK_STAMP`, so the front page can print it;
+1. runs the main job (`python -m ssdbook demo`) when its checkpoint `runs/demo/last.pth`
+   is missing or stale: older than the last commit that changed a module the job
+   imports, or recorded (in `runs/demo/book_stamp.json`, written here after the job)
+   with another library commit or version; a stale run folder is moved aside
+   (`runs/demo.stale-<time>`), never deleted;
+2. executes every chapter in `_toc.yml` order, in place, with full budgets
+   (`SSDBOOK_QUICK` unset); a notebook is written (atomically) only when it ran without
+   error;
+3. stamps each executed notebook's metadata (`metadata.ssdbook`) with the library commit
+   (the last commit touching `ssdbook/`, and whether the tree had uncommitted changes)
+   and the machine (CPU model, torch's CPU capability, native bf16, threads); the
+   kernels see the same stamp as JSON in `SSDBOOK_BOOK_STAMP`, so the front page can
+   print it;
 4. runs `nbdev_export` and `ruff format ssdbook` (what `make export` does).
 
-A page is stale when its stamp is missing, or when its stamp commit does not contain the last commit
-that changed a module it imports, directly or through other modules (`ssdbook/X.py`, which
-`nbdev_export` writes from the chapter that owns it). `tests/test_book_stamps.py` runs `--check`.
+A page is stale when its stamp is missing, or when its stamp commit does not contain the
+last commit that changed a module it imports, directly or through other modules
+(`ssdbook/X.py`, which `nbdev_export` writes from the chapter that owns it).
+`tests/test_book_stamps.py` runs `--check`.
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ def make_stamp() -> dict:
     return {**library_commit(), "executed": now, "machine": machine()}
 
 
-# ------------------------------------------------------------------ which module a page depends on
+# ------------------------------------------------------------------ which module a page
+# depends on
 _IMPORT = re.compile(
     rf"^\s*(?:from\s+{PKG}\.(\w+)\s+import|import\s+{PKG}\.(\w+))", re.M
 )
@@ -189,7 +195,8 @@ def page_modules(nb: dict, graph) -> set[str]:
     direct = imports_of_source_lines(notebook_code(nb))
     own = own_module(nb)
     mods = closure(direct | ({own} if own else set()), graph)
-    if own:  # the page's own module is defined by the page itself; what it imports still counts
+    # the page's own module is defined by the page itself; what it imports still counts
+    if own:
         mods = (mods - {own}) | closure(graph.get(own, set()), graph)
     return mods
 
@@ -420,7 +427,9 @@ def main(argv=None) -> int:
         print(f"{time.perf_counter() - t0:.0f} s", flush=True)
     if not failed and not whole_book:
         print("(chapters only: run `make export` to write the package from them)")
-    elif not failed:  # = make export: the modules from the notebooks, formatted as tests/test_style.py asks
+    # = make export: the modules from the notebooks, formatted as tests/test_style.py
+    # asks
+    elif not failed:
         subprocess.run([tool("nbdev_export")], cwd=ROOT, check=True)
         subprocess.run([tool("ruff"), "format", "--quiet", PKG], cwd=ROOT, check=True)
     if failed:

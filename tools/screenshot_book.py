@@ -1,5 +1,5 @@
-"""Look at the book as a reader does: a full-page screenshot of every page at a 1280-px window, and a table of
-what a reader would trip over.
+"""Look at the book as a reader does: a full-page screenshot of every page at a 1280-px
+window, and a table of what a reader would trip over.
 
     python tools/screenshot_book.py                  # reads _build/html (make book builds it)
     python tools/screenshot_book.py --build          # builds it first: jupyter-book build . -n --keep-going
@@ -7,15 +7,17 @@ what a reader would trip over.
 
 For every page of `_toc.yml` it saves `_build/screens/<page>.png` and counts
 
-* code / output blocks that scroll sideways (an element of the page whose `scrollWidth` exceeds its
-  `clientWidth`: a reader must scroll to see the end of its lines);
+* code / output blocks that scroll sideways (an element of the page whose `scrollWidth`
+  exceeds its `clientWidth`: a reader must scroll to see the end of its lines);
 * warnings shown on the page (stderr outputs, and the word "Warning" in any output);
-* plotting cells shown unfolded (a code cell whose code uses `plt.`, `fig.`, `ax.`/`axes.` or draws an
-  image, and that is not folded: no `hide-input` tag / `#| code-fold: true`).
+* plotting cells shown unfolded (a code cell whose code uses `plt.`, `fig.`,
+  `ax.`/`axes.` or draws an image, and that is not folded: no `hide-input` tag / `#|
+  code-fold: true`).
 
-The table is printed and written to `_build/screens/report.json`. Exit status 1 when any count is not 0.
-Needs Chromium (`apt-get install -y chromium`) and the `playwright` Python package (its own browser
-download is not used: `executable_path=/usr/bin/chromium`).
+The table is printed and written to `_build/screens/report.json`. Exit status 1 when any
+count is not 0. Needs Chromium (`apt-get install -y chromium`) and the `playwright`
+Python package (its own browser download is not used:
+`executable_path=/usr/bin/chromium`).
 """
 
 from __future__ import annotations

@@ -1,26 +1,32 @@
-"""Derive the repository's slimmed golden file from the full reference golden data, and check it.
+"""Derive the repository's slimmed golden file from the full reference golden data, and
+check it.
 
-The full file (../shared/reference/ssd_pytorch_golden.pt, 33 MB) was produced by running the reference PyTorch SSD,
-amdegroot/ssd.pytorch at commit 5b0b77faa955c1917b0c710d770739ba8fbff9b7, on CPU (torch 2.14.1). The book and the
-tests need every case in it, but most of its bytes are random *inputs*:
+The full file (../shared/reference/ssd_pytorch_golden.pt, 33 MB) was produced by running
+the reference PyTorch SSD, amdegroot/ssd.pytorch at commit
+5b0b77faa955c1917b0c710d770739ba8fbff9b7, on CPU (torch 2.14.1). The book and the tests
+need every case in it, but most of its bytes are random *inputs*:
 
-* `loss_cases[i]`: `loc_data (B,8732,4)` and `conf_data (B,8732,21)`, drawn as
-  `g = torch.Generator().manual_seed(seed); randn(B,P,4, generator=g); randn(B,P,21, generator=g)`;
-* `decode_nms_cases`: after `torch.manual_seed(777)`, for "dense" `loc = 0.5*randn(P,4)`,
-  `conf = softmax(2*randn(P,21))`, and for "sparse" (the same stream, continued) the same with +12 added to the
-  background logit.
+* `loss_cases[i]`: `loc_data (B,8732,4)` and `conf_data (B,8732,21)`, drawn as `g =
+  torch.Generator().manual_seed(seed); randn(B,P,4, generator=g); randn(B,P,21,
+  generator=g)`;
+* `decode_nms_cases`: after `torch.manual_seed(777)`, for "dense" `loc =
+  0.5*randn(P,4)`, `conf = softmax(2*randn(P,21))`, and for "sparse" (the same stream,
+  continued) the same with +12 added to the background logit.
 
-Those bytes are not reproducible with `torch.randn`/`torch.softmax` on another CPU (their log/sin/cos/exp are
-vectorised per instruction set), so they are shipped: as a portable prediction (`ssdbook.reference`: the same
-MT19937 integer stream, Box-Muller and softmax with correctly rounded float64 series) plus, per number, the int8
-correction in ulps from the prediction to the reference's float32 bits, lzma-compressed, plus the SHA-256 of the
-exact bytes. Integer class targets are stored as uint8 (restored to int64 on load). Every output of the reference
-(priors, IoUs, loc_t, conf_t, losses, masks, detections) is kept bit for bit.
+Those bytes are not reproducible with `torch.randn`/`torch.softmax` on another CPU
+(their log/sin/cos/exp are vectorised per instruction set), so they are shipped: as a
+portable prediction (`ssdbook.reference`: the same MT19937 integer stream, Box-Muller
+and softmax with correctly rounded float64 series) plus, per number, the int8 correction
+in ulps from the prediction to the reference's float32 bits, lzma-compressed, plus the
+SHA-256 of the exact bytes. Integer class targets are stored as uint8 (restored to int64
+on load). Every output of the reference (priors, IoUs, loc_t, conf_t, losses, masks,
+detections) is kept bit for bit.
 
 This script is the one place that makes the shipped file: it reads the full file, writes
-`ssdbook/reference_data/ssd_pytorch_golden_slim.pt`, then loads what it wrote with `ssdbook.reference.load_golden`
-and checks that the result equals the full file bit for bit (every key, every tensor). It never calls torch's random
-number generator, so it gives the same file on any CPU.
+`ssdbook/reference_data/ssd_pytorch_golden_slim.pt`, then loads what it wrote with
+`ssdbook.reference.load_golden` and checks that the result equals the full file bit for
+bit (every key, every tensor). It never calls torch's random number generator, so it
+gives the same file on any CPU.
 
     python tools/slim_golden.py [FULL_FILE] [OUT_FILE]
 """
