@@ -97,7 +97,8 @@ def nms(
     """
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
         raise ValueError(
-            f"nms: expected boxes (N, 4) and scores (N,), got {tuple(boxes.shape)} and {tuple(scores.shape)}"
+            f"nms: expected boxes (N, 4) and scores (N,), "
+            f"got {tuple(boxes.shape)} and {tuple(scores.shape)}"
         )
     _check_top_k("nms", top_k)
     if not (_is_real(overlap) and 0 <= overlap <= 1):
@@ -309,8 +310,9 @@ def _check_probabilities(conf: Tensor) -> None:
         (conf < 0).any() | ~(off <= (1e-3 if conf.element_size() >= 4 else 2e-2)).all()
     ):
         raise ValueError(
-            f"Detect: conf must be class probabilities (softmax over the last dim), got a minimum of "
-            f"{float(conf.min()):.3g} and row sums 1 +- {float(off.max()):.3g}: logits? pass conf.softmax(-1)"
+            "Detect: conf must be class probabilities (softmax over the last dim), "
+            f"got a minimum of {float(conf.min()):.3g} "
+            f"and row sums 1 +- {float(off.max()):.3g}: logits? pass conf.softmax(-1)"
         )
 
 
@@ -344,20 +346,24 @@ class Detect(nn.Module):
             or num_classes < 2
         ):
             raise ValueError(
-                f"Detect: num_classes counts the background and must be an integer >= 2, got {num_classes!r}"
+                "Detect: num_classes counts the background and must be an integer "
+                f">= 2, got {num_classes!r}"
             )
         if not (isinstance(bkg_label, Integral) and 0 <= bkg_label < num_classes):
             raise ValueError(
-                f"Detect: bkg_label must be an integer in [0, {num_classes}), got {bkg_label!r}"
+                f"Detect: bkg_label must be an integer in [0, {num_classes}), "
+                f"got {bkg_label!r}"
             )
         _check_top_k("Detect", top_k)
         if not (_is_real(conf_thresh) and 0 <= conf_thresh < 1):
             raise ValueError(
-                f"Detect: conf_thresh must be a finite number in [0, 1) (scores are probabilities), got {conf_thresh!r}"
+                "Detect: conf_thresh must be a finite number in [0, 1) "
+                f"(scores are probabilities), got {conf_thresh!r}"
             )
         if not (_is_real(nms_thresh) and 0 < nms_thresh <= 1):
             raise ValueError(
-                f"Detect: nms_thresh is an IoU and must be in (0, 1], got {nms_thresh!r}"
+                "Detect: nms_thresh is an IoU and must be in (0, 1], "
+                f"got {nms_thresh!r}"
             )
         self.num_classes, self.bkg_label, self.top_k = (
             int(num_classes),
@@ -372,8 +378,9 @@ class Detect(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_classes={self.num_classes}, bkg_label={self.bkg_label}, top_k={self.top_k}, "
-            f"conf_thresh={self.conf_thresh}, nms_thresh={self.nms_thresh}"
+            f"num_classes={self.num_classes}, bkg_label={self.bkg_label}, "
+            f"top_k={self.top_k}, conf_thresh={self.conf_thresh}, "
+            f"nms_thresh={self.nms_thresh}"
         )
 
     @torch.no_grad()
@@ -383,7 +390,8 @@ class Detect(nn.Module):
         B, P, _ = loc.shape
         if conf.shape != (B, P, self.num_classes):
             raise ValueError(
-                f"Detect: conf must be (B, P, C) = ({B}, {P}, {self.num_classes}), got {tuple(conf.shape)}"
+                f"Detect: conf must be (B, P, C) = ({B}, {P}, {self.num_classes}), "
+                f"got {tuple(conf.shape)}"
             )
         if priors.shape != (P, 4):
             raise ValueError(
@@ -428,11 +436,9 @@ class Detect(nn.Module):
             (K - sel % K).to(dtype),
         )  # rank: distinct within a group
         lo = nms_boxes.min() if nms_boxes.numel() else nms_boxes.new_zeros(())
-        if (
-            lo < -1
-            # torchvision's coordinate-offset trick assumes coordinates >= -1 here; shift
-            # (IoU unchanged)
-        ):
+        # torchvision's coordinate-offset trick assumes coordinates >= -1 here;
+        # shift (IoU unchanged)
+        if lo < -1:
             nms_boxes = nms_boxes - lo
         keep = torchvision.ops.batched_nms(
             nms_boxes, rank, group, self.nms_thresh
@@ -470,7 +476,8 @@ class Detect(nn.Module):
         """
         if output.ndim != 4 or output.shape[-1] != 5:
             raise ValueError(
-                f"to_list: expected (B, C, top_k, 5) detections, got {tuple(output.shape)}"
+                "to_list: expected (B, C, top_k, 5) detections, "
+                f"got {tuple(output.shape)}"
             )
         if max_per_image is not None:
             _check_top_k("to_list (max_per_image)", max_per_image)
