@@ -5,9 +5,11 @@ measured here with `record(name, numbers)`. README.md's results table is rendere
 this file (tools/render_readme.py) and the chapters read it, so prose and measurement
 never drift apart.
 
-    import sys; sys.path.insert(0, str(Path(__file__).parent))   # scripts in benchmarks/
+    # scripts in benchmarks/:
+    import sys; sys.path.insert(0, str(Path(__file__).parent))
     from _results import record
-    record("bench_match", {"ssdbook_ms": 12.3, "baseline_ms": 25.7, "ratio": 2.1, "what": "..."})
+    record("bench_match",
+           {"ssdbook_ms": 12.3, "baseline_ms": 25.7, "ratio": 2.1, "what": "..."})
 
 Each entry gets the date, the machine (CPU count, torch version, device) and the command
 that produced it. The file is rewritten atomically (temp file + os.replace) under an
@@ -41,8 +43,8 @@ def machine() -> str:
         )
         fp32 = ", fp32 forced" if os.environ.get("SSDBOOK_FP32") == "1" else ""
         tv = (
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-            f"{cap}, {bf16}{fp32}"
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"CPU capability {cap}, {bf16}{fp32}"
         )
     except Exception:  # torch missing: still describe the host
         dev, tv = "CPU", "no torch"

@@ -136,8 +136,8 @@ def main():
         sum(len(a["labels"]) for a in annos),
     )
     print(
-        f"{args.images} images, {n_det} detections, {n_obj} objects, 20 classes; warm-up {args.warmup}, "
-        f"median of {args.repeats}, {args.threads} thread(s)"
+        f"{args.images} images, {n_det} detections, {n_obj} objects, 20 classes; "
+        f"warm-up {args.warmup}, median of {args.repeats}, {args.threads} thread(s)"
     )
     ours = lambda d, a: evaluate_detections(
         d, a, 20, use_07_metric=True, pixel_offset=1.0
@@ -146,14 +146,16 @@ def main():
         lambda: ours(dets, annos), args.warmup, args.repeats
     )
     print(
-        f"ssdbook evaluate_detections: {w_ours:.3f} s wall, {c_ours:.3f} s CPU, mAP {m_ours:.6f}"
+        f"ssdbook evaluate_detections: {w_ours:.3f} s wall, {c_ours:.3f} s CPU, "
+        f"mAP {m_ours:.6f}"
     )
     m_dev, w_dev, c_dev, _, _ = timed(
         lambda: devkit_map(dets, annos), args.warmup, args.repeats
     )
     assert abs(m_dev - m_ours) < 1e-12, (m_dev, m_ours)
     print(
-        f"VOC devkit loop (reference eval.py port): {w_dev:.3f} s wall, {c_dev:.3f} s CPU, mAP {m_dev:.6f} (identical)"
+        f"VOC devkit loop (reference eval.py port): {w_dev:.3f} s wall, "
+        f"{c_dev:.3f} s CPU, mAP {m_dev:.6f} (identical)"
     )
     print(
         f"ratio devkit / ssdbook: {w_dev / w_ours:.1f}x wall, {c_dev / c_ours:.1f}x CPU"
@@ -184,13 +186,15 @@ def main():
             lambda: torchmetrics_map(sd, sa), args.warmup, args.repeats
         )
         print(
-            f"on the first {n} images: ssdbook {w_sub:.3f} s wall / {c_sub:.3f} s CPU; torchmetrics "
-            f"MeanAveragePrecision(iou_thresholds=[0.5]) (COCO rules, all 12 COCO numbers) {w_tm:.3f} s wall / "
+            f"on the first {n} images: ssdbook {w_sub:.3f} s wall / {c_sub:.3f} s CPU; "
+            f"torchmetrics MeanAveragePrecision(iou_thresholds=[0.5]) "
+            f"(COCO rules, all 12 COCO numbers) {w_tm:.3f} s wall / "
             f"{c_tm:.3f} s CPU, map_50 {m_tm:.4f}"
         )
         print(
-            f"ratio torchmetrics / ssdbook: {w_tm / w_sub:.1f}x wall, {c_tm / c_sub:.1f}x CPU "
-            f"(old protocol, one cold run vs best of {args.repeats}: {cold_tm / best_sub:.1f}x)"
+            f"ratio torchmetrics / ssdbook: {w_tm / w_sub:.1f}x wall, "
+            f"{c_tm / c_sub:.1f}x CPU (old protocol, one cold run vs best of "
+            f"{args.repeats}: {cold_tm / best_sub:.1f}x)"
         )
         rec.update(
             torchmetrics_images=n,

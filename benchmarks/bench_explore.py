@@ -113,7 +113,8 @@ def browser_times(repeats):
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function(
                 "document.querySelector('#match-numbers')"
-                " && document.querySelector('#match-numbers').innerText.includes('N =')",
+                " && document.querySelector('#match-numbers')"
+                ".innerText.includes('N =')",
                 timeout=60_000,
             )
             rows = page.input_value("#boxes textarea")
@@ -213,8 +214,8 @@ def main(argv=None):
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         threads=torch.get_num_threads(),
         load_average=round(max(load, os.getloadavg()[0]), 2),
-        what="explorer interactions (chapter 10h): median latency of each, Explorer call and "
-        "browser round trip; ratio = 0.5 s target / slowest median",
+        what="explorer interactions (chapter 10h): median latency of each, "
+        "Explorer call and browser round trip; ratio = 0.5 s target / slowest median",
     )
     for k, v in numbers.items():
         print(f"{k:26s} {v:.1f}" if isinstance(v, float) else f"{k:26s} {v}")

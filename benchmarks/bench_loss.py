@@ -111,11 +111,13 @@ def main():
     l2, c2 = torchvision_loss(False)
     print(
         f"device {dev}, threads {torch.get_num_threads()}, B={args.batch}, "
-        f"{sum(len(t) for t in targets) / len(targets):.2f} objects/image, 8732 priors, 21 classes"
+        f"{sum(len(t) for t in targets) / len(targets):.2f} objects/image, "
+        f"8732 priors, 21 classes"
     )
     print(
         f"values: ssdbook loss_l {float(l1):.6f} loss_c {float(c1):.6f} | "
-        f"torchvision {float(l2):.6f} {float(c2):.6f}  (differ only where best-prior IoU ties are broken "
+        f"torchvision {float(l2):.6f} {float(c2):.6f}  "
+        f"(differ only where best-prior IoU ties are broken "
         f"differently: the book's appendix on reference quirks)"
     )
     # global warm-up with backward: the first timed row would otherwise also pay for
@@ -138,7 +140,8 @@ def main():
         repeats=args.repeats,
     )
     print(
-        f"{'':24s}{'clock':>6s}{'ssdbook ms':>12s}{'torchvision ms':>16s}{'speed-up':>10s}"
+        f"{'':24s}{'clock':>6s}{'ssdbook ms':>12s}"
+        f"{'torchvision ms':>16s}{'speed-up':>10s}"
     )
     for backward in (False, True):
         loc.requires_grad_(backward)

@@ -12,7 +12,8 @@ repeats, interleaved, and default (contiguous) memory format; the median pass co
 Also the per-image latency at batch 1. Records `bench_predict` in
 benchmarks/results.json.
 
-    python benchmarks/bench_predict.py [--images 64] [--repeats 3] [--checkpoint runs/demo/last.pth]
+    python benchmarks/bench_predict.py [--images 64] [--repeats 3] \
+        [--checkpoint runs/demo/last.pth]
 """
 
 import argparse
@@ -122,11 +123,13 @@ def main():
     )
     for k in sides:
         print(
-            f"{k:>12s}: {img_s[k]:7.1f} img/s at batch {BATCH} ({dets[k]:.0f} detections/image), "
+            f"{k:>12s}: {img_s[k]:7.1f} img/s at batch {BATCH} "
+            f"({dets[k]:.0f} detections/image), "
             f"{ms[k]:6.1f} ms/image at batch 1"
         )
     print(
-        f"ratio (ssdbook / torchvision throughput): {ratio:.2f}x; latency ratio (torchvision / ssdbook): {lat_ratio:.2f}x"
+        f"ratio (ssdbook / torchvision throughput): {ratio:.2f}x; "
+        f"latency ratio (torchvision / ssdbook): {lat_ratio:.2f}x"
     )
     if args.record == "yes":
         record(
@@ -146,8 +149,9 @@ def main():
                 batch=BATCH,
                 repeats=args.repeats,
                 weights="checkpoint" if args.checkpoint else "random",
-                what="Detector.predict (mini SSD300, files from disk, decode + NMS) vs torchvision "
-                "ssdlite320_mobilenet_v3_large, CPU, batches of 16; latency at batch 1",
+                what="Detector.predict (mini SSD300, files from disk, decode + NMS) "
+                "vs torchvision ssdlite320_mobilenet_v3_large, CPU, batches of 16; "
+                "latency at batch 1",
             ),
         )
 

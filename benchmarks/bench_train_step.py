@@ -1,8 +1,10 @@
 """One SSD300 training step (forward + loss + backward + optimiser), ssdbook vs
 torchvision, same images, same run.
 
-    python benchmarks/bench_train_step.py                 # CPU, B=4 (the issue's comparison)
-    python benchmarks/bench_train_step.py --device cuda   # also img/s at B=32 with and without AMP
+    # CPU, B=4 (the issue's comparison)
+    python benchmarks/bench_train_step.py
+    # also img/s at B=32 with and without AMP
+    python benchmarks/bench_train_step.py --device cuda
 
 ssdbook: `build_ssd('train', base='vgg16')` + `MultiBoxLoss` + SGD (chapter 9d's
 `train_step`, fp32 on the CPU). torchvision: `ssd300_vgg16(weights=None,
@@ -147,8 +149,10 @@ def main():
     a = p.parse_args()
     device = torch.device(a.device)
     print(
-        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, SSD300 VGG16, "
-        f"B={a.batch}, median of {a.repeats} steps after {a.warmup} warm-up steps, every contender alike"
+        f"torch {torch.__version__}, device {device}, "
+        f"threads {torch.get_num_threads()}, SSD300 VGG16, "
+        f"B={a.batch}, median of {a.repeats} steps after {a.warmup} warm-up steps, "
+        f"every contender alike"
     )
     images, targets = make_batch(a.batch)
     steps = {
@@ -176,7 +180,8 @@ def main():
         )
     old = times["torchvision contiguous"] / times["ssdbook channels_last"]
     print(
-        f"(old, unfair protocol: ssdbook channels_last vs torchvision contiguous = {old:.2f})"
+        f"(old, unfair protocol: ssdbook channels_last vs torchvision contiguous "
+        f"= {old:.2f})"
     )
     if not a.no_record:
         import sys
@@ -197,7 +202,8 @@ def main():
                 warmup=a.warmup,
                 repeats=a.repeats,
                 device=str(device),
-                what="SSD300-VGG16 train step, torchvision time / ssdbook time (>1: ssdbook faster)",
+                what="SSD300-VGG16 train step, torchvision time / ssdbook time "
+                "(>1: ssdbook faster)",
             ),
         )
     if device.type == "cuda":
@@ -205,7 +211,8 @@ def main():
         images, targets = make_batch(B, seed=1)
         bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         print(
-            f"\nGPU, B={B} (data loading excluded), {a.warmup} warm-up, {a.repeats} repeats:"
+            f"\nGPU, B={B} (data loading excluded), {a.warmup} warm-up, "
+            f"{a.repeats} repeats:"
         )
         for name, dt, cl in (
             ("fp32", None, False),
@@ -225,7 +232,8 @@ def main():
                 a.repeats,
             )
             print(
-                f"  {name:<24} ssdbook {B / mine:8.1f} img/s   torchvision {B / theirs:8.1f} img/s"
+                f"  {name:<24} ssdbook {B / mine:8.1f} img/s   "
+                f"torchvision {B / theirs:8.1f} img/s"
             )
 
 

@@ -1,7 +1,8 @@
 """Fault injection: kill training with SIGKILL at random moments, resume, and compare
 with a run never killed.
 
-    python benchmarks/fault_injection.py                 # >= 25 kills (the note's number), a few minutes on a CPU
+    # >= 25 kills (the note's number), a few minutes on a CPU
+    python benchmarks/fault_injection.py
     python benchmarks/fault_injection.py --kills 5 --iterations 6
 
 A tiny run (the mini base, batch 2, a handful of shapes images, a checkpoint *every*
@@ -437,7 +438,8 @@ def main(argv=None) -> dict:
         loop = read_log(work / "reference" / "log.csv")[-1]["elapsed_s"]
         timing = (duration - loop, loop / args.iterations)
         print(
-            f"reference: {duration:.1f} s after imports: {timing[0]:.1f} s start-up (data, model), "
+            f"reference: {duration:.1f} s after imports: "
+            f"{timing[0]:.1f} s start-up (data, model), "
             f"{timing[1]:.2f} s a step"
         )
         kills, cases = 0, set(args.cases.split(","))
@@ -455,7 +457,8 @@ def main(argv=None) -> dict:
             rounds.append(dict(kills=k, identical=not diff, diff=diff[:5]))
             kills += k
             print(
-                f"run {len(rounds)}: {k} kills, {'bit-identical' if not diff else 'DIFFERS: ' + ', '.join(diff[:5])}"
+                f"run {len(rounds)}: {k} kills, "
+                + ("bit-identical" if not diff else "DIFFERS: " + ", ".join(diff[:5]))
             )
         extra = {}
         if "detect" in cases:
@@ -475,7 +478,8 @@ def main(argv=None) -> dict:
     lost = sum(e["lost"] for e in events)
     mid = sum(e["mid_write"] for e in events)
     line = (
-        f"{ok}/{kills} kills resumed bit-identical ({sum(r['identical'] for r in rounds)}/{len(rounds)} runs), "
+        f"{ok}/{kills} kills resumed bit-identical "
+        f"({sum(r['identical'] for r in rounds)}/{len(rounds)} runs), "
         f"{lost} checkpoints lost; {mid} kills landed during a checkpoint write"
     )
     print(line)

@@ -1,8 +1,10 @@
 """One prepared GPU check for ssdbook (issue 13): one command, one table, under 8
 minutes on one GPU.
 
-    python benchmarks/gpu_check.py          # on a CUDA machine: the full check, recorded in benchmarks/results.json
-    python benchmarks/gpu_check.py --cpu    # CPU mode (automatic without CUDA): tiny sizes, seconds, nothing recorded
+    # on a CUDA machine: the full check, recorded in benchmarks/results.json
+    python benchmarks/gpu_check.py
+    # CPU mode (automatic without CUDA): tiny sizes, seconds, nothing recorded
+    python benchmarks/gpu_check.py --cpu
 
 Rows: SSD300-VGG16 training img/s at batch 32 (bf16 autocast, channels_last; eager and
 torch.compile) with peak memory; the mini SSD at batch 128; inference + Detect img/s at
@@ -24,7 +26,9 @@ from pathlib import Path
 import torch
 
 NVIDIA = {
-    "train": "663-724 img/s (A100 80GB, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)",
+    "train": (
+        "663-724 img/s (A100 80GB, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)"
+    ),
     "infer": "1,058 img/s (A100, AMP, ResNet-50 SSD, NVIDIA DeepLearningExamples)",
 }
 
@@ -245,7 +249,8 @@ def main(argv=None):
         )
         name = "CPU mode (tiny sizes; not a measurement of anything but the script)"
     print(
-        f"ssdbook GPU check - {name}; torch {torch.__version__}; autocast {str(dtype)[6:]}; channels_last"
+        f"ssdbook GPU check - {name}; torch {torch.__version__}; "
+        f"autocast {str(dtype)[6:]}; channels_last"
     )
     rows = []
     ips, mem, _ = train_speed(big, B_big, device, dtype, False, W, R)
