@@ -84,12 +84,13 @@ def check_classes(classes, source="classes") -> tuple:
             or "\n" in name
         ):
             raise ValueError(
-                f"{source}: class {k + 1} is {name!r}; a class name is a non-empty string "
-                "without surrounding spaces or newlines"
+                f"{source}: class {k + 1} is {name!r}; a class name is a non-empty "
+                "string without surrounding spaces or newlines"
             )
         if name.lower() in seen:
             raise ValueError(
-                f"{source}: class {k + 1} {name!r} repeats class {seen[name.lower()] + 1}"
+                f"{source}: class {k + 1} {name!r} repeats "
+                f"class {seen[name.lower()] + 1}"
             )
         seen[name.lower()] = k
     return classes
@@ -129,14 +130,19 @@ def _problem(row, num_classes):
         return "has a coordinate that is not finite"
     if max(box) > 1.5:
         return (
-            "has coordinates above 1: they look like pixels; targets are fractions of the image "
+            "has coordinates above 1: they look like pixels; "
+            "targets are fractions of the image "
             "(divide x by the image width and y by its height)"
         )
     if min(box) < -0.5:
-        return "has a coordinate below -0.5: targets are fractions of the image, within [-0.5, 1.5]"
+        return (
+            "has a coordinate below -0.5: "
+            "targets are fractions of the image, within [-0.5, 1.5]"
+        )
     if not (box[2] > box[0] and box[3] > box[1]):
         return (
-            f"is degenerate (width {box[2] - box[0]:.4g}, height {box[3] - box[1]:.4g}): "
+            f"is degenerate (width {box[2] - box[0]:.4g}, "
+            f"height {box[3] - box[1]:.4g}): "
             "a box needs x_max > x_min and y_max > y_min"
         )
     if math.isnan(label):
@@ -144,12 +150,18 @@ def _problem(row, num_classes):
     if math.isinf(label):
         return f"has an infinite label ({label})"
     if label != round(label):
-        return f"has label {label:g}, which is not a whole number (labels are 0-based class indices)"
+        return (
+            f"has label {label:g}, which is not a whole number "
+            "(labels are 0-based class indices)"
+        )
     if label < 0:
-        return f"has a negative label {label:g} (labels are 0-based object classes, no background)"
+        return (
+            f"has a negative label {label:g} "
+            "(labels are 0-based object classes, no background)"
+        )
     return (
-        f"has label {label:g}, too large for num_classes={num_classes} (background included: labels "
-        f"are 0 .. {num_classes - 2})"
+        f"has label {label:g}, too large for num_classes={num_classes} "
+        f"(background included: labels are 0 .. {num_classes - 2})"
     )
 
 
@@ -226,7 +238,8 @@ def to_float_image(image) -> torch.Tensor:
 def _channel_stats(images, mean, std):
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
         raise ValueError(
-            f"expected an image (3, H, W) or a batch (B, 3, H, W), got {tuple(images.shape)}"
+            "expected an image (3, H, W) or a batch (B, 3, H, W), "
+            f"got {tuple(images.shape)}"
         )
     shape = (3, 1, 1)
     mean = torch.tensor(mean, dtype=images.dtype, device=images.device).view(shape)
@@ -266,7 +279,8 @@ class BaseTransform:
         x = image if image.dim() == 4 else image[None]
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(
-                f"BaseTransform expects an image (3, H, W) or a batch (B, 3, H, W), got {tuple(image.shape)}"
+                "BaseTransform expects an image (3, H, W) or a batch (B, 3, H, W), "
+                f"got {tuple(image.shape)}"
             )
         if tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(
@@ -297,8 +311,9 @@ def detection_collate(batch):
     for k, image in enumerate(images):
         if image.shape != images[0].shape:
             raise ValueError(
-                f"detection_collate: image {k} has shape {tuple(image.shape)} but image 0 has "
-                f"{tuple(images[0].shape)}; resize them first (BaseTransform)"
+                f"detection_collate: image {k} has shape {tuple(image.shape)} "
+                f"but image 0 has {tuple(images[0].shape)}; "
+                "resize them first (BaseTransform)"
             )
     targets = _as_target_list(
         [torch.as_tensor(t, dtype=torch.float32) for _, t in batch]
