@@ -1,8 +1,8 @@
 """Benchmark: batched matching (`match_batch`) vs a per-image loop over `match`, in the
 same run.
 
-    python benchmarks/bench_match.py [--batch 32] [--objects 3] [--repeats 30] \
-        [--device cpu|cuda] [--threads N]
+    python benchmarks/bench_match.py [--batch 32] [--objects 3] [--repeats 30]
+                                     [--device cpu|cuda] [--threads N]
 
 A batch of B images with 1..2*objects-1 objects each (mean about `objects`) is matched
 against the 8732 SSD300-VOC priors. Both matchers give bit-identical results (checked

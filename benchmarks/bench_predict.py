@@ -12,8 +12,8 @@ repeats, interleaved, and default (contiguous) memory format; the median pass co
 Also the per-image latency at batch 1. Records `bench_predict` in
 benchmarks/results.json.
 
-    python benchmarks/bench_predict.py [--images 64] [--repeats 3] \
-        [--checkpoint runs/demo/last.pth]
+    python benchmarks/bench_predict.py [--images 64] [--repeats 3]
+                                       [--checkpoint runs/demo/last.pth]
 """
 
 import argparse

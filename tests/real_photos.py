@@ -15,9 +15,10 @@ COCO JSON with category ids out of order (listed 11, 3, 7):
     root/VOC2007/classes.txt                        cat, person, cup
     root/VOC2007/JPEGImages/, Annotations/          one image and one XML per id
     root/VOC2007/ImageSets/Main/{train,test}.txt
-    root/VOC2007/annotations/instances_{train,test}.json   (file names relative to JPEGImages/)
+    root/VOC2007/annotations/instances_{train,test}.json
+                                                    (file names relative to JPEGImages/)
 
-    python -c "import sys; sys.path.insert(0, 'tests'); from real_photos import build; print(build('real'))"
+    PYTHONPATH=tests python -c "from real_photos import build; print(build('real'))"
 """
 
 from __future__ import annotations

@@ -299,7 +299,8 @@ def test_every_chapter_page_has_a_colab_badge(html):
 
 
 def test_folded_plotting_code_has_a_toggle(html):
-    """Cells tagged hide-input render as a closed <details> with a "Show code" summary."""
+    """Cells tagged hide-input render as a closed <details> with a "Show code"
+    summary."""
     tagged = [
         p
         for p in _notebooks()

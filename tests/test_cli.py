@@ -88,8 +88,10 @@ def test_detect_thresholds_default_to_detect_s_own():
 
 def test_one_line_reduces_a_worker_traceback():
     e = ValueError(
-        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-        '  File "x.py", line 1, in f\n    raise ValueError("a.jpg: image file is missing")\n'
+        "Caught ValueError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        '    raise ValueError("a.jpg: image file is missing")\n'
         "ValueError: a.jpg: image file is missing\n"
     )
     assert one_line(e) == "a.jpg: image file is missing"

@@ -142,7 +142,8 @@ BAD = {
     ),
     "outside": (
         lambda d: d["annotations"][2].update(bbox=[100, 120, 60, 60]),
-        r"bad.json: annotation 3 has a bbox outside its image: \[x, y, w, h\] = \[100.0, 120.0, 60.0, 60.0\], image 120x160",
+        r"bad.json: annotation 3 has a bbox outside its image: "
+        r"\[x, y, w, h\] = \[100.0, 120.0, 60.0, 60.0\], image 120x160",
     ),
     "negative": (
         lambda d: d["annotations"][2].update(bbox=[-5, 0, 10, 10]),
@@ -246,7 +247,8 @@ def test_bad_files_and_class_lists(toy):
         COCODetection(toy, toy / "broken.json")
     with pytest.raises(
         ValueError,
-        match=r"toy.json: annotation 2 has category 'ball' \(id 7\), which is not in the class list",
+        match=r"toy.json: annotation 2 has category 'ball' \(id 7\), "
+        r"which is not in the class list",
     ):
         COCODetection(toy, toy / "toy.json", classes=["box"])
     ds = COCODetection(toy, toy / "toy.json")

@@ -50,7 +50,8 @@ def test_collate_edge_cases():
         )
     with pytest.raises(
         ValueError,
-        match=r"image 0: a target must be a \(num_objects, 5\) tensor .* got shape \(2, 4\)",
+        match=r"image 0: a target must be a \(num_objects, 5\) tensor "
+        r".* got shape \(2, 4\)",
     ):
         detection_collate([(imgs[0], torch.zeros(2, 4))])
     with pytest.raises(ValueError, match="empty batch"):
@@ -181,7 +182,8 @@ def _t(*rows):
     [
         (
             [_t([30, 60, 150, 180, 2])],
-            r"image 0, box 0 .* look like pixels.*divide x by the image width and y by its height",
+            r"image 0, box 0 .* look like pixels"
+            r".*divide x by the image width and y by its height",
         ),
         (
             [_t([0.1, 0.1, 0.5, 0.5, 1]), _t([0.1, 0.2, 0.5, 0.6, -0.5])],
@@ -205,7 +207,8 @@ def _t(*rows):
         ([_t([0.1, 0.7, 0.5, 0.6, 1])], r"degenerate"),
         (
             [torch.zeros(2, 4)],
-            r"image 0: a target must be a \(num_objects, 5\) tensor .* got shape \(2, 4\)",
+            r"image 0: a target must be a \(num_objects, 5\) tensor "
+            r".* got shape \(2, 4\)",
         ),
         ([torch.zeros(5)], r"got shape \(5,\)"),
         ([torch.zeros(1, 2, 5)], r"got shape \(1, 2, 5\)"),
@@ -233,7 +236,8 @@ def test_check_targets_accepts_valid_and_empty():
     check_targets([torch.tensor([[0, 0, 1, 1, 2]])])  # integer dtype
     with pytest.raises(
         ValueError,
-        match=r"label 6, too large for num_classes=7 \(background included: labels are 0 .. 5\)",
+        match=r"label 6, too large for num_classes=7 "
+        r"\(background included: labels are 0 .. 5\)",
     ):
         check_targets([_t([0.1, 0.2, 0.5, 0.6, 6])], num_classes=7)
     with pytest.raises(ValueError, match=r"^a.jpg, box 1"):

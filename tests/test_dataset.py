@@ -264,7 +264,8 @@ def test_voc_reads_classes_txt(tmp_path):
     # file and the object
     with pytest.raises(
         ValueError,
-        match=r"a.xml: object 0 \('ball'\): class 'ball' is not in the class list \(box, cup\)",
+        match=r"a.xml: object 0 \('ball'\): "
+        r"class 'ball' is not in the class list \(box, cup\)",
     ):
         VOCDetection(tmp_path, [("toy", "train")], classes=["box", "cup"])[0]
     # a bad classes.txt is reported when the data set is made
@@ -290,7 +291,8 @@ def test_root_classes_txt_and_disagreeing_lists(tmp_path):
     write_classes(other / "classes.txt", ["ball", "box"])
     with pytest.raises(
         ValueError,
-        match=r"VOCother/classes.txt lists classes ball, box but .*classes.txt lists box, ball",
+        match=r"VOCother/classes.txt lists classes ball, box "
+        r"but .*classes.txt lists box, ball",
     ):
         VOCDetection(tmp_path, [("toy", "train"), ("other", "train")])
 

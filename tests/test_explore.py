@@ -308,7 +308,8 @@ def _screenshot(page, path: Path) -> None:
 
 def _wait_text(page, selector, pattern, timeout=15_000):
     page.wait_for_function(
-        "([s, p]) => { const e = document.querySelector(s); return e && new RegExp(p).test(e.innerText); }",
+        "([s, p]) => { const e = document.querySelector(s); "
+        "return e && new RegExp(p).test(e.innerText); }",
         arg=[selector, pattern],
         timeout=timeout,
     )

@@ -120,7 +120,8 @@ def test_compiled_mini_step(capsys):
     )[0]
     with capsys.disabled():
         print(
-            f"\n[compiled mini step (aot_eager), first call incl. compilation: {time.perf_counter() - t0:.1f} s]"
+            f"\n[compiled mini step (aot_eager), first call incl. compilation: "
+            f"{time.perf_counter() - t0:.1f} s]"
         )
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
 

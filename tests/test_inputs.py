@@ -104,7 +104,8 @@ def test_check_dataset_and_items_name_exif(tmp_path):
     problems = check_dataset(tmp_path, [("t", "train")])
     assert (
         len(problems) == 1
-        and "sideways.jpg: its EXIF orientation 6 turns the stored 60x40 pixels to 40x60"
+        and "sideways.jpg: its EXIF orientation 6 turns the stored 60x40 pixels "
+        "to 40x60"
         in problems[0]
     )
     assert "\n" not in problems[0]

@@ -234,7 +234,8 @@ def test_test_phase_works_on_first_call_with_no_other_import():
         "import torch, sys; from ssdbook.model import build_ssd; "
         "assert 'ssdbook.detect' not in sys.modules; "
         "net = build_ssd('test', base='mini', num_classes=4).eval(); "
-        "out = net(torch.randn(1, 3, 300, 300)); print(tuple(out.shape), type(net.detector).__name__)"
+        "out = net(torch.randn(1, 3, 300, 300)); "
+        "print(tuple(out.shape), type(net.detector).__name__)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -69,7 +69,8 @@ def test_update_from_text_gives_the_notebook_back(path):
 
 
 def test_update_cli_keeps_outputs_and_tags(tmp_path):
-    """The command line itself, on a small notebook with outputs, tags and a glue cell."""
+    """The command line itself, on a small notebook with outputs, tags and a glue
+    cell."""
     import subprocess
     import sys
 

@@ -17,7 +17,8 @@ def _python(code: str) -> str:
 
 def test_import_ssdbook_imports_no_torch():
     out = _python(
-        "import sys, ssdbook; print('torch' in sys.modules, 'torchvision' in sys.modules, "
+        "import sys, ssdbook; "
+        "print('torch' in sys.modules, 'torchvision' in sys.modules, "
         "sorted(m for m in sys.modules if m.startswith('ssdbook.')))"
     )
     assert out == "False False []"

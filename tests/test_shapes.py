@@ -126,7 +126,8 @@ def test_make_shapes_voc_reuses_and_never_clobbers(tmp_path):
     )
     with pytest.raises(
         ValueError,
-        match=r"holds another shapes set \(version \d+, seed 0, 3 train \+ 1 test.*overwrite=True",
+        match=r"holds another shapes set "
+        r"\(version \d+, seed 0, 3 train \+ 1 test.*overwrite=True",
     ):
         make_shapes_voc(tmp_path, n_train=2, n_test=1)
     assert jpg.stat().st_mtime_ns == mtime  # left alone

@@ -163,7 +163,8 @@ def test_changed_hyper_parameter_on_resume_is_refused(shapes, tmp_path):
     train(tiny(shapes, tmp_path / "h", iterations=2))
     with pytest.raises(
         ValueError,
-        match=r"cannot resume .*last\.pth with lr=0\.01: the run was trained with lr=0\.003",
+        match=r"cannot resume .*last\.pth with lr=0\.01: "
+        r"the run was trained with lr=0\.003",
     ):
         train(tiny(shapes, tmp_path / "h", iterations=4, lr=0.01, resume="auto"))
     with pytest.raises(ValueError, match="batch_size=4"):
@@ -412,16 +413,18 @@ from ssdbook.runfolder import TrainingInterrupted
 from ssdbook.train import shapes_recipe, train
 import ssdbook.train as T
 real = T.Run.log_row
-def log_row(self, done, lr, bar):                   # tell the parent when step 2 is logged, then go slowly
+# tell the parent when step 2 is logged, then go slowly
+def log_row(self, done, lr, bar):
     real(self, done, lr, bar)
     if done == 2:
         print("ready", flush=True)
     import time; time.sleep(0.2)
 T.Run.log_row = log_row
 try:
-    train(shapes_recipe(root=sys.argv[1], out=sys.argv[2], n_train=10, n_test=4, iterations=200, batch_size=2,
-                        warmup=2, log_every=1, checkpoint_every=100, progress=False, num_workers=0, device="cpu",
-                        threads=1))
+    train(shapes_recipe(root=sys.argv[1], out=sys.argv[2], n_train=10, n_test=4,
+                        iterations=200, batch_size=2, warmup=2, log_every=1,
+                        checkpoint_every=100, progress=False, num_workers=0,
+                        device="cpu", threads=1))
 except TrainingInterrupted as e:
     print(e, flush=True)
     sys.exit(128 + e.signum)

@@ -1,4 +1,5 @@
-"""Tests of ssdbook.voc (chapter 1a): VOC XML read/write, COCO JSON writer, image files, the toy folder, check_dataset."""
+"""Tests of ssdbook.voc (chapter 1a): VOC XML read/write, COCO JSON writer, image files,
+the toy folder, check_dataset."""
 
 import json
 import re

@@ -31,7 +31,10 @@ def obj_xml(name, box, difficult=0):
     coords = "".join(
         f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box)
     )
-    return f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>"
+    return (
+        f"<object><name>{name}</name><difficult>{difficult}</difficult>"
+        f"<bndbox>{coords}</bndbox></object>"
+    )
 
 
 def anno_xml(*objects, width=300, height=300):
