@@ -25,22 +25,23 @@ from ssdbook.voc import (
 __all__ = ['download_voc', 'read_item', 'VOCDetection']
 
 # %% ../nbs/01b_dataset.ipynb #c006
+_VOC_URL = "https://thor.robots.ox.ac.uk/pascal/VOC"
 _VOC_ARCHIVES = {  # (url, md5, a file the archive provides, relative to VOC{year})
     "2007": [
         (
-            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
+            f"{_VOC_URL}/voc2007/VOCtrainval_06-Nov-2007.tar",
             "c52e279531787c972589f7e41ab4ae64",
             "ImageSets/Main/trainval.txt",
         ),
         (
-            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
+            f"{_VOC_URL}/voc2007/VOCtest_06-Nov-2007.tar",
             "b6e924de25625d8de591ea690078ad9f",
             "ImageSets/Main/test.txt",
         ),
     ],
     "2012": [
         (
-            "https://thor.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+            f"{_VOC_URL}/voc2012/VOCtrainval_11-May-2012.tar",
             "6cd6e144f989b92b3379bac3b3de84fd",
             "ImageSets/Main/trainval.txt",
         )
@@ -154,8 +155,9 @@ class VOCDetection(torch.utils.data.Dataset):
 
     def __repr__(self):
         return (
-            f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, {len(self)} images, "
-            f"{len(self.classes)} classes, transform={self.transform})"
+            f"VOCDetection(root={str(self.root)!r}, image_sets={self.image_sets}, "
+            f"{len(self)} images, {len(self.classes)} classes, "
+            f"transform={self.transform})"
         )
 
     def image_path(self, i, anno=None):
@@ -201,7 +203,8 @@ class VOCDetection(torch.utils.data.Dataset):
                 else " (difficult ones do not count: keep_difficult=False)"
             )
             raise ValueError(
-                f"{self.root}: none of the {len(self)} images of {self.image_sets} has an object{left}"
+                f"{self.root}: none of the {len(self)} images of {self.image_sets} "
+                f"has an object{left}"
             )
         return self
 
