@@ -67,7 +67,10 @@ def _parse_object(obj, where, index, classes, width, height):
     except (TypeError, ValueError):
         return f"{where}: <bndbox> needs numeric xmin, ymin, xmax, ymax"
     if not all(map(math.isfinite, (x1, y1, x2, y2))):
-        return f"{where}: <bndbox> ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not four finite numbers"
+        return (
+            f"{where}: <bndbox> ({x1:g}, {y1:g}, {x2:g}, {y2:g}) "
+            "is not four finite numbers"
+        )
     bad = ([f"xmax {x2:g} <= xmin {x1:g}"] if x2 <= x1 else []) + (
         [f"ymax {y2:g} <= ymin {y1:g}"] if y2 <= y1 else []
     )
@@ -256,9 +259,8 @@ def pil_to_float(im) -> torch.Tensor:
         im = Image.alpha_composite(
             Image.new("RGBA", im.size, "white"), im.convert("RGBA")
         )
-    return to_float_image(
-        np.asarray(im.convert("RGB")).transpose(2, 0, 1)
-    )  # (3, H, W) float32
+    # (3, H, W) float32
+    return to_float_image(np.asarray(im.convert("RGB")).transpose(2, 0, 1))
 
 
 def read_image(path) -> torch.Tensor:
@@ -284,11 +286,16 @@ def size_problem(path, width, height, anno, source="its annotation"):
         turn = im.getexif().get(0x0112, 1)  # EXIF orientation 5..8: a quarter turn
     if turn in (5, 6, 7, 8) and (height, width) == (anno["width"], anno["height"]):
         return (
-            f"{path}: its EXIF orientation {turn} turns the stored {height}x{width} pixels to {width}x{height}, "
-            f"but {source} says {height}x{width}: the boxes were drawn on the unturned pixels (remove the "
-            "image's EXIF orientation tag to keep them, or annotate the upright image)"
+            f"{path}: its EXIF orientation {turn} turns the stored {height}x{width} "
+            f"pixels to {width}x{height}, but {source} says {height}x{width}: "
+            "the boxes were drawn on the unturned pixels "
+            "(remove the image's EXIF orientation tag to keep them, "
+            "or annotate the upright image)"
         )
-    return f"{path}: image is {width}x{height} but {source} says {anno['width']}x{anno['height']}"
+    return (
+        f"{path}: image is {width}x{height} "
+        f"but {source} says {anno['width']}x{anno['height']}"
+    )
 
 
 def find_image(folder, img_id, filename=None):
@@ -300,8 +307,8 @@ def find_image(folder, img_id, filename=None):
         if p.is_file():
             return p
     raise ValueError(
-        f"{candidates[0]}: image file is missing (also looked for {img_id}.jpeg, .png and the other "
-        "extensions PIL reads)"
+        f"{candidates[0]}: image file is missing "
+        f"(also looked for {img_id}.jpeg, .png and the other extensions PIL reads)"
     )
 
 
@@ -322,7 +329,8 @@ def as_image_sets(image_sets):
         for s in image_sets
     ):
         raise ValueError(
-            f"image_sets must be a list of (year, name) pairs such as [('2007', 'trainval')] or "
+            "image_sets must be a list of (year, name) pairs such as "
+            "[('2007', 'trainval')] or "
             f"[('shapes', 'train')], got {image_sets!r}"
         )
     return [(str(year), str(name)) for year, name in image_sets]
@@ -341,7 +349,8 @@ def folder_classes(root, years):
     for p, c in lists[1:]:
         if [x.lower() for x in c] != [x.lower() for x in lists[0][1]]:
             raise ValueError(
-                f"{p} lists classes {', '.join(c)} but {lists[0][0]} lists {', '.join(lists[0][1])}"
+                f"{p} lists classes {', '.join(c)} "
+                f"but {lists[0][0]} lists {', '.join(lists[0][1])}"
             )
     return lists[0][1] if lists else None
 
@@ -368,15 +377,16 @@ def read_image_ids(list_file, year, root):
             else "pass download=True to fetch VOC2007/VOC2012"
         )
         raise ValueError(
-            f"{list_file}: image set file is missing (no image set {list_file.stem!r} for VOC{year} "
-            f"under {root}; {hint})"
+            f"{list_file}: image set file is missing "
+            f"(no image set {list_file.stem!r} for VOC{year} under {root}; {hint})"
         )
     annotations = list_file.parent.parent.parent / "Annotations"
     try:
         lines = list_file.read_bytes().decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
         raise ValueError(
-            f"{list_file}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+            f"{list_file}: not UTF-8 text ({e.reason} at byte {e.start}); "
+            "save it as UTF-8"
         ) from None
     ids = [_image_id(line, annotations) for line in lines if line.strip()]
     if not ids:
@@ -467,11 +477,11 @@ def _check_split(root, year, name, classes, check_images, workers):
         seen.add(img_id)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         found = list(pool.map(lambda i: _check_id(base, i, classes, check_images), ids))
-    if not sum(
-        n for _, n in found
-    ):  # an image without objects is valid, a set without any is not
+    # an image without objects is valid, a set without any is not
+    if not sum(n for _, n in found):
         problems.append(
-            f"{list_file}: none of its {len(ids)} images has an object (nothing to train on or score)"
+            f"{list_file}: none of its {len(ids)} images has an object "
+            "(nothing to train on or score)"
         )
     return problems + [p for ps, _ in found for p in ps]
 
