@@ -66,7 +66,8 @@ def voc_ap(
     rec, prec = (torch.as_tensor(x, dtype=torch.float64).flatten() for x in (rec, prec))
     if rec.shape != prec.shape:
         raise ValueError(
-            f"voc_ap: rec and prec must have the same length, got {rec.numel()} and {prec.numel()}"
+            "voc_ap: rec and prec must have the same length, "
+            f"got {rec.numel()} and {prec.numel()}"
         )
     if method == 'voc07':
         return float(
@@ -127,7 +128,8 @@ def _column(
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
             raise ValueError(
                 f"{what} of image {i}: expected a dict with boxes (n, 4), labels (n,)"
-                f"{' and scores (n,)' if key == 'scores' else ''}; its '{key}' is bad: {e!r}"
+                f"{' and scores (n,)' if key == 'scores' else ''}; "
+                f"its '{key}' is bad: {e!r}"
             ) from None
     return out
 
@@ -154,7 +156,8 @@ def _stack(items: Sequence[dict], what: str, need_scores: bool):
         ).any():
             i = int(bad.nonzero()[0])
             raise ValueError(
-                f"{what} of image {i}: {boxes[i].shape[0]} boxes, {labels[i].shape[0]} labels and "
+                f"{what} of image {i}: {boxes[i].shape[0]} boxes, "
+                f"{labels[i].shape[0]} labels and "
                 f"{xs[i].shape[0]} {'scores' if need_scores else 'flags'} do not match"
             )
     img = torch.repeat_interleave(torch.arange(len(items)), counts)
@@ -188,8 +191,10 @@ def _check_detections(img, boxes, labels, scores, counts, K: int) -> None:
         i = int(img[j])
         k = j - int(counts[:i].sum())
         raise ValueError(
-            f"detections of image {i}, box {k}: {boxes[j].tolist()} score {scores[j].item()} label "
-            f"{labels[j].item():g}: need finite boxes, x1 <= x2, y1 <= y2, finite scores, labels in [0, {K})"
+            f"detections of image {i}, box {k}: {boxes[j].tolist()} "
+            f"score {scores[j].item()} label {labels[j].item():g}: "
+            "need finite boxes, x1 <= x2, y1 <= y2, finite scores, "
+            f"labels in [0, {K})"
         )
 
 
@@ -212,9 +217,8 @@ def _check_annotations(annotations, img, boxes, labels, counts, K: int) -> None:
                 names=[f"annotations of image {i}" for i in range(len(annotations))],
             )
         except ValueError as e:
-            raise ValueError(
-                f"{e}{'' if scaled else ' (pixel boxes need the dict width and height)'}"
-            ) from None
+            hint = "" if scaled else " (pixel boxes need the dict width and height)"
+            raise ValueError(f"{e}{hint}") from None
 
 
 def _check_same_units(d_box: Tensor, g_box: Tensor) -> None:
@@ -225,8 +229,9 @@ def _check_same_units(d_box: Tensor, g_box: Tensor) -> None:
         if d_px != g_px:
             unit = lambda px: "pixels" if px else "fractions of the image"
             raise ValueError(
-                f"evaluate_detections: the detections' boxes are in {unit(d_px)}, the annotations' "
-                f"in {unit(g_px)}: give both in one coordinate system (scale by width, height)"
+                "evaluate_detections: the detections' boxes are in "
+                f"{unit(d_px)}, the annotations' in {unit(g_px)}: "
+                "give both in one coordinate system (scale by width, height)"
             )
 
 
@@ -454,12 +459,14 @@ def evaluate_detections(
     and is left out of `map`. Any device in; the work runs on the CPU."""
     if len(detections) != len(annotations):
         raise ValueError(
-            f"evaluate_detections: {len(detections)} detection entries for {len(annotations)} annotated images"
+            f"evaluate_detections: {len(detections)} detection entries "
+            f"for {len(annotations)} annotated images"
         )
     method = method or ('voc07' if use_07_metric else 'area')
     if method not in ('voc07', 'area', 'coco101', 'coco'):
         raise ValueError(
-            f"evaluate_detections: method must be 'voc07', 'area', 'coco101' or 'coco', got {method!r}"
+            "evaluate_detections: method must be 'voc07', 'area', 'coco101' "
+            f"or 'coco', got {method!r}"
         )
     d_img, d_box, d_lab, d_score, d_counts = _stack(
         detections, "detections", need_scores=True
@@ -638,6 +645,7 @@ def format_results(res: dict) -> str:
     lines.append(
         f"{'mAP':>{width}s}     {res['map']:.4f}  ({res.get('method', 'voc07')})"
     )
-    if res.get('coco_stats'):
-        lines.append("  ".join(f"{k} {v:.3f}" for k, v in res['coco_stats'].items()))
+    if res.get('coco_stats'):  # COCO's 12 numbers, six a line (AP, then AR)
+        stats = [f"{k} {v:.3f}" for k, v in res['coco_stats'].items()]
+        lines += ["  ".join(stats[j : j + 6]) for j in range(0, len(stats), 6)]
     return "\n".join(lines)
