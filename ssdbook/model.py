@@ -145,7 +145,8 @@ def set_default_detector(factory) -> None:
     global _default_detector
     if factory is not None and not callable(factory):
         raise ValueError(
-            f"the default detector must be a callable num_classes -> detector, got {type(factory).__name__}"
+            "the default detector must be a callable num_classes -> detector, "
+            f"got {type(factory).__name__}"
         )
     _default_detector = factory
 
@@ -154,11 +155,11 @@ class SSD(nn.Module):
     """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf
     heads.
 
-    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits, priors (P,
-    4))`, as `forward` in the `'train'` phase; in the `'test'` phase `forward` returns
-    `detector(loc, softmax(conf), priors)` (`detector` or the default of
-    `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
-    implement `features`."""
+    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits,
+    priors (P, 4))`, as `forward` in the `'train'` phase; in the `'test'` phase
+    `forward` returns `detector(loc, softmax(conf), priors)` (`detector` or the default
+    of `set_default_detector`). Subclasses build their layers, call `_make_heads` last
+    and implement `features`."""
 
     def __init__(
         self, phase: str, size: int, num_classes: int, cfg: dict, detector=None
@@ -168,12 +169,13 @@ class SSD(nn.Module):
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         if num_classes < 2:
             raise ValueError(
-                f"num_classes counts the background too and must be >= 2, got {num_classes}"
+                "num_classes counts the background too and must be >= 2, "
+                f"got {num_classes}"
             )
         if cfg['min_dim'] != size:
             raise ValueError(
-                f"prior config {cfg.get('name')!r} is for {cfg['min_dim']}x{cfg['min_dim']} "
-                f"images, not {size}x{size}"
+                f"prior config {cfg.get('name')!r} is for "
+                f"{cfg['min_dim']}x{cfg['min_dim']} images, not {size}x{size}"
             )
         self.phase, self.size, self.num_classes, self.cfg = (
             phase,
@@ -185,11 +187,11 @@ class SSD(nn.Module):
         self.register_buffer('priors', self.priorbox.forward(), persistent=False)
         if detector is not None and not callable(detector):
             raise ValueError(
-                f"detector must be callable as detector(loc, conf, priors), got {type(detector).__name__}"
+                "detector must be callable as detector(loc, conf, priors), "
+                f"got {type(detector).__name__}"
             )
-        self.__dict__['_detector'] = (
-            detector  # not a submodule: the state_dict keeps the reference's keys
-        )
+        # not a submodule: the state_dict keeps the reference's keys
+        self.__dict__['_detector'] = detector
 
     def _make_heads(self, channels: list[int]):
         anchors = boxes_per_location(self.cfg)
@@ -210,12 +212,13 @@ class SSD(nn.Module):
         raise NotImplementedError
 
     def check_input(self, x) -> None:
-        """Raise a `ValueError` naming the expected shape unless `x` is a `(B, 3, size,
-        size)` float tensor."""
+        """Raise a `ValueError` naming the expected shape unless `x` is a
+        `(B, 3, size, size)` float tensor."""
         S = self.size
         if not isinstance(x, torch.Tensor):
             raise ValueError(
-                f"expected a tensor of images of shape (B, 3, {S}, {S}), got {type(x).__name__}"
+                f"expected a tensor of images of shape (B, 3, {S}, {S}), "
+                f"got {type(x).__name__}"
             )
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (S, S):
             raise ValueError(
@@ -256,13 +259,14 @@ class SSD(nn.Module):
         return self._detector
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images `(B, 3, S,
-        S)`, whatever the phase."""
+        """`(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))` for images
+        `(B, 3, S, S)`, whatever the phase."""
         self.check_input(x)
         sources = self.features(x)
         if (sizes := [s.shape[-1] for s in sources]) != list(self.cfg['feature_maps']):
             raise RuntimeError(
-                f"source maps are {sizes}, the prior config expects {self.cfg['feature_maps']}"
+                f"source maps are {sizes}, "
+                f"the prior config expects {self.cfg['feature_maps']}"
             )
         return (*self.heads(sources), self.priors)
 
@@ -273,13 +277,15 @@ class SSD(nn.Module):
         return loc, conf, priors
 
     def extra_repr(self) -> str:
-        return f"phase={self.phase!r}, size={self.size}, num_classes={self.num_classes}, priors={len(self.priors)}"
+        return (
+            f"phase={self.phase!r}, size={self.size}, "
+            f"num_classes={self.num_classes}, priors={len(self.priors)}"
+        )
 
 
 def _init_xavier(convs):
-    for (
-        m
-    ) in convs:  # Xavier weights, zero biases: the reference's train.py for new layers
+    # Xavier weights, zero biases: the reference's train.py for new layers
+    for m in convs:
         nn.init.xavier_uniform_(m.weight)
         nn.init.zeros_(m.bias)
 
@@ -434,12 +440,12 @@ SSD's `vgg` list."""
 
 
 def subsample_fc(fc6_w, fc6_b, fc7_w, fc7_b):
-    """fc6/fc7 of VGG16 -> the reduced conv6 `(1024, 512, 3, 3)` and conv7 `(1024, 1024,
-    1, 1)` (weights, biases)."""
+    """fc6/fc7 of VGG16 -> the reduced conv6 `(1024, 512, 3, 3)` and conv7
+    `(1024, 1024, 1, 1)` (weights, biases)."""
     if tuple(fc6_w.shape) != (4096, 512 * 7 * 7) or tuple(fc7_w.shape) != (4096, 4096):
         raise ValueError(
-            f"expected fc6 (4096, 25088) and fc7 (4096, 4096), got {tuple(fc6_w.shape)} "
-            f"and {tuple(fc7_w.shape)}"
+            "expected fc6 (4096, 25088) and fc7 (4096, 4096), "
+            f"got {tuple(fc6_w.shape)} and {tuple(fc7_w.shape)}"
         )
     conv6_w = fc6_w.view(4096, 512, 7, 7)[::4, :, ::3, ::3]
     conv7_w = fc7_w[::4, ::4].reshape(1024, 1024, 1, 1)
@@ -456,29 +462,29 @@ def load_vgg16_imagenet(net: SSD, weights='DEFAULT') -> SSD:
     """
     if not hasattr(net, 'vgg'):
         raise ValueError(
-            f"load_vgg16_imagenet needs a VGG16 SSD (base='vgg16'), got {type(net).__name__}"
+            "load_vgg16_imagenet needs a VGG16 SSD (base='vgg16'), "
+            f"got {type(net).__name__}"
         )
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
         weights = torch.load(weights, map_location='cpu', weights_only=True)
     elif not isinstance(weights, (dict, nn.Module)):
         from torchvision.models import vgg16
 
-        weights = vgg16(
-            weights=weights
-        )  # a weights name or enum: torchvision downloads it if needed
+        # a weights name or enum: torchvision downloads it if needed
+        weights = vgg16(weights=weights)
     sd = weights.state_dict() if isinstance(weights, nn.Module) else weights
     convs = [
         (f'features.{i}.{p}', getattr(net.vgg[i], p))
         for i in VGG16_CONV_INDICES
         for p in ('weight', 'bias')
     ]
-    fcs = [
-        f'classifier.{i}.{p}' for i in (0, 3) for p in ('weight', 'bias')
-    ]  # fc6, fc7
+    # fc6, fc7
+    fcs = [f'classifier.{i}.{p}' for i in (0, 3) for p in ('weight', 'bias')]
     missing = [k for k in [k for k, _ in convs] + fcs if k not in sd]
     if missing:
         raise ValueError(
-            f"not a torchvision VGG16 state_dict: missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
+            "not a torchvision VGG16 state_dict: "
+            f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}"
         )
     reduced = zip(
         subsample_fc(*(sd[k] for k in fcs)),
