@@ -19,7 +19,6 @@ from .voc import find_image, read_image, write_coco_json
 # %% auto #0
 __all__ = ['COCODetection', 'check_coco', 'voc_to_coco']
 
-
 # %% ../nbs/01d_coco.ipynb #c006
 def _load_json(path):
     path = Path(path)
@@ -35,7 +34,8 @@ def _load_json(path):
         or not isinstance(data.get("annotations", []), list)
     ):
         raise ValueError(
-            f"{path}: a COCO instances file needs the lists 'images' and 'categories' (and 'annotations')"
+            f"{path}: a COCO instances file needs the lists 'images' and "
+            "'categories' (and 'annotations')"
         )
     return data
 
@@ -53,7 +53,8 @@ def _field(path, items, name, k, key, kinds=_ID):
     value = items[k].get(key)
     if isinstance(value, bool) or not isinstance(value, kinds[0]):
         raise ValueError(
-            f"{path}: {name}[{k}].{key} is {json.dumps(value)[:40]}; it must be {kinds[1]}"
+            f"{path}: {name}[{k}].{key} is {json.dumps(value)[:40]}; "
+            f"it must be {kinds[1]}"
         )
     return value
 
@@ -106,12 +107,12 @@ def _images(data, path):
         )
         if not (0 < w < math.inf and 0 < h < math.inf):
             raise ValueError(
-                f"{path}: images[{k}] (id {ids[-1]!r}) needs a positive width and height, got {w}x{h}"
+                f"{path}: images[{k}] (id {ids[-1]!r}) "
+                f"needs a positive width and height, got {w}x{h}"
             )
         sizes.append((int(w), int(h)))
     _unique(path, ids, "image")
     return ids, files, np.array(sizes, dtype=np.float64).reshape(-1, 2)
-
 
 # %% ../nbs/01d_coco.ipynb #c007
 def _annotation_arrays(data, path, image_index, cat_labels):
@@ -139,11 +140,13 @@ def _annotation_arrays(data, path, image_index, cat_labels):
         if cat_labels[cat] < 0:
             name = next(c.get("name") for c in data["categories"] if c.get("id") == cat)
             raise ValueError(
-                f"{where} has category {name!r} (id {cat}), which is not in the class list"
+                f"{where} has category {name!r} (id {cat}), "
+                "which is not in the class list"
             )
         if a.get("iscrowd", 0) not in (0, 1):
             raise ValueError(
-                f"{where} has iscrowd {json.dumps(a.get('iscrowd'))[:40]}; it must be 0 or 1"
+                f"{where} has iscrowd {json.dumps(a.get('iscrowd'))[:40]}; "
+                "it must be 0 or 1"
             )
         try:
             xywh[k] = [float(v) for v in a["bbox"]]
@@ -173,11 +176,11 @@ def _check_boxes(path, img, xywh, sizes, ann_ids, tol=1.0):
         if mask.any():
             k = int(np.flatnonzero(mask)[0])
             raise ValueError(
-                f"{path}: annotation {ann_ids[k]!r} {what}: [x, y, w, h] = {xywh[k].tolist()}, "
+                f"{path}: annotation {ann_ids[k]!r} {what}: "
+                f"[x, y, w, h] = {xywh[k].tolist()}, "
                 f"image {int(wh[k, 0])}x{int(wh[k, 1])}"
             )
     return np.concatenate([np.clip(x1y1, 0, wh), np.clip(x2y2, 0, wh)], 1)
-
 
 # %% ../nbs/01d_coco.ipynb #c008
 class COCODetection(torch.utils.data.Dataset):
@@ -220,8 +223,9 @@ class COCODetection(torch.utils.data.Dataset):
 
     def __repr__(self):
         return (
-            f"COCODetection({str(self.annotation_json)!r}, {len(self)} images, {len(self._labels)} objects, "
-            f"{len(self.classes)} classes, transform={self.transform})"
+            f"COCODetection({str(self.annotation_json)!r}, {len(self)} images, "
+            f"{len(self._labels)} objects, {len(self.classes)} classes, "
+            f"transform={self.transform})"
         )
 
     def image_path(self, i):
@@ -256,7 +260,8 @@ class COCODetection(torch.utils.data.Dataset):
                 else "no annotations"
             )
             raise ValueError(
-                f"{self.annotation_json}: none of its {len(self)} images has an object ({why})"
+                f"{self.annotation_json}: none of its {len(self)} images "
+                f"has an object ({why})"
             )
         return self
 
@@ -268,7 +273,6 @@ class COCODetection(torch.utils.data.Dataset):
             self.transform,
             self.annotation_json.name,
         )
-
 
 # %% ../nbs/01d_coco.ipynb #388e09e1
 def _problem(f, *args):
@@ -294,7 +298,6 @@ def check_coco(
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
             found += pool.map(lambda i: _problem(ds.__getitem__, i), range(len(ds)))
     return [p for p in found if p]
-
 
 # %% ../nbs/01d_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:
