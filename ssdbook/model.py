@@ -155,11 +155,12 @@ class SSD(nn.Module):
     """Single Shot MultiBox Detector: a base that yields the source maps, plus loc/conf
     heads.
 
-    `raw(images (B, 3, S, S))` -> `(loc (B, P, 4), conf (B, P, C) logits,
-    priors (P, 4))`, as `forward` in the `'train'` phase; in the `'test'` phase
-    `forward` returns `detector(loc, softmax(conf), priors)` (`detector` or the default
-    of `set_default_detector`). Subclasses build their layers, call `_make_heads` last
-    and implement `features`."""
+    `raw(images (B, 3, S, S))` ->
+    `(loc (B, P, 4), conf (B, P, C) logits, priors (P, 4))`, as `forward` in the
+    `'train'` phase; in the `'test'` phase `forward` returns
+    `detector(loc, softmax(conf), priors)` (`detector` or the default of
+    `set_default_detector`). Subclasses build their layers, call `_make_heads` last and
+    implement `features`."""
 
     def __init__(
         self, phase: str, size: int, num_classes: int, cfg: dict, detector=None
