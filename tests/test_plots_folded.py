@@ -1,48 +1,77 @@
-"""Plotting code is folded (issue 20): a code cell that draws (the rule of
-tools/screenshot_book.py: `plt.`, `fig.`, `ax.`/`axes.`, `show_batch(`, `draw_boxes(`,
-`.imshow(` outside strings, or an image in its output) and that does not define exported
-code carries the tag `hide-input` (or `remove-input`/`remove-cell`, or `#| code-fold:
-true`), so the page shows the picture and folds the code that draws it."""
+"""Plotting code is folded (issue 20): a code cell that draws and that does not define
+exported code carries the tag `hide-input` (or `remove-input`/`remove-cell`), so the
+page shows the picture and folds the code that draws it.
 
-import json
-import re
+The rule is `tools/folded_plots.py`, the one `tools/screenshot_book.py` counts on the
+built pages with: it reads each cell as the book's filter shows it (`#| code-fold: true`
+folds nothing in this book: only the tags do)."""
+
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PLOT = re.compile(
-    r"\bplt\.(?!rcParams)\w|\b(fig|axes|ax|a0|a1)\.\w|\bshow_batch\(|\bdraw_boxes\(|\.imshow\("
-)
-FOLDED = {"hide-input", "remove-input", "remove-cell"}
-# 00a is the reference's page, kept as its owner left it (its one figure: cell 19).
-KNOWN = {}
+sys.path.insert(0, str(ROOT / "tools"))
+from folded_plots import unfolded_plot_cells  # noqa: E402
 
 
-def unfolded(path):
-    out = []
-    for i, c in enumerate(json.loads(path.read_text())["cells"]):
-        if c["cell_type"] != "code":
-            continue
-        src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        if (
-            FOLDED & set(c.get("metadata", {}).get("tags", []))
-            or "#| code-fold: true" in src
-        ):
-            continue
-        if re.search(r"^#\|\s*export", src, re.M):  # a definition the library exports
-            continue
-        code = re.sub(r"\"[^\"\n]*\"|'[^'\n]*'", '""', src)
-        image = any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
-        if PLOT.search(code) or image:
-            out.append((i, src.strip().split("\n")[0][:80]))
-    return out
-
-
-@pytest.mark.parametrize("nb", sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb")))
-def test_plotting_cells_are_folded(nb):
-    found = unfolded(ROOT / "nbs" / nb)
-    assert len(found) <= KNOWN.get(nb, 0), (
-        f"{nb}: plotting cells shown in full: "
-        + "; ".join(f"cell {i}: {line}" for i, line in found)
+# Flagged by the one rule when it replaced the test's own (which took `#| code-fold:
+# true` for folded); the fix (tag the cell hide-input) is asked of their owners in
+# /work/requests/h5.md. The lead removes an entry once its notebook is fixed.
+PENDING = {
+    "00a_reference.ipynb": "cell 21 (id 30ea34e0)",
+    "01a_voc.ipynb": "cell 20 (id 2c350112)",
+}
+NOTEBOOKS = [
+    pytest.param(
+        p.name,
+        marks=pytest.mark.xfail(
+            reason=f"{PENDING[p.name]} carries `#| code-fold: true`, which the book "
+            "ignores: tag it hide-input (requests/h5.md)",
+            strict=False,
+        ),
     )
+    if p.name in PENDING
+    else p.name
+    for p in sorted((ROOT / "nbs").glob("*.ipynb"))
+]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS)
+def test_plotting_cells_are_folded(nb):
+    found = unfolded_plot_cells(ROOT / "nbs" / nb)
+    assert not found, (
+        f"{nb}: plotting cells shown in full (tag them hide-input): "
+        + "; ".join(f"cell {i} (id {cid}): {line}" for i, cid, line in found)
+    )
+
+
+def test_the_rule_sees_what_the_page_shows():
+    """Tags fold, `#| code-fold: true` does not (the book ignores it), `#| hide` cells
+    and exported definitions are not counted, an image output counts as drawing."""
+    import json
+    import tempfile
+
+    def cell(src, tags=(), outputs=()):
+        meta = {"tags": list(tags)} if tags else {}
+        return dict(
+            cell_type="code", id=f"c{len(cells)}", source=src, metadata=meta,
+            outputs=list(outputs), execution_count=1,
+        )  # fmt: skip
+
+    png = {"output_type": "display_data", "data": {"image/png": "", "text/plain": ""}}
+    cells = []
+    cells.append(cell("fig, ax = plt.subplots()"))  # 0: drawn, shown
+    cells.append(cell("#| code-fold: true\nplt.plot([1, 2])"))  # 1: not folded here
+    cells.append(cell("plt.plot([1, 2])", tags=["hide-input"]))  # folded
+    cells.append(cell("#| hide\nplt.plot([1, 2])"))  # not on the page
+    cells.append(cell("#| export\ndef show(ax):\n    ax.imshow(x)"))  # library
+    cells.append(cell("picture(x)", outputs=[png]))  # 5: an image output
+    cells.append(cell('print("ax.imshow(")'))  # only in a string
+    cells.append(cell("plt.rcParams['figure.dpi'] = 100"))  # set-up, no drawing
+    nb = dict(cells=cells, metadata={}, nbformat=4, nbformat_minor=5)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.ipynb"
+        path.write_text(json.dumps(nb))
+        assert [i for i, _, _ in unfolded_plot_cells(path)] == [0, 1, 5]

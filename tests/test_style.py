@@ -47,15 +47,39 @@ def test_lint_minimal_selection():
 
 
 @pytest.mark.xfail(
-    reason="ruff format does not wrap long strings, comments and docstrings: those lines are "
-    "shortened by hand, chapter by chapter",
+    reason="ruff format does not wrap long strings, comments and docstrings: "
+    "those lines are shortened by hand, chapter by chapter",
     strict=False,
 )
 def test_code_lines_fit_the_page():
-    """No line over 88 characters, so no code block of the book scrolls sideways (E501)."""
+    """No line over 88 characters, so no code block of the book scrolls sideways
+    (E501)."""
     r = _ruff("check", "--select", "E501", "--output-format", "concise")
     long_lines = [l for l in r.stdout.splitlines() if "E501" in l]
     assert not long_lines, (
         f"{len(long_lines)} lines over 88 characters, e.g.\n"
         + "\n".join(long_lines[:20])
+    )
+
+
+@pytest.mark.xfail(
+    reason="issue 20.5: the chapters' outputs and markdown code blocks are being "
+    "shortened by their owners this round; the lead removes this mark",
+    strict=False,
+)
+def test_pages_fit_the_book_width():
+    """Nothing on a page scrolls sideways: tools/wide_lines.py (code cells, text outputs
+    and markdown code blocks, 88 characters) finds 0 lines in every notebook."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from wide_lines import WIDTH, wide_lines
+
+    found = {
+        p.name: lines
+        for p in sorted((ROOT / "nbs").glob("*.ipynb"))
+        if (lines := wide_lines(p))
+    }
+    assert not found, (
+        f"{sum(map(len, found.values()))} lines over {WIDTH} characters "
+        "(python tools/wide_lines.py NOTEBOOK lists them): "
+        + ", ".join(f"{nb} {len(lines)}" for nb, lines in found.items())
     )

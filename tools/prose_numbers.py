@@ -1,7 +1,8 @@
 """No typed measurement in prose: list the numbers in the book's markdown that look
 measured and are not glued.
 
-    python tools/prose_numbers.py                 # every page: one line per offender, a count per page
+    # every page: one line per offender, a count per page
+    python tools/prose_numbers.py
     python tools/prose_numbers.py nbs/07_loss.ipynb --summary
 
 A measured number (mAP, AP, a time, a speed ratio, a share, a count that a run produced)

@@ -2,7 +2,7 @@
 the repository.
 
     python tools/render_readme.py           # rewrite the regions of README.md in place
-    python tools/render_readme.py --check   # exit 1 (and say which region) if README.md is stale
+    python tools/render_readme.py --check   # exit 1 (and say which region) if stale
 
 It also keeps the chapter list on the book's first page (`nbs/00_index.ipynb`, same
 markers) true to `_toc.yml`.
@@ -37,14 +37,19 @@ TOC = ROOT / "_toc.yml"
 # What each measurement compares, in words (an entry without one shows its "what" field,
 # or its name).
 DESCRIPTIONS = {
-    "bench_match": "matching a batch to the 8732 priors: `match_batch` vs a loop over the reference's per-image `match`",
+    "bench_match": "matching a batch to the 8732 priors: `match_batch` vs a loop over "
+    "the reference's per-image `match`",
     "bench_match_cuda": "the same on a GPU",
     "bench_loss": "MultiBoxLoss forward (matching included) vs torchvision's SSD loss",
     "bench_loss_cuda": "the same on a GPU",
-    "bench_evaluate": "VOC07 AP of a detection set vs a port of the VOC devkit's per-detection loop",
-    "bench_train_step": "one SSD300-VGG16 training step vs torchvision's `ssd300_vgg16`",
-    "demo": "the main job (`make main`): shapes set, train the mini SSD on the CPU, VOC07 mAP",
-    "fault_injection": "training killed (SIGKILL) at random moments and resumed, against a run never killed",
+    "bench_evaluate": "VOC07 AP of a detection set vs a port of the VOC devkit's "
+    "per-detection loop",
+    "bench_train_step": "one SSD300-VGG16 training step vs torchvision's "
+    "`ssd300_vgg16`",
+    "demo": "the main job (`make main`): shapes set, train the mini SSD on the CPU, "
+    "VOC07 mAP",
+    "fault_injection": "training killed (SIGKILL) at random moments and resumed, "
+    "against a run never killed",
 }
 _SKIP = {"ratio", "measured", "machine", "command", "what", "device", "summary"}
 # The headline numbers shown beside the ratio: times and rates, not the configuration.
@@ -117,7 +122,10 @@ def _numbers(e: dict) -> str:
 def render_results(results: dict) -> str:
     """A Markdown table of every recorded measurement, sorted by name."""
     if not results:
-        return "_No measurement recorded yet: run `make bench` (and `make main`) to fill `benchmarks/results.json`._"
+        return (
+            "_No measurement recorded yet: run `make bench` (and `make main`) "
+            "to fill `benchmarks/results.json`._"
+        )
     rows = [
         "| measurement | what | ratio | numbers | measured | machine |",
         "|---|---|---|---|---|---|",
@@ -143,8 +151,9 @@ def render_results(results: dict) -> str:
             + " |"
         )
     return "\n".join(rows) + (
-        "\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); a ratio above 1 "
-        "means ssdbook is faster than the baseline measured in the same run."
+        "\n\nEach row: `python benchmarks/<name>.py` (`make main` for `demo`); "
+        "a ratio above 1 means ssdbook is faster than the baseline measured in the "
+        "same run."
     )
 
 
@@ -252,7 +261,8 @@ def render_map(nb_path: Path = MAP, root: Path = ROOT) -> tuple[str, str]:
                 cell.source, "chapters", render_map_chapters(root)
             )
     raise ValueError(
-        f"{nb_path} has no markdown cell with <!-- chapters:start --> ... <!-- chapters:end -->"
+        f"{nb_path} has no markdown cell with "
+        "<!-- chapters:start --> ... <!-- chapters:end -->"
     )
 
 
@@ -290,7 +300,8 @@ def main(argv=None) -> int:
             stale.append("chapters of nbs/00_index.ipynb")
         if stale:
             print(
-                f"README.md is stale in region(s) {', '.join(stale)}: run python tools/render_readme.py"
+                f"README.md is stale in region(s) {', '.join(stale)}: "
+                "run python tools/render_readme.py"
             )
             return 1
         return 0

@@ -1,9 +1,12 @@
 """One pass makes the book: the main job, every chapter, a stamp on each page, the
 package.
 
-    python tools/run_book.py                  # the whole book (what `make book-run` runs)
-    python tools/run_book.py --check          # nothing runs: list the pages whose stamp is stale
-    python tools/run_book.py nbs/07_loss.ipynb nbs/08_augmentation.ipynb   # only these (no export)
+    # the whole book (what `make book-run` runs)
+    python tools/run_book.py
+    # nothing runs: list the pages whose stamp is stale
+    python tools/run_book.py --check
+    # only these (no export)
+    python tools/run_book.py nbs/07_loss.ipynb nbs/08_augmentation.ipynb
 
 A full pass
 
@@ -257,13 +260,17 @@ def main_job_problem() -> str | None:
     if changed:
         when = int(git("log", "-1", "--format=%ct", changed))
         if MAIN_CKPT.stat().st_mtime < when:
-            return f"checkpoint older than commit {changed[:8]}, the last change to the modules it runs"
+            return (
+                f"checkpoint older than commit {changed[:8]}, "
+                "the last change to the modules it runs"
+            )
     if not MAIN_STAMP.exists():
         return "no record of the library that made it (runs/demo/book_stamp.json)"
     rec = json.loads(MAIN_STAMP.read_text())
     now = library_commit()
     if rec.get("library_commit") != now["library_commit"]:
-        return f"made by library commit {str(rec.get('library_commit'))[:8]}, now {str(now['library_commit'])[:8]}"
+        made, current = str(rec.get("library_commit"))[:8], now["library_commit"]
+        return f"made by library commit {made}, now {str(current)[:8]}"
     if rec.get("version") != package_version():
         return f"made by ssdbook {rec.get('version')}, now {package_version()}"
     return None

@@ -1,23 +1,28 @@
 """Look at the book as a reader does: a full-page screenshot of every page at a 1280-px
 window, and a table of what a reader would trip over.
 
-    python tools/screenshot_book.py                  # reads _build/html (make book builds it)
-    python tools/screenshot_book.py --build          # builds it first: jupyter-book build . -n --keep-going
-    python tools/screenshot_book.py nbs/07_loss      # only these pages
+    # reads _build/html (make book builds it)
+    python tools/screenshot_book.py
+    # builds it first: jupyter-book build . -n --keep-going
+    python tools/screenshot_book.py --build
+    # only these pages
+    python tools/screenshot_book.py nbs/07_loss
 
 For every page of `_toc.yml` it saves `_build/screens/<page>.png` and counts
 
 * code / output blocks that scroll sideways (an element of the page whose `scrollWidth`
   exceeds its `clientWidth`: a reader must scroll to see the end of its lines);
 * warnings shown on the page (stderr outputs, and the word "Warning" in any output);
-* plotting cells shown unfolded (a code cell whose code uses `plt.`, `fig.`,
-  `ax.`/`axes.` or draws an image, and that is not folded: no `hide-input` tag / `#|
-  code-fold: true`).
+* plotting cells shown unfolded, by the rule of `tools/folded_plots.py` (the one
+  `tests/test_plots_folded.py` checks): a cell that draws (`plt.`, `fig.`, `ax.`, an
+  image output...), is shown, is not tagged `hide-input` and exports no library code.
+  It reads the page's notebook through the book's filter, so it counts what the page
+  shows; a markdown page counts 0.
 
 The table is printed and written to `_build/screens/report.json`. Exit status 1 when any
 count is not 0. Needs Chromium (`apt-get install -y chromium`) and the `playwright`
-Python package (its own browser download is not used:
-`executable_path=/usr/bin/chromium`).
+Python package (its own browser download is not used: `tools/headless_chromium.py`
+starts the system's Chromium).
 """
 
 from __future__ import annotations
@@ -31,47 +36,46 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+sys.path.insert(0, str(ROOT / "tools"))
+from folded_plots import unfolded_plot_cells  # noqa: E402
+from headless_chromium import INSTALL_HINT, chromium_path, launch_chromium  # noqa: E402
 
-# Runs in the page: the three counts, with a short sample of each for the report.
+# Runs in the page: scrolling blocks and warnings, with a short sample of each for the
+# report (the unfolded plotting cells are counted from the notebook: folded_plots.py).
 PROBE = r"""
 () => {
   const main = document.querySelector('main') || document.body;
-  const where = el => el.closest('.cell_output') ? 'output' : el.closest('.cell_input') ? 'code' : 'prose';
+  const where = el => el.closest('.cell_output') ? 'output'
+                    : el.closest('.cell_input') ? 'code' : 'prose';
   const scroll = {code: [], output: [], prose: []};
   for (const el of main.querySelectorAll('*')) {
     const ox = getComputedStyle(el).overflowX;
-    if ((ox === 'auto' || ox === 'scroll') && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+    const wider = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
+    if ((ox === 'auto' || ox === 'scroll') && wider) {
       if (el.closest('.bd-sidebar, .bd-toc, nav')) continue;
-      // one block counts once: skip an element whose scrolling ancestor was already counted
+      // one block counts once: skip an element whose scrolling ancestor was counted
       let p = el.parentElement, inner = false;
-      while (p && p !== main) { if (p.__counted) { inner = true; break; } p = p.parentElement; }
+      while (p && p !== main) {
+        if (p.__counted) { inner = true; break; }
+        p = p.parentElement;
+      }
       if (inner) continue;
       el.__counted = true;
-      const text = (el.innerText || '').split('\n').sort((a, b) => b.length - a.length)[0] || '';
-      scroll[where(el)].push({width: el.scrollWidth, visible: el.clientWidth, line: text.slice(0, 120)});
+      const lines = (el.innerText || '').split('\n');
+      const text = lines.sort((a, b) => b.length - a.length)[0] || '';
+      scroll[where(el)].push(
+        {width: el.scrollWidth, visible: el.clientWidth, line: text.slice(0, 120)});
     }
   }
   const warnings = [];
-  for (const el of main.querySelectorAll('.cell_output .stderr, .cell_output .output.stderr')) {
+  const stderr = '.cell_output .stderr, .cell_output .output.stderr';
+  for (const el of main.querySelectorAll(stderr)) {
     warnings.push('stderr: ' + (el.innerText || '').trim().slice(0, 160));
   }
   for (const el of main.querySelectorAll('.cell_output')) {
     if (el.querySelector('.stderr')) continue;
     const m = (el.innerText || '').match(/[^\n]*\b\w*Warning\b[^\n]*/);
     if (m) warnings.push(m[0].trim().slice(0, 160));
-  }
-  const plotting = [];
-  // drawing calls (plt.rcParams and other set-up is not drawing)
-  const PLOT = /\bplt\.(?!rcParams)\w|\b(fig|axes|ax|a0|a1)\.\w|\bshow_batch\(|\bdraw_boxes\(|\.imshow\(/;
-  for (const cell of main.querySelectorAll('div.cell')) {
-    const input = cell.querySelector('.cell_input');
-    if (!input) continue;
-    const folded = input.closest('details') || cell.classList.contains('tag_hide-input')
-                   || cell.classList.contains('tag_remove-input');
-    const code = (input.innerText || '').replace(/"[^"\n]*"|'[^'\n]*'/g, '""');  // not in strings
-    const drawsImage = !!cell.querySelector('.cell_output img');
-    if (!folded && (PLOT.test(code) || drawsImage)) plotting.push(code.trim().split('\n')[0].slice(0, 100));
   }
   // how many characters of code fit in a code block of this page
   let charsFit = null;
@@ -81,11 +85,12 @@ PROBE = r"""
     probe.textContent = '0'.repeat(100);
     pre.appendChild(probe);
     const cs = getComputedStyle(pre);
-    const inner = pre.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    const padding = parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight);
+    const inner = pre.clientWidth - padding;
     charsFit = Math.floor(inner / (probe.getBoundingClientRect().width / 100));
     probe.remove();
   }
-  return {scroll, warnings, plotting, width: main.clientWidth, chars_fit: charsFit};
+  return {scroll, warnings, width: main.clientWidth, chars_fit: charsFit};
 }
 """
 
@@ -119,29 +124,23 @@ def build(out: Path) -> None:
         print("   ", w[:200])
 
 
-def browser_path() -> str:
-    for p in CHROMIUM:
-        if Path(p).exists():
-            return p
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        sys.exit(
-            "screenshot_book: no Chromium found: apt-get update && apt-get install -y "
-            "chromium"
-        )
-    return found
+def unfolded_plots(name: str) -> list[str]:
+    "The plotting cells page `name` shows unfolded (tools/folded_plots.py's rule)."
+    nb = ROOT / f"{name}.ipynb"
+    if not nb.exists():
+        return []
+    return [f"cell {i} (id {cid}): {line}" for i, cid, line in unfolded_plot_cells(nb)]
 
 
 def shoot(html: Path, pages: list[str], out: Path, width: int) -> dict:
     from playwright.sync_api import sync_playwright
 
+    if chromium_path() is None:
+        sys.exit(f"screenshot_book: no Chromium found: {INSTALL_HINT}")
     out.mkdir(parents=True, exist_ok=True)
     report = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path(),
-            args=["--no-sandbox", "--disable-gpu", "--hide-scrollbars"],
-        )
+        browser = launch_chromium(p, "--hide-scrollbars")
         page = browser.new_page(viewport={"width": width, "height": 900})
         for name in pages:
             f = html / f"{name}.html"
@@ -153,6 +152,7 @@ def shoot(html: Path, pages: list[str], out: Path, width: int) -> dict:
             shot = out / (name.replace("/", "__") + ".png")
             page.screenshot(path=str(shot), full_page=True)
             r = page.evaluate(PROBE)
+            r["plotting"] = unfolded_plots(name)
             r["screenshot"] = (
                 str(shot.relative_to(ROOT)) if shot.is_relative_to(ROOT) else str(shot)
             )

@@ -102,7 +102,8 @@ def slim(full: dict) -> dict:
     out["slim"] = {
         "derived_by": "tools/slim_golden.py",
         "int_fields_stored_as": "uint8 (conf_t)",
-        "shipped_inputs": "loss_cases loc_data/conf_data, decode_nms_cases loc/conf_scores: "
+        "shipped_inputs": "loss_cases loc_data/conf_data, "
+        "decode_nms_cases loc/conf_scores: "
         "portable prediction + lzma int8 ulp correction + SHA-256",
     }
     return out
@@ -142,8 +143,9 @@ def main(full_path=FULL, out_path=OUT):
     assert_equal({k: v for k, v in rebuilt.items() if k != "slim"}, full)
     tmp.replace(out_path)
     print(
-        f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB (from {Path(full_path).stat().st_size / 2**20:.1f} "
-        f"MiB); load_golden() of it equals the full file bit for bit"
+        f"{out_path}: {out_path.stat().st_size / 2**20:.2f} MiB "
+        f"(from {Path(full_path).stat().st_size / 2**20:.1f} MiB); "
+        f"load_golden() of it equals the full file bit for bit"
     )
 
 
