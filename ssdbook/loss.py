@@ -35,8 +35,8 @@ def multibox_loss(
     positives and the mined hard negatives, both divided by N, the number of positives
     in the batch. N = max(N, 1): a batch without positives gives two zero losses.
     `focal_gamma > 0`: the confidence term is chapter 6's focal loss over every prior
-    instead (no mining). With `return_masks=True` it returns `(loss_l, loss_c, pos,
-    neg)`, the `(B,P)` bool masks used."""
+    instead (no mining). With `return_masks=True` it returns
+    `(loss_l, loss_c, pos, neg)`, the `(B,P)` bool masks used."""
     pos = conf_t > 0  # (B,P)
     n = pos.sum().clamp(min=1)  # N, never 0 (stays on the device)
     with torch.no_grad():  # ranking: no autograd graph
@@ -84,11 +84,11 @@ def match_iou_only(
     variances=(0.1, 0.2),
     num_classes: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Matching by IoU alone (`MultiBoxLoss(prior_for_matching=False)`): `loc_t (B, P,
-    4)` (positives only), `conf_t (B, P)`. A prior is positive where its best object's
-    IoU is >= `threshold`; unlike `match_batch` (chapter 5) no object claims its best
-    prior regardless, so an object that no prior overlaps enough is not learnt at all.
-    Elsewhere the two agree exactly."""
+    """Matching by IoU alone (`MultiBoxLoss(prior_for_matching=False)`):
+    `loc_t (B, P, 4)` (positives only), `conf_t (B, P)`. A prior is positive where its
+    best object's IoU is >= `threshold`; unlike `match_batch` (chapter 5) no object
+    claims its best prior regardless, so an object that no prior overlaps enough is not
+    learnt at all. Elsewhere the two agree exactly."""
     loc_t, conf_t, d = match_batch(
         targets,
         priors,
@@ -235,8 +235,8 @@ class MultiBoxLoss(nn.Module):
         # in one host sync
 
     def forward(self, predictions, targets, return_masks: bool = False):
-        """`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` -> `(loss_l,
-        loss_c)` (each divided by N)."""
+        """`predictions = (loc (B,P,4), conf (B,P,C), priors (P,4))` ->
+        `(loss_l, loss_c)` (each divided by N)."""
         loc_data, conf_data, priors = predictions
         self._check(loc_data, conf_data, priors, targets)
         kw = dict(

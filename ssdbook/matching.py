@@ -46,9 +46,10 @@ def intersect(box_a: Tensor, box_b: Tensor) -> Tensor:
 
 
 def jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
-    """Jaccard overlap (IoU) of point-form boxes: `box_a (A, 4)`, `box_b (B, 4)` -> `(A,
-    B)`.  Leading dimensions broadcast, so `jaccard(truths (Bt, M, 4), priors (P,
-    4))` gives the overlaps of a whole batch, `(Bt, M, P)`. Same arithmetic as the
+    """Jaccard overlap (IoU) of point-form boxes: `box_a (A, 4)`, `box_b (B, 4)` ->
+    `(A, B)`.  Leading dimensions broadcast, so
+    `jaccard(truths (Bt, M, 4), priors (P, 4))` gives the overlaps of a whole batch,
+    `(Bt, M, P)`. Same arithmetic as the
     reference, in the same order: `inter / (area_a + area_b - inter)`. (The library
     could call `torchvision.ops.box_iou`; it does not, because the matching
     reproduces the reference's float ties, and those depend on the order of the

@@ -48,9 +48,9 @@ def hard_negative_mining(
     `conf_loss (B,P)` is any per-prior score where higher means "harder" (the
     cross-entropy against background), `pos (B,P)` bool marks the positive priors.
     Returns `neg (B,P)` bool, never overlapping `pos`. Batched: one `topk` over the
-    whole batch, no loop over images. The count is clamped to the number of negatives `P
-    - num_pos` (the reference clamps to `P - 1`; the union `pos | neg` is the same). An
-    image without positives gets no negatives. A NaN loss ranks first, so it is mined
+    whole batch, no loop over images. The count is clamped to the number of negatives
+    `P - num_pos` (the reference clamps to `P - 1`; the union `pos | neg` is the same).
+    An image without positives gets no negatives. A NaN loss ranks first, so it is mined
     and shows up in the loss instead of being hidden."""
     if conf_loss.dim() != 2 or conf_loss.shape != pos.shape:
         raise ValueError(
