@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import csv
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,7 +18,7 @@ from .runfolder import ResultFolder, prepare_out
 
 # %% auto #0
 __all__ = [
-    'CSV_FIELDS',
+    'QUICK_DEMO',
     'one_line',
     'detect_options',
     'classes_from_args',
@@ -27,12 +27,11 @@ __all__ = [
     'open_dataset',
     'cmd_train',
     'cmd_eval',
-    'detection_records',
-    'write_detections',
     'cmd_detect',
     'cmd_export',
     'cmd_make_shapes',
     'record_result',
+    'demo',
     'cmd_demo',
 ]
 
@@ -113,7 +112,8 @@ def open_dataset(
     if data == "coco":
         if not annotations:
             raise ValueError(
-                "--data coco needs --annotations FILE.json (and --root: the folder of its images)"
+                "--data coco needs --annotations FILE.json "
+                "(and --root: the folder of its images)"
             )
         from ssdbook.coco import COCODetection
 
@@ -135,7 +135,8 @@ def open_dataset(
         sets = [tuple(s) for s in image_sets] or default
         if not download and not Path(root).expanduser().is_dir():
             raise ValueError(
-                f"--root {root}: no such folder (the dataset root, with VOC{sets[0][0]}/ inside)"
+                f"--root {root}: no such folder "
+                f"(the dataset root, with VOC{sets[0][0]}/ inside)"
             )
         names = VOC_CLASSES if download else data_classes(root, sets, classes, source)
         ds = VOCDetection(
@@ -157,7 +158,7 @@ def _finetune_net(path, cfg, classes):
     checkpoint `path` loaded into it."""
     import torch
     from ssdbook.checkpoint import load_for_finetuning
-    from ssdbook.train import build_model
+    from ssdbook.checkpoint import build_model
 
     torch.manual_seed(cfg.seed)
     net = build_model(
@@ -165,7 +166,7 @@ def _finetune_net(path, cfg, classes):
     )
     fresh = load_for_finetuning(net, path)
     print(
-        f"fine-tuning {path} on classes {', '.join(classes)}: "
+        f"fine-tuning {path}\n  on classes {', '.join(classes)}: "
         + (
             f"new class heads ({len(fresh)} tensors start fresh)"
             if fresh
@@ -285,7 +286,8 @@ def cmd_eval(args):
             progress=args.progress,
         )
         print(
-            f"{len(ds)} test images ({data}), metric {args.metric} [{time.perf_counter() - t0:.1f} s]:"
+            f"{len(ds)} test images ({data}), metric {args.metric} "
+            f"[{time.perf_counter() - t0:.1f} s]:"
         )
         print(format_results(res))
         if stage:
@@ -311,60 +313,6 @@ def cmd_eval(args):
 
 
 # %% ../nbs/10e_commands.ipynb #c018
-CSV_FIELDS = (
-    "image",
-    "width",
-    "height",
-    "class",
-    "label",
-    "score",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-)
-
-
-def detection_records(path, res) -> dict:
-    """One image's detections as plain data: `dict(image, width, height,
-    detections=[dict(class, label, score, box)])`."""
-    h, w = res["size"]
-    dets = [
-        {"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]}
-        for n, l, s, b in zip(
-            res["names"],
-            res["labels"].tolist(),
-            res["scores"].tolist(),
-            res["boxes"].tolist(),
-        )
-    ]
-    return dict(image=str(path), width=w, height=h, detections=dets)
-
-
-def write_detections(out, records) -> tuple[Path, Path]:
-    """`out/detections.json` and `out/detections.csv` (one row per detection) from
-    `detection_records`."""
-    out = Path(out)
-    (out / "detections.json").write_text(json.dumps(records, indent=1) + "\n")
-    with open(out / "detections.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        w.writerows(
-            [
-                r["image"],
-                r["width"],
-                r["height"],
-                d["class"],
-                d["label"],
-                d["score"],
-                *d["box"],
-            ]
-            for r in records
-            for d in r["detections"]
-        )
-    return out / "detections.json", out / "detections.csv"
-
-
 def _picture_name(path, taken, limit=200):
     """`STEM_detections.png`, unique; a stem longer than `limit` bytes is shortened
     (file names: 255 bytes at most)."""
@@ -383,7 +331,12 @@ def cmd_detect(args):
     """Exit status 0, or 3 when some inputs were skipped (each named on stderr) and the
     others' results written."""
     from ssdbook.evaluate import save_detections
-    from ssdbook.inference import Detector, image_files
+    from ssdbook.inference import (
+        Detector,
+        detection_records,
+        image_files,
+        write_detections,
+    )
 
     files, problems = image_files(args.images)
     if not files:
@@ -436,14 +389,15 @@ def cmd_detect(args):
                 msg += f" -> {out / records[-1]['picture']}"
             print(msg)
         write_detections(stage, records)
+    n = sum(len(r["detections"]) for r in records)
     print(
-        f"{len(records)} images, {sum(len(r['detections']) for r in records)} detections (score > "
-        f"{det.score_thresh}): {out / 'detections.json'}, {out / 'detections.csv'}"
+        f"{len(records)} images, {n} detections (score > {det.score_thresh}): "
+        f"{out / 'detections.json'}, {out / 'detections.csv'}"
     )
     if failed:
         print(
-            f"ssdbook detect: {failed} of {len(files) + len(problems)} inputs could not be read (named above); "
-            f"the other {len(records)} are in {out}",
+            f"ssdbook detect: {failed} of {len(files) + len(problems)} inputs "
+            f"could not be read (named above); the other {len(records)} are in {out}",
             file=sys.stderr,
         )
     return 3 if failed else 0
@@ -465,8 +419,8 @@ def cmd_export(args):
         else "boxes (B, 8732, 4), scores (B, 8732, C)"
     )
     print(
-        f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): images (B, 3, 300, 300) RGB "
-        f"in [0, 1] -> {outputs}"
+        f"{p} ({p.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s): "
+        f"images (B, 3, 300, 300) RGB in [0, 1] -> {outputs}"
     )
     return 0
 
@@ -476,8 +430,9 @@ def cmd_make_shapes(args):
     t0 = time.perf_counter()
     p = shapes_root(args.root, args.n_train, args.n_test, args.seed)
     print(
-        f"shapes set ({args.n_train} train + {args.n_test} test images, seed {args.seed}) in {p} "
-        f"[{time.perf_counter() - t0:.1f} s]; train on it with: ssdbook train --data shapes --root {p}"
+        f"shapes set ({args.n_train} train + {args.n_test} test images, "
+        f"seed {args.seed}) in {p} [{time.perf_counter() - t0:.1f} s];\n"
+        f"  train on it with: ssdbook train --data shapes --root {p}"
     )
     return 0
 
@@ -495,9 +450,113 @@ def record_result(name, numbers, command) -> Path | None:
     return mod.RESULTS
 
 
-def cmd_demo(args):
-    from ssdbook.inference import demo
+QUICK_DEMO = dict(
+    n_train=24,
+    n_test=8,
+    iterations=3,
+    batch_size=4,
+    warmup=1,
+    log_every=1,
+    checkpoint_every=3,
+)
 
+
+def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -> dict:
+    """The main job: shapes set -> train the mini base on the CPU -> VOC07 mAP on the
+    test split -> a picture.
+
+    `overrides` are `TrainConfig` fields (e.g. `iterations=`); `quick` (default:
+    `SSDBOOK_QUICK=1`) runs a tiny budget that only checks the pipeline. Returns
+    dict(map, ap, ap_by_size, classes, picture, seconds...)."""
+    from ssdbook.config import shapes_recipe
+    from ssdbook.data import BaseTransform
+    from ssdbook.detect import detection_grid
+    from ssdbook.evaluate import ap_by_size, evaluate_model, format_results
+    from ssdbook.shapes import shapes_set
+    from ssdbook.train import train
+
+    quick = os.environ.get("SSDBOOK_QUICK") == "1" if quick is None else quick
+    cfg = shapes_recipe(
+        **{
+            **(QUICK_DEMO if quick else {}),
+            "root": str(root),
+            "out": str(out),
+            "progress": progress,
+            "device": "cpu",
+            "overwrite": True,
+            **overrides,
+        }
+    )
+    t = [time.perf_counter()]
+    print(
+        f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images "
+        f"(seed {cfg.seed})\n      under {root}",
+        flush=True,
+    )
+    data = shapes_set(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
+    ds = open_dataset("shapes", data, train=False, transform=BaseTransform())
+    cfg = dataclasses.replace(cfg, root=str(data))
+    t.append(time.perf_counter())
+    print(
+        f"      [{t[1] - t[0]:.0f} s]\n[2/4] training base={cfg.base} on the "
+        f"{cfg.device}: {cfg.iterations} iterations x {cfg.batch_size} images\n"
+        f"      ({cfg.optimizer}, lr {cfg.lr:g}, {cfg.schedule}, "
+        f"augment={cfg.augment})",
+        flush=True,
+    )
+    run = train(cfg)
+    t.append(time.perf_counter())
+    print(
+        f"      [{t[2] - t[1]:.0f} s]\n[3/4] evaluating on the {len(ds)} held-out "
+        "test images",
+        flush=True,
+    )
+    res = evaluate_model(
+        run["net"].eval(), ds, classes=list(ds.classes), return_detections=True
+    )
+    sizes = ap_by_size(res["detections"], res["annotations"], list(ds.classes))
+    t.append(time.perf_counter())
+    print(
+        f"      [{t[3] - t[2]:.0f} s]  VOC2007 11-point AP at IoU 0.5 on {len(ds)} "
+        f"test images:\n{format_results(res)}\n  by object size:\n"
+        + "\n".join(f"    {k:>9} {m:.3f} ({n} objects)" for k, (n, m) in sizes.items())
+    )
+    k = min(8, len(ds))
+    pic = detection_grid(
+        [ds.pull_image(i) for i in range(k)],
+        res["detections"][:k],
+        ds.classes,
+        Path(out) / "detections.png",
+        annotations=res["annotations"][:k],
+    )
+    t.append(time.perf_counter())
+    print(
+        f"[4/4] detections on {k} test images: {pic}\n"
+        f"mAP@0.5 (VOC07) = {float(res['map']):.4f} in {t[4] - t[0]:.0f} s "
+        f"(data {t[1] - t[0]:.0f} s, training {t[2] - t[1]:.0f} s, "
+        f"evaluation {t[3] - t[2]:.0f} s)",
+        flush=True,
+    )
+    return dict(
+        map=float(res["map"]),
+        ap={c: float(a) for c, a in zip(ds.classes, res["ap"])},
+        ap_by_size=sizes,
+        classes=list(ds.classes),
+        picture=pic,
+        checkpoint=run["checkpoint"],
+        log=run["log"],
+        iterations=cfg.iterations,
+        batch_size=cfg.batch_size,
+        n_train=cfg.n_train,
+        n_test=len(ds),
+        seconds=t[4] - t[0],
+        data_seconds=t[1] - t[0],
+        train_seconds=t[2] - t[1],
+        eval_seconds=t[3] - t[2],
+    )
+
+
+def cmd_demo(args):
     over = {
         k: getattr(args, k)
         for k in (

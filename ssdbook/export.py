@@ -146,7 +146,8 @@ def export(source, path, format="onnx", nms=False, opset=17, **detect_kw) -> Pat
     path = Path(path)
     if isinstance(source, (str, Path)) and _same_file(path, source):
         raise ValueError(
-            f"{path} is the checkpoint being exported: the export would replace it; choose another --out"
+            f"{path} is the checkpoint being exported: the export would replace it; "
+            "choose another --out"
         )
     model = ExportModel(net, nms=nms, **detect_kw).cpu().eval()
     path.parent.mkdir(parents=True, exist_ok=True)

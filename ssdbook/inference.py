@@ -3,10 +3,10 @@
 # %% ../nbs/10b_inference.ipynb #c003
 from __future__ import annotations
 
-import dataclasses
+import csv
 import glob
+import json
 import os
-import time
 import warnings
 from numbers import Integral
 from pathlib import Path
@@ -25,131 +25,16 @@ from .evaluate import SIZE_BANDS, ap_by_size
 
 # %% auto #0
 __all__ = [
-    'QUICK_DEMO',
     'IMAGE_SUFFIXES',
-    'demo',
+    'CSV_FIELDS',
     'image_files',
     'as_image',
     'open_image',
     'Detections',
     'Detector',
+    'detection_records',
+    'write_detections',
 ]
-
-# %% ../nbs/10b_inference.ipynb #c006
-QUICK_DEMO = dict(
-    n_train=24,
-    n_test=8,
-    iterations=3,
-    batch_size=4,
-    warmup=1,
-    log_every=1,
-    checkpoint_every=3,
-)
-
-
-def _shapes_test_set(cfg):
-    """The shapes set of `cfg` under `cfg.root` (chapter 1c's `shapes_set`: one folder
-    per seed and version, made on first use): its dataset root and its test split with
-    the test-time transform."""
-    from ssdbook.dataset import VOCDetection
-    from ssdbook.shapes import shapes_set
-
-    root = shapes_set(cfg.root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
-    return root, VOCDetection(
-        root,
-        image_sets=[("shapes", "test")],
-        transform=BaseTransform(),
-        keep_difficult=True,
-    )
-
-
-def demo(root="data", out="runs/demo", quick=None, progress=True, **overrides) -> dict:
-    """The main job: shapes set -> train the mini base on the CPU -> VOC07 mAP on the
-    test split -> a picture.
-
-    `overrides` are `TrainConfig` fields (e.g. `iterations=`); `quick` (default:
-    `SSDBOOK_QUICK=1`) runs a tiny budget that only checks the pipeline. Returns
-    dict(map, ap, ap_by_size, classes, picture, seconds...)."""
-    from ssdbook.evaluate import evaluate_model, format_results
-    from ssdbook.config import shapes_recipe
-    from ssdbook.train import train
-
-    quick = os.environ.get("SSDBOOK_QUICK") == "1" if quick is None else quick
-    cfg = shapes_recipe(
-        **{
-            **(QUICK_DEMO if quick else {}),
-            "root": str(root),
-            "out": str(out),
-            "progress": progress,
-            "device": "cpu",
-            "overwrite": True,
-            **overrides,
-        }
-    )
-    t = [time.perf_counter()]
-    print(
-        f"[1/4] shapes set: {cfg.n_train} train + {cfg.n_test} test images (seed {cfg.seed}) under {root}",
-        flush=True,
-    )
-    root, ds = _shapes_test_set(cfg)
-    cfg = dataclasses.replace(cfg, root=str(root))
-    t.append(time.perf_counter())
-    print(
-        f"      [{t[1] - t[0]:.0f} s]\n[2/4] training base={cfg.base} on the {cfg.device}: {cfg.iterations} iterations "
-        f"x {cfg.batch_size} images ({cfg.optimizer}, lr {cfg.lr:g}, {cfg.schedule}, augment={cfg.augment})",
-        flush=True,
-    )
-    run = train(cfg)
-    t.append(time.perf_counter())
-    print(
-        f"      [{t[2] - t[1]:.0f} s]\n[3/4] evaluating on the {len(ds)} held-out test images",
-        flush=True,
-    )
-    res = evaluate_model(
-        run["net"].eval(), ds, classes=list(ds.classes), return_detections=True
-    )
-    sizes = ap_by_size(res["detections"], res["annotations"], list(ds.classes))
-    t.append(time.perf_counter())
-    print(
-        f"      [{t[3] - t[2]:.0f} s]  VOC2007 11-point AP at IoU 0.5 on {len(ds)} test images:"
-    )
-    print(format_results(res))
-    print(
-        "  by object size: "
-        + ", ".join(f"{k} {m:.3f} ({n} objects)" for k, (n, m) in sizes.items())
-    )
-    k = min(8, len(ds))
-    pic = detection_grid(
-        [ds.pull_image(i) for i in range(k)],
-        res["detections"][:k],
-        ds.classes,
-        Path(out) / "detections.png",
-        annotations=res["annotations"][:k],
-    )
-    t.append(time.perf_counter())
-    print(
-        f"[4/4] detections on {k} test images: {pic}\nmAP@0.5 (VOC07) = {float(res['map']):.4f} in {t[4] - t[0]:.0f} s "
-        f"(data {t[1] - t[0]:.0f} s, training {t[2] - t[1]:.0f} s, evaluation {t[3] - t[2]:.0f} s)",
-        flush=True,
-    )
-    return dict(
-        map=float(res["map"]),
-        ap={c: float(a) for c, a in zip(ds.classes, res["ap"])},
-        ap_by_size=sizes,
-        classes=list(ds.classes),
-        picture=pic,
-        checkpoint=run["checkpoint"],
-        log=run["log"],
-        iterations=cfg.iterations,
-        batch_size=cfg.batch_size,
-        n_train=cfg.n_train,
-        n_test=len(ds),
-        seconds=t[4] - t[0],
-        data_seconds=t[1] - t[0],
-        train_seconds=t[2] - t[1],
-        eval_seconds=t[3] - t[2],
-    )
-
 
 # %% ../nbs/10b_inference.ipynb #c014
 IMAGE_SUFFIXES = frozenset(
@@ -202,7 +87,8 @@ def as_image(x, name="image") -> torch.Tensor:
         x = torch.from_numpy(np.array(x)).permute(2, 0, 1)
     if not isinstance(x, torch.Tensor):
         raise ValueError(
-            f"{name}: expected a path, PIL image, tensor or NumPy array, got {type(x).__name__}"
+            f"{name}: expected a path, PIL image, tensor or NumPy array, "
+            f"got {type(x).__name__}"
         )
     if x.dim() != 3 or x.shape[0] != 3 or min(x.shape[1:]) < 1:
         raise ValueError(
@@ -215,7 +101,8 @@ def as_image(x, name="image") -> torch.Tensor:
     lo, hi = x.aminmax()
     if not (lo >= -1e-3 and hi <= 1 + 1e-3):  # NaN fails too
         raise ValueError(
-            f"{name}: float pixels must be in [0, 1], got [{float(lo):.3g}, {float(hi):.3g}]"
+            f"{name}: float pixels must be in [0, 1], "
+            f"got [{float(lo):.3g}, {float(hi):.3g}]"
             + (" (divide by 255)" if hi > 1 + 1e-3 and hi <= 255 else "")
         )
     return x.float()
@@ -227,8 +114,9 @@ def _reduced(path, im, w: int, h: int, limit: int):
     k = next((k for k in (2, 4, 8) if (w // k) * (h // k) <= limit), None)
     if im.format != "JPEG" or k is None:
         raise ValueError(
-            f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} Mpx), more than max_pixels={limit} "
-            f"({limit / 1e6:.0f} Mpx); downscale it first, or raise max_pixels"
+            f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} Mpx), "
+            f"more than max_pixels={limit} ({limit / 1e6:.0f} Mpx); "
+            "downscale it first, or raise max_pixels"
         )
     turn = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF: a quarter turn
     try:
@@ -329,7 +217,8 @@ class Detector:
     ):
         if len(classes) != net.num_classes - 1:
             raise ValueError(
-                f"{len(classes)} class names for a network with {net.num_classes - 1} object classes"
+                f"{len(classes)} class names for a network with "
+                f"{net.num_classes - 1} object classes"
             )
         if not 0 <= score_thresh < 1:  # NaN fails too
             raise ValueError(f"score_thresh must be in [0, 1), got {score_thresh}")
@@ -360,8 +249,10 @@ class Detector:
 
     def __repr__(self):
         return (
-            f"Detector({type(self.net).__name__}, {len(self.classes)} classes {list(self.classes)}, "
-            f"device={self.device}, score_thresh={self.score_thresh}, max_detections={self.max_detections})"
+            f"Detector({type(self.net).__name__}, "
+            f"{len(self.classes)} classes {list(self.classes)}, "
+            f"device={self.device}, score_thresh={self.score_thresh}, "
+            f"max_detections={self.max_detections})"
         )
 
     def predict(self, x, batch_size=None, strict: bool = False) -> Detections:
@@ -382,8 +273,8 @@ class Detector:
                 out.append(res)
         if out.skipped:
             warnings.warn(
-                f"{len(out.skipped)} file(s) could not be read and were skipped (first: "
-                f"{out.skipped[0][1]}); the result's .skipped lists them",
+                f"{len(out.skipped)} file(s) could not be read and were skipped "
+                f"(first: {out.skipped[0][1]}); the result's .skipped lists them",
                 stacklevel=2,
             )
         return out
@@ -475,3 +366,58 @@ class Detector:
                 source=src,
             )
         return dets
+
+
+# %% ../nbs/10b_inference.ipynb #2887a9ac
+CSV_FIELDS = (
+    "image",
+    "width",
+    "height",
+    "class",
+    "label",
+    "score",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+)
+
+
+def detection_records(path, res) -> dict:
+    """One image's detections as plain data: `dict(image, width, height,
+    detections=[dict(class, label, score, box)])`."""
+    h, w = res["size"]
+    dets = [
+        {"class": n, "label": l, "score": round(s, 5), "box": [round(v, 2) for v in b]}
+        for n, l, s, b in zip(
+            res["names"],
+            res["labels"].tolist(),
+            res["scores"].tolist(),
+            res["boxes"].tolist(),
+        )
+    ]
+    return dict(image=str(path), width=w, height=h, detections=dets)
+
+
+def write_detections(out, records) -> tuple[Path, Path]:
+    """`out/detections.json` and `out/detections.csv` (one row per detection) from
+    `detection_records`."""
+    out = Path(out)
+    (out / "detections.json").write_text(json.dumps(records, indent=1) + "\n")
+    with open(out / "detections.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_FIELDS)
+        w.writerows(
+            [
+                r["image"],
+                r["width"],
+                r["height"],
+                d["class"],
+                d["label"],
+                d["score"],
+                *d["box"],
+            ]
+            for r in records
+            for d in r["detections"]
+        )
+    return out / "detections.json", out / "detections.csv"

@@ -311,3 +311,34 @@ def test_readme_table_lists_every_chapter_with_its_module():
     assert order == [s for s in toc_pages() if s in order], (
         "README's chapters are not in the book's order"
     )
+
+
+# ------------------------------------------------------------------ using a model needs
+# nothing from training (issue 20.7)
+USING = ("inference", "detect", "export")  # chapters 10, 10b, 10d: a trained model in
+TRAINING = {"config", "pipeline", "train"}  # chapters 9, 9a, 9d: recipes, data, loop
+
+
+def _training_imports(text: str) -> list[tuple[str, int]]:
+    "`(module, line)` for each import of a training module, lazy ones included."
+    modules = {p.stem for p in package_modules()}
+    found = ssdbook_imports(ast.parse(text), modules)
+    return [(m, line) for m, line in found if m in TRAINING]
+
+
+def test_using_a_model_imports_nothing_from_training():
+    problems = [
+        f"ssdbook/{name}.py:{line} imports ssdbook.{mod}"
+        for name in USING
+        for mod, line in _training_imports((PKG / f"{name}.py").read_text())
+    ]
+    assert not problems, "\n" + "\n".join(problems)
+
+
+def test_the_training_import_checker_sees_lazy_imports():
+    src = (
+        "from .detect import Detect\nimport torch\n"
+        "def demo():\n    from ssdbook.config import shapes_recipe\n"
+        "    from ssdbook.train import train\n    from . import pipeline\n"
+    )
+    assert [m for m, _ in _training_imports(src)] == ["config", "train", "pipeline"]
