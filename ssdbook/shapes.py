@@ -256,7 +256,8 @@ def _shapes_params(n_train, n_test, seed, size, min_size, max_frac):
             raise ValueError(f"shapes set: {name} must be >= 0, got {v}")
     if not 12 <= min_size < max_frac * size <= size:
         raise ValueError(
-            f"shapes set: need 12 <= min_size ({min_size}) < max_frac*size ({max_frac * size:g}) <= size ({size})"
+            f"shapes set: need 12 <= min_size ({min_size}) < "
+            f"max_frac*size ({max_frac * size:g}) <= size ({size})"
         )
     return dict(
         version=SHAPES_VERSION,
@@ -354,10 +355,8 @@ def _build_atomically(dest, p, inner=None):
     deleted and theirs is used."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(dest)
-    tmp = (
-        dest.parent
-        / f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    )
+    tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = dest.parent / f".{dest.name}.tmp-{tag}"
     try:
         _write_shapes(tmp / inner if inner else tmp, p)
         os.rename(tmp, dest)  # atomic; fails when dest exists and is not empty
@@ -370,7 +369,10 @@ def _build_atomically(dest, p, inner=None):
 
 # %% ../nbs/01c_shapes.ipynb #c022
 def _describe(p):
-    return f"version {p.get('version')}, seed {p.get('seed')}, {p.get('n_train')} train + {p.get('n_test')} test, {p.get('size')} px"
+    return (
+        f"version {p.get('version')}, seed {p.get('seed')}, "
+        f"{p.get('n_train')} train + {p.get('n_test')} test, {p.get('size')} px"
+    )
 
 
 def shapes_set(
@@ -391,16 +393,17 @@ def shapes_set(
     extra = (
         "" if (min_size, max_frac) == (15, 0.9) else f"-min{min_size:g}-max{max_frac:g}"
     )
-    dest = (
-        root
-        / f"shapes-v{SHAPES_VERSION}-seed{p['seed']}-{p['n_train']}+{p['n_test']}-{p['size']}px{extra}"
+    name = (
+        f"shapes-v{SHAPES_VERSION}-seed{p['seed']}"
+        f"-{p['n_train']}+{p['n_test']}-{p['size']}px{extra}"
     )
+    dest = root / name
     if _read_stamp(dest / "VOCshapes") == p:
         return dest
     if dest.exists():
         raise ValueError(
-            f"{dest} exists but is not a complete shapes set of these arguments; it is left alone "
-            "(delete it yourself if no run is using it)"
+            f"{dest} exists but is not a complete shapes set of these arguments; "
+            "it is left alone (delete it yourself if no run is using it)"
         )
     return _build_atomically(dest, p, inner="VOCshapes")
 
@@ -431,17 +434,17 @@ def make_shapes_voc(
     if out.exists():
         if stamp is None:
             raise ValueError(
-                f"{out} exists and was not made by make_shapes_voc; it is left alone (choose another root)"
+                f"{out} exists and was not made by make_shapes_voc; "
+                "it is left alone (choose another root)"
             )
         if not overwrite:
             raise ValueError(
-                f"{out} holds another shapes set ({_describe(stamp)}; asked for {_describe(p)}); it is "
-                "left alone in case a run reads it: use shapes_set(), another root, or overwrite=True"
+                f"{out} holds another shapes set ({_describe(stamp)}; "
+                f"asked for {_describe(p)}); it is left alone in case a run reads it: "
+                "use shapes_set(), another root, or overwrite=True"
             )
-        old = (
-            out.parent
-            / f".VOCshapes.old-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        old = out.parent / f".VOCshapes.old-{tag}"
         os.rename(out, old)
         shutil.rmtree(old, ignore_errors=True)
     return _build_atomically(out, p)
