@@ -8,7 +8,8 @@ answer is a cached one):
 
 * core: the `Explorer` method the page calls (matching and mining, or the detection
   stages, and the picture), timed in Python;
-* browser: the round trip in headless Chromium (/usr/bin/chromium, through Playwright),
+* browser: the round trip in headless Chromium (the system's, through Playwright and
+  tools/headless_chromium.py),
   from the change on the page (a slider moved, a box typed, a click) until the new
   numbers are shown. Clicks are mouse events at computed points: Playwright's
   `locator.click()` first waits for the element to be stable, which added 0.2-0.5 s here
@@ -34,10 +35,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tools"))
 from _results import record  # noqa: E402
+from headless_chromium import chromium_path, launch_chromium  # noqa: E402
 
 TARGET_S = 0.5
-CHROMIUM = "/usr/bin/chromium"
 
 
 def median_ms(fn, values, repeats):
@@ -98,17 +100,7 @@ def browser_times(repeats):
     out = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function(
@@ -202,7 +194,7 @@ def main(argv=None):
 
     load = os.getloadavg()[0]
     numbers = core_times(Explorer(), args.repeats)
-    if not args.no_browser and Path(CHROMIUM).exists():
+    if not args.no_browser and chromium_path() is not None:
         numbers.update(browser_times(args.repeats))
     slowest = max(
         v for k, v in numbers.items() if k.endswith("_ms") and not k.startswith("new")

@@ -5,8 +5,8 @@ The browser test starts the app on a free loopback port, refuses every request t
 not to it (the page must work offline), types a box, moves the IoU slider, clicks a kept
 box, checks each number shown against `match_batch`, `MultiBoxLoss` and `Detect`, and
 saves screenshots (into `$SSDBOOK_SCREENSHOTS` when set: the book's pictures are made
-that way). It is skipped, with the reason, only where /usr/bin/chromium or Playwright is
-missing.
+that way). It is skipped, with the reason, only where Chromium (found and started by
+tools/headless_chromium.py) or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from ssdbook.loss import MultiBoxLoss
 from ssdbook.matching import match_batch
 from ssdbook.priors import CONFIGS, PriorBox
 
-CHROMIUM = "/usr/bin/chromium"
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tools"))
+from headless_chromium import INSTALL_HINT, chromium_path, launch_chromium  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -317,9 +318,8 @@ def _wait_text(page, selector, pattern, timeout=15_000):
 
 
 @pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason=f"no Chromium at {CHROMIUM} "
-    "(apt-get install chromium): the browser test needs a real browser",
+    chromium_path() is None,
+    reason=f"no Chromium ({INSTALL_HINT}): the browser test needs a real browser",
 )
 def test_the_app_in_a_real_browser(tmp_path):
     pytest.importorskip(
@@ -343,17 +343,7 @@ def test_the_app_in_a_real_browser(tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             local = f"http://127.0.0.1:{port}"
 
