@@ -180,7 +180,8 @@ def atomic_write(path, data: bytes) -> Path:
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise NoSpaceError(
-                f"no space left writing {path} (the previous version, if any, is intact)"
+                f"no space left writing {path} (the previous version, if any, is "
+                "intact)"
             ) from None
         raise
     finally:
@@ -232,9 +233,8 @@ def clean_temp_files(folder, everything: bool = False) -> list[Path]:
 
 # %% ../nbs/09b_checkpoints.ipynb #c021
 def _why(e: BaseException) -> str:
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0].split('. ')[0]}"[
-        :160
-    ]
+    first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(e).__name__}: {first}"[:160]
 
 
 def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
@@ -270,10 +270,12 @@ def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
             ) from None
         if "Weights only load failed" in str(e):
             raise CheckpointError(
-                f"{path} holds Python objects besides tensors: not an ssdbook checkpoint"
+                f"{path} holds Python objects besides tensors: not an ssdbook "
+                "checkpoint"
             ) from None
         raise CheckpointError(
-            f"corrupt checkpoint {path} ({size} bytes): truncated or damaged ({_why(e)})"
+            f"corrupt checkpoint {path} ({size} bytes): truncated or damaged "
+            f"({_why(e)})"
         ) from None
     if not isinstance(ck, dict) or "model" not in ck and "format_version" not in ck:
         plain = (
@@ -282,9 +284,11 @@ def load_checkpoint(path, map_location="cpu", mmap: bool = False) -> dict:
         raise CheckpointError(
             f"{path} is not an ssdbook checkpoint: "
             + (
-                f"a plain state_dict of {len(ck)} tensors (load it with model.load_state_dict)"
+                f"a plain state_dict of {len(ck)} tensors (load it with "
+                "model.load_state_dict)"
                 if plain
-                else f"a {type(ck).__name__} without 'model' and 'format_version' entries"
+                else f"a {type(ck).__name__} without 'model' and 'format_version' "
+                "entries"
             )
         )
     if (
@@ -391,8 +395,10 @@ def check_compatible(
         )
     if classes is not None and have is not None and list(have) != list(classes):
         raise CheckpointError(
-            f"{name} was trained on classes {_names(have)}, this run has {_names(classes)}: "
-            "to start a new class list from its weights, fine-tune (load_for_finetuning)"
+            f"{name} was trained on classes {_names(have)}, this run has "
+            f"{_names(classes)}: "
+            "to start a new class list from its weights, fine-tune "
+            "(load_for_finetuning)"
         )
     if num_classes is not None and n not in (None, num_classes):
         raise CheckpointError(
@@ -405,7 +411,8 @@ def check_compatible(
     ]
     if diff:
         raise CheckpointError(
-            f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs {prior_cfg[diff[0]]}"
+            f"{name} uses other priors: {diff[0]} {pc.get(diff[0])} vs "
+            f"{prior_cfg[diff[0]]}"
         )
 
 
@@ -417,30 +424,54 @@ def build_model(
     pretrained="",
     priors="voc",
     focal_gamma=0.0,
+    pretrained_weights="",
 ):
     """`build_ssd` at 300 px with the prior config `priors` (a name in chapter 2's
-    `CONFIGS` or a dict), the ImageNet VGG16 weights if `pretrained` (a path or
-    'download'), chapter 6's `init_background_bias` if `focal_gamma > 0`."""
+    `CONFIGS` or a dict); `pretrained`: 'coco' for torchvision's COCO-trained SSD300
+    (chapter 3a; `pretrained_weights`: its saved `state_dict` instead of the download),
+    'download' or a path for the ImageNet VGG16 backbone; chapter 6's
+    `init_background_bias` if `focal_gamma > 0`."""
     from ssdbook.mining import init_background_bias
     from ssdbook.model import build_ssd, load_vgg16_imagenet
     from ssdbook.priors import CONFIGS
 
-    net = build_ssd(
-        phase,
-        size=300,
-        num_classes=num_classes,
-        base=base,
-        cfg=CONFIGS[priors] if isinstance(priors, str) else priors,
-    )
-    if pretrained:
-        if base != "vgg16":
-            raise ValueError(
-                f"pretrained={pretrained!r} needs base='vgg16' (got base={base!r})"
-            )
+    if pretrained and base != "vgg16":
+        raise ValueError(
+            f"pretrained={pretrained!r} needs base='vgg16' (got base={base!r})"
+        )
+    if pretrained == "coco":
+        net = _torchvision_coco(num_classes, phase, pretrained_weights)
+    else:
+        net = build_ssd(
+            phase,
+            size=300,
+            num_classes=num_classes,
+            base=base,
+            cfg=CONFIGS[priors] if isinstance(priors, str) else priors,
+        )
+    if pretrained and pretrained != "coco":
         load_vgg16_imagenet(
             net, **({} if pretrained == "download" else dict(weights=pretrained))
         )
     return init_background_bias(net) if focal_gamma else net
+
+
+def _torchvision_coco(num_classes, phase, weights=""):
+    """Chapter 3a's `pretrained_ssd300` for `num_classes`, with a one-line error when
+    the weights can be neither read from `weights` nor downloaded."""
+    from ssdbook.pretrained import pretrained_ssd300
+
+    if weights and not Path(weights).is_file():
+        raise ValueError(f"--pretrained-weights {weights}: no such file")
+    try:
+        return pretrained_ssd300(num_classes, weights or "DEFAULT", phase)
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        where = f"read {weights}" if weights else "download torchvision's weights"
+        raise ValueError(
+            f"--pretrained coco: could not {where} ({_why(e)}); download them "
+            "once with internet, or pass --pretrained-weights PATH to a saved "
+            "ssd300_vgg16 state_dict"
+        ) from None
 
 
 # %% ../nbs/09b_checkpoints.ipynb #c028
@@ -467,10 +498,15 @@ def load_model(path, device="auto", phase="train"):
         net.load_state_dict(ck["model"])
     except RuntimeError as e:
         raise CheckpointError(
-            f"{path}: its weights do not fit a {ck['base']!r} SSD with {ck['num_classes']} "
+            f"{path}: its weights do not fit a {ck['base']!r} SSD with "
+            f"{ck['num_classes']} "
             f"classes ({_why(e)})"
         ) from None
     return net.to(pick_device(device)).eval(), ck
+
+
+def _shapes(a, b) -> str:
+    return f"{tuple(a.shape)} vs {tuple(b.shape)}"
 
 
 def load_for_finetuning(net: nn.Module, source, name=None) -> list[str]:
@@ -492,7 +528,7 @@ def load_for_finetuning(net: nn.Module, source, name=None) -> list[str]:
         if k.startswith("conf.") and k in sd and sd[k].shape != own[k].shape
     ]
     bad = [
-        f"{k} {'missing' if k not in sd else f'{tuple(sd[k].shape)} vs {tuple(own[k].shape)}'}"
+        f"{k} {'missing' if k not in sd else _shapes(sd[k], own[k])}"
         for k in own
         if k not in fresh and (k not in sd or sd[k].shape != own[k].shape)
     ]

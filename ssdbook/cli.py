@@ -41,9 +41,12 @@ USER_ERRORS = (
     FloatingPointError,
 )  # OSError: missing files, permissions, a full disk
 EXIT_STATUS = (
-    "exit status: 0 done; 1 `check` found problems in the data; 2 a usage error (one line on stderr: a bad "
-    "option, a missing file, data that does not fit); 3 `detect` skipped some inputs (named on stderr) and "
-    "wrote the others' results; 130/143 interrupted by Ctrl-C/SIGTERM (training saves its step first)"
+    "exit status: 0 done; 1 `check` found problems in the data; 2 a usage error (one "
+    "line on stderr: a bad "
+    "option, a missing file, data that does not fit); 3 `detect` skipped some inputs "
+    "(named on stderr) and "
+    "wrote the others' results; 130/143 interrupted by Ctrl-C/SIGTERM (training saves "
+    "its step first)"
 )
 
 
@@ -138,14 +141,17 @@ def add_classes_arguments(p, default="the dataset's classes.txt"):
 # name -> the line `ssdbook --help` shows; a command's options are built only when it
 # runs
 COMMANDS = {
-    "train": "train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun for several GPUs)",
+    "train": "train an SSD (shapes, VOC or your own VOC/COCO-format data; torchrun "
+    "for several GPUs)",
     "eval": "AP per class and mAP of a checkpoint on a test split",
     "detect": "detections of a checkpoint on images: pictures, JSON and CSV",
     "export": "write a checkpoint as an ONNX or TorchScript model",
     "check": "every problem of a data set (VOC layout or COCO JSON), one line each",
-    "make-shapes": "generate the synthetic shapes set (VOC layout, classes.txt, COCO JSON)",
+    "make-shapes": "generate the synthetic shapes set (VOC layout, classes.txt, COCO "
+    "JSON)",
     "demo": "the main job: shapes set -> train mini on the CPU -> mAP -> picture",
-    "explore": "a web app: data, priors, matches and detections, interactively (pip install 'ssdbook[app]')",
+    "explore": "a web app: data, priors, matches and detections, interactively (pip "
+    "install 'ssdbook[app]')",
 }
 
 
@@ -158,7 +164,8 @@ def _parser_train(sub):
         help=COMMANDS["train"],
         epilog=EXIT_STATUS,
         description="Train an SSD with the defaults "
-        "of a recipe (--recipe, else that of --data); DDP under `torchrun --nproc_per_node=N`; "
+        "of a recipe (--recipe, else that of --data); DDP under `torchrun "
+        "--nproc_per_node=N`; "
         "SSDBOOK_FP32=1 in the environment forces fp32.",
     )
     t.add_argument(
@@ -166,7 +173,8 @@ def _parser_train(sub):
         choices=("shapes", "voc", "coco"),
         default="shapes",
         help="the training set: "
-        "'shapes' (synthetic, generated on demand), 'voc' (a VOC-format folder: Pascal VOC or your own), "
+        "'shapes' (synthetic, generated on demand), 'voc' (a VOC-format folder: Pascal "
+        "VOC or your own), "
         "'coco' (a COCO JSON + an image folder) (default: shapes)",
     )
     t.add_argument(
@@ -185,7 +193,8 @@ def _parser_train(sub):
     )
     add_classes_arguments(
         t,
-        default="the data's classes.txt / COCO categories; VOC's 20 classes for Pascal VOC",
+        default="the data's classes.txt / COCO categories; VOC's 20 classes for "
+        "Pascal VOC",
     )
     t.add_argument(
         "--finetune",
@@ -230,6 +239,7 @@ def _parser_eval(sub):
     )
     e.add_argument(
         "--image-set",
+        "--image-sets",
         type=image_sets,
         default=(),
         metavar="YEAR:NAME",
@@ -246,7 +256,8 @@ def _parser_eval(sub):
         choices=("voc07", "area", "coco"),
         default="voc07",
         help="AP at IoU 0.5: VOC2007 "
-        "11-point (the paper's) or VOC2010+ area under the curve; or COCO's AP@[.5:.95] (pycocotools)",
+        "11-point (the paper's) or VOC2010+ area under the curve; or COCO's "
+        "AP@[.5:.95] (pycocotools)",
     )
     add_classes_arguments(e, default="the checkpoint's")
     e.add_argument(
@@ -274,7 +285,8 @@ def _parser_detect(sub):
         "detect",
         help=COMMANDS["detect"],
         epilog="exit status: 0 done; 2 a usage error (one line on "
-        "stderr); 3 some inputs could not be read (each named on stderr), the others' results written",
+        "stderr); 3 some inputs could not be read (each named on stderr), the others' "
+        "results written",
     )
     d.add_argument(
         "images",
@@ -325,8 +337,9 @@ def _parser_export(sub):
         "export",
         help=COMMANDS["export"],
         epilog=EXIT_STATUS,
-        description="Export: the model takes (B, 3, 300, 300) RGB images in [0, 1] and returns decoded "
-        "boxes and class scores for every prior, or with --nms the kept detections.",
+        description="Export: the model takes (B, 3, 300, 300) RGB images in [0, 1] "
+        "and returns decoded boxes and class scores for every prior, or with --nms the "
+        "kept detections.",
     )
     add_model_arguments(x, thresholds=True)
     x.add_argument(
@@ -398,9 +411,11 @@ def _parser_demo(sub):
         "demo",
         help=COMMANDS["demo"],
         epilog=EXIT_STATUS,
-        description="Generate the shapes set, train the mini SSD on the CPU, print the VOC2007 "
-        "11-point mAP@0.5, per-class APs and AP by object size on the held-out split, and "
-        "write OUT/detections.png. Other settings: the shapes recipe (ssdbook train --help).",
+        description="Generate the shapes set, train the mini SSD on the CPU, print "
+        "the VOC2007 11-point mAP@0.5, per-class APs and AP by object size on the "
+        "held-out split, and write OUT/detections.png. Other settings: the shapes "
+        "recipe (ssdbook train "
+        "--help).",
     )
     g.add_argument(
         "--root",
@@ -487,6 +502,7 @@ def _parser_check(sub):
     )
     c.add_argument(
         "--image-set",
+        "--image-sets",
         type=image_sets,
         default=(),
         metavar="YEAR:NAME,...",
@@ -509,7 +525,7 @@ def _parser_explore(sub):
     x = sub.add_parser(
         "explore",
         help=COMMANDS["explore"],
-        description="Chapter 10g's explorer in a browser: data, "
+        description="Chapter 10h's explorer in a browser: data, "
         "priors, matches, a checkpoint's detections. Needs pip install 'ssdbook[app]'.",
     )
     x.add_argument(
@@ -527,7 +543,7 @@ def _parser_explore(sub):
 
 
 def cmd_explore(args):
-    """`ssdbook explore`: chapter 10g's app; without gradio one line saying how to
+    """`ssdbook explore`: chapter 10h's app; without gradio one line saying how to
     install it, exit status 2."""
     try:
         from ssdbook.explore import launch
@@ -610,7 +626,8 @@ def cmd_check(args):
     if args.data == "coco":
         if not args.annotations:
             raise ValueError(
-                "--data coco needs --annotations FILE.json (and --root: the folder of its images)"
+                "--data coco needs --annotations FILE.json (and --root: the folder of "
+                "its images)"
             )
         from ssdbook.coco import check_coco
 
@@ -624,7 +641,8 @@ def cmd_check(args):
         sets = [tuple(s) for s in args.image_set] or voc_splits(root)
         if not sets:
             raise ValueError(
-                f"--root {root}: no split files VOC*/ImageSets/Main/NAME.txt there (the dataset root, "
+                f"--root {root}: no split files VOC*/ImageSets/Main/NAME.txt there "
+                "(the dataset root, "
                 "with VOC2007/ or your VOC*/ inside); or name them with --image-set"
             )
         what = f"{root} ({', '.join(f'{y}:{n}' for y, n in sets)})"

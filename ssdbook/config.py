@@ -118,7 +118,8 @@ class TrainConfig:
 
     data: str = option(
         "shapes",
-        "the training set: 'shapes' (synthetic, generated on demand), 'voc' (VOC layout) or "
+        "the training set: 'shapes' (synthetic, generated on demand), 'voc' (VOC "
+        "layout) or "
         "'coco' (a COCO JSON + image folder); picks the default recipe",
         choices=("shapes", "voc", "coco"),
     )
@@ -132,13 +133,15 @@ class TrainConfig:
     )
     priors: str = option(
         "voc",
-        "the prior boxes (chapter 2's configs): 'voc' (the reference's), 'coco' (smaller), "
+        "the prior boxes (chapter 2's configs): 'voc' (the reference's), 'coco' "
+        "(smaller), "
         "'shapes' (designed for the shapes set); all 8732 priors",
         choices=PRIOR_CONFIGS,
     )
     focal_gamma: float = option(
         0.0,
-        "0: the paper's hard negative mining (3:1); > 0: focal loss with this gamma over "
+        "0: the paper's hard negative mining (3:1); > 0: focal loss with this gamma "
+        "over "
         "every prior instead, no mining (chapter 6; RetinaNet: 2)",
         low=0,
     )
@@ -199,7 +202,8 @@ class TrainConfig:
     )
     amp: str = option(
         "auto",
-        "mixed precision: 'auto' (GPU: bf16 if supported, else fp16 + grad scaler; CPU: off), "
+        "mixed precision: 'auto' (GPU: bf16 if supported, else fp16 + grad scaler; "
+        "CPU: off), "
         "'bf16', 'fp16', 'off'; SSDBOOK_FP32=1 forces fp32",
         choices=("auto", "bf16", "fp16", "off"),
         on_resume=FREE,
@@ -213,7 +217,17 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model", on_resume=FREE)
     pretrained: str = option(
         "",
-        "base=vgg16: ImageNet VGG16 weights, a .pth path or 'download' (opt-in)",
+        "base=vgg16 only: 'coco' starts from torchvision's COCO-trained SSD300 (all "
+        "but "
+        "the class heads; its priors 'coco_torchvision'; downloaded once), 'download' "
+        "or "
+        "a .pth path: ImageNet VGG16 weights for the backbone (opt-in)",
+        on_resume=FREE,
+    )
+    pretrained_weights: str = option(
+        "",
+        "with --pretrained coco: a saved torchvision ssd300_vgg16 state_dict (.pth) to "
+        "use instead of the download (offline)",
         on_resume=FREE,
     )
     seed: int = option(
@@ -258,7 +272,8 @@ class TrainConfig:
     )
     resume: str = option(
         "",
-        "continue a run from a checkpoint path, or 'auto' (the newest intact one in OUT); only "
+        "continue a run from a checkpoint path, or 'auto' (the newest intact one in "
+        "OUT); only "
         "--iterations may grow and machine/bookkeeping options change",
         on_resume=FREE,
     )
@@ -294,7 +309,24 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{f.name}: {problem}")
         if self.pretrained and self.base != "vgg16":
             raise ValueError(
-                f"TrainConfig.pretrained={self.pretrained!r} needs base='vgg16' (got {self.base!r})"
+                f"TrainConfig.pretrained={self.pretrained!r} needs base='vgg16' "
+                f"(got {self.base!r})"
+            )
+        if self.pretrained == "coco" and self.priors != "coco_torchvision":
+            raise ValueError(
+                "TrainConfig.pretrained='coco' is torchvision's SSD300, trained with "
+                "its "
+                f"own priors: needs priors='coco_torchvision' (got {self.priors!r})"
+            )
+        if self.pretrained_weights and self.pretrained != "coco":
+            raise ValueError(
+                "TrainConfig.pretrained_weights is torchvision's SSD300 state_dict: it "
+                f"needs pretrained='coco' (got pretrained={self.pretrained!r})"
+            )
+        if self.pretrained_weights and not os.path.isfile(self.pretrained_weights):
+            raise ValueError(
+                f"TrainConfig.pretrained_weights: {self.pretrained_weights}: no such "
+                "file"
             )
         return self
 
@@ -447,7 +479,8 @@ def config_warnings(cfg: TrainConfig) -> list[str]:
     as long as the run."""
     return (
         [
-            f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate climbs the whole run and never "
+            f"warmup={cfg.warmup} >= iterations={cfg.iterations}: the learning rate "
+            "climbs the whole run and never "
             f"decays; try --warmup {max(1, cfg.iterations // 10)}"
         ]
         if cfg.warmup >= cfg.iterations
@@ -528,6 +561,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     data = given.pop("data", "shapes")
+    if given.get("pretrained") == "coco":  # torchvision's network comes with its priors
+        given.setdefault("priors", "coco_torchvision")
     return RECIPES[getattr(args, "recipe", None) or data](
         **{"data": data, **given, **overrides}
     )
@@ -547,15 +582,18 @@ def pick_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device {device!r}: no CUDA GPU is visible to torch here; use --device auto or cpu"
+                f"device {device!r}: no CUDA GPU is visible to torch here; use "
+                "--device auto or cpu"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                "here"
             )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(
-            f"device {device!r}: Apple's MPS backend is not available here; use --device auto or cpu"
+            f"device {device!r}: Apple's MPS backend is not available here; use "
+            "--device auto or cpu"
         )
     return dev
 

@@ -8,7 +8,14 @@ import torch.nn as nn
 
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .model import SSD, build_ssd
-from .priors import PriorBox, boxes_per_location, coco, layout_config, layout_of
+from ssdbook.priors import (
+    PriorBox,
+    boxes_per_location,
+    coco,
+    coco_torchvision,
+    layout_config,
+    layout_of,
+)
 
 # %% auto #0
 __all__ = [
@@ -27,16 +34,12 @@ TV_MEAN, TV_STD = (0.48235, 0.45882, 0.40784), (1 / 255, 1 / 255, 1 / 255)
 
 
 def torchvision_priors() -> dict:
-    """The prior config of torchvision's `ssd300_vgg16`: the reference's `coco` boxes,
-    order and steps, with the box sizes clipped to the image but not the centres (the
-    reference clamps both, which moves the 114 priors centred past the right and bottom
-    edges of the 10 x 10 and 5 x 5 maps by up to 4 px)."""
-    levels = layout_of(coco)
-    for lv in levels:
-        lv["boxes"] = [
-            [min(w, 300.0), min(h, 300.0), *rest] for w, h, *rest in lv["boxes"]
-        ]
-    return layout_config(levels, name="coco_torchvision", num_classes=91, clip=False)
+    """The prior config of torchvision's `ssd300_vgg16` (chapter 2's
+    `coco_torchvision`): the reference's `coco` boxes, order and steps, with the box
+    sizes clipped to the image but not the centres (the reference clamps both, which
+    moves the 114 priors centred past the right and bottom edges of the 10 x 10 and 5 x
+    5 maps by up to 4 px)."""
+    return dict(coco_torchvision)
 
 
 # %% ../nbs/03a_pretrained.ipynb #2c9f9f62
@@ -113,7 +116,8 @@ def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
         )
     if not torch.equal(net.priors.cpu(), PriorBox(torchvision_priors()).forward()):
         raise ValueError(
-            f"torchvision's SSD300 predicts offsets from its own priors: build the network "
+            "torchvision's SSD300 predicts offsets from its own priors: build the "
+            "network "
             f"with cfg=torchvision_priors(), not {net.cfg.get('name')!r}"
         )
     sd, names = state_dict, _tv_names()
@@ -154,7 +158,8 @@ def load_torchvision_ssd300(net: SSD, state_dict: dict) -> SSD:
     ours = net.state_dict()
     if bad := [k for k, v in new.items() if v.shape != ours[k].shape]:
         raise ValueError(
-            f"{bad[0]}: torchvision's has shape {tuple(new[bad[0]].shape)}, the network's "
+            f"{bad[0]}: torchvision's has shape {tuple(new[bad[0]].shape)}, the "
+            "network's "
             f"{tuple(ours[bad[0]].shape)}"
         )
     net.load_state_dict({**ours, **new})

@@ -14,6 +14,7 @@ __all__ = [
     'ssd512',
     'CONFIGS',
     'shapes',
+    'coco_torchvision',
     'boxes_per_location',
     'num_priors',
     'check_layout',
@@ -21,6 +22,7 @@ __all__ = [
     'layout_of',
     'layout_config',
     'designed_layout',
+    'torchvision_layout',
 ]
 
 # %% ../nbs/02_priors.ipynb #c005
@@ -310,3 +312,21 @@ shapes = layout_config(designed_layout(), name='shapes', num_classes=7)
 "Priors designed for the shapes set (chapter 10c): `voc`'s heads, 8732 smaller priors."
 
 CONFIGS['shapes'] = shapes
+
+
+# %% ../nbs/02_priors.ipynb #f107a350
+def torchvision_layout() -> list[dict]:
+    """torchvision's `ssd300_vgg16` priors as a layout: `coco`'s boxes with their width
+    and height clipped to 300 px, centres left where they are (`clip=False`)."""
+    levels = layout_of(coco)
+    for lv in levels:
+        lv['boxes'] = [[min(w, 300.0), min(h, 300.0), *r] for w, h, *r in lv['boxes']]
+    return levels
+
+
+coco_torchvision = layout_config(
+    torchvision_layout(), name='coco_torchvision', num_classes=91, clip=False
+)
+"The priors of torchvision's COCO-trained `ssd300_vgg16` (chapter 3a)."
+
+CONFIGS['coco_torchvision'] = coco_torchvision

@@ -199,9 +199,12 @@ class NonFiniteWatch:
         if bad.item():  # the host sync
             it, l, c, lr = self.first.tolist()
             raise NonFiniteLossError(
-                f"non-finite loss at iteration {int(it)} (loss_l={l:.4g}, loss_c={c:.4g}, lr={lr:.3g}); "
-                f"stopped (on_nonfinite='stop'). Last clean checkpoint: {last_checkpoint or 'none yet'}"
-                ". Try a lower --lr or a longer --warmup, and check the data for degenerate boxes."
+                f"non-finite loss at iteration {int(it)} (loss_l={l:.4g}, "
+                f"loss_c={c:.4g}, lr={lr:.3g}); "
+                "stopped (on_nonfinite='stop'). Last clean checkpoint: "
+                f"{last_checkpoint or 'none yet'}"
+                ". Try a lower --lr or a longer --warmup, and check the data for "
+                "degenerate boxes."
             )
 
 
@@ -284,6 +287,7 @@ class Run:
                 "" if ck else cfg.pretrained,
                 cfg.priors,
                 cfg.focal_gamma,
+                cfg.pretrained_weights,
             )
         self.channels_last, self.dtype = (
             use_channels_last(cfg.channels_last),
@@ -349,7 +353,8 @@ class Run:
             self.resumes.append(dict(iteration=self.start, changes=changed))
         if ck.get("world_size", 1) != self.world and self.main:
             warnings.warn(
-                f"resuming a {ck.get('world_size', 1)}-process run with {self.world} processes: "
+                f"resuming a {ck.get('world_size', 1)}-process run with {self.world} "
+                "processes: "
                 "the data stream continues, but per-process batches differ"
             )
 
@@ -428,7 +433,8 @@ class Run:
                 self.skipped += 1
                 if self.skipped > cfg.max_skips:
                     raise NonFiniteLossError(
-                        f"non-finite loss at iteration {it + 1}: {self.skipped} steps skipped, "
+                        f"non-finite loss at iteration {it + 1}: {self.skipped} steps "
+                        "skipped, "
                         f"more than max_skips={cfg.max_skips}; stopped"
                     )
             watch.update(it, losses, finite | (cfg.on_nonfinite == "skip"), lr)
@@ -474,7 +480,8 @@ class Run:
         if self.main and done > self.saved_at:
             self.save(done)
         raise TrainingInterrupted(
-            f"stopped by {signal.Signals(self.signals.requested).name} after iteration {done}; "
+            f"stopped by {signal.Signals(self.signals.requested).name} after iteration "
+            f"{done}; "
             f"checkpoint {self.ckpt_path or 'none yet'}: continue with --resume auto",
             self.signals.requested,
         )

@@ -255,7 +255,7 @@ def test_priors_and_focal_gamma_fields():
     from ssdbook.config import PRIOR_CONFIGS, yes_no
     from ssdbook.priors import CONFIGS
 
-    assert set(PRIOR_CONFIGS) == {"voc", "coco", "shapes"} and all(
+    assert set(PRIOR_CONFIGS) == {"voc", "coco", "shapes", "coco_torchvision"} and all(
         k in CONFIGS for k in PRIOR_CONFIGS
     )
     cfg = shapes_recipe(priors="shapes", focal_gamma=2.0)

@@ -204,7 +204,76 @@ def wrap_source(src: str) -> str:
             for node in sorted(docstring_nodes(tree), key=lambda n: -n.lineno):
                 wrap_docstring(lines, node, "")
         lines[: len(hidden)] = saved
-    return wrap_comments("\n".join(lines))
+    return split_strings(wrap_comments("\n".join(lines)))
+
+
+STRING_LINE = re.compile(r'^(\s*)([rRfFbBuU]{0,2})("|\')(.*)\3(\s*[,)\]}]*\s*)$')
+
+
+def _cut(body: str, fstring: bool, room: int) -> int | None:
+    "Where to cut a string literal's `body`: after the last space that fits in `room`."
+    depth, best, k = 0, None, 0
+    while k < min(len(body), room):
+        ch = body[k]
+        if ch == "\\":
+            k += 2
+            continue
+        if fstring and ch in "{}":
+            if body[k : k + 2] in ("{{", "}}"):
+                k += 2
+                continue
+            depth += 1 if ch == "{" else -1
+        elif ch == " " and depth == 0 and k > 10:
+            best = k + 1
+        k += 1
+    return best
+
+
+def split_strings(src: str) -> str:
+    """Split a string literal standing alone on a line inside brackets (an argument, an
+    error message) into adjacent literals, each line within WIDTH."""
+    lines = src.split("\n")
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(src).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return src
+    inside = set()  # rows that are continuation lines of a bracketed expression
+    depth = 0
+    for t in toks:
+        if t.type == tokenize.OP and t.string in "([{":
+            depth += 1
+        elif t.type == tokenize.OP and t.string in ")]}":
+            depth -= 1
+        elif t.type in (tokenize.STRING, getattr(tokenize, "FSTRING_START", -1)):
+            if depth > 0:
+                inside.add(t.start[0] - 1)
+    out = []
+    for k, line in enumerate(lines):
+        m = STRING_LINE.match(line)
+        if len(line) <= WIDTH or k not in inside or not m:
+            out.append(line)
+            continue
+        indent, prefix, q, body, tail = m.groups()
+        if q in body.replace("\\" + q, ""):
+            out.append(line)  # two literals on the line already
+            continue
+        pieces = []
+        while len(indent) + len(prefix) + len(body) + 2 > WIDTH:
+            room = WIDTH - len(indent) - len(prefix) - 2
+            cut = _cut(body, "f" in prefix.lower(), room)
+            if cut is None:
+                break
+            pieces.append(body[:cut])
+            body = body[cut:]
+        pieces.append(body)
+        for j, piece in enumerate(pieces):
+            p = prefix
+            if "f" in p.lower() and "{" not in piece.replace("{{", ""):
+                p = p.replace("f", "").replace("F", "")
+                piece = piece.replace("{{", "{").replace("}}", "}")
+            end = tail if j == len(pieces) - 1 else ""
+            out.append(f"{indent}{p}{q}{piece}{q}{end}")
+    return "\n".join(out)
 
 
 def wrap_notebook(path: Path) -> bool:
