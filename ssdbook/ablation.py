@@ -307,8 +307,9 @@ _CACHE: dict = {}
 
 def shapes_data(n_train: int = 2000, n_test: int = 500, root=None):
     """The shapes set (data seed 0, whatever the training seed: every run sees the same
-    images) as `(train set cached in memory, test set with the test transform,
-    classes)`; cached per process."""
+    images) as
+    `(train set cached in memory, test set with the test transform, classes)`; cached
+    per process."""
     from ssdbook.shapes import shapes_set
 
     key = (n_train, n_test, str(root))

@@ -39,12 +39,12 @@ def noisy_oracle(
     model**.
 
     `targets`: per image `(n, 5)` `[x1, y1, x2, y2, label]` (fractions, 0-based labels),
-    `priors (P, 4)` centre form, `num_classes` with the background. Returns `loc (B, P,
-    4)` (the encoded offsets of each prior's best-overlapping object if their IoU is >
-    0.1, plus Gaussian noise `loc_noise`) and `conf (B, P, C)` probabilities (the
-    background favoured everywhere by 9 logits; the object's class boosted by `gain *
-    IoU`, except for objects "missed" with probability `miss`). Image b's noise depends
-    only on `seed` and b.
+    `priors (P, 4)` centre form, `num_classes` with the background. Returns
+    `loc (B, P, 4)` (the encoded offsets of each prior's best-overlapping object if
+    their IoU is > 0.1, plus Gaussian noise `loc_noise`) and `conf (B, P, C)`
+    probabilities (the background favoured everywhere by 9 logits; the object's class
+    boosted by `gain * IoU`, except for objects "missed" with probability `miss`).
+    Image b's noise depends only on `seed` and b.
     """
     B, P = len(targets), len(priors)
     pf = point_form(priors)
@@ -151,11 +151,12 @@ def draw_detections(
     fontsize: float = 9,
     **kwargs,
 ):
-    """Draw `image` and one image's detections `dict(boxes (n, 4), scores (n,), labels
-    (n,))` scoring `> score_thresh`: a colour per class, a caption "class score" inside
-    the picture (below the top edge of a box that touches the top of the image), and the
-    ground truth `dict(boxes, ...)` dashed in white. `coords`: 'fraction', 'pixel' or
-    'auto'; `kwargs` go to `ssdbook.data.draw_boxes`. Returns `ax`."""
+    """Draw `image` and one image's detections
+    `dict(boxes (n, 4), scores (n,), labels (n,))` scoring `> score_thresh`: a colour
+    per class, a caption "class score" inside the picture (below the top edge of a box
+    that touches the top of the image), and the ground truth `dict(boxes, ...)` dashed
+    in white. `coords`: 'fraction', 'pixel' or 'auto'; `kwargs` go to
+    `ssdbook.data.draw_boxes`. Returns `ax`."""
     from ssdbook.data import draw_boxes
 
     scores = torch.as_tensor(detection['scores']).detach().cpu().reshape(-1)
@@ -320,10 +321,11 @@ class Detect(nn.Module):
     """Turn SSD's raw outputs into detections: decode, threshold, top-k, per-class NMS.
 
     `Detect(num_classes, bkg_label=0, top_k=200, conf_thresh=0.01, nms_thresh=0.45)` as
-    in the reference (the defaults are written here only). `forward(loc (B, P, 4), conf
-    (B, P, C) probabilities, priors (P, 4) centre form)` returns `(B, C, top_k, 5)`: for
-    every image and class, rows `[score, x1, y1, x2, y2]` (fractions of the image, not
-    clipped) in descending score, zero padded; the background row is zeros.
+    in the reference (the defaults are written here only).
+    `forward(loc (B, P, 4), conf (B, P, C) probabilities, priors (P, 4) centre form)`
+    returns `(B, C, top_k, 5)`: for every image and class, rows
+    `[score, x1, y1, x2, y2]` (fractions of the image, not clipped) in descending
+    score, zero padded; the background row is zeros.
 
     Per image and class: the candidates are the priors with score `> conf_thresh`, of
     which the `top_k` best go into NMS (IoU `> nms_thresh` is suppressed); equal scores:
@@ -465,8 +467,8 @@ class Detect(nn.Module):
         score_thresh: float = 0.0,
         bkg_label: int = 0,
     ) -> List[Dict[str, Tensor]]:
-        """`(B, C, top_k, 5)` detections -> one dict per image: `boxes (n, 4)`, `scores
-        (n,)`, `labels (n,)`.
+        """`(B, C, top_k, 5)` detections -> one dict per image: `boxes (n, 4)`,
+        `scores (n,)`, `labels (n,)`.
 
         Labels are 0-based object classes (the background row is skipped). Each image's
         detections are sorted by score, best first; `max_per_image` keeps only the best
@@ -527,9 +529,9 @@ def predict(
     clip: bool = True,
     max_per_image: Optional[int] = None,
 ) -> List[Dict[str, Tensor]]:
-    """Detections for a batch of normalised images `(B, 3, S, S)`: one `dict(boxes (n,
-    4), scores (n,), labels (n,))` per image, best first; boxes are fractions (clipped
-    to [0, 1] if `clip`), labels 0-based.
+    """Detections for a batch of normalised images `(B, 3, S, S)`: one
+    `dict(boxes (n, 4), scores (n,), labels (n,))` per image, best first; boxes are
+    fractions (clipped to [0, 1] if `clip`), labels 0-based.
 
     Runs `net.raw` (whatever the phase) in eval mode -- the mode is restored -- then
     `detect` (default `Detect(net.num_classes)`) on the softmax of the class scores;

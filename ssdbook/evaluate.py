@@ -135,8 +135,9 @@ def _column(
 
 
 def _stack(items: Sequence[dict], what: str, need_scores: bool):
-    """Per-image dicts -> CPU `(img, boxes, labels, scores | ignore = difficult or
-    crowd, counts)`; lengths checked."""
+    """Per-image dicts -> CPU
+    `(img, boxes, labels, scores | ignore = difficult or crowd, counts)`; lengths
+    checked."""
     boxes, labels = _column(items, 'boxes', what, 4), _column(items, 'labels', what)
     extra = (
         [_column(items, 'scores', what)]
@@ -260,8 +261,8 @@ def _rank_by_class_then_score(labels: Tensor, scores: Tensor) -> Tensor:
 
 
 def _voc_match(d, g, I: int, K: int, iou_thresh: float, pixel_offset: float):
-    """VOC rules for all `d = (img, boxes, labels, scores)` (ranked) against `g = (img,
-    boxes, labels, ignore)`."""
+    """VOC rules for all `d = (img, boxes, labels, scores)` (ranked) against
+    `g = (img, boxes, labels, ignore)`."""
     (d_img, d_box, d_lab, _), (g_img, g_box, g_lab, g_ign) = d, g
     N, G = d_lab.numel(), g_lab.numel()
     # every detection meets only the gts of its (class, image) group: one row per
@@ -454,9 +455,9 @@ def evaluate_detections(
     (flags optional; width/height needed for pixel boxes, as the ground truth is checked
     as fractions by `check_targets`). Point form, one coordinate system, 0-based labels;
     `num_classes` counts object classes (default `len(classes)`, else 1 + the largest
-    label). Returns `dict(ap (K,), map, npos (K,), num_det (K,), recall, precision,
-    scores (lists of K tensors), classes, method)`; a class without gt has `ap = nan`
-    and is left out of `map`. Any device in; the work runs on the CPU."""
+    label). Returns a dict: `ap (K,)`, `map`, `npos (K,)`, `num_det (K,)`, `recall`,
+    `precision`, `scores` (lists of K tensors), `classes`, `method`; a class without gt
+    has `ap = nan` and is left out of `map`. Any device in; the work runs on the CPU."""
     if len(detections) != len(annotations):
         raise ValueError(
             f"evaluate_detections: {len(detections)} detection entries "
@@ -572,10 +573,10 @@ def evaluate_model(
     **detect_options,
 ) -> dict:
     """Run `net` over `dataset` (test-time transform; `pull_anno(i)` the ground truth in
-    pixels) with chapter 10's `predict` (`detect`, else `Detect(net.num_classes,
-    **detect_options)`: its own defaults for what is not given; boxes not clipped, as
-    the reference's eval.py); return `evaluate_detections`' dict, `seconds`,
-    `num_images`."""
+    pixels) with chapter 10's `predict` (`detect`, else
+    `Detect(net.num_classes, **detect_options)`: its own defaults for what is not
+    given; boxes not clipped, as the reference's eval.py); return
+    `evaluate_detections`' dict, `seconds`, `num_images`."""
     if (
         n := len(dataset) if max_images is None else min(max_images, len(dataset))
     ) == 0:
