@@ -19,6 +19,7 @@ from .voc import find_image, read_image, write_coco_json
 # %% auto #0
 __all__ = ['COCODetection', 'check_coco', 'voc_to_coco']
 
+
 # %% ../nbs/01d_coco.ipynb #c006
 def _load_json(path):
     path = Path(path)
@@ -114,6 +115,7 @@ def _images(data, path):
     _unique(path, ids, "image")
     return ids, files, np.array(sizes, dtype=np.float64).reshape(-1, 2)
 
+
 # %% ../nbs/01d_coco.ipynb #c007
 def _annotation_arrays(data, path, image_index, cat_labels):
     """Arrays (N,) image index, (N, 4) xywh, (N,) label, (N,) crowd, (N,) annotation id;
@@ -181,6 +183,7 @@ def _check_boxes(path, img, xywh, sizes, ann_ids, tol=1.0):
                 f"image {int(wh[k, 0])}x{int(wh[k, 1])}"
             )
     return np.concatenate([np.clip(x1y1, 0, wh), np.clip(x2y2, 0, wh)], 1)
+
 
 # %% ../nbs/01d_coco.ipynb #c008
 class COCODetection(torch.utils.data.Dataset):
@@ -274,6 +277,7 @@ class COCODetection(torch.utils.data.Dataset):
             self.annotation_json.name,
         )
 
+
 # %% ../nbs/01d_coco.ipynb #388e09e1
 def _problem(f, *args):
     "The one-line `ValueError` message of `f(*args)`, or None."
@@ -298,6 +302,7 @@ def check_coco(
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
             found += pool.map(lambda i: _problem(ds.__getitem__, i), range(len(ds)))
     return [p for p in found if p]
+
 
 # %% ../nbs/01d_coco.ipynb #c019
 def voc_to_coco(root, image_set, out_json, classes=None) -> Path:
