@@ -91,8 +91,8 @@ def to_sample(image: Tensor, target: Tensor) -> dict[str, Any]:
 
 
 def from_sample(sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    """Unwrap a `transforms.v2` sample back to the contract: plain image tensor, `(m,
-    5)` target in fractions."""
+    """Unwrap a `transforms.v2` sample back to the contract: plain image tensor,
+    `(m, 5)` target in fractions."""
     image = sample["image"].as_subclass(Tensor)
     boxes = sample["boxes"]
     h, w = boxes.canvas_size
@@ -281,8 +281,8 @@ class SSDRandomIoUCrop(v2.RandomIoUCrop):
         self.rule, self.max_draws = rule, max_draws
 
     def _candidates(self, h: int, w: int) -> Tensor:
-        """`trials` random patches `(T, 4)` in integer pixels `left, top, right,
-        bottom`; invalid ones have zero width."""
+        """`trials` random patches `(T, 4)` in integer pixels
+        `left, top, right, bottom`; invalid ones have zero width."""
         side = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(
             self.trials, 2
         )
@@ -343,9 +343,9 @@ class SSDRandomIoUCrop(v2.RandomIoUCrop):
 
 # %% ../nbs/08_augmentation.ipynb #c012
 class SSDAugmentation:
-    """The SSD paper's training augmentation as a transform of the contract: `aug(image
-    (3, H, W) float [0, 1], target (n, 5) fractions) -> (image (3, size, size)
-    normalised, target (m, 5))`.
+    """The SSD paper's training augmentation as a transform of the contract:
+    `aug(image (3, H, W) float [0, 1], target (n, 5) fractions)
+    -> (image (3, size, size) normalised, target (m, 5))`.
 
     Steps (each can be switched off): photometric distortion (`RandomColorDistort`, or
     torchvision's `RandomPhotometricDistort` with `photometric="torchvision"`), zoom out
@@ -480,9 +480,9 @@ def batch_augment(
     zoom_range=(0.6, 1.6),
     min_keep=0.4,
 ):
-    """The light augmentation of a whole batch on its device: `images` uint8 `(B, 3, S,
-    S)` (or float in [0, 1]), `targets` B × `(n_i, 5)` -> normalised float images `(B,
-    3, S, S)` and the new targets. Random draws come from `generator` (a CPU
+    """The light augmentation of a whole batch on its device: `images` uint8
+    `(B, 3, S, S)` (or float in [0, 1]), `targets` B × `(n_i, 5)` -> normalised float
+    images `(B, 3, S, S)` and the new targets. Random draws come from `generator` (a CPU
     `torch.Generator`): the same generator state gives the same batch on any device."""
     # (B,M,4), (B,M), (B,M): chapter 5's padding
     from ssdbook.matching import (

@@ -170,8 +170,8 @@ def progress(it, enabled, **kw):
 
 class CachedDataset(torch.utils.data.Dataset):
     """Every image of `dataset` decoded once, resized to `size`, kept as one uint8
-    tensor `images (N, 3, S, S)`. `cached[i]` returns `(uint8 image (3, S, S), target
-    (n, 5))`."""
+    tensor `images (N, 3, S, S)`. `cached[i]` returns
+    `(uint8 image (3, S, S), target (n, 5))`."""
 
     def __init__(self, dataset, size=SIZE, num_workers=0, progress_bar=False):
         loader = torch.utils.data.DataLoader(
@@ -203,8 +203,9 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
 
     if cfg.data == "coco":
         raise ValueError(
-            "data='coco': the config names no COCO JSON; pass train(cfg, dataset=COCODetection(images, "
-            "json)) (chapter 1d), as `ssdbook train --data coco --annotations FILE.json` does"
+            "data='coco': the config names no COCO JSON; "
+            "pass train(cfg, dataset=COCODetection(images, json)) (chapter 1d), "
+            "as `ssdbook train --data coco --annotations FILE.json` does"
         )
     if cfg.data == "shapes":
         if rank == 0:
@@ -230,9 +231,8 @@ def build_train_set(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
             classes=classes,
             download=cfg.download and rank == 0,
         )
-    ds = (
-        ds.require_objects() if hasattr(ds, "require_objects") else ds
-    )  # 1b: a set without a single object
+    # 1b: a set without a single object
+    ds = ds.require_objects() if hasattr(ds, "require_objects") else ds
     if cfg.max_images and cfg.max_images < len(ds):
         ds = torch.utils.data.Subset(ds, range(cfg.max_images))
     return ds, classes
@@ -246,7 +246,8 @@ def build_test_set(data="shapes", root="data", image_set=None, transform=None):
 
     if data == "coco":
         raise ValueError(
-            "data='coco': read a COCO test set with COCODetection(images, json) (chapter 1d)"
+            "data='coco': read a COCO test set with COCODetection(images, json) "
+            "(chapter 1d)"
         )
     shapes = data == "shapes"
     return VOCDetection(
@@ -270,8 +271,8 @@ def data_classes(root, image_sets, classes=None, source="--classes") -> list:
     own = folder_classes(root, [y for y, _ in image_sets])
     if classes is not None and own is not None and list(classes) != list(own):
         raise ValueError(
-            f"{source} lists classes {', '.join(classes)} but the dataset's classes.txt under {root} "
-            f"lists {', '.join(own)}"
+            f"{source} lists classes {', '.join(classes)} "
+            f"but the dataset's classes.txt under {root} lists {', '.join(own)}"
         )
     if classes is not None or own is not None:
         return list(classes if classes is not None else own)
@@ -279,14 +280,15 @@ def data_classes(root, image_sets, classes=None, source="--classes") -> list:
         root / f"VOC{y}" / "ImageSets" / "Main" / f"{VOC_CLASSES[0]}_{n}.txt"
         for y, n in image_sets
     ]
-    if main and all(
-        p.is_file() for p in main
-    ):  # Pascal VOC: aeroplane_trainval.txt, ...
+    # Pascal VOC: aeroplane_trainval.txt, ...
+    if main and all(p.is_file() for p in main):
         return list(VOC_CLASSES)
     year = image_sets[0][0] if image_sets else "2007"
     raise ValueError(
-        f"no class names for the data under {root}: write {root / f'VOC{year}' / 'classes.txt'} (one "
-        "name per line, in label order) or pass --classes a,b,c or --classes-file FILE"
+        f"no class names for the data under {root}: "
+        f"write {root / f'VOC{year}' / 'classes.txt'} "
+        "(one name per line, in label order) "
+        "or pass --classes a,b,c or --classes-file FILE"
     )
 
 
@@ -301,10 +303,8 @@ def voc_splits(root) -> list:
     )
 
 
-TRAIN_MB_PER_IMAGE = {
-    "mini": 10,
-    "vgg16": 140,
-}  # half the measured fp32 train step (section text)
+# half the measured fp32 train step (section text)
+TRAIN_MB_PER_IMAGE = {"mini": 10, "vgg16": 140}
 
 
 def _free_bytes(device) -> int | None:
@@ -327,16 +327,16 @@ def check_batch_size(
     the memory there is."""
     if cfg.batch_size > n_images:
         raise ValueError(
-            f"--batch-size {cfg.batch_size} is larger than the {n_images} training images: use "
-            f"--batch-size {n_images} or less"
+            f"--batch-size {cfg.batch_size} is larger than the {n_images} "
+            f"training images: use --batch-size {n_images} or less"
         )
     need = cfg.batch_size // world_size * TRAIN_MB_PER_IMAGE.get(cfg.base, 10) * 2**20
     free = _free_bytes(torch.device(device))
     if free is not None and need > free:
         raise ValueError(
-            f"--batch-size {cfg.batch_size} needs about {need / 2**30:.0f} GB to train base "
-            f"{cfg.base!r} on the {torch.device(device).type}, which has {free / 2**30:.1f} GB free: "
-            "use a smaller --batch-size"
+            f"--batch-size {cfg.batch_size} needs about {need / 2**30:.0f} GB "
+            f"to train base {cfg.base!r} on the {torch.device(device).type}, "
+            f"which has {free / 2**30:.1f} GB free: use a smaller --batch-size"
         )
 
 
