@@ -3,8 +3,8 @@ exported code carries the tag `hide-input` (or `remove-input`/`remove-cell`), so
 page shows the picture and folds the code that draws it.
 
 The rule is `tools/folded_plots.py`, the one `tools/screenshot_book.py` counts on the
-built pages with: it reads each cell as the book's filter shows it (`#| code-fold: true`
-folds nothing in this book: only the tags do)."""
+built pages with: it reads each cell as the book's filter (`_ext/ssdbook_book.py`) shows
+it, so a `#| code-fold: true` counts as folded exactly when the filter folds it."""
 
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from folded_plots import unfolded_plot_cells  # noqa: E402
+from folded_plots import filter_notebook, unfolded_plot_cells  # noqa: E402
 
 
 # Flagged by the one rule when it replaced the test's own (which took `#| code-fold:
@@ -45,8 +45,9 @@ def test_plotting_cells_are_folded(nb):
 
 
 def test_the_rule_sees_what_the_page_shows():
-    """Tags fold, `#| code-fold: true` does not (the book ignores it), `#| hide` cells
-    and exported definitions are not counted, an image output counts as drawing."""
+    """Tags fold, `#| code-fold: true` folds when the book's filter folds it, `#| hide`
+    cells and exported definitions are not counted, an image output counts as
+    drawing."""
     import json
     import tempfile
 
@@ -60,7 +61,7 @@ def test_the_rule_sees_what_the_page_shows():
     png = {"output_type": "display_data", "data": {"image/png": "", "text/plain": ""}}
     cells = []
     cells.append(cell("fig, ax = plt.subplots()"))  # 0: drawn, shown
-    cells.append(cell("#| code-fold: true\nplt.plot([1, 2])"))  # 1: not folded here
+    cells.append(cell("#| code-fold: true\nplt.plot([1, 2])"))  # 1: as the filter says
     cells.append(cell("plt.plot([1, 2])", tags=["hide-input"]))  # folded
     cells.append(cell("#| hide\nplt.plot([1, 2])"))  # not on the page
     cells.append(cell("#| export\ndef show(ax):\n    ax.imshow(x)"))  # library
@@ -71,4 +72,7 @@ def test_the_rule_sees_what_the_page_shows():
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "x.ipynb"
         path.write_text(json.dumps(nb))
-        assert [i for i, _, _ in unfolded_plot_cells(path)] == [0, 1, 5]
+        shown = filter_notebook(dict(nb, cells=[cells[1]]))["cells"][0]
+        code_fold_folds = "hide-input" in shown["metadata"].get("tags", [])
+        expected = [0, 5] if code_fold_folds else [0, 1, 5]
+        assert [i for i, _, _ in unfolded_plot_cells(path)] == expected

@@ -8,7 +8,8 @@ book's own filter (`_ext/ssdbook_book.py`: the Colab cell and `#| hide` cells ar
 dropped, directive lines removed), so it agrees with the page:
 
 * folded: the cell carries the tag `hide-input` (a closed "Show code" toggle),
-  `remove-input` or `remove-cell`, as the filtered notebook has it;
+  `remove-input` or `remove-cell`, as the filtered notebook has it (a `#| code-fold:
+  true` cell counts as folded when the filter turns it into `hide-input`);
 * not counted: a cell that defines code the library exports (`#| export`): that code is
   the chapter's subject, shown in full.
 
