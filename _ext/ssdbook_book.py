@@ -13,14 +13,19 @@ JSON and before myst-nb parses it (the `source-read` event), this extension
 
 `filter_notebook(nb, colab_url)` is the pure function that does it; `tests/test_book.py` checks the built HTML.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from pathlib import PurePosixPath
 
-DIRECTIVE = re.compile(r"^\s*#\s*\|")  # nbdev 2 / Quarto cell directives: `#| export`, `#| default_exp x`, `#| hide`
-NBVAL = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\b.*$")  # `# NBVAL_CHECK_OUTPUT`, `# NBVAL_SKIP`, `# NBVAL_IGNORE_OUTPUT`
+DIRECTIVE = re.compile(
+    r"^\s*#\s*\|"
+)  # nbdev 2 / Quarto cell directives: `#| export`, `#| default_exp x`, `#| hide`
+NBVAL = re.compile(
+    r"^\s*#\s*NBVAL_[A-Z_]+\b.*$"
+)  # `# NBVAL_CHECK_OUTPUT`, `# NBVAL_SKIP`, `# NBVAL_IGNORE_OUTPUT`
 BADGE_ALT = "Open In Colab"
 BADGE_IMG = "../_static/colab-badge.svg"  # relative to nbs/, shipped with the book (no image from the web)
 
@@ -33,7 +38,9 @@ def _source(cell) -> str:
 def is_colab_install_cell(cell) -> bool:
     """The chapter's second cell: installs ssdbook when it runs on Colab, nothing elsewhere."""
     src = _source(cell)
-    return cell.get("cell_type") == "code" and "google.colab" in src and "install" in src
+    return (
+        cell.get("cell_type") == "code" and "google.colab" in src and "install" in src
+    )
 
 
 def clean_code(src: str) -> tuple[str, set]:
@@ -84,6 +91,10 @@ def filter_notebook(nb: dict, colab_url: str | None = None) -> dict:
         code, names = clean_code(_source(cell))
         if "hide" in names:
             continue
+        if "code-fold" in names:  # nbdev's `#| code-fold: true`: the book's fold
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "hide-input" not in tags:
+                tags.append("hide-input")
         if not code.strip():
             if not cell.get("outputs"):
                 continue
@@ -108,8 +119,10 @@ def colab_url_for(config, docname: str) -> str | None:
         return None
     branch = opts.get("repository_branch") or "main"
     path = opts.get("path_to_docs", "").strip("/")
-    nb_path = str(PurePosixPath(path, docname + ".ipynb")) if path else docname + ".ipynb"
-    return f"https://colab.research.google.com/github/{repo[len('https://github.com/'):]}/blob/{branch}/{nb_path}"
+    nb_path = (
+        str(PurePosixPath(path, docname + ".ipynb")) if path else docname + ".ipynb"
+    )
+    return f"https://colab.research.google.com/github/{repo[len('https://github.com/') :]}/blob/{branch}/{nb_path}"
 
 
 def _on_source_read(app, docname, source):
