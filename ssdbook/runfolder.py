@@ -75,7 +75,8 @@ class RunLock:
             import fcntl
         except ImportError:  # Windows: no flock; run unprotected, and say so
             _log.warning(
-                f"no file locks on this platform: {self.path.parent} is not protected from a second run"
+                f"no file locks on this platform: {self.path.parent} "
+                "is not protected from a second run"
             )
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,39 +88,35 @@ class RunLock:
                 h = _holder(fd)
                 os.close(fd)
                 raise RunLockedError(
-                    f"{self.path.parent} is in use by another run: pid {h.get('pid', '?')} on "
-                    f"{h.get('host', '?')} since {h.get('started', '?')} (lock {self.path}); "
+                    f"{self.path.parent} is in use by another run: "
+                    f"pid {h.get('pid', '?')} on {h.get('host', '?')} "
+                    f"since {h.get('started', '?')} (lock {self.path}); "
                     "wait for it to finish or choose another output folder"
                 ) from None
-            with contextlib.suppress(
-                FileNotFoundError
-            ):  # still the file at that path (not unlinked meanwhile)?
-                self.fd = (
-                    fd if os.stat(self.path).st_ino == os.fstat(fd).st_ino else None
-                )
+            # still the file at that path (not unlinked meanwhile)?
+            with contextlib.suppress(FileNotFoundError):
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                self.fd = fd if same else None
             if self.fd is None:
                 os.close(fd)
         self.previous = _holder(fd)
         if self.previous.get("pid"):
             _log.warning(
-                f"taking over the stale lock of pid {self.previous['pid']} on {self.previous.get('host', '?')}"
-                f" (started {self.previous.get('started', '?')}): it is gone"
+                f"taking over the stale lock of pid {self.previous['pid']} "
+                f"on {self.previous.get('host', '?')} "
+                f"(started {self.previous.get('started', '?')}): it is gone"
             )
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-        os.pwrite(
-            fd,
-            f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n".encode(),
-            0,
-        )
+        me = f"pid={os.getpid()}\nhost={socket.gethostname()}\nstarted={started}\n"
+        os.pwrite(fd, me.encode(), 0)
         clean_temp_files(self.path.parent, everything=True)
         return self
 
     def release(self):
         if self.fd is not None:
-            self.path.unlink(
-                missing_ok=True
-            )  # while still holding it: nobody can lock this inode after
+            # while still holding it: nobody can lock this inode after
+            self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 
@@ -178,13 +175,11 @@ def _parse_log(path):
     the header's names, so a column added by hand is kept; the last piece without its
     newline is a torn row (a kill), not malformed."""
     lines = (Path(path).read_text() if Path(path).exists() else "").split("\n")
-    lines = [
-        line.rstrip("\r") for line in lines[:-1]
-    ]  # the last piece has no newline: torn (or empty)
+    # the last piece has no newline: torn (or empty)
+    lines = [line.rstrip("\r") for line in lines[:-1]]
     header, rows, bad = (next(csv.reader([lines[0]])) if lines else []), [], []
-    need = max(
-        (i + 1 for i, k in enumerate(header) if k in LOG_FIELDS), default=0
-    )  # every standard column
+    # every standard column
+    need = max((i + 1 for i, k in enumerate(header) if k in LOG_FIELDS), default=0)
     for line in lines[1:]:
         vals = next(csv.reader([line]), [])
         try:
@@ -204,8 +199,8 @@ def _parse_log(path):
 
 
 def read_log(path, upto: int | None = None) -> list[dict]:
-    """The complete rows of a training log (log.csv) as dicts, those with `iteration <=
-    upto` if given."""
+    """The complete rows of a training log (log.csv) as dicts, those with
+    `iteration <= upto` if given."""
     return [r for r, _ in _parse_log(path)[1] if upto is None or r["iteration"] <= upto]
 
 
@@ -236,7 +231,8 @@ def truncate_log(path, upto_iteration: int, fields=LOG_FIELDS) -> list[dict]:
                 if bad
                 else "other columns"
             )
-            + f"; the whole file is kept as {_backup(path).name}, log.csv continues with the standard "
+            + f"; the whole file is kept as {_backup(path).name}, "
+            "log.csv continues with the standard "
             f"columns up to iteration {upto_iteration}"
         )
     body = "".join(
@@ -292,8 +288,9 @@ def resume_changes(saved: dict, cfg: TrainConfig, where="the checkpoint") -> dic
                 else "a resume continues the same run, so its hyper-parameters stay"
             )
             raise ValueError(
-                f"cannot resume {where} with {f.name}={new[f.name]!r}: the run was trained with "
-                f"{f.name}={old!r} ({why}); pass the same value or train into a new --out"
+                f"cannot resume {where} with {f.name}={new[f.name]!r}: "
+                f"the run was trained with {f.name}={old!r} ({why}); "
+                "pass the same value or train into a new --out"
             )
         changes[f.name] = [old, new[f.name]]
     return changes
@@ -331,12 +328,14 @@ def prepare_out(out, resume="", overwrite: bool = False) -> list[Path]:
         return []
     if not overwrite:
         try:
-            what = f"last.pth at iteration {load_checkpoint(Path(out) / 'last.pth', mmap=True)['iteration']}"
+            last = load_checkpoint(Path(out) / 'last.pth', mmap=True)
+            what = f"last.pth at iteration {last['iteration']}"
         except (ValueError, OSError):
             what = ", ".join(p.name for p in found)
         raise ValueError(
             f"{out} already holds a training run ({what}): continue it with "
-            "--resume auto, train into a new --out folder, or pass --overwrite to replace it"
+            "--resume auto, train into a new --out folder, "
+            "or pass --overwrite to replace it"
         )
     for p in found:
         p.unlink(missing_ok=True)
@@ -365,20 +364,18 @@ class ResultFolder:
 
     def commit(self):
         new = sorted(p.name for p in self.stage.iterdir())
-        try:
-            old = list(
-                json.loads((self.out / self.MANIFEST).read_text())
-            )  # what the last commit wrote
+        try:  # what the last commit wrote
+            old = list(json.loads((self.out / self.MANIFEST).read_text()))
         except (OSError, ValueError):
             old = [self.marker]
+        # old and new: all an interrupted commit may leave behind
         atomic_write(
             self.out / self.MANIFEST, json.dumps(sorted({*old, *new})).encode()
-        )  # an interrupted commit
+        )
         for name in [self.marker, *old]:  # the marker goes first ...
             (self.out / name).unlink(missing_ok=True)
-        for name in sorted(
-            new, key=lambda n: n == self.marker
-        ):  # ... and comes back last
+        # ... and comes back last
+        for name in sorted(new, key=lambda n: n == self.marker):
             os.replace(self.stage / name, self.out / name)
         atomic_write(self.out / self.MANIFEST, json.dumps(new).encode())
 
