@@ -394,11 +394,13 @@ def make_loader(
 
 
 def ignore_stop_signals(worker_id=None):
-    """A DataLoader worker ignores SIGINT (Ctrl-C reaches every process of the
-    terminal's group): the main process finishes its step, saves and stops the workers
-    (9c, 9d). SIGTERM keeps its default: DataLoader's own shutdown terminates workers
-    with it."""
+    """A DataLoader worker ignores SIGINT and SIGTERM: Ctrl-C reaches every process of
+    the terminal's group, and a job scheduler or `kill -- -PGID` sends SIGTERM to the
+    whole group. The main process finishes its step, saves and stops the workers (9c,
+    9d); had they died with the signal, the main process would fail on its next batch
+    instead. A worker whose main process is gone still exits (DataLoader's watchdog)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # %% ../nbs/09a_input_pipeline.ipynb #c016

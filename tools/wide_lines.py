@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 88
-FENCE = re.compile(r"^\s*(```|~~~)")
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})(.*)$")
 
 
 def _text_outputs(cell):
@@ -34,14 +34,19 @@ def _text_outputs(cell):
 
 
 def _md_code_lines(src: str):
-    inside = False
+    "Lines inside markdown code blocks (a directive such as `{admonition}` is prose)."
+    stack = []  # (fence, holds code) of the open blocks
     for line in src.split("\n"):
-        if FENCE.match(line):
-            inside = not inside
-            if line.strip().startswith(("```{", "~~~{")):
-                inside = line.strip() in ("```{code-block}",) or "code" in line
+        m = FENCE.match(line)
+        if m and stack and m.group(1) == stack[-1][0] and not m.group(2).strip():
+            stack.pop()
             continue
-        if inside:
+        if m:
+            info = m.group(2).strip()
+            code = not info.startswith("{") or info.startswith(("{code", "{literal"))
+            stack.append((m.group(1), code))
+            continue
+        if stack and stack[-1][1]:
             yield line
 
 
