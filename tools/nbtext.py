@@ -5,7 +5,7 @@ Notebooks as text are jupytext's job now (lossless: cell boundaries, tags and me
 survive):
 
     jupytext --to py:percent nbs/X.ipynb -o /tmp/X.py      # notebook -> text
-    jupytext --update --to ipynb /tmp/X.py -o nbs/X.ipynb  # text -> notebook, outputs kept
+    jupytext --update --to ipynb /tmp/X.py -o nbs/X.ipynb  # back, outputs kept
 
 Executing a chapter in place with full budgets (and stamping it) is tools/run_book.py.
 """
