@@ -80,7 +80,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-record", action="store_true")
     a = p.parse_args(argv)
-    from ssdbook.config import auto_threads, busy_cores
+    from ssdbook.pipeline import auto_threads, busy_cores
 
     default = torch.get_num_threads()
     step, amp = step_fn()

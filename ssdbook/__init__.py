@@ -52,6 +52,7 @@ API = {
     "detect": ["Detect", "nms", "predict"],
     "evaluate": ["voc_ap", "evaluate_detections", "evaluate_model"],
     "inference": ["Detector"],
+    "commands": ["demo"],
     "export": [],  # `ssdbook.export` is the module (export.export)
 }
 _WHERE = {name: module for module, names in API.items() for name in names}

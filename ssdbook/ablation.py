@@ -347,7 +347,7 @@ def run_variant(
     holds a run is replaced with `overwrite=True` (a fresh measurement), continued with
     `resume="auto"`, and otherwise refused with chapter 9c's one-line error."""
     from ssdbook.evaluate import evaluate_model
-    from ssdbook.inference import ap_by_size
+    from ssdbook.evaluate import ap_by_size
 
     v = get_variant(name)
     if budget is None:

@@ -7,7 +7,6 @@ import argparse
 import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -36,8 +35,6 @@ __all__ = [
     'config_warnings',
     'add_config_arguments',
     'config_from_args',
-    'busy_cores',
-    'auto_threads',
     'pick_device',
     'amp_dtype',
     'use_channels_last',
@@ -297,7 +294,7 @@ class TrainConfig:
     threads: int = option(
         0,
         "torch CPU threads (0: auto, the cores no other work keeps busy at the start, "
-        "at least 1; a resumed run keeps its count)",
+        "at least 1, chapter 9a; a resumed run keeps its count)",
         low=0,
         on_resume=FREE,
     )
@@ -573,42 +570,6 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     return RECIPES[getattr(args, "recipe", None) or data](
         **{"data": data, **given, **overrides}
     )
-
-
-# %% ../nbs/09_training.ipynb #a662f19c
-def _cpu_times(cpus: set) -> tuple[int, int]:
-    "(idle, total) jiffies of the CPUs `cpus`, from Linux's /proc/stat."
-    idle = total = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            name, *v = line.split()
-            if name[:3] == "cpu" and name[3:].isdigit() and int(name[3:]) in cpus:
-                v = [int(x) for x in v[:8]]  # user nice system idle iowait irq ...
-                idle, total = idle + v[3] + v[4], total + sum(v)
-    return idle, total
-
-
-def busy_cores(interval: float = 0.2) -> float:
-    """How many of the cores this process may use are kept busy by other work now:
-    /proc/stat sampled `interval` s apart (elsewhere the 1-minute load average)."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    try:
-        i0, t0 = _cpu_times(cpus)
-        time.sleep(interval)
-        i1, t1 = _cpu_times(cpus)
-    except (OSError, ValueError):
-        t0 = t1 = 0
-    if t1 <= t0:  # no /proc/stat (macOS, Windows)
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return (1 - (i1 - i0) / (t1 - t0)) * len(cpus)
-
-
-def auto_threads() -> int:
-    """torch threads for a run that starts now: one per core that other work leaves
-    free, at least 1, at most torch's current count (`TrainConfig.threads=0`)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
-    free = (cpus or os.cpu_count() or 1) - round(busy_cores())
-    return max(1, min(torch.get_num_threads(), free))
 
 
 # %% ../nbs/09_training.ipynb #c021

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ __all__ = [
     'make_loader',
     'ignore_stop_signals',
     'init_distributed',
+    'busy_cores',
+    'auto_threads',
 ]
 
 # %% ../nbs/09a_input_pipeline.ipynb #c006
@@ -420,3 +423,39 @@ def init_distributed(device):
     if created:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device, created
+
+
+# %% ../nbs/09a_input_pipeline.ipynb #c87ef5e3
+def _cpu_times(cpus: set) -> tuple[int, int]:
+    "(idle, total) jiffies of the CPUs `cpus`, from Linux's /proc/stat."
+    idle = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *v = line.split()
+            if name[:3] == "cpu" and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in v[:8]]  # user nice system idle iowait irq ...
+                idle, total = idle + v[3] + v[4], total + sum(v)
+    return idle, total
+
+
+def busy_cores(interval: float = 0.2) -> float:
+    """How many of the cores this process may use are kept busy by other work now:
+    /proc/stat sampled `interval` s apart (elsewhere the 1-minute load average)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    try:
+        i0, t0 = _cpu_times(cpus)
+        time.sleep(interval)
+        i1, t1 = _cpu_times(cpus)
+    except (OSError, ValueError):
+        t0 = t1 = 0
+    if t1 <= t0:  # no /proc/stat (macOS, Windows)
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return (1 - (i1 - i0) / (t1 - t0)) * len(cpus)
+
+
+def auto_threads() -> int:
+    """torch threads for a run that starts now: one per core that other work leaves
+    free, at least 1, at most torch's current count (`TrainConfig.threads=0`)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    free = (cpus or os.cpu_count() or 1) - round(busy_cores())
+    return max(1, min(torch.get_num_threads(), free))

@@ -51,6 +51,7 @@ from .mining import init_background_bias
 from ssdbook.pipeline import (
     SIZE,
     CachedDataset,
+    auto_threads,
     StreamSampler,
     build_test_set,
     build_train_set,
@@ -81,6 +82,7 @@ __all__ = [
     'train_step',
     'NonFiniteLossError',
     'NonFiniteWatch',
+    'use_threads',
     'Run',
     'train',
 ]
@@ -209,6 +211,16 @@ class NonFiniteWatch:
 
 
 # %% ../nbs/09d_training_loop.ipynb #c022
+def use_threads(threads: int = 0, ck: dict | None = None) -> int:
+    """Set torch's CPU threads for a run and return the count: `threads` if given, else
+    the count the resumed checkpoint `ck` ran with (so the resumed run stays
+    bit-identical), else chapter 9a's `auto_threads()` (the cores free right now)."""
+    n = threads or (ck or {}).get("threads") or auto_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+# %% ../nbs/09d_training_loop.ipynb #c023
 class Run:
     """One training run: set-up (resume, data, model, optimiser) in `__init__`, the
     iterations in `loop()`."""
@@ -249,10 +261,11 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.resume_from = resolve_resume(cfg.resume, self.out)
         ck = load_checkpoint(self.resume_from) if self.resume_from else None
-        self.changes = (
+        self.threads, self.changes = (  # threads: before any tensor work
+            use_threads(cfg.threads, ck),
             resume_changes(ck.get("config", {}), cfg, str(self.resume_from))
             if ck
-            else {}
+            else {},
         )
         self.start, self.stop = (
             (ck["iteration"] if ck else 0),
@@ -467,6 +480,7 @@ class Run:
             skipped=self.skipped,
             world_size=self.world,
             resumes=self.resumes,
+            threads=self.threads,
         )
         self.ckpt_path, self.saved_at = (
             write_checkpoints(self.out, state, keep=self.cfg.keep_checkpoints),
@@ -533,6 +547,7 @@ class Run:
             skipped=self.skipped,
             seconds=seconds,
             img_s=trained * self.cfg.batch_size / max(seconds, 1e-9),
+            threads=self.threads,
             resumes=self.resumes,
             peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20
             if self.device.type == "cuda"
@@ -540,7 +555,7 @@ class Run:
         )  # CUDA allocator / process RSS
 
 
-# %% ../nbs/09d_training_loop.ipynb #c023
+# %% ../nbs/09d_training_loop.ipynb #d7a78cc1
 def train(
     cfg: TrainConfig, net: nn.Module = None, dataset=None, classes=None, criterion=None
 ) -> dict:
@@ -549,8 +564,6 @@ def train(
     `classes`, `criterion` default to what `cfg` describes; DDP under torchrun."""
     for warning in config_warnings(cfg.validate()):
         warnings.warn(warning, stacklevel=2)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     rank, world, device, created = init_distributed(pick_device(cfg.device))
     try:
         with (

@@ -39,9 +39,10 @@ MAX_FUNCTION_LINES = 45
 MAX_MODULE_LINES = 240
 # module -> why it may be longer than MAX_MODULE_LINES
 ONE_IDEA = {
-    "voc": "the VOC format and the image files it names, read as their owner means them (EXIF "
-    "orientation, bit depth, alpha: issue 21); 244 statements. The clean cut is a chapter of its "
-    "own for image files (read_image, pil_to_float, size_problem, find_image) between 1 and 1a.",
+    "voc": "the VOC format and the image files it names, read as their owner "
+    "means them (EXIF orientation, bit depth, alpha: issue 21); 244 statements. The "
+    "clean cut is a chapter of its own for image files (read_image, pil_to_float, "
+    "size_problem, find_image) between 1 and 1a.",
 }
 
 
@@ -223,7 +224,8 @@ def test_every_module_is_exported_by_one_notebook():
 
 def test_the_import_checker_sees_every_kind_of_import():
     src = (
-        "import ssdbook.data\nfrom ssdbook.loss import x\nfrom ssdbook import model, nothing\n"
+        "import ssdbook.data\nfrom ssdbook.loss import x\nfrom ssdbook import model, "
+        "nothing\n"
         "from .detect import y\nfrom . import priors\nimport ssdbook\nimport torch\n"
         "def f():\n    from ssdbook.cli import main\n"
     )
@@ -254,7 +256,8 @@ def _sizes():
                 lines = sum(node.lineno <= e <= node.end_lineno for e in ends)
                 if lines > MAX_FUNCTION_LINES:
                     long_functions.append(
-                        f"ssdbook/{p.name}:{node.lineno} {node.name}: {lines} logical lines"
+                        f"ssdbook/{p.name}:{node.lineno} {node.name}: {lines} logical "
+                        "lines"
                     )
     return long_functions, long_modules
 
@@ -302,7 +305,8 @@ def test_readme_table_lists_every_chapter_with_its_module():
         f"README's chapter table lists notebooks that do not exist: {extra}"
     )
     wrong = [
-        f"{s}: README says {rows[s]}, the notebook exports {default_exp(NBS / f'{s}.ipynb')}"
+        f"{s}: README says {rows[s]}, the notebook exports "
+        f"{default_exp(NBS / f'{s}.ipynb')}"
         for s in rows
         if (NBS / f"{s}.ipynb").exists() and rows[s] != default_exp(NBS / f"{s}.ipynb")
     ]

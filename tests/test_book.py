@@ -410,3 +410,12 @@ def test_results_table_rendering():
     )
     with pytest.raises(ValueError, match="no region"):
         render_readme.replace_region("nothing", "results", "new")
+
+
+def test_every_chapter_carries_the_same_install_cell():
+    """One Colab install cell, copied into every chapter (each must run alone on
+    Colab). Fix: `python tools/sync_install_cell.py`."""
+    cell = lambda p: json.loads(p.read_text())["cells"][1]["source"]
+    master = cell(ROOT / "nbs" / "00_index.ipynb")
+    differ = [p.name for p in _notebooks() if cell(p) != master]
+    assert not differ, f"install cell differs from 00_index's in {differ}"

@@ -40,8 +40,10 @@ def ck(tmp_path_factory):
 # --help, exit codes, check
 def test_help_does_not_import_torch():
     code = (
-        "import sys\nfrom ssdbook.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith(('torch', 'ssdbook')))"
+        "import sys\nfrom ssdbook.cli import main\ntry:\n    main(['--help'])\nexcept "
+        "SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if "
+        "m.startswith(('torch', 'ssdbook')))"
     )
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT

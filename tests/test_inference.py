@@ -341,7 +341,7 @@ import resource, warnings
 from ssdbook.inference import Detector
 from ssdbook.model import build_ssd
 det = Detector(build_ssd('train', num_classes=3, base='mini'), ['a', 'b'])
-det.predict({str(small)!r})                                  # warm up: the network's own memory
+det.predict({str(small)!r})  # warm up: the network's own memory
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with warnings.catch_warnings(record=True):
     res = det.predict([{str(big)!r}, {str(small)!r}])

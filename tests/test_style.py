@@ -46,11 +46,6 @@ def test_lint_minimal_selection():
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    reason="ruff format does not wrap long strings, comments and docstrings: "
-    "those lines are shortened by hand, chapter by chapter",
-    strict=False,
-)
 def test_code_lines_fit_the_page():
     """No line over 88 characters, so no code block of the book scrolls sideways
     (E501)."""
@@ -62,11 +57,6 @@ def test_code_lines_fit_the_page():
     )
 
 
-@pytest.mark.xfail(
-    reason="issue 20.5: the chapters' outputs and markdown code blocks are being "
-    "shortened by their owners this round; the lead removes this mark",
-    strict=False,
-)
 def test_pages_fit_the_book_width():
     """Nothing on a page scrolls sideways: tools/wide_lines.py (code cells, text outputs
     and markdown code blocks, 88 characters) finds 0 lines in every notebook."""
