@@ -97,7 +97,11 @@ def main(argv=None):
         for h in hogs:
             h.kill()
             h.wait()
+    torch.set_num_threads(default)  # the machine's record names torch's default
     res = dict(
+        what="the main job's training step (mini SSD, B=16) alone and beside busy "
+        "processes: torch's default threads vs auto_threads(); ratio = default / auto "
+        "beside them",
         busy_processes=a.busy,
         busy_cores_seen=round(seen, 2),
         threads_default=default,
