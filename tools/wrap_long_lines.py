@@ -100,7 +100,7 @@ def _refill_block(lines: list[str], first_prefix_len: int) -> list[str]:
     return out
 
 
-def wrap_docstring(src_lines: list[str], node: ast.Constant, def_indent: str) -> None:
+def wrap_docstring(src_lines: list[str], node: ast.Constant) -> None:
     "Rewrite, in `src_lines`, the docstring `node` so no line passes WIDTH."
     a, b = node.lineno - 1, node.end_lineno - 1
     if all(len(src_lines[k]) <= WIDTH for k in range(a, b + 1)):
@@ -123,17 +123,12 @@ def wrap_docstring(src_lines: list[str], node: ast.Constant, def_indent: str) ->
         joined = "\n".join(src_lines[a : b + 1]).strip()
         body = joined[len(prefix) + 3 : -3]
         text_lines = body.split("\n")
-        # the body's own continuation lines carry the def's indentation already
-    new_body = _refill_block(
-        [text_lines[0]] + text_lines[1:], first_prefix_len=len(indent) + len(prefix) + 3
-    )
-    # continuation lines without indentation (one-line docstrings) get the def's
+    new_body = _refill_block(text_lines, first_prefix_len=len(indent) + len(prefix) + 3)
+    # continuation lines without indentation (a one-line docstring's) get the def's
     new_body = [new_body[0]] + [
         (l if l.startswith(indent) or not l.strip() else indent + l.lstrip())
         for l in new_body[1:]
     ]
-    if len(text_lines) == 1:
-        new_body = [new_body[0]] + [indent + l.lstrip() for l in new_body[1:]]
     lines = [indent + prefix + q + new_body[0]] + new_body[1:]
     if len(lines[-1]) + 3 > WIDTH:
         lines.append(indent + q)
@@ -202,7 +197,7 @@ def wrap_source(src: str) -> str:
             tree = None
         if tree is not None:
             for node in sorted(docstring_nodes(tree), key=lambda n: -n.lineno):
-                wrap_docstring(lines, node, "")
+                wrap_docstring(lines, node)
         lines[: len(hidden)] = saved
     return split_strings(wrap_comments("\n".join(lines)))
 
