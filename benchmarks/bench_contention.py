@@ -15,7 +15,6 @@ faster). Results go to benchmarks/results.json (`bench_contention`).
 """
 
 import argparse
-import statistics
 import subprocess
 import sys
 import time
@@ -56,19 +55,19 @@ def step_fn(batch_size: int = 16):
 
 
 def timed(step, threads: dict, warmup: int, repeats: int) -> dict:
-    "Median step time (s) for each thread count in `threads`, measured in turns."
-    for n in set(threads.values()):
-        torch.set_num_threads(n)
-        for _ in range(warmup):
-            step()
-    times = {k: [] for k in threads}
-    for _ in range(repeats):
-        for k, n in threads.items():
+    """Median step time (s) for each thread count in `threads`, measured in turns
+    (bench_train_step's `interleaved`, each contender setting its count first)."""
+    from bench_train_step import interleaved
+
+    def with_threads(n):
+        def run():
             torch.set_num_threads(n)
-            t = time.perf_counter()
             step()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+
+        return run
+
+    steps = {k: with_threads(n) for k, n in threads.items()}
+    return interleaved(steps, torch.device("cpu"), warmup, repeats)
 
 
 def main(argv=None):
