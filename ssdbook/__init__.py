@@ -44,7 +44,7 @@ API = {
     "pretrained": ["load_torchvision_ssd300", "pretrained_ssd300", "coco_classes"],
     "encoding": ["encode", "decode", "point_form", "center_size"],
     "matching": ["jaccard", "match", "match_batch"],
-    "mining": ["hard_negative_mining", "focal_loss"],
+    "mining": ["hard_negative_mining", "focal_loss", "object_weights"],
     "loss": ["MultiBoxLoss"],
     "augment": ["SSDAugmentation"],
     "config": ["TrainConfig", "shapes_recipe", "voc_recipe", "coco_recipe"],

@@ -226,8 +226,8 @@ ABLATION_BUDGET = dict(
     log_every=50,
     checkpoint_every=400,
 )
-"""The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trains
-3200 x 16)."""
+"""The equal budget of every ablation run: 400 x 8 = 3200 images (the main job trained
+3200 x 16 when the grid was run)."""
 
 # A few iterations on a tiny set: checks that a variant builds and trains
 # (`SSDBOOK_QUICK=1`, the tests).
@@ -273,8 +273,8 @@ def variant_net(v: Variant, cfg: TrainConfig, num_classes: int) -> MiniSSD | Non
 def variant_config(
     name: str, seed: int = 0, budget: dict | None = None, **overrides
 ) -> TrainConfig:
-    """A row's `TrainConfig`: the grid's shapes recipe (voc priors, mining, fp32) +
-    budget + variant fields + `overrides`."""
+    """A row's `TrainConfig`: the grid's shapes recipe (voc priors, mining, every
+    positive weighing 1, fp32) + budget + variant fields + `overrides`."""
     v = get_variant(name)
     slug = (
         name.replace(' ', '_')
@@ -287,6 +287,7 @@ def variant_config(
     kw = dict(
         priors="voc",
         focal_gamma=0.0,
+        object_weight=0.0,
         amp="off",
         **(ABLATION_BUDGET if budget is None else budget),
     )
@@ -360,7 +361,11 @@ def run_variant(
     train_set, test_set, classes = shapes_data(cfg.n_train, cfg.n_test, root)
     n = len(classes) + 1
     criterion = (
-        MultiBoxLoss(n, focal_gamma=cfg.focal_gamma, **v.loss) if v.loss else None
+        MultiBoxLoss(
+            n, focal_gamma=cfg.focal_gamma, object_weight=cfg.object_weight, **v.loss
+        )
+        if v.loss
+        else None
     )  # None: cfg's loss
     t0 = time.perf_counter()
     with RunLock(cfg.out):

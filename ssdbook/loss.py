@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .encoding import encode
 from .matching import match_batch, pad_targets
-from .mining import focal_loss, hard_negative_mining
+from .mining import focal_loss, hard_negative_mining, object_weights
 
 _all_ = ["hard_negative_mining"]  # chapter 7's mining, re-exported by ssdbook.loss
 
@@ -26,6 +26,7 @@ def multibox_loss(
     neg_mining: bool = True,
     return_masks: bool = False,
     focal_gamma: float = 0.0,
+    weights: Tensor | None = None,
 ):
     """The SSD loss from already matched targets.
 
@@ -35,8 +36,9 @@ def multibox_loss(
     positives and the mined hard negatives, both divided by N, the number of positives
     in the batch. N = max(N, 1): a batch without positives gives two zero losses.
     `focal_gamma > 0`: the confidence term is chapter 6's focal loss over every prior
-    instead (no mining). With `return_masks=True` it returns
-    `(loss_l, loss_c, pos, neg)`, the `(B,P)` bool masks used."""
+    instead (no mining). `weights (B,P)`: each positive's terms are multiplied by its
+    weight (chapter 6's `object_weights`; negatives weigh 1). With `return_masks=True`
+    it returns `(loss_l, loss_c, pos, neg)`, the `(B,P)` bool masks used."""
     pos = conf_t > 0  # (B,P)
     n = pos.sum().clamp(min=1)  # N, never 0 (stays on the device)
     with torch.no_grad():  # ranking: no autograd graph
@@ -57,10 +59,17 @@ def multibox_loss(
     c_t = conf_t.reshape(-1).index_select(0, idx)  # (K,)
     # confidence: cross-entropy (or focal loss) of the K chosen priors
     conf_k = conf_data.reshape(-1, conf_data.shape[-1]).index_select(0, idx)  # (K,C)
+    w_k = (  # (K,) the positives' weights, 1 on the negatives
+        None
+        if weights is None
+        else torch.where(c_t > 0, weights.reshape(-1).index_select(0, idx), 1.0)
+    )
     loss_c = (
-        focal_loss(conf_k, c_t, focal_gamma)
+        focal_loss(conf_k, c_t, focal_gamma, w_k)
         if focal_gamma
         else F.cross_entropy(conf_k, c_t, reduction="sum")
+        if w_k is None
+        else (F.cross_entropy(conf_k, c_t, reduction="none") * w_k).sum()
     ) / n
     # localisation: smooth L1 over the 4 coordinates of the positives
     # (0 for the negatives among the K)
@@ -68,9 +77,12 @@ def multibox_loss(
         -1, 4
     ).index_select(0, idx)  # (K,4)
     diff = torch.where((c_t > 0).unsqueeze(1), diff, 0.0)
+    zero = torch.zeros_like(diff)
     loss_l = (
-        F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="sum", beta=1.0) / n
-    )
+        F.smooth_l1_loss(diff, zero, reduction="sum", beta=1.0)
+        if w_k is None
+        else (F.smooth_l1_loss(diff, zero, reduction="none").sum(1) * w_k).sum()
+    ) / n
     if return_masks:
         return loss_l, loss_c, pos, neg
     return loss_l, loss_c
@@ -118,7 +130,14 @@ def _number(name: str, v, ok, rule: str) -> None:
 
 
 def _check_options(
-    num_classes, overlap_thresh, bkg_label, neg_pos, neg_overlap, variances, focal_gamma
+    num_classes,
+    overlap_thresh,
+    bkg_label,
+    neg_pos,
+    neg_overlap,
+    variances,
+    focal_gamma,
+    object_weight=0.0,
 ) -> None:
     """The constructor's arguments, each checked with a one-line error (NaN fails every
     comparison)."""
@@ -144,6 +163,12 @@ def _check_options(
         focal_gamma,
         lambda v: 0 <= v < float("inf"),
         "a finite number >= 0 (0: mining)",
+    )
+    _number(
+        "object_weight",
+        object_weight,
+        lambda v: 0 <= v < float("inf"),
+        "a finite number >= 0 (0: every positive weighs 1)",
     )
     if not isinstance(variances, (tuple, list)) or len(variances) != 2:
         raise ValueError(
@@ -171,7 +196,9 @@ class MultiBoxLoss(nn.Module):
     negatives per positive (`neg_mining=False` counts every negative), divides both
     terms by N = max(number of positives in the batch, 1). `focal_gamma > 0` (keyword
     only): chapter 6's focal loss over every prior instead of the mined cross-entropy.
-    Runs on the device of `loc`; `use_gpu` is accepted for compatibility and ignored;
+    `object_weight > 0` (keyword only): each object's positives share one weight
+    (chapter 6's `object_weights` with this power; needs the forced match). Runs on
+    the device of `loc`; `use_gpu` is accepted for compatibility and ignored;
     `neg_overlap` and `encode_target` are stored and unused, as in the reference."""
 
     def __init__(
@@ -188,6 +215,7 @@ class MultiBoxLoss(nn.Module):
         variances=(0.1, 0.2),
         *,
         focal_gamma: float = 0.0,
+        object_weight: float = 0.0,
     ):
         super().__init__()
         _check_options(
@@ -198,7 +226,13 @@ class MultiBoxLoss(nn.Module):
             neg_overlap,
             variances,
             focal_gamma,
+            object_weight,
         )
+        if object_weight and not prior_for_matching:
+            raise ValueError(
+                "MultiBoxLoss: object_weight needs the forced match "
+                "(prior_for_matching=True): it counts each object's positives"
+            )
         self.num_classes, self.threshold, self.background_label = (
             num_classes,
             overlap_thresh,
@@ -215,6 +249,7 @@ class MultiBoxLoss(nn.Module):
             tuple(variances),
             float(focal_gamma),
         )
+        self.object_weight = float(object_weight)
 
     def _check(self, loc, conf, priors, targets):
         if loc.dim() != 3 or loc.shape[-1] != 4:
@@ -245,13 +280,25 @@ class MultiBoxLoss(nn.Module):
             num_classes=self.num_classes,
         )
         # loc_t only where the loss looks (positives); labels checked in the same sync
+        weights = None
         with torch.no_grad():
             pri = priors.detach().to(loc_data.device)
-            loc_t, conf_t = (
-                match_batch(targets, pri, positives_only=True, **kw)
-                if self.use_prior_for_matching
-                else match_iou_only(targets, pri, **kw)
-            )
+            if self.object_weight:  # each object's positives share one weight (ch. 6)
+                loc_t, conf_t, d = match_batch(
+                    targets, pri, positives_only=True, return_details=True, **kw
+                )
+                weights = object_weights(
+                    conf_t > 0,
+                    d["best_truth_idx"],
+                    d["overlaps"].shape[1],
+                    self.object_weight,
+                )
+            else:
+                loc_t, conf_t = (
+                    match_batch(targets, pri, positives_only=True, **kw)
+                    if self.use_prior_for_matching
+                    else match_iou_only(targets, pri, **kw)
+                )
         return multibox_loss(
             loc_data,
             conf_data,
@@ -261,4 +308,5 @@ class MultiBoxLoss(nn.Module):
             neg_mining=self.do_neg_mining,
             return_masks=return_masks,
             focal_gamma=self.focal_gamma,
+            weights=weights,
         )

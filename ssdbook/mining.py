@@ -7,6 +7,7 @@ __all__ = [
     'hard_negative_mining',
     'focal_loss',
     'init_background_bias',
+    'object_weights',
 ]
 
 # %% ../nbs/06_hard_negatives.ipynb #c003
@@ -80,14 +81,18 @@ def hard_negative_mining(
 
 
 # %% ../nbs/06_hard_negatives.ipynb #c031
-def focal_loss(conf: Tensor, conf_t: Tensor, gamma: float = 2.0) -> Tensor:
+def focal_loss(
+    conf: Tensor, conf_t: Tensor, gamma: float = 2.0, weight: Tensor | None = None
+) -> Tensor:
     """Softmax focal loss (Lin et al. 2017, eq. 4, on SSD's softmax head; no α weight),
     summed over every prior given: `conf (..., C)` logits, `conf_t (...)` int64 classes
     -> `sum -(1 - p_t)^gamma log p_t`. `gamma=0` is the cross-entropy; easy priors (p_t
-    near 1) weigh almost nothing, so no mining is needed."""
+    near 1) weigh almost nothing, so no mining is needed. `weight (...)`: each prior's
+    term is multiplied by it first (`object_weights`, below)."""
     # (...) log p_t
     logp = F.log_softmax(conf.float(), -1).gather(-1, conf_t[..., None]).squeeze(-1)
-    return -((1 - logp.exp()).pow(gamma) * logp).sum()
+    per_prior = -((1 - logp.exp()).pow(gamma) * logp)
+    return (per_prior if weight is None else per_prior * weight).sum()
 
 
 def init_background_bias(net, p_background: float = 0.99):
@@ -102,3 +107,20 @@ def init_background_bias(net, p_background: float = 0.99):
                 p_background * (C - 1) / (1 - p_background)
             )
     return net
+
+
+# %% ../nbs/06_hard_negatives.ipynb #e9fe8c5f
+def object_weights(
+    pos: Tensor, best_truth_idx: Tensor, num_objects: int, power: float = 1.0
+) -> Tensor:
+    """`(B, P)` weights of the positives' loss terms, 0 on the negatives: a positive of
+    an object with `k` positive priors weighs `k ** -power`, rescaled so that the
+    weights of the batch sum to N, the number of positives. `pos (B, P)` bool,
+    `best_truth_idx (B, P)` each prior's object (chapter 5), `num_objects` the padded
+    object count M. `power=0`: every positive weighs 1 (the paper)."""
+    # (B, M) positives per object; an object that owns none is never looked up
+    count = pos.new_zeros(pos.shape[0], max(num_objects, 1), dtype=torch.float32)
+    count.scatter_add_(1, best_truth_idx, pos.float())
+    w = count.gather(1, best_truth_idx).clamp(min=1).pow(-power)  # (B, P)
+    w = torch.where(pos, w, 0.0)
+    return w * (pos.sum() / w.sum().clamp(min=1e-12))  # sum = N (0 without positives)

@@ -312,7 +312,9 @@ class Run:
             else net.to(device)
         )
         self.criterion = criterion or MultiBoxLoss(
-            num_classes, focal_gamma=cfg.focal_gamma
+            num_classes,
+            focal_gamma=cfg.focal_gamma,
+            object_weight=cfg.object_weight,
         )
         self.opt = make_optimizer(self.net, cfg)
         self.scaler = torch.amp.GradScaler(

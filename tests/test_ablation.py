@@ -330,3 +330,46 @@ def test_the_grid_runner_measures_each_row_afresh(monkeypatch, tmp_path):
     runner.main(["--variants", "full", "--out", str(tmp_path / "r.json")])
     assert calls == [dict(threads=1, overwrite=True)]
     assert A.load_results(tmp_path / "r.json")["runs"][0]["variant"] == "full"
+
+
+# ---------------------------------------------------------------- issue 19.2: the
+# reader's budget (benchmarks/fp32_budget.py) and one weight per object
+def _fp32_budget():
+    spec = importlib.util.spec_from_file_location(
+        "fp32_budget", ROOT / "benchmarks" / "fp32_budget.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules["fp32_budget"] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_grid_keeps_every_positive_at_weight_one():
+    """The recorded grid was measured with every positive weighing 1: its rows stay so
+    although `shapes_recipe()` now weighs each object once."""
+    from ssdbook.config import shapes_recipe
+
+    assert shapes_recipe().object_weight == 1.0
+    assert all(A.variant_config(v).object_weight == 0.0 for v in A.VARIANTS)
+
+
+@pytest.mark.parametrize("name", ["baseline", "patchify stem", "object weights 1"])
+def test_fp32_budget_candidates_train_two_iterations(name, tiny_root, tmp_path):
+    mod = _fp32_budget()
+    tiny = dict(mod.BUDGET, iterations=2, warmup=1, n_train=24, n_test=8)
+    row = mod.run_candidate(name, 0, 1, root=tiny_root, budget=tiny, out=tmp_path / "r")
+    assert row["candidate"] == name and row["iterations"] == 2
+    assert 0 <= row["map"] <= 1 and 0 <= row["small_ap"] <= 1
+    assert row["macs"] > 0 and row["params"] > 0
+    json.dumps(row)
+
+
+def test_committed_fp32_budget_runs_name_their_candidates():
+    mod = _fp32_budget()
+    runs = json.loads((ROOT / "benchmarks" / "fp32_budget_runs.json").read_text())
+    assert runs["budget"] == mod.BUDGET
+    for r in runs["runs"]:
+        assert r["candidate"] in mod.CANDIDATES and 0 <= r["map"] <= 1
+        assert {"small_ap", "img_s", "iterations", "batch_size", "machine"} <= set(r)

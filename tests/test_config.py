@@ -310,18 +310,20 @@ def test_coco_recipe():
 
 
 def test_shapes_recipe_is_the_main_jobs_recipe():
-    """Chapter 10c's best: designed priors, focal loss, 3200 x 16; bf16 exactly where
-    the CPU computes it natively."""
+    """Chapter 10c's best: designed priors, focal loss, one weight per object, 2400 x
+    16; bf16 exactly where the CPU computes it natively."""
     import torch
     from ssdbook.config import shapes_recipe
 
     cfg = shapes_recipe()
-    assert (cfg.priors, cfg.focal_gamma, cfg.iterations, cfg.batch_size) == (
-        "shapes",
-        2.0,
-        3200,
-        16,
-    )
+    assert (
+        cfg.priors,
+        cfg.focal_gamma,
+        cfg.object_weight,
+        cfg.iterations,
+        cfg.batch_size,
+    ) == ("shapes", 2.0, 1.0, 2400, 16)
+    assert TrainConfig().object_weight == 0.0  # the paper's loss unless a recipe asks
     native = any(
         getattr(torch.cpu, f, lambda: False)()
         for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -518,3 +518,92 @@ def test_forced_match_on_big_objects_changes_nothing(priors):
     lf, cf = match_batch(big, priors, positives_only=True)
     lp, cp = match_iou_only(big, priors)
     assert torch.equal(cf, cp) and torch.equal(lf, lp)
+
+
+# ---------------------------------------------------------------- issue 19.2: one
+# weight per object (chapter 6's object_weights, MultiBoxLoss(object_weight=))
+def _weights_by_hand(conf_t, best_truth_idx, targets, power):
+    """The slow way: loop over images and objects; each positive of an object with k
+    positives weighs k**-power, then all are rescaled to sum to N."""
+    w = torch.zeros(conf_t.shape)
+    for b, t in enumerate(targets):
+        for m in range(len(t)):
+            mine = (conf_t[b] > 0) & (best_truth_idx[b] == m)
+            if mine.any():
+                w[b, mine] = float(mine.sum()) ** -power
+    return w * ((conf_t > 0).sum() / w.sum()) if w.sum() > 0 else w
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0, 2.0])
+def test_object_weights_equal_the_slow_loop(priors, power):
+    from ssdbook.mining import object_weights
+
+    _, _, targets = _batch(n=(3, 0, 5))
+    targets[0][0, 2:4] = targets[0][0, :2] + 0.04  # one small object: few positives
+    _, conf_t, d = match_batch(targets, priors, return_details=True)
+    pos = conf_t > 0
+    w = object_weights(pos, d["best_truth_idx"], d["overlaps"].shape[1], power)
+    assert w.shape == pos.shape and not w[~pos].any()
+    assert torch.allclose(
+        w, _weights_by_hand(conf_t, d["best_truth_idx"], targets, power)
+    )
+    assert torch.allclose(w.sum(), pos.sum().float())  # the scale is kept: sum = N
+    if power == 0:
+        assert torch.equal(w, pos.float())  # SSD: every positive weighs 1
+    if power == 1:  # every object the same share
+        per_object = torch.zeros(3, 5).index_put_(
+            (pos.nonzero()[:, 0], d["best_truth_idx"][pos]), w[pos], accumulate=True
+        )
+        shares = per_object[per_object > 0]
+        assert torch.allclose(shares, shares[0].expand_as(shares))
+
+
+def test_object_weights_of_a_batch_without_objects_are_zero(priors):
+    from ssdbook.mining import object_weights
+
+    empty = [torch.zeros(0, 5), torch.zeros(0, 5)]
+    _, conf_t, d = match_batch(empty, priors, return_details=True)
+    w = object_weights(conf_t > 0, d["best_truth_idx"], d["overlaps"].shape[1], 1.0)
+    assert torch.equal(w, torch.zeros(2, 8732))
+    loss_l, loss_c = MultiBoxLoss(21, focal_gamma=2.0, object_weight=1.0)(
+        (torch.zeros(2, 8732, 4), torch.zeros(2, 8732, 21), priors), empty
+    )
+    assert torch.isfinite(loss_l) and torch.isfinite(loss_c) and float(loss_l) == 0
+
+
+@pytest.mark.parametrize("focal_gamma", [0.0, 2.0])
+def test_multiboxloss_object_weight_option(priors, focal_gamma):
+    import torch.nn.functional as F
+
+    loc, conf, targets = _batch()
+    base = MultiBoxLoss(21, focal_gamma=focal_gamma)((loc, conf, priors), targets)
+    zero = MultiBoxLoss(21, focal_gamma=focal_gamma, object_weight=0.0)(
+        (loc, conf, priors), targets
+    )
+    assert all(torch.equal(a, b) for a, b in zip(base, zero))  # 0 is the paper's loss
+    crit = MultiBoxLoss(21, focal_gamma=focal_gamma, object_weight=1.0)
+    loss_l, loss_c, pos, neg = crit((loc, conf, priors), targets, return_masks=True)
+    loc_t, conf_t, d = match_batch(targets, priors, return_details=True)
+    w = _weights_by_hand(conf_t, d["best_truth_idx"], targets, 1.0)
+    n = pos.sum()
+    sl1 = F.smooth_l1_loss(loc[pos], loc_t[pos], reduction="none").sum(1)
+    assert torch.allclose(loss_l, (sl1 * w[pos]).sum() / n, rtol=1e-5)
+    logp = F.log_softmax(conf, -1).gather(-1, conf_t[..., None])[..., 0]
+    per_prior = -((1 - logp.exp()) ** focal_gamma) * logp
+    keep = pos | neg  # mining (γ = 0) keeps the same negatives: it ranks, not weighs
+    assert torch.equal(neg, MultiBoxLoss(21, focal_gamma=focal_gamma)(
+        (loc, conf, priors), targets, return_masks=True)[3])  # fmt: skip
+    expect = (per_prior * torch.where(pos, w, 1.0))[keep].sum() / n
+    assert torch.allclose(loss_c, expect, rtol=1e-5)
+    loc_req, conf_req = loc.clone().requires_grad_(), conf.clone().requires_grad_()
+    sum(crit((loc_req, conf_req, priors), targets)).backward()
+    assert torch.isfinite(loc_req.grad).all() and torch.isfinite(conf_req.grad).all()
+
+
+def test_object_weight_option_is_checked():
+    for bad in (-1, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="object_weight") as err:
+            MultiBoxLoss(21, object_weight=bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="forced match"):
+        MultiBoxLoss(21, prior_for_matching=False, object_weight=1.0)

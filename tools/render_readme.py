@@ -50,6 +50,10 @@ DESCRIPTIONS = {
     "VOC07 mAP",
     "fault_injection": "training killed (SIGKILL) at random moments and resumed, "
     "against a run never killed",
+    "main_job": "`make main` on this machine: shapes set, train the mini SSD, VOC07 "
+    "mAP (bf16 where the CPU has it natively)",
+    "main_job_avx2_fp32": "`make main` as a reader's AVX2 CPU runs it: fp32, AVX2 "
+    "kernels (emulated), 2 threads, twice in a row",
 }
 _SKIP = {"ratio", "measured", "machine", "command", "what", "device", "summary"}
 # The headline numbers shown beside the ratio: times and rates, not the configuration.
