@@ -310,7 +310,7 @@ def test_coco_recipe():
 
 
 def test_shapes_recipe_is_the_main_jobs_recipe():
-    """Chapter 10c's best: designed priors, focal loss, one weight per object, 2400 x
+    """Chapter 10c's best: designed priors, focal loss, one weight per object, 3200 x
     16; bf16 exactly where the CPU computes it natively."""
     import torch
     from ssdbook.config import shapes_recipe
@@ -322,7 +322,7 @@ def test_shapes_recipe_is_the_main_jobs_recipe():
         cfg.object_weight,
         cfg.iterations,
         cfg.batch_size,
-    ) == ("shapes", 2.0, 1.0, 2400, 16)
+    ) == ("shapes", 2.0, 1.0, 3200, 16)
     assert TrainConfig().object_weight == 0.0  # the paper's loss unless a recipe asks
     native = any(
         getattr(torch.cpu, f, lambda: False)()
