@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -112,7 +111,7 @@ def run_candidate(
     from ssdbook.config import pick_device, shapes_recipe
     from ssdbook.evaluate import ap_by_size, evaluate_model
     from ssdbook.mining import init_background_bias
-    from ssdbook.priors import CONFIGS, boxes_per_location
+    from ssdbook.priors import CONFIGS
     from ssdbook.train import Run
 
     c = CANDIDATES[name]
@@ -136,10 +135,7 @@ def run_candidate(
     net = None
     if c.net is not None:
         torch.manual_seed(cfg.seed)
-        net = c.net(n, CONFIGS[cfg.priors])
-        with torch.no_grad():  # init_background_bias, for any head layout
-            for head, a in zip(net.conf, boxes_per_location(net.cfg)):
-                head.bias.view(a, n)[:, 0] = math.log(0.99 * (n - 1) / 0.01)
+        net = init_background_bias(c.net(n, CONFIGS[cfg.priors]))  # as build_model
     t0 = time.perf_counter()
     run = Run(cfg, 0, 1, pick_device("cpu"), net=net, dataset=train_set,
               classes=classes)  # fmt: skip

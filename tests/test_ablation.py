@@ -21,6 +21,20 @@ from ssdbook.train import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _bench_script(name: str):
+    """Import `benchmarks/<name>.py` as module `name` (registered first: a dataclass
+    looks its module up while it is built)."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "benchmarks" / f"{name}.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     """A private cache folder for the tiny shapes set of the QUICK budget (nothing
@@ -222,11 +236,7 @@ def test_committed_results_file_follows_the_schema():
 def test_speed_table_counts_parameters_and_macs():
     """The timing is a benchmark (benchmarks/ablation_runs.py --speed); MACs are counted
     by the library's count_macs."""
-    spec = importlib.util.spec_from_file_location(
-        "ablation_runs", ROOT / "benchmarks" / "ablation_runs.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_script("ablation_runs")
     rows = bench.speed_table(widths=(8, 16), batch_size=2, rounds=1)
     assert [r["width"] for r in rows] == [8, 16]
     assert rows[0]["params"] < rows[1]["params"] and rows[0]["macs"] < rows[1]["macs"]
@@ -296,11 +306,7 @@ def test_rerunning_a_variant_into_its_folder_needs_overwrite_or_resume(
 def test_the_grid_runner_measures_each_row_afresh(monkeypatch, tmp_path):
     """benchmarks/ablation_runs.py asks run_variant to overwrite a run left in the row's
     folder."""
-    spec = importlib.util.spec_from_file_location(
-        "ablation_runs", ROOT / "benchmarks/ablation_runs.py"
-    )
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    runner = _bench_script("ablation_runs")
     calls = []
 
     def fake(name, seed, budget, **kw):
@@ -335,15 +341,7 @@ def test_the_grid_runner_measures_each_row_afresh(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- issue 19.2: the
 # reader's budget (benchmarks/fp32_budget.py) and one weight per object
 def _fp32_budget():
-    spec = importlib.util.spec_from_file_location(
-        "fp32_budget", ROOT / "benchmarks" / "fp32_budget.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    import sys
-
-    sys.modules["fp32_budget"] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return _bench_script("fp32_budget")
 
 
 def test_the_grid_keeps_every_positive_at_weight_one():
